@@ -1,0 +1,215 @@
+"""``ContextPolicy``: every threshold of the context pipeline in one frozen object.
+
+The stages in :mod:`langchain_kimi_context.context` read their limits from here and
+nowhere else. ``ContextPolicy()`` works with no arguments; every field is keyword-only.
+The window is resolved as: explicit ``context_window`` > the model profile (or what the
+server taught the package) > ``default_context_window``; ``agent_context_cap`` can only
+lower it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from langchain_kimi_context.errors import KimiConfigurationError
+from langchain_kimi_context.profiles import DEFAULT_CONTEXT_WINDOW
+
+__all__ = ["ContextPolicy"]
+
+
+def _frozen_map(value: Mapping[str, int] | None = None) -> Mapping[str, int]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextPolicy:
+    """All thresholds of the context pipeline, compaction and overflow recovery.
+
+    Attributes:
+        context_window: Explicit window in tokens; wins over the model profile.
+        agent_context_cap: A cap that may only LOWER the resolved window.
+        default_context_window: Window used when neither the policy nor a profile knows.
+        hard_min_context_window: Windows below this are refused before any call.
+        warn_below_context_window: Windows below this log a warning.
+        reserved_output_tokens: Tokens kept free for the reply (``max_tokens``).
+        allowed_tool_names: If set, tool calls naming other tools are dropped.
+        max_tool_name_length: Longer tool-call names are dropped as malformed.
+        debug_payload_keys: Keys stripped from tool results' ``additional_kwargs`` /
+            ``response_metadata`` / ``artifact`` dicts (per-result debug payloads).
+        merge_consecutive_user_messages: Merge back-to-back user messages into one.
+        bootstrap_user_text: Text of the user turn prepended when history starts with
+            an assistant message (strict providers reject that).
+        strip_old_reasoning: Drop ``reasoning_content`` from earlier assistant messages
+            that have no tool calls (thinking models only need it on tool-call turns).
+        history_limit: Keep the last N user turns (``None``/``0`` = unlimited) when the
+            session key gives no more specific limit.
+        dm_history_limit: Limit for ``dm``/``direct`` session keys.
+        dm_user_history_limits: Per-user overrides for direct sessions (0 counts as set).
+        channel_history_limit: Limit for ``channel``/``group`` session keys.
+        history_hysteresis: Cut back to N turns only once N + K are exceeded, so the
+            request prefix stays byte-stable for K turns between cuts.
+        tool_result_max_window_share: Per-result cap as a share of the window (chars
+            computed as tokens x ``chars_per_token``).
+        tool_result_hard_max_chars: Absolute per-result cap in characters.
+        tool_result_min_keep_chars: Never cut a result below this many characters.
+        tool_result_single_max_window_share: A single result may use at most this share.
+        tool_loop_overflow_share: Past this share of the window during a tool loop,
+            raise overflow and recover.
+        chars_per_token: Conversion used to turn token budgets into character caps.
+        compact_trigger_ratio: Compact when ``tokens >= window * ratio`` (``None`` off).
+        compact_reserve_tokens: Compact when ``tokens + reserve >= window`` (``None`` off).
+        compact_trigger_tokens: Compact when ``tokens > N`` (the seed: 180,000).
+        compact_keep_turns: Recent user turns kept verbatim by LLM compaction.
+        compact_target_ratio: Target tokens-before / tokens-after of a summary (4:1).
+        compact_max_attempts: Summary attempts before giving up (history is kept).
+        compact_retry_backoff_s: Initial backoff between summary attempts (doubles).
+        compact_timeout_s: A compaction running longer is abandoned (state unchanged).
+        compact_chunk_tokens: Largest span sent to the summariser in one call.
+        clear_tool_results_keep: Structural stage: newest tool results kept verbatim.
+        clear_tool_results_placeholder: Text that replaces cleared tool results.
+        overflow_compact_attempts: Compactions tried after a provider overflow error.
+        overflow_truncate_attempts: Tool-result truncations tried after that.
+        max_append_tokens: Largest single message ``append_message`` accepts (seed: 8K).
+        min_preserve_tokens: ``truncate(preserve_len=...)`` refuses less than this.
+
+    Example:
+        >>> policy = ContextPolicy(context_window=131_072, history_limit=20)
+        >>> policy.compact_trigger_ratio, policy.history_limit
+        (0.85, 20)
+        >>> ContextPolicy.seed_defaults().compact_trigger_tokens
+        180000
+    """
+
+    # --- window guard -------------------------------------------------------------
+    context_window: int | None = None
+    agent_context_cap: int | None = None
+    default_context_window: int = DEFAULT_CONTEXT_WINDOW
+    hard_min_context_window: int = 16_000
+    warn_below_context_window: int = 32_000
+    reserved_output_tokens: int = 8_192
+
+    # --- sanitize -----------------------------------------------------------------
+    allowed_tool_names: frozenset[str] | None = None
+    max_tool_name_length: int = 64
+    debug_payload_keys: tuple[str, ...] = ("debug", "details", "raw", "trace")
+    merge_consecutive_user_messages: bool = True
+    bootstrap_user_text: str = "(continuing an earlier conversation)"
+    strip_old_reasoning: bool = True
+
+    # --- history limit by session kind -------------------------------------------
+    history_limit: int | None = None
+    dm_history_limit: int | None = None
+    dm_user_history_limits: Mapping[str, int] = field(default_factory=_frozen_map)
+    channel_history_limit: int | None = None
+    history_hysteresis: int = 0
+
+    # --- tool-result truncation ----------------------------------------------------
+    tool_result_max_window_share: float = 0.3
+    tool_result_hard_max_chars: int = 40_000
+    tool_result_min_keep_chars: int = 2_000
+    tool_result_single_max_window_share: float = 0.5
+    tool_loop_overflow_share: float = 0.9
+    chars_per_token: float = 4.0
+
+    # --- compaction ---------------------------------------------------------------
+    compact_trigger_ratio: float | None = 0.85
+    compact_reserve_tokens: int | None = 50_000
+    compact_trigger_tokens: int | None = None
+    compact_keep_turns: int = 3
+    compact_target_ratio: float = 4.0
+    compact_max_attempts: int = 3
+    compact_retry_backoff_s: float = 1.0
+    compact_timeout_s: float = 120.0
+    compact_chunk_tokens: int = 60_000
+    clear_tool_results_keep: int = 3
+    clear_tool_results_placeholder: str = "[tool result cleared to save context]"
+
+    # --- overflow recovery --------------------------------------------------------
+    overflow_compact_attempts: int = 3
+    overflow_truncate_attempts: int = 1
+
+    # --- session API (RollingSnapshotMemory) -----------------------------------------
+    max_append_tokens: int = 8_000
+    min_preserve_tokens: int = 4_096
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dm_user_history_limits, MappingProxyType):
+            object.__setattr__(
+                self, "dm_user_history_limits", _frozen_map(self.dm_user_history_limits)
+            )
+        if self.allowed_tool_names is not None:
+            names: Any = self.allowed_tool_names
+            object.__setattr__(self, "allowed_tool_names", frozenset(names))
+        problems: list[str] = []
+        for name in ("context_window", "agent_context_cap"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                problems.append(f"{name} must be >= 0 (got {value})")
+        for name in (
+            "tool_result_max_window_share",
+            "tool_result_single_max_window_share",
+            "tool_loop_overflow_share",
+        ):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                problems.append(f"{name} must be in (0, 1] (got {value})")
+        if self.compact_trigger_ratio is not None and not 0 < self.compact_trigger_ratio <= 1:
+            problems.append(
+                f"compact_trigger_ratio must be in (0, 1] or None (got "
+                f"{self.compact_trigger_ratio})"
+            )
+        if self.compact_target_ratio < 1:
+            problems.append(f"compact_target_ratio must be >= 1 (got {self.compact_target_ratio})")
+        if self.compact_keep_turns < 0 or self.history_hysteresis < 0:
+            problems.append("compact_keep_turns and history_hysteresis must be >= 0")
+        if self.chars_per_token <= 0:
+            problems.append(f"chars_per_token must be > 0 (got {self.chars_per_token})")
+        if self.reserved_output_tokens < 0:
+            problems.append("reserved_output_tokens must be >= 0")
+        if problems:
+            raise KimiConfigurationError("Invalid ContextPolicy: " + "; ".join(problems))
+
+    @classmethod
+    def seed_defaults(cls, **overrides: Any) -> ContextPolicy:
+        """The project seed's setting: compact past 180K of a 256K window, 20% reserve.
+
+        Args:
+            **overrides: Any other fields.
+
+        Returns:
+            A policy with ``compact_trigger_tokens=180_000``, a 20% reserve expressed as
+            ``compact_trigger_ratio=0.8``, the last 3 turns kept and a 4:1 target ratio.
+
+        Example:
+            >>> p = ContextPolicy.seed_defaults()
+            >>> p.compact_trigger_tokens, p.compact_trigger_ratio, p.compact_keep_turns
+            (180000, 0.8, 3)
+        """
+        values: dict[str, Any] = {
+            "compact_trigger_tokens": 180_000,
+            "compact_trigger_ratio": 0.8,
+            "compact_reserve_tokens": None,
+            "compact_keep_turns": 3,
+            "compact_target_ratio": 4.0,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ContextPolicy:
+        """Return a copy of the policy with ``changes`` applied.
+
+        Args:
+            **changes: Field names and new values.
+
+        Returns:
+            The new policy (validated).
+
+        Example:
+            >>> ContextPolicy().replace(history_limit=5).history_limit
+            5
+        """
+        return dataclasses.replace(self, **changes)
