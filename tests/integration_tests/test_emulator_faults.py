@@ -110,10 +110,14 @@ def test_stream_cut_mid_way(emulator: KimiEmulator) -> None:
     emulator.faults.cut_stream(after_chunks=3, at=1)
     client = _client(emulator)
     received: list[str] = []
-    with pytest.raises((httpx.HTTPError, openai.APIError)):
+
+    def consume() -> None:
         stream = client.chat.completions.create(**BODY, stream=True)
         for chunk in stream:
             received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+
+    with pytest.raises((httpx.HTTPError, openai.APIError)):
+        consume()
     assert len(received) == 3
     # the next stream is complete
     stream = client.chat.completions.create(**BODY, stream=True)
