@@ -93,6 +93,7 @@ class _Choice:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog: bursts of concurrent clients
     emulator: KimiEmulator
 
     def handle_error(self, request: Any, client_address: Any) -> None:
