@@ -928,8 +928,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 0, None
         cache_key = body.get("prompt_cache_key")
         partition = (validated.profile.name, key, cache_key if isinstance(cache_key, str) else None)
-        tokens = emu.tokenizer.serialize_request(validated.messages, validated.tools)
-        return emu.prefix_cache.lookup_and_store(partition, tokens), None
+        return emu.prefix_cache.lookup_and_store(partition, validated.tokens), None
 
     def _make_choice(
         self, index: int, spec: ReplySpec, validated: ValidatedChatRequest, base_id: int

@@ -310,9 +310,9 @@ def test_message_mode_splices_cached_messages(emulator: KimiEmulator) -> None:
     tags = HTTP.get(f"{emulator.base_url}/caching/refs/tags", headers=emulator.headers).json()
     assert [t["tag"] for t in tags["data"]] == ["docs"]
     assert (
-        HTTP.delete(
-            f"{emulator.base_url}/caching/refs/tags/docs", headers=emulator.headers
-        ).json()["deleted"]
+        HTTP.delete(f"{emulator.base_url}/caching/refs/tags/docs", headers=emulator.headers).json()[
+            "deleted"
+        ]
         is True
     )
     # unknown cache id
