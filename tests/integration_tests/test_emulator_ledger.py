@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -244,3 +245,25 @@ def test_cli_serves_until_terminated() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_requests_in_flight_across_reset_are_not_recorded(emulator: KimiEmulator) -> None:
+    emulator.faults.slow(0.5, at=1)
+    done = threading.Event()
+
+    def slow_call() -> None:
+        HTTP.post(
+            f"{emulator.base_url}/chat/completions",
+            headers=emulator.headers,
+            json={"model": K2, "messages": [{"role": "user", "content": "@say late"}]},
+        )
+        done.set()
+
+    thread = threading.Thread(target=slow_call)
+    thread.start()
+    time.sleep(0.1)
+    emulator.reset()
+    thread.join()
+    assert done.is_set()
+    assert emulator.requests == []
+    assert emulator.ledger().requests == 0
