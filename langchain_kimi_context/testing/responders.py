@@ -49,7 +49,8 @@ Final reply:
 ``@fail <fault> [args]``
     Make the emulator fail this request once (then succeed on the identical retry):
     ``rate_limit [T]``, ``overloaded``, ``quota``, ``server_error``, ``overflow``,
-    ``empty``, ``slow <seconds>``, ``cut <k>`` (stream closed after ``k`` chunks), or
+    ``content_filter``, ``permission_denied``, ``empty``, ``slow <seconds>``,
+    ``cut <k>`` (stream closed after ``k`` chunks), or
     ``<fault> x<count>`` to fail ``count`` times, e.g. ``@fail server_error x2``.
 ``@<anything else> ...``
     A hint ignored by the agent (e.g. ``@tool_result_chars 50000`` for test tools, read
