@@ -354,6 +354,10 @@ class KimiEmulator:
     def requests(self) -> list[RequestRecord]:
         """The request log (admin requests excluded), oldest first.
 
+        A request is logged (and billed) before its response is complete, so once a
+        client has read a whole reply (JSON body or SSE stream up to ``[DONE]``), the
+        record is here: tests need no waiting.
+
         Example:
             >>> import httpx
             >>> with KimiEmulator() as emu:
@@ -532,6 +536,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     _body_stop: Any = None
     _epoch: int = 0
+    _logged: bool = False
     server_version = "KimiEmulator/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -599,6 +604,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._admin(method, path, query, raw)
             return
         self._epoch = self.emu._current_epoch
+        self._logged = False
         record = self.emu._next_record(method, path)
         record.query = query
         record.headers = redact_headers(dict(self.headers.items()))
@@ -638,7 +644,8 @@ class _Handler(BaseHTTPRequestHandler):
         except EmulatorAPIError as err:
             self._error(record, err)
         except (BrokenPipeError, ConnectionResetError):
-            self.emu._log_record(record, self._epoch)
+            if not self._logged:
+                self.emu._log_record(record, self._epoch)
             self.close_connection = True
         except Exception as exc:
             self._error(
@@ -651,12 +658,14 @@ class _Handler(BaseHTTPRequestHandler):
         record.error_type = err.error_type
         record.response = err.to_json()
         self.emu._log_record(record, self._epoch)
+        self._logged = True
         self._send_json(err.status, err.to_json(), err.headers)
 
     def _ok(self, record: RequestRecord, payload: Any, status: int = 200) -> None:
         record.status = status
         record.response = payload
         self.emu._log_record(record, self._epoch)
+        self._logged = True
         self._send_json(status, payload)
 
     def _route(
@@ -1124,10 +1133,12 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(emu.stream_chunk_delay)
         if cut_after is not None and sent >= cut_after:
             raise _CutConnectionError
+        # Log before the last bytes: once a client has the whole reply, it is in the log.
+        emu._log_record(record, self._epoch)
+        self._logged = True
         self._write_chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        emu._log_record(record, self._epoch)
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):X}\r\n".encode("ascii") + data + b"\r\n")
