@@ -59,8 +59,8 @@ Final reply:
 Without a final-reply directive, the reply after tool results quotes them briefly
 (``Tool results: read_file -> <first 60 chars>; ...``); with no directive at all the
 reply is ``Reply to: <first words of the user text>``. When ``tool_choice`` forces a
-tool (``"required"`` or a named function) and the script has no call at this point,
-the agent calls the forced (or first) tool with arguments synthesised from its JSON
+tool (``"required"`` or a named function), the script has no call at this point and
+the last message is not a tool result (so forced loops end), the agent calls the forced (or first) tool with arguments synthesised from its JSON
 schema and the user text (quoted strings, numbers in order). With ``tool_choice`` auto
 and a user message that has NO directive at all, the agent calls the offered tool whose
 name words (``get_weather`` -> "weather", generic words like "tool" ignored) occur in

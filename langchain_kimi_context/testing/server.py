@@ -130,7 +130,9 @@ class KimiEmulator:
         reject_empty_tool_call_content: Reject an empty text part on assistant
             tool-call messages (as some Kimi endpoints do).
         reject_empty_string_content: Also reject ``content: ""`` on them.
-        max_logged_requests: Size bound of the request log.
+        max_logged_requests: Size bound of the request log (oldest records dropped).
+        log_bodies: Keep request bodies and responses in the log. Turn off for long
+            benchmark sessions (every logged body is a full copy of the conversation).
         keep_alive: Keep HTTP/1.1 connections open between requests. Off by default:
             every response closes its connection, so pooled clients never reuse a
             connection across event loops (pytest-asyncio runs each async test in a new
@@ -167,7 +169,8 @@ class KimiEmulator:
         cache_ready_delay: float = 0.0,
         reject_empty_tool_call_content: bool = True,
         reject_empty_string_content: bool = False,
-        max_logged_requests: int = 10_000,
+        max_logged_requests: int = 2_000,
+        log_bodies: bool = True,
         keep_alive: bool = False,
     ) -> None:
         if not api_key:
@@ -203,6 +206,7 @@ class KimiEmulator:
         self.reject_empty_tool_call_content = reject_empty_tool_call_content
         self.reject_empty_string_content = reject_empty_string_content
         self.keep_alive = keep_alive
+        self.log_bodies = log_bodies
         self.clock = EmulatorClock()
         self.faults = FaultInjector()
         self.prefix_cache = PrefixCache(
@@ -468,6 +472,9 @@ class KimiEmulator:
             return self._epoch
 
     def _log_record(self, record: RequestRecord, epoch: int) -> None:
+        if not self.log_bodies:
+            record.body = None
+            record.response = None
         with self._lock:
             if epoch == self._epoch:  # requests in flight across reset() are dropped
                 self._log.append(record)
