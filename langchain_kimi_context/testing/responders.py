@@ -830,7 +830,9 @@ def is_compaction_request(request: ResponderRequest) -> bool:
 
 
 _ERROR_RE = re.compile(
-    r"error|exception|traceback|failed|failure|fatal|panic|fix(?:ed)?\b|solution", re.I
+    r"error|exception|traceback|failed|failure|fatal|panic|fix(?:ed)?\b|solution"
+    r"|^File \"[^\"]+\", line \d+",
+    re.I,
 )
 _PATH_RE = re.compile(
     r"(?<![\w/.-])(?:[\w.-]+/)*[\w-]+(?:\.[\w-]+)*\.(?:py|pyi|js|jsx|ts|tsx|md|json|toml|yaml|"
@@ -844,6 +846,13 @@ _CONTEXT_RE = re.compile(
     re.I,
 )
 _TRANSCRIPT_USER_RE = re.compile(r"^\s*(?:\[?(?:user|human)\]?\s*[:>])\s*(.+)$", re.I)
+
+
+def _until_next_marker(text: str) -> str:
+    """Cut ``Decision: a. TODO: b`` before the second marker."""
+    cut = [m.start() for m in (*_DECISION_RE.finditer(text), *_TODO_RE.finditer(text))]
+    later = [c for c in cut if c > 0]
+    return text[: min(later)].rstrip() if later else text
 
 
 def _clip(line: str, limit: int = 200) -> str:
@@ -976,10 +985,10 @@ class CompactionResponder:
                 paths.extend(_PATH_RE.findall(item))
                 decision = _DECISION_RE.search(item)
                 if decision:
-                    decisions.append(_clip(item[decision.start() :]))
+                    decisions.append(_clip(_until_next_marker(item[decision.start() :])))
                 todo = _TODO_RE.search(item)
                 if todo:
-                    todos.append(_clip(item[todo.start() :]))
+                    todos.append(_clip(_until_next_marker(item[todo.start() :])))
                 if _ERROR_RE.search(item):
                     errors.append(_clip(item))
                 elif item.lower().startswith("[system]") or (

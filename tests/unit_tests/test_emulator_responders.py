@@ -241,6 +241,7 @@ def test_compaction_sections_and_extraction() -> None:
     assert section["## Current Task"] == ["- Now make the counter thread-safe please."]
     errors = " ".join(section["## Errors & Solutions"])
     assert "KeyError: 'cl100k'" in errors
+    assert 'File "pkg/tokens.py", line 3' in errors  # stack-trace frames are kept
     assert "Traceback" in errors
     assert "Fixed by caching the encoding." in errors
     code = " ".join(section["## Code"])
@@ -248,6 +249,12 @@ def test_compaction_sections_and_extraction() -> None:
         assert path in code
     assert "Python 3.11" in " ".join(section["## System Context"])
     assert section["## Design Decisions"] == ["- Decision: memoise counts by message id."]
+    # markers on one line are split: "Decision: x. TODO: y" -> one item each
+    mixed, _ = _compact(
+        [TRANSCRIPT[0], {"role": "user", "content": "Decision: a. TODO: b\n" + "pad " * 200}]
+    )
+    assert "- Decision: a.\n" in mixed
+    assert "- TODO: b\n" in mixed
     todo = " ".join(section["## TODO"])
     assert "TODO: add a benchmark" in todo
     assert "TODO: document the cache size" in todo
