@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import re
 import threading
@@ -42,6 +43,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -555,10 +557,22 @@ class _Snapshot:
     """Running totals of one message list the counter saw (for O(new) recounts)."""
 
     messages: list[BaseMessage]
-    contents: list[Any]
+    fields: list[tuple[Any, Any]]
     tool_calls: list[Any]
-    kwargs: list[Any]
     prefix: list[int] = field(default_factory=lambda: [0])
+
+
+_FIELDS = operator.attrgetter("content", "additional_kwargs")
+_DICT = operator.attrgetter("__dict__")
+_GET_TOOL_CALLS = operator.methodcaller("get", "tool_calls")
+
+
+def _tool_calls_of(messages: Sequence[BaseMessage]) -> list[Any]:
+    return list(map(_GET_TOOL_CALLS, map(_DICT, messages)))
+
+
+def _same_fields(m: BaseMessage, snap: _Snapshot, k: int) -> bool:
+    return bool(_FIELDS(m) == snap.fields[k] and m.__dict__.get("tool_calls") == snap.tool_calls[k])
 
 
 class TokenCounter:
@@ -761,11 +775,10 @@ class TokenCounter:
             >>> counter.count_messages(msgs, tools=[get_weather]) > counter.count_messages(msgs)
             True
         """
-        msgs = _as_messages(messages)
-        total = self._prefix_totals(msgs)[len(msgs)] if msgs else 0
+        total = self._sum_messages(messages)
         if tools:
             total += self.count_tools(tools)
-        if msgs or tools:
+        if messages or tools:
             total += self.reply_priming
         return total
 
@@ -785,14 +798,15 @@ class TokenCounter:
             >>> len(trim_messages(msgs, max_tokens=10, token_counter=counter))
             1
         """
-        msgs = _as_messages(messages)
-        return self._prefix_totals(msgs)[len(msgs)] if msgs else 0
+        return self._sum_messages(messages)
 
     def _prefix_totals(self, msgs: Sequence[BaseMessage]) -> list[int]:
         """Return running totals ``t`` with ``t[i]`` = tokens of ``msgs[:i]`` (read-only).
 
-        Reuses the totals of an earlier list that shares a prefix with ``msgs``, so only
-        messages after the shared prefix are counted.
+        Reuses the totals of an earlier list that shares a prefix with ``msgs`` (same
+        message objects, whose content / ``additional_kwargs`` / tool calls are still
+        equal to what was counted), so only the messages after it are counted. The
+        prefix check runs at C speed (``map`` over ``operator`` functions).
         """
         n = len(msgs)
         first = msgs[0]
@@ -802,40 +816,53 @@ class TokenCounter:
             if snap is not None and snap.messages[0] is not first:
                 snap = None
             if snap is None:
-                snap = _Snapshot(messages=[], contents=[], tool_calls=[], kwargs=[])
+                snap = _Snapshot(messages=[], fields=[], tool_calls=[])
                 self._snapshots[key] = snap
                 if len(self._snapshots) > self._snapshot_count:
                     self._snapshots.popitem(last=False)
             else:
                 self._snapshots.move_to_end(key)
-            old, contents = snap.messages, snap.contents
-            tool_calls, kwargs = snap.tool_calls, snap.kwargs
+            old = snap.messages
             limit = min(n, len(old))
-            k = 0
-            while k < limit:
-                m = msgs[k]
-                if (
-                    m is not old[k]
-                    or m.content is not contents[k]
-                    or m.additional_kwargs is not kwargs[k]
-                    or getattr(m, "tool_calls", None) is not tool_calls[k]
-                ):
-                    break
-                k += 1
-            if k == n and len(old) >= n:
+            head = msgs[:limit] if isinstance(msgs, (list, tuple)) else list(msgs)[:limit]
+            whole = limit == len(old)
+            if (
+                all(map(operator.is_, head, old))
+                and list(map(_FIELDS, head)) == (snap.fields if whole else snap.fields[:limit])
+                and _tool_calls_of(head) == (snap.tool_calls if whole else snap.tool_calls[:limit])
+            ):
+                k = limit
+            else:
+                k = 0
+                while k < limit and msgs[k] is old[k] and _same_fields(msgs[k], snap, k):
+                    k += 1
+            if k == n:
                 return snap.prefix
+            new = msgs[k:]
+            if not all(map(isinstance, new, repeat(BaseMessage))):
+                raise _NotMessagesError
             if k < len(old):
-                del old[k:], contents[k:], tool_calls[k:], kwargs[k:], snap.prefix[k + 1 :]
+                del old[k:], snap.fields[k:], snap.tool_calls[k:], snap.prefix[k + 1 :]
             prefix = snap.prefix
             running = prefix[k]
-            for m in msgs[k:]:
+            for m in new:
                 running += self.count_message(m)
                 prefix.append(running)
                 old.append(m)
-                contents.append(m.content)
-                kwargs.append(m.additional_kwargs)
-                tool_calls.append(getattr(m, "tool_calls", None))
+            tail = old[k:]
+            snap.fields.extend(map(_FIELDS, tail))
+            snap.tool_calls.extend(_tool_calls_of(tail))
             return prefix
+
+    def _sum_messages(self, messages: Sequence[Any]) -> int:
+        """Sum of :meth:`count_message` over ``messages`` (incremental when possible)."""
+        msgs = _as_sequence(messages)
+        if not msgs:
+            return 0
+        try:
+            return self._prefix_totals(msgs)[len(msgs)]
+        except _NotMessagesError:
+            return sum(map(self.count_message, convert_to_messages(msgs)))
 
     def _fingerprint(self, m: BaseMessage) -> tuple[Any, ...]:
         content = m.content
@@ -983,15 +1010,24 @@ def _tool_dict(tool: Any) -> dict[str, Any]:
         ) from exc
 
 
-def _as_messages(messages: Sequence[Any]) -> Sequence[BaseMessage]:
+class _NotMessagesError(Exception):
+    """Internal: a list holds message-like values that need ``convert_to_messages``."""
+
+
+def _as_sequence(messages: Sequence[Any]) -> Sequence[Any]:
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise TypeError(
             f"expected a sequence of messages, got {type(messages).__name__}; wrap a "
             f"single message in a list"
         )
-    if all(isinstance(m, BaseMessage) for m in messages):
-        return messages
-    return convert_to_messages(messages)
+    return messages
+
+
+def _as_messages(messages: Sequence[Any]) -> Sequence[BaseMessage]:
+    msgs = _as_sequence(messages)
+    if all(map(isinstance, msgs, repeat(BaseMessage))):
+        return msgs
+    return convert_to_messages(msgs)
 
 
 _default_lock = threading.Lock()
