@@ -427,6 +427,7 @@ _CJK_RANGES = (
 )
 _CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
 _ASCII_WORD = re.compile(r"[A-Za-z_]+")
+_LONG_ASCII_WORD = re.compile(r"[A-Za-z_]{8,}")
 _DIGITS = re.compile(r"[0-9]+")
 _OTHER_LETTERS = re.compile(f"[^\\W\\d_A-Za-z{_CJK_RANGES}]+")
 _PUNCT = re.compile(f"[^\\w\\s{_CJK_RANGES}]+")
@@ -439,8 +440,8 @@ class ApproximateBackend:
     r"""Vocabulary-free token estimate that handles CJK text and code sensibly.
 
     Counts, per text: one token per Han / Kana / Hangul / full-width character; for runs
-    of ASCII letters (and ``_``), ``ascii_word_tokens`` plus one per
-    ``ascii_chars_per_token`` characters (so common words are one token); digit runs in
+    of ASCII letters (and ``_``), one token, plus one per ``ascii_chars_per_token``
+    characters beyond ``ascii_word_chars`` for words of 8+ letters; digit runs in
     groups of three (as BPE tokenizers split them); punctuation runs, non-ASCII
     alphabetic runs, newline runs and indentation similarly. Spaces between words are
     free (BPE merges them into the next word). Every rate is a field, and a
@@ -448,8 +449,8 @@ class ApproximateBackend:
 
     Attributes:
         cjk_tokens_per_char: Tokens per Han / Kana / Hangul / full-width character.
-        ascii_word_tokens: Tokens per ASCII word run, on top of its length share.
-        ascii_chars_per_token: Characters per token of ASCII word runs.
+        ascii_word_chars: Characters of a long ASCII word covered by its first token.
+        ascii_chars_per_token: Characters per further token of long ASCII words.
         digits_per_token: Digits per token inside a digit run.
         punct_chars_per_token: Extra characters per token inside a punctuation run.
         other_chars_per_token: Extra characters per token in non-ASCII alphabetic runs.
@@ -460,12 +461,12 @@ class ApproximateBackend:
         >>> backend.count("你好世界"), backend.count("hello world")
         (4, 2)
         >>> backend.count("def f(x):\n    return x + 1\n")
-        11
+        12
     """
 
     cjk_tokens_per_char: float = 1.0
-    ascii_word_tokens: float = 0.4
-    ascii_chars_per_token: float = 6.5
+    ascii_word_chars: int = 4
+    ascii_chars_per_token: float = 6.0
     digits_per_token: float = 3.0
     punct_chars_per_token: float = 3.0
     other_chars_per_token: float = 3.0
@@ -501,10 +502,11 @@ class ApproximateBackend:
                 total += n + (sum(map(len, others)) - n) / self.other_chars_per_token
         words = _ASCII_WORD.findall(text)
         if words:
-            total += (
-                len(words) * self.ascii_word_tokens
-                + sum(map(len, words)) / self.ascii_chars_per_token
-            )
+            total += len(words)
+            long_words = _LONG_ASCII_WORD.findall(text)
+            if long_words:
+                extra = sum(map(len, long_words)) - self.ascii_word_chars * len(long_words)
+                total += extra / self.ascii_chars_per_token
         digits = _DIGITS.findall(text)
         if digits:
             n = len(digits)
