@@ -419,7 +419,8 @@ def _class_tables() -> tuple[bytes, bytes, dict[bytes, bytes]]:
     (accented Latin, Greek, Cyrillic, Hebrew, Arabic), ``C`` a 3-byte character (Han,
     Kana, Hangul, CJK and full-width punctuation, other BMP symbols), ``E`` a 4-byte
     character (emoji, rare Han). Per class, a mask table gives 0/1 bytes whose
-    big-endian integer lets runs be counted with shifts and ``int.bit_count`` at C speed.
+    big-endian integer lets runs be counted with shifts and ``int.bit_count`` at C speed
+    (``bits & ~(bits >> 8)`` keeps the first character of each run).
     """
     table = bytearray(256)
     for b in range(256):
@@ -452,16 +453,6 @@ def _class_tables() -> tuple[bytes, bytes, dict[bytes, bytes]]:
 
 
 _CLASS_TABLE, _CONTINUATION, _CLASS_MASKS = _class_tables()
-
-
-def _class_bits(classes: bytes, cls: bytes) -> int:
-    """One bit per character (at the low bit of its byte): 1 where it is of ``cls``."""
-    return int.from_bytes(classes.translate(_CLASS_MASKS[cls]), "big")
-
-
-def _run_starts(bits: int) -> int:
-    """Number of runs of 1-bytes in a :func:`_class_bits` integer."""
-    return (bits & ~(bits >> 8)).bit_count()
 
 
 @dataclass(frozen=True)
@@ -526,32 +517,43 @@ class ApproximateBackend:
             return 0
         classes = text.encode("utf-8", "surrogatepass").translate(_CLASS_TABLE, _CONTINUATION)
         count = classes.count
+        masks = _CLASS_MASKS
+        from_bytes = int.from_bytes
         total = 0.0
         letters = count(b"a")
         if letters:
-            bits = _class_bits(classes, b"a")
-            total += _run_starts(bits)
+            bits = from_bytes(classes.translate(masks[b"a"]), "big")
+            total += (bits & ~(bits >> 8)).bit_count()  # runs
             if letters >= 6:
                 # Sum of max(0, L - 5) over runs = positions that end 6 letters in a row.
                 two = bits & (bits >> 8)
                 six = two & (two >> 16) & (two >> 32)
                 total += six.bit_count() / self.ascii_chars_per_token
-        for cls, per_token in (
-            (b"0", self.digits_per_token),
-            (b"p", self.punct_chars_per_token),
-            (b"o", self.other_chars_per_token),
-        ):
-            chars = count(cls)
-            if chars:
-                runs = _run_starts(_class_bits(classes, cls))
-                total += runs + (chars - runs) / per_token
-        if count(b"n"):
-            total += _run_starts(_class_bits(classes, b"n"))
+        chars = count(b"0")
+        if chars:
+            bits = from_bytes(classes.translate(masks[b"0"]), "big")
+            runs = (bits & ~(bits >> 8)).bit_count()
+            total += runs + (chars - runs) / self.digits_per_token
+        chars = count(b"p")
+        if chars:
+            bits = from_bytes(classes.translate(masks[b"p"]), "big")
+            runs = (bits & ~(bits >> 8)).bit_count()
+            total += runs + (chars - runs) / self.punct_chars_per_token
+        chars = count(b"o")
+        if chars:
+            bits = from_bytes(classes.translate(masks[b"o"]), "big")
+            runs = (bits & ~(bits >> 8)).bit_count()
+            total += runs + (chars - runs) / self.other_chars_per_token
+        chars = count(b"n")
+        if chars:
+            bits = from_bytes(classes.translate(masks[b"n"]), "big")
+            total += (bits & ~(bits >> 8)).bit_count()
         if count(b"s") > 1:
-            bits = _class_bits(classes, b"s")
+            bits = from_bytes(classes.translate(masks[b"s"]), "big")
             pairs = bits & (bits >> 8)  # spaces that follow a space
             if pairs:
-                total += pairs.bit_count() / self.spaces_per_token + 0.5 * _run_starts(pairs)
+                runs = (pairs & ~(pairs >> 8)).bit_count()
+                total += pairs.bit_count() / self.spaces_per_token + 0.5 * runs
         total += count(b"C") * self.cjk_tokens_per_char
         total += count(b"E") * self.astral_tokens_per_char
         return max(1, round(total))
