@@ -1485,6 +1485,7 @@ _DEFAULT_BASE_URL = "https://api.moonshot.ai/v1"
 def _exact_request(
     messages: Sequence[BaseMessage | Any],
     *,
+    tools: Sequence[Any] | None,
     model: str | None,
     base_url: str | None,
     api_key: SecretStr | str | None,
@@ -1516,7 +1517,10 @@ def _exact_request(
             wire = {**wire, "reasoning_content": reasoning}
         payload_messages.append(wire)
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-    return url, headers, {"model": model, "messages": payload_messages}
+    body: dict[str, Any] = {"model": model, "messages": payload_messages}
+    if tools:
+        body["tools"] = [_tool_dict(tool) for tool in tools]
+    return url, headers, body
 
 
 def _exact_result(response: httpx.Response) -> int:
@@ -1548,6 +1552,7 @@ def _exact_result(response: httpx.Response) -> int:
 
 def count_tokens_exact(
     messages: Sequence[BaseMessage | Any],
+    tools: Sequence[Any] | None = None,
     *,
     model: str | None = None,
     base_url: str | None = None,
@@ -1565,6 +1570,8 @@ def count_tokens_exact(
 
     Args:
         messages: The messages to count.
+        tools: Tool schemas to count with them (any form :meth:`TokenCounter.count_tools`
+            accepts; sent as the request's ``tools``).
         model: Model name (default: the chat model's, else the package default).
         base_url: API base URL ending in ``/v1``.
         api_key: API key.
@@ -1588,7 +1595,12 @@ def count_tokens_exact(
     import httpx
 
     url, headers, body = _exact_request(
-        messages, model=model, base_url=base_url, api_key=api_key, chat_model=chat_model
+        messages,
+        tools=tools,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        chat_model=chat_model,
     )
     if client is not None:
         return _exact_result(client.post(url, json=body, headers=headers, timeout=timeout))
@@ -1598,6 +1610,7 @@ def count_tokens_exact(
 
 async def acount_tokens_exact(
     messages: Sequence[BaseMessage | Any],
+    tools: Sequence[Any] | None = None,
     *,
     model: str | None = None,
     base_url: str | None = None,
@@ -1610,6 +1623,7 @@ async def acount_tokens_exact(
 
     Args:
         messages: The messages to count.
+        tools: Tool schemas to count with them.
         model: Model name.
         base_url: API base URL ending in ``/v1``.
         api_key: API key.
@@ -1628,7 +1642,12 @@ async def acount_tokens_exact(
     import httpx
 
     url, headers, body = _exact_request(
-        messages, model=model, base_url=base_url, api_key=api_key, chat_model=chat_model
+        messages,
+        tools=tools,
+        model=model,
+        base_url=base_url,
+        api_key=api_key,
+        chat_model=chat_model,
     )
     if client is not None:
         response = await client.post(url, json=body, headers=headers, timeout=timeout)
