@@ -730,6 +730,7 @@ class TokenCounter:
         self._memo: OrderedDict[tuple[Any, ...], int] = OrderedDict()
         self._tool_memo: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._snapshots: OrderedDict[int, _Snapshot] = OrderedDict()
+        self._by_second: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"TokenCounter(backend={self.backend.name!r})"
@@ -837,28 +838,22 @@ class TokenCounter:
         """
         return self._sum_messages(messages)
 
-    def _prefix_totals(self, msgs: Sequence[BaseMessage]) -> list[int]:
-        """Return running totals ``t`` with ``t[i]`` = tokens of ``msgs[:i]`` (read-only).
+    def _totals(self, msgs: Sequence[BaseMessage], at: int = 0) -> tuple[int, int]:
+        """Return ``(tokens of msgs, tokens of msgs[:at])`` (sums of :meth:`count_message`).
 
-        Reuses the totals of an earlier list that shares a prefix with ``msgs`` (same
-        message objects, whose content / ``additional_kwargs`` / tool calls are still
-        equal to what was counted), so only the messages after it are counted. The
-        prefix check runs at C speed (``map`` over ``operator`` functions).
+        Reuses the running totals of an earlier list that shares a prefix with ``msgs``
+        (the same message objects, whose content / ``additional_kwargs`` / tool calls
+        still equal what was counted), so only the messages after that prefix are
+        counted. The prefix check runs at C speed (``map`` over ``operator`` functions).
+        A list whose first message is a new object but whose second is known (a system
+        prompt rebuilt on every call) reuses the totals too.
+
+        Raises:
+            _NotMessagesError: A message to count is not a ``BaseMessage``.
         """
         n = len(msgs)
-        first = msgs[0]
-        key = id(first)
         with self._lock:
-            snap = self._snapshots.get(key)
-            if snap is not None and snap.messages[0] is not first:
-                snap = None
-            if snap is None:
-                snap = _Snapshot(messages=[], fields=[], tool_calls=[])
-                self._snapshots[key] = snap
-                if len(self._snapshots) > self._snapshot_count:
-                    self._snapshots.popitem(last=False)
-            else:
-                self._snapshots.move_to_end(key)
+            snap = self._snapshot_for(msgs)
             old = snap.messages
             limit = min(n, len(old))
             head = msgs[:limit] if isinstance(msgs, (list, tuple)) else list(msgs)[:limit]
@@ -873,23 +868,61 @@ class TokenCounter:
                 k = 0
                 while k < limit and msgs[k] is old[k] and _same_fields(msgs[k], snap, k):
                     k += 1
-            if k == n:
-                return snap.prefix
-            new = msgs[k:]
-            if not all(map(isinstance, new, repeat(BaseMessage))):
-                raise _NotMessagesError
-            if k < len(old):
-                del old[k:], snap.fields[k:], snap.tool_calls[k:], snap.prefix[k + 1 :]
-            prefix = snap.prefix
-            running = prefix[k]
-            for m in new:
-                running += self.count_message(m)
-                prefix.append(running)
-                old.append(m)
-            tail = old[k:]
-            snap.fields.extend(map(_FIELDS, tail))
-            snap.tool_calls.extend(_tool_calls_of(tail))
-            return prefix
+            if k < n:
+                new = msgs[k:]
+                if not all(map(isinstance, new, repeat(BaseMessage))):
+                    raise _NotMessagesError
+                if k < len(old):
+                    del old[k:], snap.fields[k:], snap.tool_calls[k:], snap.prefix[k + 1 :]
+                prefix = snap.prefix
+                running = prefix[k]
+                for m in new:
+                    running += self.count_message(m)
+                    prefix.append(running)
+                    old.append(m)
+                tail = old[k:]
+                snap.fields.extend(map(_FIELDS, tail))
+                snap.tool_calls.extend(_tool_calls_of(tail))
+                if k < 2 <= len(old):
+                    self._by_second[id(old[1])] = id(old[0])
+            return snap.prefix[n], snap.prefix[at]
+
+    def _snapshot_for(self, msgs: Sequence[BaseMessage]) -> _Snapshot:
+        """Find (or create) the running totals to reuse for ``msgs`` (lock held)."""
+        first = msgs[0]
+        key = id(first)
+        snaps = self._snapshots
+        snap = snaps.get(key)
+        if snap is not None and snap.messages and snap.messages[0] is first:
+            snaps.move_to_end(key)
+            return snap
+        if len(msgs) > 1:
+            old_key = self._by_second.get(id(msgs[1]), -1)
+            candidate = snaps.get(old_key)
+            if (
+                candidate is not None
+                and len(candidate.messages) > 1
+                and candidate.messages[1] is msgs[1]
+                and isinstance(first, BaseMessage)
+            ):
+                # Same history behind a new head object: swap the head, shift the totals.
+                delta = self.count_message(first) - candidate.prefix[1]
+                if delta:
+                    candidate.prefix[1:] = [p + delta for p in candidate.prefix[1:]]
+                candidate.messages[0] = first
+                candidate.fields[0] = _FIELDS(first)
+                candidate.tool_calls[0] = first.__dict__.get("tool_calls")
+                del snaps[old_key]
+                snaps[key] = candidate
+                self._by_second[id(msgs[1])] = key
+                return candidate
+        snap = _Snapshot(messages=[], fields=[], tool_calls=[])
+        snaps[key] = snap
+        while len(snaps) > self._snapshot_count:
+            _, evicted = snaps.popitem(last=False)
+            if len(evicted.messages) > 1:
+                self._by_second.pop(id(evicted.messages[1]), None)
+        return snap
 
     def _sum_messages(self, messages: Sequence[Any]) -> int:
         """Sum of :meth:`count_message` over ``messages`` (incremental when possible)."""
@@ -897,7 +930,7 @@ class TokenCounter:
         if not msgs:
             return 0
         try:
-            return self._prefix_totals(msgs)[len(msgs)]
+            return self._totals(msgs)[0]
         except _NotMessagesError:
             return sum(map(self.count_message, convert_to_messages(msgs)))
 
@@ -1031,6 +1064,7 @@ class TokenCounter:
             self._memo.clear()
             self._tool_memo.clear()
             self._snapshots.clear()
+            self._by_second.clear()
 
 
 def _tool_dict(tool: Any) -> dict[str, Any]:
@@ -1410,14 +1444,14 @@ class ContextSizeTracker:
         anchor = self._anchor
         if anchor is None or not msgs or len(msgs) < anchor.message_count:
             return self.estimate(msgs, tools)
-        totals = self.counter._prefix_totals(msgs)
         n = anchor.message_count
-        if totals[n] != anchor.raw_messages or (
+        total, at_anchor = self.counter._totals(msgs, n)
+        if at_anchor != anchor.raw_messages or (
             anchor.last_message_id is not None and msgs[n - 1].id != anchor.last_message_id
         ):
             return self.estimate(msgs, tools)
         raw_tools = self.counter.count_tools(tools) if tools else 0
-        delta = totals[len(msgs)] - totals[n] + raw_tools - anchor.raw_tools
+        delta = total - at_anchor + raw_tools - anchor.raw_tools
         return max(0, anchor.prompt_tokens + self.calibrator.apply(delta))
 
     def to_dict(self) -> dict[str, Any]:

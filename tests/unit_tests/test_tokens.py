@@ -564,6 +564,20 @@ def test_fields_reassigned_in_place_are_detected() -> None:
     assert counter.count_messages(history) == approx_counter().count_messages(history)
 
 
+def test_rebuilt_system_prompt_reuses_the_running_totals() -> None:
+    spy = SpyBackend()
+    counter = TokenCounter(backend=spy)
+    history = make_history(200)
+    counter.count_messages(history)
+    spy.calls.clear()
+    same_prompt = [SystemMessage(history[0].content), *history[1:]]
+    assert counter.count_messages(same_prompt) == approx_counter().count_messages(same_prompt)
+    assert spy.calls == []
+    other_prompt = [SystemMessage("You are a careful reviewer."), *history[1:]]
+    assert counter.count_messages(other_prompt) == approx_counter().count_messages(other_prompt)
+    assert spy.calls == ["You are a careful reviewer."]
+
+
 def test_memo_is_bounded() -> None:
     counter = approx_counter(cache_size=10, snapshot_count=2)
     for i in range(50):
@@ -574,14 +588,14 @@ def test_memo_is_bounded() -> None:
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["append", "pop", "replace", "truncate", "same", "copy"]),
+        st.sampled_from(["append", "pop", "replace", "truncate", "same", "copy", "new_head"]),
         st.integers(0, 10_000),
     ),
     max_size=40,
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(ops)
 def test_incremental_total_always_equals_a_fresh_count(operations: list[tuple[str, int]]) -> None:
     counter = approx_counter(snapshot_count=4)
@@ -599,6 +613,8 @@ def test_incremental_total_always_equals_a_fresh_count(operations: list[tuple[st
             history = history[: 1 + seed % (len(history) - 1)]
         elif op == "copy":
             history = list(history)
+        elif op == "new_head":  # a system prompt rebuilt on every call
+            history = [SystemMessage(f"You are agent {seed % 3}."), *history[1:]]
         assert counter.count_messages(history) == approx_counter().count_messages(history)
         assert counter(history[1:]) == approx_counter()(history[1:])
 
