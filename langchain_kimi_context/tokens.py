@@ -170,7 +170,13 @@ class TokenizerBackend(Protocol):
         ...
 
     def count(self, text: str) -> int:
-        """Return the number of tokens of ``text`` (no special tokens)."""
+        """Return the number of tokens of ``text`` (no special tokens).
+
+        Example:
+            >>> backend: TokenizerBackend = ApproximateBackend()
+            >>> backend.count("上下文")
+            3
+        """
         ...
 
 
@@ -239,6 +245,15 @@ class TiktokenBackend:
 
         Returns:
             The token count.
+
+        Example:
+            >>> import tiktoken
+            >>> ranks = {bytes([b]): b for b in range(256)}
+            >>> enc = tiktoken.Encoding(
+            ...     name="bytes", pat_str=KIMI_PAT_STR, mergeable_ranks=ranks, special_tokens={}
+            ... )
+            >>> TiktokenBackend(enc).count("héllo")  # one token per UTF-8 byte here
+            6
         """
         if not text:
             return 0
@@ -512,6 +527,10 @@ class ApproximateBackend:
 
         Returns:
             The estimate (at least 1 for non-empty text).
+
+        Example:
+            >>> ApproximateBackend().count("北京 Beijing 2026")
+            6
         """
         if not text:
             return 0
@@ -1242,6 +1261,11 @@ class TokenCalibrator:
 
         Returns:
             The new factor (rounded to 6 digits).
+
+        Example:
+            >>> cal = TokenCalibrator(smoothing=0.5)
+            >>> cal.observe(1000, 1100), cal.observe(1000, 1210)
+            (1.1, 1.15369)
         """
         if estimated <= 0 or actual <= 0:
             return self.factor
@@ -1267,6 +1291,10 @@ class TokenCalibrator:
 
         Returns:
             ``round(estimated * factor)``.
+
+        Example:
+            >>> TokenCalibrator(factor=1.5).apply(100)
+            150
         """
         return round(estimated * self.factor)
 
@@ -1275,6 +1303,10 @@ class TokenCalibrator:
 
         Returns:
             The state.
+
+        Example:
+            >>> TokenCalibrator().to_dict()["factor"]
+            1.0
         """
         return {
             "factor": self.factor,
@@ -1294,6 +1326,10 @@ class TokenCalibrator:
 
         Returns:
             The calibrator.
+
+        Example:
+            >>> TokenCalibrator.from_dict({"factor": 1.3, "observations": 4}).factor
+            1.3
         """
         return cls(
             factor=float(data.get("factor", 1.0)),
@@ -1369,6 +1405,14 @@ class ContextSizeTracker:
 
         Returns:
             ``factor x`` the raw count.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> counter = TokenCounter(backend=ApproximateBackend())
+            >>> tracker = ContextSizeTracker(counter, TokenCalibrator(factor=2.0))
+            >>> msgs = [HumanMessage("hi")]
+            >>> tracker.estimate(msgs) == 2 * counter.count_messages(msgs)
+            True
         """
         return self.calibrator.apply(self.counter.count_messages(messages, tools))
 
@@ -1388,6 +1432,13 @@ class ContextSizeTracker:
 
         Raises:
             ValueError: ``prompt_tokens`` is negative.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> tracker = ContextSizeTracker(TokenCounter(backend=ApproximateBackend()))
+            >>> tracker.record_usage([HumanMessage("你好")], prompt_tokens=12)
+            >>> tracker.last_prompt_tokens, tracker.calibrator.observations
+            (12, 1)
         """
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must be >= 0, got {prompt_tokens}")
@@ -1420,6 +1471,14 @@ class ContextSizeTracker:
 
         Returns:
             Whether usage was found and recorded.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> tracker = ContextSizeTracker(TokenCounter(backend=ApproximateBackend()))
+            >>> reply = AIMessage("hi", usage_metadata={
+            ...     "input_tokens": 9, "output_tokens": 1, "total_tokens": 10})
+            >>> tracker.record_response([HumanMessage("hello")], reply)
+            True
         """
         usage = response.usage_metadata
         if not usage or not usage.get("input_tokens"):
@@ -1439,6 +1498,17 @@ class ContextSizeTracker:
         Returns:
             Last server usage + calibrated estimate of the delta when ``messages``
             extends the last recorded request, else the calibrated full estimate.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> counter = TokenCounter(backend=ApproximateBackend())
+            >>> tracker = ContextSizeTracker(counter)
+            >>> first = [HumanMessage("hello")]
+            >>> tracker.record_usage(first, prompt_tokens=100)
+            >>> nxt = [*first, AIMessage("hi"), HumanMessage("more")]
+            >>> tracker.current_size(nxt) - 100 == tracker.calibrator.apply(
+            ...     counter.count_message(nxt[1]) + counter.count_message(nxt[2]))
+            True
         """
         msgs = _as_messages(messages)
         anchor = self._anchor
@@ -1459,6 +1529,10 @@ class ContextSizeTracker:
 
         Returns:
             ``{"version", "calibrator", "anchor"}``.
+
+        Example:
+            >>> sorted(ContextSizeTracker(TokenCounter(backend=ApproximateBackend())).to_dict())
+            ['anchor', 'calibrator', 'version']
         """
         anchor = self._anchor
         return {
@@ -1491,6 +1565,12 @@ class ContextSizeTracker:
 
         Raises:
             ValueError: ``data`` is not a tracker state of a known version.
+
+        Example:
+            >>> counter = TokenCounter(backend=ApproximateBackend())
+            >>> state = {"version": 1, "calibrator": {"factor": 1.2}, "anchor": None}
+            >>> ContextSizeTracker.from_dict(state, counter).factor
+            1.2
         """
         if not isinstance(data, Mapping) or data.get("version") != 1:
             raise ValueError(
