@@ -646,7 +646,10 @@ class TokenCounter:
     totals of the last lists it counted (recognised by object identity of the messages
     and of their content, tool calls and ``additional_kwargs``). Re-counting a history
     that grew by one message therefore tokenises only that message; the rest is pointer
-    comparisons. Messages are treated as immutable values, as LangChain and LangGraph do.
+    comparisons. Messages are treated as immutable values, as LangChain and LangGraph do:
+    reassigning a field (``msg.content = ...``) is detected, but an in-place edit of a
+    content list or of the ``additional_kwargs`` dict is not (use
+    ``msg.model_copy(update=...)``, or :meth:`clear_cache`).
 
     Thread-safe; one instance can serve every session of a process (see
     :func:`default_token_counter`).
@@ -870,12 +873,14 @@ class TokenCounter:
         Raises:
             _NotMessagesError: A message to count is not a ``BaseMessage``.
         """
+        if not isinstance(msgs, (list, tuple)):
+            msgs = list(msgs)
         n = len(msgs)
         with self._lock:
             snap = self._snapshot_for(msgs)
             old = snap.messages
             limit = min(n, len(old))
-            head = msgs[:limit] if isinstance(msgs, (list, tuple)) else list(msgs)[:limit]
+            head = msgs[:limit]
             whole = limit == len(old)
             if (
                 all(map(operator.is_, head, old))
@@ -1699,7 +1704,9 @@ def count_tokens_exact(
     Raises:
         KimiConfigurationError: No API key is available.
         openai.APIStatusError: A typed subclass from
-            :func:`~langchain_kimi_context.errors.from_openai_error` on an error reply.
+            :func:`~langchain_kimi_context.errors.from_openai_error` on an error reply
+            (``KimiAuthenticationError``, ``KimiNotFoundError``, ...).
+        httpx.HTTPError: The server could not be reached (connection error, timeout).
 
     Example:
         >>> from langchain_core.messages import HumanMessage

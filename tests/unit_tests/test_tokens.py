@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -279,27 +280,59 @@ def test_bad_env_vocab_falls_back_with_one_warning(
 # ---------------------------------------------------------------------------------------
 
 
-def test_named_encoding_unavailable_offline_falls_back_once(
-    tmp_path: Path,
+def test_named_encoding_download_that_hangs_times_out_and_falls_back_once(
     monkeypatch: pytest.MonkeyPatch,
     reset_fallback_warning: None,
     no_vocab_env: None,
 ) -> None:
-    # An empty cache forces tiktoken to try a download, which fails (or times out) here.
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    # tiktoken downloads an uncached vocabulary with no timeout; simulate one that hangs.
+    release = threading.Event()
+    started = threading.Event()
+
+    def hanging_read(blobpath: str) -> bytes:
+        started.set()
+        release.wait(30)
+        raise OSError(f"simulated network failure for {blobpath}")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", hanging_read)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # no cache: go straight to the "download"
     monkeypatch.setattr(tokens_mod, "_named_failures", {})
     monkeypatch.delitem(tiktoken.registry.ENCODINGS, "r50k_base", raising=False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first = TokenCounter(encoding="r50k_base", download_timeout=5)
-        second = TokenCounter(encoding="r50k_base", download_timeout=5)
-        third = TokenCounter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = TokenCounter(encoding="r50k_base", download_timeout=0.3)
+            second = TokenCounter(encoding="r50k_base", download_timeout=0.3)  # remembered
+            third = TokenCounter()  # no vocabulary configured: no second warning
+    finally:
+        release.set()
+    assert started.is_set()
     fallback = [w for w in caught if issubclass(w.category, TokenizerFallbackWarning)]
     assert len(fallback) == 1
     assert "r50k_base" in str(fallback[0].message)
+    assert "0.3s" in str(fallback[0].message)
     assert "KIMI_TOKENIZER_PATH" in str(fallback[0].message)
     for counter in (first, second, third):
         assert isinstance(counter.backend, ApproximateBackend)
+        assert counter.count_text("你好") == 2
+
+
+def test_named_encoding_with_empty_cache_offline_falls_back(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reset_fallback_warning: None,
+) -> None:
+    # The real thing: an empty tiktoken cache makes tiktoken try to download.
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(tokens_mod, "_named_failures", {})
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "p50k_base", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        counter = TokenCounter(encoding="p50k_base", download_timeout=5)
+    if counter.backend.exact:
+        pytest.skip("this machine can download tiktoken vocabularies")
+    assert isinstance(counter.backend, ApproximateBackend)
+    assert any(issubclass(w.category, TokenizerFallbackWarning) for w in caught)
 
 
 def test_unknown_encoding_name_raises_lookup_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -576,6 +609,26 @@ def test_rebuilt_system_prompt_reuses_the_running_totals() -> None:
     other_prompt = [SystemMessage("You are a careful reviewer."), *history[1:]]
     assert counter.count_messages(other_prompt) == approx_counter().count_messages(other_prompt)
     assert spy.calls == ["You are a careful reviewer."]
+
+
+def test_concurrent_sessions_share_one_counter_correctly() -> None:
+    counter = approx_counter(snapshot_count=8)
+    reference = approx_counter()
+    histories = [make_history(60 + 10 * i) for i in range(4)]
+    expected = [[reference.count_messages(h[:n]) for n in range(1, len(h) + 1)] for h in histories]
+    results: list[list[int]] = [[] for _ in histories]
+
+    def session(i: int) -> None:
+        history = histories[i]
+        for n in range(1, len(history) + 1):
+            results[i].append(counter.count_messages(history[:n]))
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(len(histories))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == expected
 
 
 def test_memo_is_bounded() -> None:
