@@ -306,6 +306,10 @@ def bench_speed(history: list[BaseMessage], appends: int = 50) -> dict[str, Any]
     trim_ours()
     rows["ours_trim_first_ms"] = (time.perf_counter() - first) * 1e3
     rows["ours_trim_ms"], _ = timed(trim_ours, 5)
+    # Per-message use (pipeline stages): every message of the warm history, one by one.
+    rows["ours_per_message_loop_ms"], _ = timed(
+        lambda: sum(ours.count_message(m) for m in history), 10
+    )
     # A system prompt rebuilt on every call (new object, same text) in front of the history.
     rebuilt = [SystemMessage(str(history[0].content)), *history[1:]]
     rows["ours_rebuilt_head_ms"], _ = timed(
@@ -422,6 +426,10 @@ def main() -> None:
     print(
         f"{'TokenCounter.count_messages, rebuilt system prompt in front':<58}"
         f"{speed['ours_rebuilt_head_ms']:>10.3f}"
+    )
+    print(
+        f"{'sum(TokenCounter.count_message(m) for m in history), warm':<58}"
+        f"{speed['ours_per_message_loop_ms']:>10.3f}"
     )
     print(
         f"{'trim_messages(token_counter=TokenCounter)':<58}{speed['ours_trim_ms']:>10.2f}"

@@ -40,6 +40,7 @@ import os
 import re
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -753,6 +754,7 @@ class TokenCounter:
         self._tool_memo: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
         self._snapshots: OrderedDict[int, _Snapshot] = OrderedDict()
         self._by_second: dict[int, int] = {}
+        self._ident: dict[int, tuple[Any, ...]] = {}
 
     def __repr__(self) -> str:
         return f"TokenCounter(backend={self.backend.name!r})"
@@ -780,7 +782,9 @@ class TokenCounter:
         """Count one message, including its overhead, tool calls and reasoning.
 
         Memoised by message id and a hash of everything counted (content, tool calls,
-        reasoning, name, tool-call id), so a changed message is recounted.
+        reasoning, name, tool-call id), so a changed message is recounted. A message
+        object counted before (and whose fields were not reassigned since) is answered
+        from an identity cache without hashing anything.
 
         Args:
             message: Any LangChain message (``RemoveMessage`` counts 0).
@@ -794,21 +798,66 @@ class TokenCounter:
             >>> counter.count_message(HumanMessage("hello")) == 1 + counter.message_overhead
             True
         """
+        fields = message.__dict__
+        ident_key = id(message)
+        seen = self._ident.get(ident_key)
+        if (
+            seen is not None
+            and seen[0]() is message
+            and seen[1] is fields.get("content")
+            and seen[2] is fields.get("additional_kwargs")
+            and seen[3] is fields.get("tool_calls")
+            and seen[4] is fields.get("name")
+            and seen[5] is fields.get("tool_call_id")
+        ):
+            return seen[6]
         if isinstance(message, RemoveMessage):
             return 0
         key = self._fingerprint(message)
         memo = self._memo
         with self._lock:
-            cached = memo.get(key)
-            if cached is not None:
+            count = memo.get(key)
+            if count is not None:
                 memo.move_to_end(key)
-                return cached
-        count = self._count_uncached(message)
-        with self._lock:
-            memo[key] = count
-            if len(memo) > self._cache_size:
-                memo.popitem(last=False)
+        if count is None:
+            count = self._count_uncached(message)
+            with self._lock:
+                memo[key] = count
+                if len(memo) > self._cache_size:
+                    memo.popitem(last=False)
+        self._remember(message, fields, count)
         return count
+
+    def _remember(self, message: BaseMessage, fields: dict[str, Any], count: int) -> None:
+        """Put ``message`` in the identity cache (a weak reference: it never keeps it alive)."""
+        ident = self._ident
+        key = id(message)
+
+        def forget(ref: weakref.ref[BaseMessage], key: int = key) -> None:
+            entry = ident.get(key)
+            if entry is not None and entry[0] is ref:
+                ident.pop(key, None)
+
+        try:
+            ref = weakref.ref(message, forget)
+        except TypeError:  # a message class without weak-reference support
+            return
+        ident[key] = (
+            ref,
+            fields.get("content"),
+            fields.get("additional_kwargs"),
+            fields.get("tool_calls"),
+            fields.get("name"),
+            fields.get("tool_call_id"),
+            count,
+        )
+        if len(ident) > self._cache_size:
+            with self._lock:
+                while len(ident) > self._cache_size:
+                    try:
+                        ident.pop(next(iter(ident)))
+                    except (StopIteration, KeyError, RuntimeError):
+                        break
 
     def count_messages(
         self,
@@ -1089,6 +1138,7 @@ class TokenCounter:
             self._tool_memo.clear()
             self._snapshots.clear()
             self._by_second.clear()
+            self._ident.clear()
 
 
 def _tool_dict(tool: Any) -> dict[str, Any]:

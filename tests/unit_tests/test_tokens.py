@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import threading
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -631,11 +633,38 @@ def test_concurrent_sessions_share_one_counter_correctly() -> None:
     assert results == expected
 
 
+def test_repeated_count_message_answers_from_identity_cache() -> None:
+    spy = SpyBackend()
+    counter = TokenCounter(backend=spy)
+    msg = HumanMessage(CHINESE, name="alice")
+    first = counter.count_message(msg)
+    spy.calls.clear()
+    assert counter.count_message(msg) == first
+    assert spy.calls == []
+    msg.name = "a_much_longer_reviewer_name"  # reassigned field: recounted
+    assert counter.count_message(msg) == approx_counter().count_message(msg)
+    assert counter.count_message(msg) != first
+
+
+def test_identity_cache_never_keeps_messages_alive() -> None:
+    counter = approx_counter()
+    msg = HumanMessage(ENGLISH * 100)
+    counter.count_message(msg)
+    ref = weakref.ref(msg)
+    assert len(counter._ident) == 1
+    del msg
+    gc.collect()
+    assert ref() is None
+    assert len(counter._ident) == 0
+
+
 def test_memo_is_bounded() -> None:
     counter = approx_counter(cache_size=10, snapshot_count=2)
-    for i in range(50):
-        counter.count_messages([HumanMessage(f"message {i}")])
+    kept = [HumanMessage(f"message {i}") for i in range(50)]
+    for msg in kept:
+        counter.count_messages([msg])
     assert len(counter._memo) <= 10
+    assert len(counter._ident) <= 10
     assert len(counter._snapshots) <= 2
 
 
