@@ -346,6 +346,10 @@ def _load_named_encoding(name: str, timeout: float) -> tiktoken.Encoding:
     raise LookupError(reason)
 
 
+_kimi_lock = threading.Lock()
+_kimi_encodings: dict[tuple[str, str], tiktoken.Encoding] = {}
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -375,7 +379,8 @@ def load_kimi_encoding(path: str | os.PathLike[str]) -> tiktoken.Encoding:
     Kimi-K2 model repositories). It is parsed with ``tiktoken.load.load_tiktoken_bpe``;
     the split pattern is Kimi's (:data:`KIMI_PAT_STR`) and the 258 special-token ids
     after the ranks are named from a ``tokenizer_config.json`` in the same folder when
-    present (reserved names otherwise), like Kimi's own tokenizer does.
+    present (reserved names otherwise), like Kimi's own tokenizer does. Loaded
+    encodings are kept per (path, file hash), so a replaced file is reloaded.
 
     Args:
         path: Path of the ``tiktoken.model`` file.
@@ -399,9 +404,15 @@ def load_kimi_encoding(path: str | os.PathLike[str]) -> tiktoken.Encoding:
             f"{KIMI_TOKENIZER_PATH_ENV}) at the tiktoken.model file of a Kimi model "
             f"repository (e.g. moonshotai/Kimi-K2-Instruct)."
         )
+    digest = _sha256_file(vocab)
+    cache_key = (str(vocab.resolve()), digest)
+    with _kimi_lock:
+        cached = _kimi_encodings.get(cache_key)
+    if cached is not None:
+        return cached
     try:
         # The expected hash makes tiktoken's path-keyed cache notice a replaced file.
-        ranks = load_tiktoken_bpe(str(vocab), expected_hash=_sha256_file(vocab))
+        ranks = load_tiktoken_bpe(str(vocab), expected_hash=digest)
     except ValueError as exc:
         raise KimiConfigurationError(
             f"{str(vocab)!r} is not a tiktoken vocabulary (expected lines of "
@@ -421,9 +432,12 @@ def load_kimi_encoding(path: str | os.PathLike[str]) -> tiktoken.Encoding:
         names.get(i, f"<|reserved_token_{i}|>"): i
         for i in range(base, base + _KIMI_NUM_RESERVED_SPECIAL + 2)
     }
-    return tiktoken.Encoding(
+    encoding = tiktoken.Encoding(
         name=vocab.name, pat_str=KIMI_PAT_STR, mergeable_ranks=ranks, special_tokens=specials
     )
+    with _kimi_lock:
+        _kimi_encodings[cache_key] = encoding
+    return encoding
 
 
 def _class_tables() -> tuple[bytes, bytes, dict[bytes, bytes]]:
