@@ -337,6 +337,32 @@ def test_named_encoding_with_empty_cache_offline_falls_back(
     assert any(issubclass(w.category, TokenizerFallbackWarning) for w in caught)
 
 
+def test_named_encoding_loads_through_tiktoken_registry(
+    tiny_vocab: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tiktoken plugin constructor, as tiktoken_ext registers for o200k_base etc.
+    ranks = load_kimi_encoding(tiny_vocab)._mergeable_ranks
+
+    def constructor() -> dict[str, Any]:
+        return {
+            "name": "tiny_named",
+            "pat_str": KIMI_PAT_STR,
+            "mergeable_ranks": ranks,
+            "special_tokens": {},
+        }
+
+    tiktoken.registry.list_encoding_names()  # make tiktoken load its constructor table
+    assert tiktoken.registry.ENCODING_CONSTRUCTORS is not None
+    monkeypatch.setitem(tiktoken.registry.ENCODING_CONSTRUCTORS, "tiny_named", constructor)
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "tiny_named", raising=False)
+    monkeypatch.setattr(tokens_mod, "_named_failures", {})
+    counter = TokenCounter(encoding="tiny_named", download_timeout=5)
+    assert counter.backend.exact
+    assert counter.backend.name == "tiktoken:tiny_named"
+    assert counter.count_text("hello world") == 2
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "tiny_named", raising=False)
+
+
 def test_unknown_encoding_name_raises_lookup_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tokens_mod, "_named_failures", {})
     with pytest.raises(LookupError, match="no-such-encoding"):
