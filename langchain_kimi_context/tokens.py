@@ -42,7 +42,7 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -769,6 +769,7 @@ class TokenCounter:
         self._snapshots: OrderedDict[int, _Snapshot] = OrderedDict()
         self._by_second: dict[int, int] = {}
         self._ident: dict[int, tuple[Any, ...]] = {}
+        self._forget = _identity_forgetter(self._ident)
 
     def __repr__(self) -> str:
         return f"TokenCounter(backend={self.backend.name!r})"
@@ -846,14 +847,8 @@ class TokenCounter:
         """Put ``message`` in the identity cache (a weak reference: it never keeps it alive)."""
         ident = self._ident
         key = id(message)
-
-        def forget(ref: weakref.ref[BaseMessage], key: int = key) -> None:
-            entry = ident.get(key)
-            if entry is not None and entry[0] is ref:
-                ident.pop(key, None)
-
         try:
-            ref = weakref.ref(message, forget)
+            ref = weakref.KeyedRef(message, self._forget, key)
         except TypeError:  # a message class without weak-reference support
             return
         ident[key] = (
@@ -1167,6 +1162,19 @@ def _tool_dict(tool: Any) -> dict[str, Any]:
             f"Cannot count tool {tool!r:.80}: expected an OpenAI tool dict, a LangChain "
             f"tool, a pydantic model or a typed function ({exc})."
         ) from exc
+
+
+def _identity_forgetter(
+    ident: dict[int, tuple[Any, ...]],
+) -> Callable[[weakref.KeyedRef[int, BaseMessage]], None]:
+    """Weak-reference callback that drops a dead message from the identity cache."""
+
+    def forget(ref: weakref.KeyedRef[int, BaseMessage]) -> None:
+        entry = ident.get(ref.key)
+        if entry is not None and entry[0] is ref:
+            ident.pop(ref.key, None)
+
+    return forget
 
 
 class _NotMessagesError(Exception):
