@@ -524,6 +524,24 @@ class ApproximateBackend:
     spaces_per_token: float = 8.0
     astral_tokens_per_char: float = 2.0
 
+    def __post_init__(self) -> None:
+        for label in (
+            "ascii_chars_per_token",
+            "digits_per_token",
+            "punct_chars_per_token",
+            "other_chars_per_token",
+            "spaces_per_token",
+        ):
+            if not getattr(self, label) > 0:
+                raise KimiConfigurationError(
+                    f"ApproximateBackend: {label} must be > 0, got {getattr(self, label)}."
+                )
+        for label in ("cjk_tokens_per_char", "astral_tokens_per_char"):
+            if not getattr(self, label) >= 0:
+                raise KimiConfigurationError(
+                    f"ApproximateBackend: {label} must be >= 0, got {getattr(self, label)}."
+                )
+
     @property
     def name(self) -> str:
         """Backend description."""

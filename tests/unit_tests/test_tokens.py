@@ -140,6 +140,11 @@ def test_approximate_code_counts_punctuation_digits_and_indentation() -> None:
 
 
 def test_approximate_edge_cases() -> None:
+    with pytest.raises(KimiConfigurationError, match="digits_per_token"):
+        ApproximateBackend(digits_per_token=0)
+    with pytest.raises(KimiConfigurationError, match="cjk_tokens_per_char"):
+        ApproximateBackend(cjk_tokens_per_char=-1)
+    assert ApproximateBackend(cjk_tokens_per_char=1.5).count("你好世界") == 6
     backend = ApproximateBackend()
     assert backend.count("") == 0
     assert backend.count(" ") == 1
