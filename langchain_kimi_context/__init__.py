@@ -6,6 +6,21 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.context import (
+    ContextWindowWarning,
+    GuardReport,
+    LimitReport,
+    PairingReport,
+    PipelineReport,
+    SanitizeReport,
+    TruncationReport,
+    limit_history_turns,
+    preflight_guard,
+    prepare_context,
+    repair_tool_pairing,
+    sanitize_messages,
+    truncate_tool_results,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -35,6 +50,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ContextPolicy",
     "ContextWindowTooSmallError",
+    "ContextWindowWarning",
+    "GuardReport",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
     "KimiConfigurationError",
@@ -48,9 +65,20 @@ __all__ = [
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "LimitReport",
+    "PairingReport",
+    "PipelineReport",
     "Pricing",
+    "SanitizeReport",
+    "TruncationReport",
     "__version__",
     "get_profile",
     "is_retryable_error",
+    "limit_history_turns",
+    "preflight_guard",
+    "prepare_context",
     "register_profile",
+    "repair_tool_pairing",
+    "sanitize_messages",
+    "truncate_tool_results",
 ]
