@@ -44,11 +44,27 @@ from langchain_kimi_context.profiles import (
     get_profile,
     register_profile,
 )
+from langchain_kimi_context.tokens import (
+    ApproximateBackend,
+    ContextSizeTracker,
+    TiktokenBackend,
+    TokenCalibrator,
+    TokenCounter,
+    TokenizerBackend,
+    TokenizerFallbackWarning,
+    acount_tokens_exact,
+    count_tokens_exact,
+    count_tokens_for_model,
+    default_token_counter,
+    set_default_token_counter,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApproximateBackend",
     "ContextPolicy",
+    "ContextSizeTracker",
     "ContextWindowTooSmallError",
     "ContextWindowWarning",
     "GuardReport",
@@ -70,8 +86,17 @@ __all__ = [
     "PipelineReport",
     "Pricing",
     "SanitizeReport",
+    "TiktokenBackend",
+    "TokenCalibrator",
+    "TokenCounter",
+    "TokenizerBackend",
+    "TokenizerFallbackWarning",
     "TruncationReport",
     "__version__",
+    "acount_tokens_exact",
+    "count_tokens_exact",
+    "count_tokens_for_model",
+    "default_token_counter",
     "get_profile",
     "is_retryable_error",
     "limit_history_turns",
@@ -80,5 +105,6 @@ __all__ = [
     "register_profile",
     "repair_tool_pairing",
     "sanitize_messages",
+    "set_default_token_counter",
     "truncate_tool_results",
 ]
