@@ -56,7 +56,7 @@ def is_blank_content(content: str | list[str | dict[str, Any]]) -> bool:
     a file) makes the content non-blank. Reasoning blocks are not content.
     """
     if isinstance(content, str):
-        return not content.strip()
+        return not content or content.isspace()
     for block in content:
         if isinstance(block, str):
             if block.strip():

@@ -14,7 +14,6 @@ text truncation could free.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import GuardReport, RecoveryRoute
 from langchain_kimi_context.errors import ContextWindowTooSmallError
 from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.tokens import default_token_counter
 
 __all__ = [
     "ContextWindowWarning",
@@ -57,30 +57,15 @@ class SupportsTokenCounting(Protocol):
         """Tokens of one message, per-message overhead included."""
         ...
 
-    def count_messages(self, messages: Sequence[BaseMessage], tools: Any = None) -> int:
-        """Tokens of a message list (and of ``tools`` when given)."""
+    def count_messages(
+        self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """Tokens of a request: messages, ``tools`` when given, reply priming."""
         ...
 
-    def count_tools(self, tools: Any) -> int:
+    def count_tools(self, tools: Sequence[Any]) -> int:
         """Tokens of tool schemas."""
         ...
-
-
-class _ApproximateCounter:
-    """Stand-in used only when the package token counter is not importable."""
-
-    def count_text(self, text: str) -> int:
-        return (len(text) + 3) // 4
-
-    def count_message(self, message: BaseMessage) -> int:
-        return 4 + self.count_text(str(message.content))
-
-    def count_messages(self, messages: Sequence[BaseMessage], tools: Any = None) -> int:
-        total = sum(self.count_message(m) for m in messages)
-        return total + (self.count_tools(tools) if tools else 0)
-
-    def count_tools(self, tools: Any) -> int:
-        return self.count_text(repr(tools))
 
 
 def resolve_token_counter(token_counter: SupportsTokenCounting | None) -> SupportsTokenCounting:
@@ -93,21 +78,11 @@ def resolve_token_counter(token_counter: SupportsTokenCounting | None) -> Suppor
         The counter to use.
 
     Example:
-        >>> counter = resolve_token_counter(None)
-        >>> resolve_token_counter(counter) is counter
+        >>> from langchain_kimi_context.tokens import default_token_counter
+        >>> resolve_token_counter(None) is default_token_counter()
         True
     """
-    if token_counter is not None:
-        return token_counter
-    try:
-        tokens = importlib.import_module("langchain_kimi_context.tokens")
-    except ImportError:  # pragma: no cover - the tokens module is part of the package
-        return _DEFAULT_FALLBACK
-    counter: SupportsTokenCounting = tokens.default_token_counter()
-    return counter
-
-
-_DEFAULT_FALLBACK = _ApproximateCounter()
+    return token_counter if token_counter is not None else default_token_counter()
 
 
 @dataclass(frozen=True)
@@ -229,26 +204,28 @@ def estimate_request(
         (True, 'none')
     """
     counter = resolve_token_counter(token_counter)
-    message_tokens = 0
-    system_tokens = 0
-    tool_result_tokens = 0
-    reducible = 0
-    min_keep = policy.tool_result_min_keep_chars
+    message_tokens = counter.count_messages(messages)
     count = counter.count_message
+    system_tokens = 0
     for message in messages:
-        tokens = count(message)
-        message_tokens += tokens
-        if isinstance(message, ToolMessage):
-            tool_result_tokens += tokens
-            length = content_text_length(message.content)
-            if length > min_keep and not _is_truncated(message):
-                reducible += tokens * (length - min_keep) // length
-        elif isinstance(message, SystemMessage):
-            system_tokens += tokens
+        if not isinstance(message, SystemMessage):
+            break
+        system_tokens += count(message)
     tool_schema_tokens = counter.count_tools(list(tools)) if tools else 0
     estimated = message_tokens + tool_schema_tokens
     required = estimated + policy.reserved_output_tokens
     overflow = max(0, required - info.window)
+    tool_result_tokens = 0
+    reducible = 0
+    if overflow:
+        min_keep = policy.tool_result_min_keep_chars
+        for message in messages:
+            if isinstance(message, ToolMessage):
+                tokens = count(message)
+                tool_result_tokens += tokens
+                length = content_text_length(message.content)
+                if length > min_keep and not _is_truncated(message):
+                    reducible += tokens * (length - min_keep) // length
     route: RecoveryRoute
     if not overflow:
         route = "none"

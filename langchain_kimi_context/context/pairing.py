@@ -82,6 +82,43 @@ def synthetic_tool_result(call: ToolCall, assistant_ref: str) -> ToolMessage:
     )
 
 
+def _well_paired(
+    messages: Sequence[BaseMessage], errored_reasons: frozenset[str]
+) -> list[int] | None:
+    """Fast check: every call is directly followed by its results, in call order.
+
+    Returns the positions of errored tool-call turns when the history is well paired,
+    else ``None``.
+    """
+    expected: list[Any] = []
+    position = 0
+    errored: list[int] = []
+    for index, message in enumerate(messages):
+        cls = type(message)
+        if cls is ToolMessage:
+            if position >= len(expected) or message.tool_call_id != expected[position]:  # type: ignore[attr-defined]
+                return None
+            position += 1
+            continue
+        if position != len(expected):
+            return None
+        if cls is AIMessage:
+            calls = message.tool_calls  # type: ignore[attr-defined]
+            if calls:
+                expected = [c["id"] for c in calls]
+                if message.response_metadata.get("finish_reason") in errored_reasons:
+                    errored.append(index)
+            else:
+                expected = []
+            position = 0
+        elif isinstance(message, ToolMessage | AIMessage):
+            return None  # subclasses: take the general path
+        else:
+            expected = []
+            position = 0
+    return errored if position == len(expected) else None
+
+
 def repair_tool_pairing(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy,
@@ -115,6 +152,12 @@ def repair_tool_pairing(
         >>> repair_tool_pairing(out, ContextPolicy())[0] is out
         True
     """
+    clean = _well_paired(messages, policy.errored_finish_reasons)
+    if clean is not None:
+        return messages, PairingReport(
+            errored_turns=tuple(message_ref(messages[i], i) for i in clean)
+        )
+
     # Pass 1: pair every result with the nearest preceding call of its id.
     nearest_call: dict[str, int] = {}
     assigned: dict[int, dict[str, int]] = {}

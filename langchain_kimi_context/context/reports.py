@@ -166,9 +166,11 @@ class GuardReport(_ReportMixin):
         required_tokens: ``estimated_tokens + reserved_output_tokens``.
         fits: Whether ``required_tokens <= window``.
         overflow_tokens: ``max(0, required_tokens - window)``.
-        tool_result_tokens: Estimated tokens in tool results.
+        tool_result_tokens: Estimated tokens in tool results (computed only when the
+            request does not fit; 0 otherwise, to keep the hot path O(new messages)).
         reducible_tool_result_tokens: Tokens truncation could free (tool-result text above
-            ``policy.tool_result_min_keep_chars`` per result, not already truncated).
+            ``policy.tool_result_min_keep_chars`` per result, not already truncated;
+            computed only when the request does not fit).
         route: The recovery route when it does not fit (``"none"`` when it does).
 
     Example:

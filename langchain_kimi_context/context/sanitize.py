@@ -25,7 +25,9 @@ output for a prefix of a history never changes when messages are appended after 
 
 from __future__ import annotations
 
+import functools
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,51 +120,91 @@ def _keep_raw_tool_calls(kwargs: dict[str, Any], kept_ids: set[str]) -> dict[str
     return new
 
 
+_RawDrop = tuple[Any, Any, str]  # (tool_call_id, name, reason)
+_AIVerdict = tuple[AIMessage, tuple[_RawDrop, ...], bool]  # (new, drops, reasoning stripped)
+
+# Identity memo of assistant-message verdicts: messages are immutable values (as in
+# LangChain/LangGraph), so the verdict for the same object, with the same content /
+# additional_kwargs / tool_calls objects and the same policy, is the same. Returning the
+# same copy every call keeps downstream identity-based fast paths (the token counter's
+# incremental prefix) hot. Entries die with their message (weak reference).
+_AI_MEMO: dict[int, tuple[Any, ...]] = {}
+_AI_MEMO_MAX = 200_000
+
+
+def _evict(ref: weakref.ref[AIMessage], *, key: int) -> None:
+    entry = _AI_MEMO.get(key)
+    if entry is not None and entry[0] is ref:
+        del _AI_MEMO[key]
+
+
 def _sanitize_ai(
     message: AIMessage,
-    ref: str,
     policy: ContextPolicy,
     keep_reasoning_on_calls: bool,
-    dropped_calls: list[DroppedToolCall],
-    stripped_reasoning: list[str],
-) -> AIMessage:
+    names: dict[str, str | None],
+) -> _AIVerdict:
+    key = id(message)
+    kwargs = message.additional_kwargs
+    tool_calls = message.tool_calls
+    entry = _AI_MEMO.get(key)
+    if (
+        entry is not None
+        and entry[0]() is message
+        and entry[1] is kwargs
+        and entry[2] is tool_calls
+        and entry[3] is policy
+        and entry[4] is keep_reasoning_on_calls
+        and entry[5] is message.content
+    ):
+        verdict: _AIVerdict = entry[6]
+        return verdict
+    verdict = _sanitize_ai_uncached(message, policy, keep_reasoning_on_calls, names)
+    if len(_AI_MEMO) >= _AI_MEMO_MAX:
+        _AI_MEMO.clear()
+    ref = weakref.ref(message, functools.partial(_evict, key=key))
+    _AI_MEMO[key] = (
+        ref,
+        kwargs,
+        tool_calls,
+        policy,
+        keep_reasoning_on_calls,
+        message.content,
+        verdict,
+    )
+    return verdict
+
+
+def _sanitize_ai_uncached(
+    message: AIMessage,
+    policy: ContextPolicy,
+    keep_reasoning_on_calls: bool,
+    names: dict[str, str | None],
+) -> _AIVerdict:
     tool_calls = message.tool_calls
     invalid = message.invalid_tool_calls
     kept: list[ToolCall] | None = None
+    drops: list[_RawDrop] = []
     if invalid or tool_calls:
-        problems = [tool_call_problem(tc, policy) for tc in tool_calls]
+        problems = [_call_problem(tc, policy, names) for tc in tool_calls]
         if invalid or any(problems):
             kept = []
             for tc, problem in zip(tool_calls, problems, strict=True):
                 if problem is None:
                     kept.append(tc)
                 else:
-                    dropped_calls.append(
-                        DroppedToolCall(
-                            message_id=ref,
-                            tool_call_id=tc.get("id"),
-                            name=tc.get("name"),
-                            reason=problem,
-                        )
-                    )
+                    drops.append((tc.get("id"), tc.get("name"), problem))
             for itc in invalid:
-                dropped_calls.append(
-                    DroppedToolCall(
-                        message_id=ref,
-                        tool_call_id=itc.get("id"),
-                        name=itc.get("name"),
-                        reason="invalid_tool_call",
-                    )
-                )
+                drops.append((itc.get("id"), itc.get("name"), "invalid_tool_call"))
     has_calls = bool(tool_calls) if kept is None else bool(kept)
     kwargs = message.additional_kwargs
-    strip = (
+    strip = bool(
         policy.strip_old_reasoning
         and _REASONING_KEY in kwargs
         and (not has_calls or not keep_reasoning_on_calls)
     )
     if kept is None and not strip:
-        return message
+        return message, (), False
     update: dict[str, Any] = {}
     if kept is not None:
         update["tool_calls"] = kept
@@ -170,19 +212,37 @@ def _sanitize_ai(
         kwargs = _keep_raw_tool_calls(kwargs, {tc["id"] for tc in kept if tc["id"]})
     if strip:
         kwargs = {k: v for k, v in kwargs.items() if k != _REASONING_KEY}
-        stripped_reasoning.append(ref)
     update["additional_kwargs"] = kwargs
-    return message.model_copy(update=update)
+    return message.model_copy(update=update), tuple(drops), strip
 
 
-def _strip_debug(message: ToolMessage, keys: tuple[str, ...]) -> ToolMessage | None:
+def _call_problem(
+    call: ToolCall, policy: ContextPolicy, names: dict[str, str | None]
+) -> str | None:
+    """``tool_call_problem`` with the name verdict memoised for this call."""
+    call_id = call.get("id")
+    if type(call_id) is not str or not call_id or call_id.isspace():
+        return "missing_id"
+    if type(call.get("args")) is not dict:
+        return tool_call_problem(call, policy)
+    name = call.get("name")
+    if type(name) is not str:
+        return "blank_name"
+    try:
+        return names[name]
+    except KeyError:
+        verdict = names[name] = tool_call_problem(call, policy)
+        return verdict
+
+
+def _strip_debug(message: ToolMessage, keys: frozenset[str]) -> ToolMessage | None:
     """Return a copy without debug payload keys, or ``None`` when there are none."""
     kwargs = message.additional_kwargs
     meta = message.response_metadata
     artifact = message.artifact
-    hit_kwargs = any(k in kwargs for k in keys)
-    hit_meta = any(k in meta for k in keys)
-    hit_artifact = isinstance(artifact, dict) and any(k in artifact for k in keys)
+    hit_kwargs = bool(kwargs) and not keys.isdisjoint(kwargs)
+    hit_meta = bool(meta) and not keys.isdisjoint(meta)
+    hit_artifact = isinstance(artifact, dict) and not keys.isdisjoint(artifact)
     if not (hit_kwargs or hit_meta or hit_artifact):
         return None
     update: dict[str, Any] = {}
@@ -209,8 +269,9 @@ def _as_blocks(content: str | list[str | dict[str, Any]]) -> list[str | dict[str
     return list(content)
 
 
-def _merge_users(run: list[tuple[HumanMessage, str]]) -> tuple[HumanMessage, MergedUserMessages]:
-    newest, newest_ref = run[-1]
+def _merge_users(run: list[tuple[HumanMessage, int]]) -> tuple[HumanMessage, MergedUserMessages]:
+    newest, newest_index = run[-1]
+    newest_ref = message_ref(newest, newest_index)
     contents = [m.content for m, _ in run]
     merged_content: str | list[str | dict[str, Any]]
     if all(isinstance(c, str) for c in contents):
@@ -218,7 +279,8 @@ def _merge_users(run: list[tuple[HumanMessage, str]]) -> tuple[HumanMessage, Mer
     else:
         merged_content = [block for c in contents for block in _as_blocks(c)]
     refs: list[str] = []
-    for message, ref in run:
+    for message, index in run:
+        ref = message_ref(message, index)
         marker = message.additional_kwargs.get(MARKER_KEY)
         earlier = marker.get("merged") if isinstance(marker, dict) else None
         if isinstance(earlier, list) and earlier:
@@ -271,64 +333,79 @@ def sanitize_messages(
         True
     """
     keep_reasoning_on_calls = profile is None or profile.thinking != "off"
-    debug_keys = policy.debug_payload_keys
+    debug_keys = frozenset(policy.debug_payload_keys)
     merge = policy.merge_consecutive_user_messages
+    names: dict[str, str | None] = {}
     dropped_calls: list[DroppedToolCall] = []
     dropped_empty: list[str] = []
     stripped_debug: list[str] = []
     merged_reports: list[MergedUserMessages] = []
     stripped_reasoning: list[str] = []
     out: list[BaseMessage] = []
-    run: list[tuple[HumanMessage, str]] = []
+    append = out.append
+    run: list[tuple[HumanMessage, int]] = []
     changed = False
 
-    def flush() -> None:
-        nonlocal changed
-        if len(run) == 1:
-            out.append(run[0][0])
-        elif run:
-            merged, rep = _merge_users(run)
-            merged_reports.append(rep)
-            out.append(merged)
-            changed = True
-        run.clear()
-
     for index, message in enumerate(messages):
+        cls = type(message)
         new: BaseMessage = message
-        if isinstance(message, AIMessage):
-            if message.tool_calls or message.invalid_tool_calls or message.additional_kwargs:
-                new = _sanitize_ai(
-                    message,
-                    message_ref(message, index),
-                    policy,
-                    keep_reasoning_on_calls,
-                    dropped_calls,
-                    stripped_reasoning,
-                )
+        if cls is ToolMessage or (cls is not HumanMessage and isinstance(message, ToolMessage)):
+            if debug_keys and (
+                message.additional_kwargs
+                or message.response_metadata
+                or type(message.artifact) is dict  # type: ignore[attr-defined]
+            ):
+                stripped = _strip_debug(message, debug_keys)  # type: ignore[arg-type]
+                if stripped is not None:
+                    new = stripped
+                    stripped_debug.append(message_ref(message, index))
+                    changed = True
+        elif cls is AIMessage or (cls is not HumanMessage and isinstance(message, AIMessage)):
+            ai: AIMessage = message  # type: ignore[assignment]
+            if ai.tool_calls or ai.invalid_tool_calls or ai.additional_kwargs:
+                new, drops, reasoning = _sanitize_ai(ai, policy, keep_reasoning_on_calls, names)
+                if new is not message:
+                    changed = True
+                    ref = message_ref(message, index)
+                    for call_id, name, reason in drops:
+                        dropped_calls.append(
+                            DroppedToolCall(
+                                message_id=ref, tool_call_id=call_id, name=name, reason=reason
+                            )
+                        )
+                    if reasoning:
+                        stripped_reasoning.append(ref)
             if not new.tool_calls and is_blank_content(new.content):  # type: ignore[attr-defined]
                 dropped_empty.append(message_ref(message, index))
                 changed = True
                 continue
-        elif isinstance(message, ToolMessage):
-            if debug_keys:
-                stripped = _strip_debug(message, debug_keys)
-                if stripped is not None:
-                    new = stripped
-                    stripped_debug.append(message_ref(message, index))
         elif isinstance(message, HumanMessage | SystemMessage) and is_blank_content(
             message.content
         ):
             dropped_empty.append(message_ref(message, index))
             changed = True
             continue
-        if new is not message:
-            changed = True
-        if merge and _mergeable_user(new):
-            run.append((new, message_ref(message, index)))  # type: ignore[arg-type]
+        if merge and cls is HumanMessage and _mergeable_user(message):
+            run.append((message, index))  # type: ignore[arg-type]
             continue
-        flush()
-        out.append(new)
-    flush()
+        if run:
+            if len(run) == 1:
+                append(run[0][0])
+            else:
+                merged, rep = _merge_users(run)
+                merged_reports.append(rep)
+                append(merged)
+                changed = True
+            run = []
+        append(new)
+    if run:
+        if len(run) == 1:
+            append(run[0][0])
+        else:
+            merged, rep = _merge_users(run)
+            merged_reports.append(rep)
+            append(merged)
+            changed = True
 
     bootstrap: str | None = None
     head = leading_system_count(out)

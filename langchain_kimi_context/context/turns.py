@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 
 from langchain_kimi_context.context._common import (
     is_summary,
@@ -208,7 +208,11 @@ def limit_history_turns(
     else:
         n, source, kind = resolve_history_limit(session_key, policy)
     k = policy.history_hysteresis
-    user_positions = [i for i, m in enumerate(messages) if is_user_turn(m)]
+    user_positions = [
+        i
+        for i, m in enumerate(messages)
+        if isinstance(m, HumanMessage) and (not m.additional_kwargs or is_user_turn(m))
+    ]
     total = len(user_positions)
     keep = kept_user_turns(total, n, k)
     if keep >= total:
