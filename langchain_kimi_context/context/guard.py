@@ -226,6 +226,7 @@ def estimate_request(
                 length = content_text_length(message.content)
                 if length > min_keep and not _is_truncated(message):
                     reducible += tokens * (length - min_keep) // length
+    tool_loop_limit = int(info.window * policy.tool_loop_overflow_share)
     route: RecoveryRoute
     if not overflow:
         route = "none"
@@ -254,6 +255,8 @@ def estimate_request(
         tool_result_tokens=tool_result_tokens,
         reducible_tool_result_tokens=reducible,
         route=route,
+        tool_loop_limit=tool_loop_limit,
+        exceeds_tool_loop_limit=required > tool_loop_limit,
     )
 
 

@@ -2,11 +2,16 @@
 
 In one pass over the history:
 
+- stored records that are not messages are converted (``convert_to_messages``) or,
+  when malformed, dropped and reported (never failing the whole history);
 - tool-call entries that cannot be replayed are dropped: missing/blank id, missing
   arguments, blank name, a name longer than ``policy.max_tool_name_length`` or outside
   ``[A-Za-z0-9_:.-]`` (provider builtins such as ``$web_search`` are exempt), or not in
-  ``policy.allowed_tool_names``; LangChain's ``invalid_tool_calls`` (arguments that did
+  ``policy.allowed_tool_names``, or repeating an id of the same message; LangChain's
+  ``invalid_tool_calls`` (arguments that did
   not parse) are dropped too, since langchain-openai would otherwise send them;
+- a blank list content on a tool-call message becomes ``""`` (Kimi rejects an empty
+  text part);
 - messages left with nothing readable are dropped (an assistant with no text and no
   calls, a blank user or system message); tool results are never dropped here;
 - per-result debug payloads (``policy.debug_payload_keys``) are stripped from tool
@@ -29,15 +34,18 @@ import functools
 import re
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     HumanMessage,
+    MessageLikeRepresentation,
+    RemoveMessage,
     SystemMessage,
     ToolCall,
     ToolMessage,
+    convert_to_messages,
 )
 
 from langchain_kimi_context.context._common import (
@@ -121,7 +129,8 @@ def _keep_raw_tool_calls(kwargs: dict[str, Any], kept_ids: set[str]) -> dict[str
 
 
 _RawDrop = tuple[Any, Any, str]  # (tool_call_id, name, reason)
-_AIVerdict = tuple[AIMessage, tuple[_RawDrop, ...], bool]  # (new, drops, reasoning stripped)
+# (new message, dropped calls, reasoning stripped, blank content normalised)
+_AIVerdict = tuple[AIMessage, tuple[_RawDrop, ...], bool, bool]
 
 # Identity memo of assistant-message verdicts: messages are immutable values (as in
 # LangChain/LangGraph), so the verdict for the same object, with the same content /
@@ -187,6 +196,13 @@ def _sanitize_ai_uncached(
     drops: list[_RawDrop] = []
     if invalid or tool_calls:
         problems = [_call_problem(tc, policy, names) for tc in tool_calls]
+        if len(tool_calls) > 1:
+            seen: set[str] = set()
+            for position, tc in enumerate(tool_calls):
+                if problems[position] is None:
+                    if tc["id"] in seen:
+                        problems[position] = "duplicate_id"
+                    seen.add(tc["id"] or "")
         if invalid or any(problems):
             kept = []
             for tc, problem in zip(tool_calls, problems, strict=True):
@@ -203,8 +219,10 @@ def _sanitize_ai_uncached(
         and _REASONING_KEY in kwargs
         and (not has_calls or not keep_reasoning_on_calls)
     )
-    if kept is None and not strip:
-        return message, (), False
+    content = message.content
+    normalize = has_calls and isinstance(content, list) and content and is_blank_content(content)
+    if kept is None and not strip and not normalize:
+        return message, (), False, False
     update: dict[str, Any] = {}
     if kept is not None:
         update["tool_calls"] = kept
@@ -212,8 +230,19 @@ def _sanitize_ai_uncached(
         kwargs = _keep_raw_tool_calls(kwargs, {tc["id"] for tc in kept if tc["id"]})
     if strip:
         kwargs = {k: v for k, v in kwargs.items() if k != _REASONING_KEY}
+    if normalize:
+        # A blank text part on a tool-call message is rejected by Kimi; reasoning blocks
+        # move to ``reasoning_content`` (where thinking models need it) when absent there.
+        reasoning = "".join(
+            str(block.get("reasoning") or block.get("thinking") or "")
+            for block in content
+            if isinstance(block, dict) and block.get("type") in ("reasoning", "thinking")
+        )
+        if reasoning and _REASONING_KEY not in kwargs and not strip:
+            kwargs = {**kwargs, _REASONING_KEY: reasoning}
+        update["content"] = ""
     update["additional_kwargs"] = kwargs
-    return message.model_copy(update=update), tuple(drops), strip
+    return message.model_copy(update=update), tuple(drops), strip, bool(normalize)
 
 
 def _call_problem(
@@ -255,6 +284,20 @@ def _strip_debug(message: ToolMessage, keys: frozenset[str]) -> ToolMessage | No
     return message.model_copy(update=update)
 
 
+_MESSAGE_TYPES = frozenset({AIMessage, HumanMessage, SystemMessage, ToolMessage})
+
+
+def _convert_record(item: Any) -> BaseMessage | str:
+    """Convert a stored record to a message, or return why it is malformed."""
+    if isinstance(item, RemoveMessage):
+        return "RemoveMessage is an instruction, not a message"
+    try:
+        converted = convert_to_messages([item])
+    except Exception as exc:  # LangChain raises ValueError/NotImplementedError/TypeError
+        return f"malformed record ({type(item).__name__}): {str(exc)[:120]}"
+    return converted[0]
+
+
 def _mergeable_user(message: BaseMessage) -> bool:
     """Plain user messages (or earlier merges); never summaries or bootstrap turns."""
     if type(message) is not HumanMessage:
@@ -294,7 +337,7 @@ def _merge_users(run: list[tuple[HumanMessage, int]]) -> tuple[HumanMessage, Mer
 
 
 def sanitize_messages(
-    messages: Sequence[BaseMessage],
+    messages: Sequence[MessageLikeRepresentation],
     policy: ContextPolicy,
     *,
     profile: KimiModelProfile | None = None,
@@ -302,7 +345,9 @@ def sanitize_messages(
     r"""Clean a history so the provider accepts it (see the module docstring for rules).
 
     Args:
-        messages: The history (never mutated).
+        messages: The history (never mutated). Entries that are not messages are
+            converted when LangChain can (``convert_to_messages``), else dropped and
+            reported: one malformed record never fails the whole history.
         policy: Rules and switches (``allowed_tool_names``, ``max_tool_name_length``,
             ``debug_payload_keys``, ``merge_consecutive_user_messages``,
             ``bootstrap_user_text``, ``strip_old_reasoning``).
@@ -341,13 +386,23 @@ def sanitize_messages(
     stripped_debug: list[str] = []
     merged_reports: list[MergedUserMessages] = []
     stripped_reasoning: list[str] = []
+    normalized_content: list[str] = []
+    dropped_malformed: list[str] = []
     out: list[BaseMessage] = []
     append = out.append
     run: list[tuple[HumanMessage, int]] = []
     changed = False
 
-    for index, message in enumerate(messages):
-        cls = type(message)
+    for index, item in enumerate(messages):
+        cls = type(item)
+        if cls not in _MESSAGE_TYPES and not isinstance(item, BaseMessage):
+            converted = _convert_record(item)
+            changed = True
+            if isinstance(converted, str):
+                dropped_malformed.append(f"@{index}: {converted}")
+                continue
+            item, cls = converted, type(converted)
+        message: BaseMessage = item  # type: ignore[assignment]
         new: BaseMessage = message
         if cls is ToolMessage or (cls is not HumanMessage and isinstance(message, ToolMessage)):
             if debug_keys and (
@@ -363,10 +418,14 @@ def sanitize_messages(
         elif cls is AIMessage or (cls is not HumanMessage and isinstance(message, AIMessage)):
             ai: AIMessage = message  # type: ignore[assignment]
             if ai.tool_calls or ai.invalid_tool_calls or ai.additional_kwargs:
-                new, drops, reasoning = _sanitize_ai(ai, policy, keep_reasoning_on_calls, names)
+                new, drops, reasoning, normalized = _sanitize_ai(
+                    ai, policy, keep_reasoning_on_calls, names
+                )
                 if new is not message:
                     changed = True
                     ref = message_ref(message, index)
+                    if normalized:
+                        normalized_content.append(ref)
                     for call_id, name, reason in drops:
                         dropped_calls.append(
                             DroppedToolCall(
@@ -422,7 +481,8 @@ def sanitize_messages(
         break
 
     if not changed:
-        return messages, SanitizeReport()
+        # Every entry was a message (else ``changed``), so this is a message sequence.
+        return cast("Sequence[BaseMessage]", messages), SanitizeReport()
     return out, SanitizeReport(
         dropped_tool_calls=tuple(dropped_calls),
         dropped_empty_messages=tuple(dropped_empty),
@@ -430,4 +490,6 @@ def sanitize_messages(
         merged_user_messages=tuple(merged_reports),
         bootstrap_added=bootstrap,
         stripped_reasoning=tuple(stripped_reasoning),
+        normalized_content=tuple(normalized_content),
+        dropped_malformed=tuple(dropped_malformed),
     )
