@@ -395,7 +395,9 @@ def sanitize_messages(
 
     for index, item in enumerate(messages):
         cls = type(item)
-        if cls not in _MESSAGE_TYPES and not isinstance(item, BaseMessage):
+        if cls not in _MESSAGE_TYPES and (
+            not isinstance(item, BaseMessage) or isinstance(item, RemoveMessage)
+        ):
             converted = _convert_record(item)
             changed = True
             if isinstance(converted, str):
