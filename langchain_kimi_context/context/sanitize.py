@@ -141,10 +141,10 @@ _AI_MEMO: dict[int, tuple[Any, ...]] = {}
 _AI_MEMO_MAX = 200_000
 
 
-def _evict(ref: weakref.ref[AIMessage], *, key: int) -> None:
-    entry = _AI_MEMO.get(key)
+def _evict(ref: weakref.ref[AIMessage], *, memo: dict[int, tuple[Any, ...]], key: int) -> None:
+    entry = memo.get(key)
     if entry is not None and entry[0] is ref:
-        del _AI_MEMO[key]
+        del memo[key]
 
 
 def _sanitize_ai(
@@ -171,7 +171,7 @@ def _sanitize_ai(
     verdict = _sanitize_ai_uncached(message, policy, keep_reasoning_on_calls, names)
     if len(_AI_MEMO) >= _AI_MEMO_MAX:
         _AI_MEMO.clear()
-    ref = weakref.ref(message, functools.partial(_evict, key=key))
+    ref = weakref.ref(message, functools.partial(_evict, memo=_AI_MEMO, key=key))
     _AI_MEMO[key] = (
         ref,
         kwargs,
