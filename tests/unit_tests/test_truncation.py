@@ -9,6 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from langchain_kimi_context import ContextPolicy, prepare_context, truncate_tool_results
+from langchain_kimi_context.context.guard import ContextWindowWarning
 from langchain_kimi_context.context.markers import get_marker
 from langchain_kimi_context.context.truncation import per_result_cap_chars
 from langchain_kimi_context.tokens import ApproximateBackend, TokenCounter
@@ -146,7 +147,7 @@ def test_prepare_context_truncates_when_the_guard_route_says_so() -> None:
     counter = TokenCounter(backend=ApproximateBackend())
     history = [HumanMessage("q", id="u"), *_turn("c1", _lines(3_000), "t1")]
     policy = ContextPolicy(context_window=20_000, reserved_output_tokens=1_000)
-    with pytest.warns(UserWarning):
+    with pytest.warns(ContextWindowWarning):
         _out, report = prepare_context(history, policy, token_counter=counter)
     assert report.truncation is not None
     assert [t.message_id for t in report.truncation.truncated] == ["t1"]
@@ -154,7 +155,7 @@ def test_prepare_context_truncates_when_the_guard_route_says_so() -> None:
     assert report.guard.route == "none"
     assert json.loads(json.dumps(report.to_dict()))["truncation"]["truncated"][0]["mode"] == "head"
     # "never" leaves results alone and reports the route for the caller.
-    with pytest.warns(UserWarning):
+    with pytest.warns(ContextWindowWarning):
         out2, report2 = prepare_context(
             history, policy.replace(tool_result_truncation="never"), token_counter=counter
         )
