@@ -147,9 +147,30 @@ def _evict(ref: weakref.ref[AIMessage], *, memo: dict[int, tuple[Any, ...]], key
         del memo[key]
 
 
+_RULES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _rules_key(policy: ContextPolicy, keep_reasoning_on_calls: bool) -> tuple[Any, ...]:
+    """The policy fields an assistant verdict depends on, interned (compared with ``is``)."""
+    rules = (
+        policy.allowed_tool_names,
+        policy.builtin_tool_names,
+        policy.max_tool_name_length,
+        policy.strip_old_reasoning,
+        keep_reasoning_on_calls,
+    )
+    interned = _RULES.get(rules)
+    if interned is None:
+        if len(_RULES) > 1_000:
+            _RULES.clear()
+        interned = _RULES[rules] = rules
+    return interned
+
+
 def _sanitize_ai(
     message: AIMessage,
     policy: ContextPolicy,
+    rules: tuple[Any, ...],
     keep_reasoning_on_calls: bool,
     names: dict[str, str | None],
 ) -> _AIVerdict:
@@ -162,11 +183,10 @@ def _sanitize_ai(
         and entry[0]() is message
         and entry[1] is kwargs
         and entry[2] is tool_calls
-        and entry[3] is policy
-        and entry[4] is keep_reasoning_on_calls
-        and entry[5] is message.content
+        and entry[3] is rules
+        and entry[4] is message.content
     ):
-        verdict: _AIVerdict = entry[6]
+        verdict: _AIVerdict = entry[5]
         return verdict
     verdict = _sanitize_ai_uncached(message, policy, keep_reasoning_on_calls, names)
     if len(_AI_MEMO) >= _AI_MEMO_MAX:
@@ -176,8 +196,7 @@ def _sanitize_ai(
         ref,
         kwargs,
         tool_calls,
-        policy,
-        keep_reasoning_on_calls,
+        rules,
         message.content,
         verdict,
     )
@@ -381,6 +400,7 @@ def sanitize_messages(
     debug_keys = frozenset(policy.debug_payload_keys)
     merge = policy.merge_consecutive_user_messages
     names: dict[str, str | None] = {}
+    rules = _rules_key(policy, keep_reasoning_on_calls)
     dropped_calls: list[DroppedToolCall] = []
     dropped_empty: list[str] = []
     stripped_debug: list[str] = []
@@ -421,7 +441,7 @@ def sanitize_messages(
             ai: AIMessage = message  # type: ignore[assignment]
             if ai.tool_calls or ai.invalid_tool_calls or ai.additional_kwargs:
                 new, drops, reasoning, normalized = _sanitize_ai(
-                    ai, policy, keep_reasoning_on_calls, names
+                    ai, policy, rules, keep_reasoning_on_calls, names
                 )
                 if new is not message:
                     changed = True
