@@ -41,7 +41,16 @@ __all__ = [
 
 
 class ContextWindowWarning(UserWarning):
-    """Emitted when the resolved window is below ``policy.warn_below_context_window``."""
+    """Emitted when the resolved window is below ``policy.warn_below_context_window``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = preflight_guard([], ContextPolicy(context_window=20_000))
+        >>> caught[0].category.__name__
+        'ContextWindowWarning'
+    """
 
 
 @runtime_checkable
@@ -54,17 +63,34 @@ class SupportsTokenCounting(Protocol):
     """
 
     def count_message(self, message: BaseMessage) -> int:
-        """Tokens of one message, per-message overhead included."""
+        """Tokens of one message, per-message overhead included.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> resolve_token_counter(None).count_message(HumanMessage("hi")) > 0
+            True
+        """
         ...
 
     def count_messages(
         self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
     ) -> int:
-        """Tokens of a request: messages, ``tools`` when given, reply priming."""
+        """Tokens of a request: messages, ``tools`` when given, reply priming.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> resolve_token_counter(None).count_messages([HumanMessage("hi")]) > 0
+            True
+        """
         ...
 
     def count_tools(self, tools: Sequence[Any]) -> int:
-        """Tokens of tool schemas."""
+        """Tokens of tool schemas.
+
+        Example:
+            >>> resolve_token_counter(None).count_tools([])
+            0
+        """
         ...
 
 

@@ -33,7 +33,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessage
 
-from langchain_kimi_context.context._common import finish_reason, is_blank_content, message_ref
+from langchain_kimi_context.context._common import (
+    PrefixMemo,
+    finish_reason,
+    is_blank_content,
+    message_ref,
+)
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import (
@@ -82,6 +87,24 @@ def synthetic_tool_result(call: ToolCall, assistant_ref: str) -> ToolMessage:
     )
 
 
+_SYNTHETIC: dict[tuple[str, str, str], ToolMessage] = {}
+
+
+def _synthetic(call: ToolCall, assistant_ref: str) -> ToolMessage:
+    """``synthetic_tool_result``, memoised so repeated calls return the same object."""
+    key = (assistant_ref, call["id"] or "", call.get("name") or "")
+    message = _SYNTHETIC.get(key)
+    if message is None:
+        if len(_SYNTHETIC) > 10_000:
+            _SYNTHETIC.clear()
+        message = _SYNTHETIC[key] = synthetic_tool_result(call, assistant_ref)
+    return message
+
+
+# Fold state of the well-paired check per history: appending messages costs O(new).
+_PAIRED = PrefixMemo()
+
+
 def _well_paired(
     messages: Sequence[BaseMessage], errored_reasons: frozenset[str]
 ) -> list[int] | None:
@@ -93,7 +116,13 @@ def _well_paired(
     expected: list[Any] = []
     position = 0
     errored: list[int] = []
-    for index, message in enumerate(messages):
+    start = 0
+    resumed = _PAIRED.get(messages, errored_reasons)
+    if resumed is not None:  # the remembered prefix ended well paired, every span closed
+        start, saved = resumed
+        errored = list(saved)
+    for index in range(start, len(messages)):
+        message = messages[index]
         cls = type(message)
         if cls is ToolMessage:
             if position >= len(expected) or message.tool_call_id != expected[position]:  # type: ignore[attr-defined]
@@ -116,7 +145,10 @@ def _well_paired(
         else:
             expected = []
             position = 0
-    return errored if position == len(expected) else None
+    if position != len(expected):
+        return None
+    _PAIRED.put(messages, len(messages), errored_reasons, tuple(errored))
+    return errored
 
 
 def repair_tool_pairing(
@@ -287,7 +319,7 @@ def repair_tool_pairing(
             if position >= 0:
                 out.append(messages[position])
             elif call["id"]:
-                result = synthetic_tool_result(call, ref)
+                result = _synthetic(call, ref)
                 out.append(result)
                 synthetic.append(
                     SyntheticToolResult(

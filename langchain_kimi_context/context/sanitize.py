@@ -49,6 +49,7 @@ from langchain_core.messages import (
 )
 
 from langchain_kimi_context.context._common import (
+    PrefixMemo,
     is_blank_content,
     leading_system_count,
     message_ref,
@@ -62,7 +63,12 @@ from langchain_kimi_context.context.reports import (
 )
 from langchain_kimi_context.profiles import KimiModelProfile
 
-__all__ = ["BOOTSTRAP_MESSAGE_ID", "sanitize_messages", "tool_call_problem"]
+__all__ = [
+    "BOOTSTRAP_MESSAGE_ID",
+    "merge_adjacent_user_messages",
+    "sanitize_messages",
+    "tool_call_problem",
+]
 
 BOOTSTRAP_MESSAGE_ID = "kimi-context-bootstrap"
 """Id of the bootstrap user turn ``sanitize_messages`` inserts."""
@@ -303,6 +309,9 @@ def _strip_debug(message: ToolMessage, keys: frozenset[str]) -> ToolMessage | No
     return message.model_copy(update=update)
 
 
+# Fold state at the end of the last input per history: appending messages costs O(new).
+_MEMO = PrefixMemo()
+
 _MESSAGE_TYPES = frozenset({AIMessage, HumanMessage, SystemMessage, ToolMessage})
 
 
@@ -355,6 +364,55 @@ def _merge_users(run: list[tuple[HumanMessage, int]]) -> tuple[HumanMessage, Mer
     return merged, MergedUserMessages(into=newest_ref, merged=tuple(refs))
 
 
+def merge_adjacent_user_messages(
+    messages: Sequence[BaseMessage], policy: ContextPolicy
+) -> tuple[Sequence[BaseMessage], tuple[MergedUserMessages, ...]]:
+    r"""Only the merge rule of ``sanitize_messages`` (used after pairing repair drops).
+
+    Args:
+        messages: A sanitized history.
+        policy: ``merge_consecutive_user_messages``.
+
+    Returns:
+        ``(messages, merges)``; the very same sequence when no user messages are adjacent.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> out, merges = merge_adjacent_user_messages(
+        ...     [HumanMessage("a", id="1"), HumanMessage("b", id="2")], ContextPolicy())
+        >>> out[0].content, merges[0].merged
+        ('a\n\nb', ('1', '2'))
+    """
+    if not policy.merge_consecutive_user_messages:
+        return messages, ()
+    previous = False
+    for message in messages:
+        current = _mergeable_user(message)
+        if current and previous:
+            break
+        previous = current
+    else:
+        return messages, ()
+    out: list[BaseMessage] = []
+    merges: list[MergedUserMessages] = []
+    run: list[tuple[HumanMessage, int]] = []
+    padded: list[BaseMessage | None] = [*messages, None]
+    for index, item in enumerate(padded):
+        if item is not None and _mergeable_user(item):
+            run.append((item, index))  # type: ignore[arg-type]
+            continue
+        if len(run) > 1:
+            merged, report = _merge_users(run)
+            out.append(merged)
+            merges.append(report)
+        elif run:
+            out.append(run[0][0])
+        run = []
+        if item is not None:
+            out.append(item)
+    return out, tuple(merges)
+
+
 def sanitize_messages(
     messages: Sequence[MessageLikeRepresentation],
     policy: ContextPolicy,
@@ -401,19 +459,33 @@ def sanitize_messages(
     merge = policy.merge_consecutive_user_messages
     names: dict[str, str | None] = {}
     rules = _rules_key(policy, keep_reasoning_on_calls)
-    dropped_calls: list[DroppedToolCall] = []
-    dropped_empty: list[str] = []
-    stripped_debug: list[str] = []
-    merged_reports: list[MergedUserMessages] = []
-    stripped_reasoning: list[str] = []
-    normalized_content: list[str] = []
-    dropped_malformed: list[str] = []
-    out: list[BaseMessage] = []
+    memo_key = (rules, debug_keys, merge)
+    resumed = _MEMO.get(messages, memo_key)
+    start = 0
+    lists: tuple[list[Any], ...]
+    if resumed is None:
+        out: list[BaseMessage] = []
+        lists = ([], [], [], [], [], [], [])
+        changed = False
+    else:
+        start, (saved_out, saved_lists, changed) = resumed
+        out = list(saved_out)
+        lists = tuple(list(entries) for entries in saved_lists)
+    (
+        dropped_calls,
+        dropped_empty,
+        stripped_debug,
+        merged_reports,
+        stripped_reasoning,
+        normalized_content,
+        dropped_malformed,
+    ) = lists
     append = out.append
     run: list[tuple[HumanMessage, int]] = []
-    changed = False
+    run_state: tuple[int, int, tuple[int, ...], bool] = (0, 0, (), False)
 
-    for index, item in enumerate(messages):
+    for index in range(start, len(messages)):
+        item = messages[index]
         cls = type(item)
         if cls not in _MESSAGE_TYPES and (
             not isinstance(item, BaseMessage) or isinstance(item, RemoveMessage)
@@ -467,6 +539,8 @@ def sanitize_messages(
             changed = True
             continue
         if merge and cls is HumanMessage and _mergeable_user(message):
+            if not run:  # where to resume if the history ends inside this run
+                run_state = (index, len(out), tuple(map(len, lists)), changed)
             run.append((message, index))  # type: ignore[arg-type]
             continue
         if run:
@@ -480,6 +554,12 @@ def sanitize_messages(
             run = []
         append(new)
     if run:
+        boundary, out_len, lengths, changed_then = run_state
+        saved = (
+            out[:out_len],
+            tuple(entries[:n] for entries, n in zip(lists, lengths, strict=True)),
+            changed_then,
+        )
         if len(run) == 1:
             append(run[0][0])
         else:
@@ -487,6 +567,10 @@ def sanitize_messages(
             merged_reports.append(rep)
             append(merged)
             changed = True
+    else:
+        boundary = len(messages)
+        saved = (list(out), tuple(list(entries) for entries in lists), changed)
+    _MEMO.put(messages, boundary, memo_key, saved)
 
     bootstrap: str | None = None
     head = leading_system_count(out)

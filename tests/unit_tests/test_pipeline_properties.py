@@ -12,7 +12,9 @@ messages, errored/aborted turns, bad tool names and unparsable calls. For every 
 - no user, assistant or tool text is lost except what the report lists;
 - the input messages are never mutated;
 - appending a well-formed continuation never changes the output for the earlier part,
-  except at the cut events the limit report announces.
+  except at the cut events the limit report announces;
+- the incremental memos (stages resuming from the previous call's state) give exactly
+  what a fresh computation gives.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from langchain_openai.chat_models.base import _convert_message_to_dict
 
 from langchain_kimi_context import ContextPolicy, PipelineReport, prepare_context
 from langchain_kimi_context.context._common import content_text
+from langchain_kimi_context.context.pipeline import _reset_memos
 from langchain_kimi_context.testing import validate_chat_request
 from langchain_kimi_context.tokens import ApproximateBackend, TokenCounter
 
@@ -240,9 +243,11 @@ def test_appending_never_changes_the_earlier_output_except_at_reported_cut_event
     previous, report = prepare_context(current, policy, token_counter=COUNTER)
     previous_cut = report.limit.user_turns_before - report.limit.user_turns_kept
     cut_turns: list[int] = []
+    seen: list[tuple[list[BaseMessage], list[str], dict[str, Any]]] = []
     for step in steps:
         current = current + step
         out, report = prepare_context(current, policy, token_counter=COUNTER)
+        seen.append((current, _dump(out), report.to_dict()))
         cut = report.limit.user_turns_before - report.limit.user_turns_kept
         if cut == previous_cut:
             assert _dump(out[: len(previous)]) == _dump(previous)
@@ -251,5 +256,12 @@ def test_appending_never_changes_the_earlier_output_except_at_reported_cut_event
             cut_turns.append(report.limit.user_turns_before)
         previous, previous_cut = out, cut
     event(f"cut events: {min(len(cut_turns), 3)}+")
+    # The incremental memos (resume from the previous call's state) change nothing:
+    # recompute every step from scratch (longest first, so none can resume) and compare.
+    _reset_memos()
+    for messages, dumped, report_dict in reversed(seen):
+        fresh, fresh_report = prepare_context(messages, policy, token_counter=COUNTER)
+        assert _dump(fresh) == dumped
+        assert fresh_report.to_dict() == report_dict
     # Cut events are at least K + 1 user turns apart (the hysteresis window).
     assert all(b - a >= hysteresis + 1 for a, b in itertools.pairwise(cut_turns))
