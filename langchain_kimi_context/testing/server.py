@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -94,6 +95,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     emulator: KimiEmulator
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that drop connections; report anything else on stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
 
 class KimiEmulator:
     """A strict, deterministic Kimi API server on 127.0.0.1 for tests and demos.
@@ -122,6 +130,11 @@ class KimiEmulator:
             tool-call messages (as some Kimi endpoints do).
         reject_empty_string_content: Also reject ``content: ""`` on them.
         max_logged_requests: Size bound of the request log.
+        keep_alive: Keep HTTP/1.1 connections open between requests. Off by default:
+            every response closes its connection, so pooled clients never reuse a
+            connection across event loops (pytest-asyncio runs each async test in a new
+            loop, and langchain-openai caches its async HTTP client per base URL, which
+            otherwise fails with "Event loop is closed"). Turn it on for benchmarks.
 
     Example:
         >>> import httpx
@@ -154,6 +167,7 @@ class KimiEmulator:
         reject_empty_tool_call_content: bool = True,
         reject_empty_string_content: bool = False,
         max_logged_requests: int = 10_000,
+        keep_alive: bool = False,
     ) -> None:
         if not api_key:
             msg = "api_key must be a non-empty string"
@@ -187,6 +201,7 @@ class KimiEmulator:
         self.cache_ready_delay = cache_ready_delay
         self.reject_empty_tool_call_content = reject_empty_tool_call_content
         self.reject_empty_string_content = reject_empty_string_content
+        self.keep_alive = keep_alive
         self.clock = EmulatorClock()
         self.faults = FaultInjector()
         self.prefix_cache = PrefixCache(
@@ -462,6 +477,7 @@ class KimiEmulator:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _body_stop: Any = None
     server_version = "KimiEmulator/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -477,6 +493,12 @@ class _Handler(BaseHTTPRequestHandler):
         if length > _MAX_BODY:
             raise EmulatorAPIError(413, "invalid_request_error", "Request body too large")
         return self.rfile.read(length) if length > 0 else b""
+
+    def end_headers(self) -> None:
+        """Close the connection after this response unless keep-alive is on."""
+        if not self.server.emulator.keep_alive:
+            self.send_header("Connection", "close")
+        super().end_headers()
 
     def _send_json(
         self, status: int, payload: Any, headers: Mapping[str, str] | None = None
@@ -659,6 +681,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, Mapping):
             raise EmulatorAPIError(400, "invalid_request_error", "Invalid request: body required")
         stream = bool(body.get("stream"))
+        self._body_stop = body.get("stop")
         record.stream = stream
         fault = emu.faults.next_fault("chat")
         if fault is not None:
@@ -882,6 +905,10 @@ class _Handler(BaseHTTPRequestHandler):
             call_tokens += tok.count_text(call.name) + tok.count_text(call.arguments_json()) + 2
         content = spec.content or ""
         finish = spec.finish_reason or ("tool_calls" if calls else "stop")
+        stop = validated_stop(self._body_stop)
+        cut_at = min((i for i in (content.find(x) for x in stop if x) if i >= 0), default=-1)
+        if cut_at >= 0:
+            content = content[:cut_at]
         budget = validated.max_tokens - reasoning_tokens - call_tokens
         content_tokens = tok.count_text(content)
         if content_tokens > max(budget, 0):
@@ -1161,6 +1188,15 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         except (ValueError, TypeError) as exc:
             self._send_json(400, {"error": {"type": "invalid_request_error", "message": str(exc)}})
+
+
+def validated_stop(stop: Any) -> list[str]:
+    """Return the request's ``stop`` as a list of strings (already validated)."""
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list):
+        return [x for x in stop if isinstance(x, str)]
+    return []
 
 
 def _truncate_tokens(text: str, n_tokens: int, tokenizer: EmulatorTokenizer) -> str:
