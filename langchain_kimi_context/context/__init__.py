@@ -1,7 +1,9 @@
 """The context pipeline: pure, typed, idempotent stages.
 
 Each stage is ``(messages, policy, ...) -> (messages, report)``; ``prepare_context`` runs
-them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> truncate).
+them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> estimate ->
+truncate). Every stage's output is a fixpoint of every stage, so callers (graph nodes)
+may also run them one by one.
 
 No I/O happens in this package; the orchestration layer (graph nodes, memory API,
 middleware) calls these functions.
@@ -31,7 +33,11 @@ from langchain_kimi_context.context.reports import (
     TruncatedToolResult,
     TruncationReport,
 )
-from langchain_kimi_context.context.sanitize import sanitize_messages, tool_call_problem
+from langchain_kimi_context.context.sanitize import (
+    merge_adjacent_user_messages,
+    sanitize_messages,
+    tool_call_problem,
+)
 from langchain_kimi_context.context.truncation import (
     per_result_cap_chars,
     truncate_text,
@@ -65,6 +71,7 @@ __all__ = [
     "estimate_request",
     "kept_user_turns",
     "limit_history_turns",
+    "merge_adjacent_user_messages",
     "parse_session_key",
     "per_result_cap_chars",
     "preflight_guard",
