@@ -2,8 +2,9 @@
 
 Each stage is ``(messages, policy, ...) -> (messages, report)``; ``prepare_context`` runs
 them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> estimate ->
-truncate). Every stage's output is a fixpoint of every stage, so callers (graph nodes)
-may also run them one by one.
+truncate). The output of ``prepare_context`` is a fixpoint of every stage (running any
+of them on it changes nothing), so callers such as graph nodes may also run the stages
+one by one.
 
 No I/O happens in this package; the orchestration layer (graph nodes, memory API,
 middleware) calls these functions.
