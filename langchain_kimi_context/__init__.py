@@ -6,6 +6,21 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.context import (
+    ContextWindowWarning,
+    GuardReport,
+    LimitReport,
+    PairingReport,
+    PipelineReport,
+    SanitizeReport,
+    TruncationReport,
+    limit_history_turns,
+    preflight_guard,
+    prepare_context,
+    repair_tool_pairing,
+    sanitize_messages,
+    truncate_tool_results,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -51,6 +66,8 @@ __all__ = [
     "ContextPolicy",
     "ContextSizeTracker",
     "ContextWindowTooSmallError",
+    "ContextWindowWarning",
+    "GuardReport",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
     "KimiConfigurationError",
@@ -64,12 +81,17 @@ __all__ = [
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "LimitReport",
+    "PairingReport",
+    "PipelineReport",
     "Pricing",
+    "SanitizeReport",
     "TiktokenBackend",
     "TokenCalibrator",
     "TokenCounter",
     "TokenizerBackend",
     "TokenizerFallbackWarning",
+    "TruncationReport",
     "__version__",
     "acount_tokens_exact",
     "count_tokens_exact",
@@ -77,6 +99,12 @@ __all__ = [
     "default_token_counter",
     "get_profile",
     "is_retryable_error",
+    "limit_history_turns",
+    "preflight_guard",
+    "prepare_context",
     "register_profile",
+    "repair_tool_pairing",
+    "sanitize_messages",
     "set_default_token_counter",
+    "truncate_tool_results",
 ]
