@@ -6,6 +6,29 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.caching import (
+    AutomaticPrefixCache,
+    CacheDecision,
+    CacheEntry,
+    CachePolicy,
+    CacheRegistry,
+    CacheStrategy,
+    CallCost,
+    CostLedger,
+    ExplicitContextCache,
+    InMemoryCacheRegistry,
+    NoContextCache,
+    PrefixBreak,
+    PrefixStabilityChecker,
+    SessionCost,
+    StoreCacheRegistry,
+    canonicalize_payload,
+    create_cache_strategy,
+    explicit_cache_decision,
+    find_prefix_break,
+    prefix_fingerprint,
+    prompt_cache_key_for,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -33,8 +56,18 @@ from langchain_kimi_context.profiles import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutomaticPrefixCache",
+    "CacheDecision",
+    "CacheEntry",
+    "CachePolicy",
+    "CacheRegistry",
+    "CacheStrategy",
+    "CallCost",
     "ContextPolicy",
     "ContextWindowTooSmallError",
+    "CostLedger",
+    "ExplicitContextCache",
+    "InMemoryCacheRegistry",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
     "KimiConfigurationError",
@@ -48,9 +81,20 @@ __all__ = [
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "NoContextCache",
+    "PrefixBreak",
+    "PrefixStabilityChecker",
     "Pricing",
+    "SessionCost",
+    "StoreCacheRegistry",
     "__version__",
+    "canonicalize_payload",
+    "create_cache_strategy",
+    "explicit_cache_decision",
+    "find_prefix_break",
     "get_profile",
     "is_retryable_error",
+    "prefix_fingerprint",
+    "prompt_cache_key_for",
     "register_profile",
 ]

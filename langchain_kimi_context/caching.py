@@ -105,6 +105,7 @@ __all__ = [
     "create_cache_strategy",
     "explicit_cache_decision",
     "find_prefix_break",
+    "make_cache_strategy",
     "prefix_fingerprint",
     "prompt_cache_key_for",
     "read_cached_tokens",
@@ -2401,3 +2402,43 @@ def create_cache_strategy(
     if mode == "off" or profile.cache_kind == "none":
         return NoContextCache(profile=profile, policy=policy, ledger=ledger, clock=clock)
     return AutomaticPrefixCache(profile=profile, policy=policy, ledger=ledger, clock=clock)
+
+
+def make_cache_strategy(model: Any) -> NoContextCache | AutomaticPrefixCache | ExplicitContextCache:
+    """Build the cache strategy of a :class:`~langchain_kimi_context.KimiChatModel`.
+
+    Called by the model when it is created. Reads ``context_cache``, the model profile,
+    the base URL, API key and default headers, and the optional ``cache_policy``,
+    ``cache_registry`` and ``cost_ledger`` fields.
+
+    Args:
+        model: The chat model.
+
+    Returns:
+        The strategy (see :func:`create_cache_strategy`).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from langchain_kimi_context.profiles import get_profile
+        >>> fake = SimpleNamespace(context_cache="auto", model_profile=get_profile("kimi-k2.5"))
+        >>> type(make_cache_strategy(fake)).__name__
+        'AutomaticPrefixCache'
+    """
+    profile = getattr(model, "model_profile", None)
+    if not isinstance(profile, KimiModelProfile):
+        from langchain_kimi_context.profiles import get_profile
+
+        profile = get_profile(str(getattr(model, "model_name", "") or ""))
+    secret: Any = getattr(model, "openai_api_key", None)
+    api_key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
+    headers = getattr(model, "default_headers", None)
+    return create_cache_strategy(
+        getattr(model, "context_cache", "auto"),
+        profile=profile,
+        base_url=getattr(model, "openai_api_base", None),
+        api_key=api_key if isinstance(api_key, str) else None,
+        policy=getattr(model, "cache_policy", None),
+        registry=getattr(model, "cache_registry", None),
+        ledger=getattr(model, "cost_ledger", None),
+        headers=dict(headers) if isinstance(headers, Mapping) else None,
+    )
