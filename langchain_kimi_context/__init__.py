@@ -6,6 +6,7 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -37,6 +38,7 @@ __all__ = [
     "ContextWindowTooSmallError",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
+    "KimiChatModel",
     "KimiConfigurationError",
     "KimiContentFilterError",
     "KimiContextOverflowError",
