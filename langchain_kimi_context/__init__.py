@@ -12,7 +12,6 @@ from langchain_kimi_context.caching import (
     CacheEntry,
     CachePolicy,
     CacheRegistry,
-    CacheStrategy,
     CallCost,
     CostLedger,
     ExplicitContextCache,
@@ -29,6 +28,7 @@ from langchain_kimi_context.caching import (
     prefix_fingerprint,
     prompt_cache_key_for,
 )
+from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -52,24 +52,40 @@ from langchain_kimi_context.profiles import (
     get_profile,
     register_profile,
 )
+from langchain_kimi_context.tokens import (
+    ApproximateBackend,
+    ContextSizeTracker,
+    TiktokenBackend,
+    TokenCalibrator,
+    TokenCounter,
+    TokenizerBackend,
+    TokenizerFallbackWarning,
+    acount_tokens_exact,
+    count_tokens_exact,
+    count_tokens_for_model,
+    default_token_counter,
+    set_default_token_counter,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApproximateBackend",
     "AutomaticPrefixCache",
     "CacheDecision",
     "CacheEntry",
     "CachePolicy",
     "CacheRegistry",
-    "CacheStrategy",
     "CallCost",
     "ContextPolicy",
+    "ContextSizeTracker",
     "ContextWindowTooSmallError",
     "CostLedger",
     "ExplicitContextCache",
     "InMemoryCacheRegistry",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
+    "KimiChatModel",
     "KimiConfigurationError",
     "KimiContentFilterError",
     "KimiContextOverflowError",
@@ -87,9 +103,18 @@ __all__ = [
     "Pricing",
     "SessionCost",
     "StoreCacheRegistry",
+    "TiktokenBackend",
+    "TokenCalibrator",
+    "TokenCounter",
+    "TokenizerBackend",
+    "TokenizerFallbackWarning",
     "__version__",
+    "acount_tokens_exact",
     "canonicalize_payload",
+    "count_tokens_exact",
+    "count_tokens_for_model",
     "create_cache_strategy",
+    "default_token_counter",
     "explicit_cache_decision",
     "find_prefix_break",
     "get_profile",
@@ -97,4 +122,5 @@ __all__ = [
     "prefix_fingerprint",
     "prompt_cache_key_for",
     "register_profile",
+    "set_default_token_counter",
 ]

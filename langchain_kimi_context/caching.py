@@ -88,7 +88,6 @@ __all__ = [
     "CacheMode",
     "CachePolicy",
     "CacheRegistry",
-    "CacheStrategy",
     "CallCost",
     "CostLedger",
     "ExplicitContextCache",
@@ -1164,40 +1163,6 @@ def _usage_of(response: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------
 
 
-@runtime_checkable
-class CacheStrategy(Protocol):
-    """What :class:`~langchain_kimi_context.KimiChatModel` calls around each request.
-
-    Example:
-        >>> isinstance(NoContextCache(), CacheStrategy)
-        True
-    """
-
-    ledger: CostLedger
-
-    def prepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return the payload to send (may add headers / keys, rewrite messages)."""
-        ...
-
-    async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Async :meth:`prepare`."""
-        ...
-
-    def record(
-        self, payload: Mapping[str, Any], response: Any, *, session_id: str | None
-    ) -> dict[str, Any]:
-        """Record a response's usage; return metadata for ``response_metadata``."""
-        ...
-
-    def close(self) -> None:
-        """Release server-side resources (explicit caches)."""
-        ...
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        ...
-
-
 class _BaseStrategy:
     cache_mode = "off"
 
@@ -1265,13 +1230,14 @@ class _BaseStrategy:
         )
 
     def record(
-        self, payload: Mapping[str, Any], response: Any, *, session_id: str | None
+        self, payload: Mapping[str, Any], usage: Any, *, session_id: str | None
     ) -> dict[str, Any]:
         """Record a response's usage in the ledger.
 
         Args:
             payload: The request body that was sent.
-            response: The response dict, its ``usage`` dict, or LangChain usage_metadata.
+            usage: The response's ``usage`` dict (the whole response dict and LangChain
+                ``usage_metadata`` are understood too; ``None`` if the server sent none).
             session_id: The session.
 
         Returns:
@@ -1285,7 +1251,7 @@ class _BaseStrategy:
             >>> r["kimi_cache"]["prompt_tokens"]
             10
         """
-        call = self._call_cost(payload, response, session_id)
+        call = self._call_cost(payload, usage, session_id)
         self.ledger.add_call(call)
         return {"kimi_cache": call.to_dict()}
 
@@ -2219,7 +2185,7 @@ class ExplicitContextCache(_BaseStrategy):
         )
 
     def record(
-        self, payload: Mapping[str, Any], response: Any, *, session_id: str | None
+        self, payload: Mapping[str, Any], usage: Any, *, session_id: str | None
     ) -> dict[str, Any]:
         """Record usage; cached tokens of a hit are billed through the per-hit fee.
 
@@ -2228,7 +2194,7 @@ class ExplicitContextCache(_BaseStrategy):
 
         Args:
             payload: The request body that was sent.
-            response: The response dict, its ``usage`` or LangChain usage_metadata.
+            usage: The response's ``usage`` (or the response dict, or usage_metadata).
             session_id: The session.
 
         Returns:
@@ -2249,11 +2215,11 @@ class ExplicitContextCache(_BaseStrategy):
             if isinstance(first, Mapping) and first.get("role") == "cache":
                 match = re.search(r"cache_id=([^;]+)", str(first.get("content", "")))
                 cache_id = match.group(1) if match else None
-        usage = _usage_of(response)
-        hit = cache_id is not None and read_cached_tokens(usage) > 0
+        wire_usage = _usage_of(usage)
+        hit = cache_id is not None and read_cached_tokens(wire_usage) > 0
         call = self._call_cost(
             payload,
-            response,
+            wire_usage,
             session_id,
             cache_cost=self.cache_pricing.per_hit_call if hit else 0.0,
             cache_currency=self.cache_pricing.currency if hit else None,
@@ -2261,7 +2227,7 @@ class ExplicitContextCache(_BaseStrategy):
             cached_billed_by_cache=hit,
         )
         self.ledger.add_call(call)
-        if cache_id is not None and not hit and usage:
+        if cache_id is not None and not hit and wire_usage:
             key = self._key(session)
             entry = self._safe_registry(self.registry.get, key)
             if isinstance(entry, CacheEntry) and entry.cache_id == cache_id:

@@ -16,7 +16,6 @@ from langchain_kimi_context.caching import (
     AutomaticPrefixCache,
     CacheEntry,
     CachePolicy,
-    CacheStrategy,
     CallCost,
     CostLedger,
     ExplicitContextCache,
@@ -36,6 +35,7 @@ from langchain_kimi_context.caching import (
     read_cached_tokens,
     stable_prefix_length,
 )
+from langchain_kimi_context.chat_models import CacheStrategy
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.profiles import ExplicitCachePricing, Pricing, get_profile
