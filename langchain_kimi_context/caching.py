@@ -2397,6 +2397,8 @@ def make_cache_strategy(model: Any) -> NoContextCache | AutomaticPrefixCache | E
         profile = get_profile(str(getattr(model, "model_name", "") or ""))
     secret: Any = getattr(model, "openai_api_key", None)
     api_key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
+    if callable(api_key):
+        api_key = api_key()
     headers = getattr(model, "default_headers", None)
     return create_cache_strategy(
         getattr(model, "context_cache", "auto"),
