@@ -1846,7 +1846,6 @@ class ExplicitContextCache(_BaseStrategy):
         self._locks_guard = threading.Lock()
         self._default_session = f"model-{uuid.uuid4().hex[:12]}"
         self._client: httpx.Client | None = None
-        self._closed = False
         self.last_decision: CacheDecision | None = None
         _register_atexit(self)
 
@@ -2066,7 +2065,7 @@ class ExplicitContextCache(_BaseStrategy):
         request_messages = list(out.get("messages") or ())
         n_prefix = stable_prefix_length(request_messages, messages)
         tools = out.get("tools") or None
-        if self._closed or (n_prefix == 0 and not tools):
+        if n_prefix == 0 and not tools:
             return out
         prefix = request_messages[:n_prefix]
         fingerprint = prefix_fingerprint(prefix, tools)
@@ -2153,6 +2152,7 @@ class ExplicitContextCache(_BaseStrategy):
         )
         self._safe_registry(self.registry.put, key, entry)
         self._held[key] = session
+        _register_atexit(self)
         return entry
 
     @staticmethod
@@ -2238,7 +2238,8 @@ class ExplicitContextCache(_BaseStrategy):
     def close(self) -> None:
         """Delete the caches of the sessions this instance used (unless still shared).
 
-        Safe to call more than once; errors are logged, never raised.
+        Safe to call more than once; errors are logged, never raised. Using the strategy
+        again afterwards simply creates new caches.
 
         Example:
             >>> from langchain_kimi_context.profiles import get_profile
@@ -2248,7 +2249,6 @@ class ExplicitContextCache(_BaseStrategy):
         """
         held = dict(self._held)
         self._held.clear()
-        self._closed = True
         now = self.clock()
         for key, session in held.items():
             with self._lock_for(key):
@@ -2285,18 +2285,6 @@ class ExplicitContextCache(_BaseStrategy):
             >>> asyncio.run(c.aclose())
         """
         await asyncio.to_thread(self.close)
-
-    def reopen(self) -> None:
-        """Allow use again after :meth:`close` (new caches are created on demand).
-
-        Example:
-            >>> from langchain_kimi_context.profiles import get_profile
-            >>> c = ExplicitContextCache(base_url="http://127.0.0.1:9/v1", api_key=None,
-            ...                          profile=get_profile("moonshot-v1-8k"))
-            >>> c.close(); c.reopen(); c.close()
-        """
-        self._closed = False
-        _register_atexit(self)
 
 
 def create_cache_strategy(
