@@ -80,6 +80,9 @@ TOOLS = [read_file, write_file, run_tests, grep, list_dir]
 TOOLS_BY_NAME = {t.name: t for t in TOOLS}
 
 
+ModelFactory = Callable[[KimiEmulator], Callable[[], BaseChatModel]]
+
+
 @dataclass
 class RunResult:
     name: str
@@ -108,6 +111,8 @@ def replay(
     name: str,
     model_name: str,
     turns: int,
+    *,
+    rotate_tools: bool = False,
 ) -> RunResult:
     """Replay the scripted session; return per-call server usage."""
     model = make_model()
@@ -121,6 +126,9 @@ def replay(
         else:
             directive = "@reply 150"
         history.append(HumanMessage(f"{directive}\nStep {turn}: continue the refactoring."))
+        if rotate_tools:  # e.g. tools gathered from several MCP servers, order varies
+            shift = turn % len(TOOLS)
+            bound = model.bind_tools(TOOLS[shift:] + TOOLS[:shift])
         while True:
             reply = bound.invoke(history)
             turn_of_call.append(turn)
@@ -193,19 +201,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     runs: list[tuple[RunResult, bool]] = []
-    configs: list[tuple[str, str, Callable[[KimiEmulator], Callable[[], BaseChatModel]], bool]] = [
-        ("KimiChatModel auto", K2, lambda e: kimi(e, K2, "auto"), False),
-        ("KimiChatModel off", K2, lambda e: kimi(e, K2, "off"), False),
-        ("ChatOpenAI (plain)", K2, lambda e: plain(e, K2), False),
+    configs: list[tuple[str, str, ModelFactory, bool, bool]] = [
+        ("KimiChatModel auto", K2, lambda e: kimi(e, K2, "auto"), False, False),
+        ("KimiChatModel off", K2, lambda e: kimi(e, K2, "off"), False, False),
+        ("ChatOpenAI (plain)", K2, lambda e: plain(e, K2), False, False),
+        ("KimiChatModel auto", K2, lambda e: kimi(e, K2, "auto"), False, True),
+        ("KimiChatModel off", K2, lambda e: kimi(e, K2, "off"), False, True),
+        ("ChatOpenAI (plain)", K2, lambda e: plain(e, K2), False, True),
     ]
     if args.explicit:
         configs += [
-            ("KimiChatModel explicit", V1, lambda e: kimi(e, V1, "auto"), True),
-            ("KimiChatModel off", V1, lambda e: kimi(e, V1, "off"), False),
+            ("KimiChatModel explicit", V1, lambda e: kimi(e, V1, "auto"), True, False),
+            ("KimiChatModel off", V1, lambda e: kimi(e, V1, "off"), False, False),
         ]
-    for name, model_name, factory, explicit in configs:
+    for name, model_name, factory, explicit, rotate in configs:
+        label = name + (" [rotating tools]" if rotate else "")
         with KimiEmulator() as emu:  # a fresh server: no cache carried over between runs
-            runs.append((replay(emu, factory(emu), name, model_name, args.turns), explicit))
+            result = replay(emu, factory(emu), label, model_name, args.turns, rotate_tools=rotate)
+            runs.append((result, explicit))
 
     rows = []
     for result, explicit in runs:
@@ -229,15 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
     else:
         header = (
-            f"{'config':<24} {'model':<21} {'calls':>5} {'prompt tok':>11} {'cached':>10} "
-            f"{'share':>6} {'share>=2':>8} {'cost $':>9} {'no-cache $':>10}"
+            f"{'config':<40} {'model':<21} {'calls':>5} {'prompt tok':>11} {'cached':>10} "
+            f"{'share':>6} {'share>=2':>8} {'input $':>9} {'no-cache $':>10}"
         )
         print(f"{args.turns}-turn session, stable system prompt + {len(TOOLS)} tools")
         print(header)
         print("-" * len(header))
         for row in rows:
             print(
-                f"{row['config']:<24} {row['model']:<21} {row['calls']:>5} "
+                f"{row['config']:<40} {row['model']:<21} {row['calls']:>5} "
                 f"{row['prompt_tokens']:>11,} {row['cached_tokens']:>10,} "
                 f"{row['cached_share']:>6.1%} {row['cached_share_from_call_2']:>8.1%} "
                 f"{row['input_cost_usd']:>9.4f} {row['input_cost_no_cache_usd']:>10.4f}"
