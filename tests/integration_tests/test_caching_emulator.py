@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableLambda
@@ -395,3 +400,72 @@ def test_off_mode_sends_no_cache_key(emu: KimiEmulator) -> None:
     model.invoke([SystemMessage(SYSTEM_TEXT), HumanMessage("@reply 5")])
     assert "prompt_cache_key" not in _chat_requests(emu)[-1].body
     assert model.ledger.session("s-off").calls == 1
+
+
+def _live_caches(emu: KimiEmulator) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{emu.base_url}/caching", headers={"Authorization": f"Bearer {emu.api_key}"}
+    )
+    response.raise_for_status()
+    now = emu.clock.now()
+    return [c for c in response.json()["data"] if c["expired_at"] > now]
+
+
+def test_concurrent_models_on_one_registry_leave_one_live_cache(emu: KimiEmulator) -> None:
+    registry = StoreCacheRegistry(InMemoryStore())
+    models = [_v1_model(emu, session_id="race", cache_registry=registry) for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda m: m.invoke(_turns(SYSTEM_TEXT, "@reply 5")), models))
+    # Creation may race, but losers delete their copy: one cache stays alive.
+    for model in models:
+        model.invoke(_turns(SYSTEM_TEXT, "@reply 5", "@reply 5"))
+    assert len(_live_caches(emu)) == 1
+    assert len({_header(r, CACHE_HEADER) for r in _chat_requests(emu)[-3:]}) == 1
+    for model in models:
+        model.close()
+    assert _live_caches(emu) == []
+
+
+class _BrokenRegistry:
+    def get(self, key: str) -> Any:
+        raise RuntimeError("registry down")
+
+    def put(self, key: str, entry: Any) -> None:
+        raise RuntimeError("registry down")
+
+    def delete(self, key: str) -> None:
+        raise RuntimeError("registry down")
+
+
+def test_broken_registry_never_breaks_a_call(emu: KimiEmulator) -> None:
+    model = _v1_model(emu, session_id="s-broken", cache_registry=_BrokenRegistry())
+    reply = model.invoke(_turns(SYSTEM_TEXT, "@reply 5"))
+    assert reply.content
+    assert _header(_chat_requests(emu)[-1], CACHE_HEADER) is None
+    model.close()
+
+
+@pytest.mark.subprocess
+def test_caches_are_deleted_at_interpreter_exit(emu: KimiEmulator) -> None:
+    script = textwrap.dedent(
+        f"""
+        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_kimi_context import KimiChatModel
+        from langchain_kimi_context.caching import CachePolicy
+
+        model = KimiChatModel(model={V1!r}, base_url={emu.base_url!r}, api_key={emu.api_key!r},
+                              session_id="exit", cache_policy=CachePolicy(cost_guard=False,
+                              min_prefix_tokens=0))
+        model.invoke([SystemMessage("x" * 4000), HumanMessage("@reply 5")])
+        print("created")
+        # no close(): the atexit hook must delete the cache
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "created" in done.stdout
+    assert len(_cache_requests(emu, "POST")) == 1
+    assert len(_cache_requests(emu, "DELETE")) == 1
+    assert _live_caches(emu) == []
