@@ -272,3 +272,32 @@ def test_n_choices(emulator: KimiEmulator) -> None:
     ).json()
     assert [c["index"] for c in data["choices"]] == [0, 1, 2]
     assert data["usage"]["completion_tokens"] == 15
+
+
+def test_keep_alive_option(make_emulator: Any) -> None:
+    closing = make_emulator()
+    with httpx.Client() as client:
+        r = client.get(f"{closing.base_url}/models", headers=closing.headers)
+        assert r.headers["connection"] == "close"
+    keeping = make_emulator(keep_alive=True)
+    with httpx.Client() as client:
+        for _ in range(3):
+            r = client.get(f"{keeping.base_url}/models", headers=keeping.headers)
+            assert "connection" not in r.headers
+
+
+def test_async_clients_across_event_loops(emulator: KimiEmulator) -> None:
+    # One AsyncOpenAI client reused from two event loops (as cached clients are across
+    # pytest-asyncio tests): works because the emulator closes connections by default.
+    import asyncio
+
+    aclient = AsyncOpenAI(base_url=emulator.base_url, api_key=emulator.api_key)
+
+    async def ask() -> str:
+        r = await aclient.chat.completions.create(
+            model=K2, messages=[{"role": "user", "content": "@say loop"}]
+        )
+        return r.choices[0].message.content or ""
+
+    assert asyncio.run(ask()) == "loop"
+    assert asyncio.run(ask()) == "loop"
