@@ -52,7 +52,6 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.config import ensure_config
@@ -74,6 +73,7 @@ from langchain_kimi_context.profiles import (
     get_profile,
     update_profiles_from_models_payload,
 )
+from langchain_kimi_context.tokens import count_tokens_for_model, default_token_counter
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -787,10 +787,11 @@ class KimiChatModel(BaseChatOpenAI):
         *,
         allow_fetching_images: bool = True,
     ) -> int:
-        """Count the tokens of ``messages`` (and ``tools``) as Kimi would.
+        """Count the prompt tokens of ``messages`` (and ``tools``) locally.
 
-        Uses ``langchain_kimi_context.tokens.default_token_counter()`` when the tokens
-        module is available, else LangChain's ``count_tokens_approximately``.
+        Delegates to :func:`langchain_kimi_context.tokens.count_tokens_for_model` (the
+        process-wide :class:`~langchain_kimi_context.tokens.TokenCounter`): Kimi's chat
+        template, tool schemas and replayed ``reasoning_content`` included. No network.
 
         Args:
             messages: The messages.
@@ -806,13 +807,10 @@ class KimiChatModel(BaseChatOpenAI):
             ...     [HumanMessage("hello world")]) > 0
             True
         """
-        counter = _token_counter()
-        if counter is not None:
-            return int(counter.count_messages(messages, tools=tools))
-        return count_tokens_approximately(messages, tools=cast(Any, tools))
+        return count_tokens_for_model(messages, tools, model=self.model_name)
 
     def get_num_tokens(self, text: str) -> int:
-        """Count the tokens of ``text`` (see :meth:`get_num_tokens_from_messages`).
+        """Count the tokens of ``text`` with the process-wide token counter.
 
         Args:
             text: The text.
@@ -824,10 +822,7 @@ class KimiChatModel(BaseChatOpenAI):
             >>> KimiChatModel(api_key="k").get_num_tokens("hello world") > 0
             True
         """
-        counter = _token_counter()
-        if counter is not None:
-            return int(counter.count_text(text))
-        return max(1, round(len(text) / 4)) if text else 0
+        return default_token_counter().count_text(text)
 
     # ------------------------------------------------------------------ request payload
 
@@ -1226,12 +1221,3 @@ class KimiChatModel(BaseChatOpenAI):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def _token_counter() -> Any | None:
-    """``tokens.default_token_counter()`` when the tokens module exists (hook for it)."""
-    if importlib.util.find_spec("langchain_kimi_context.tokens") is None:
-        return None
-    module = importlib.import_module("langchain_kimi_context.tokens")
-    factory = getattr(module, "default_token_counter", None)
-    return None if factory is None else factory()
