@@ -37,6 +37,7 @@ import importlib.util
 import json
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast, get_type_hints, runtime_checkable
@@ -343,7 +344,7 @@ def _usage_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not usage:
         choices = body.get("choices") or []
         usage = choices[-1].get("usage") if choices and isinstance(choices[-1], Mapping) else None
-    return usage or None
+    return {k: v for k, v in usage.items() if v is not None} if usage else None
 
 
 def _reasoning_from_message(message: AIMessage) -> str | None:
@@ -449,6 +450,10 @@ class KimiChatModel(BaseChatOpenAI):
     _cache_strategy: CacheStrategy = PrivateAttr(default_factory=PassThroughCacheStrategy)
     _learned_windows: dict[str, int] = PrivateAttr(default_factory=dict)
     _auto_profile: bool = PrivateAttr(default=True)
+    _async_template: Any = PrivateAttr(default=None)
+    _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         try:
@@ -561,6 +566,8 @@ class KimiChatModel(BaseChatOpenAI):
         if self.root_async_client is not None:
             self.root_async_client = self.root_async_client.with_options(max_retries=0)
             self.async_client = self.root_async_client.chat.completions
+            if self.http_async_client is None:
+                self._async_template = self.root_async_client
         self._cache_strategy = (
             cast(CacheStrategy, self.cache_strategy)
             if self.cache_strategy is not None
@@ -632,6 +639,26 @@ class KimiChatModel(BaseChatOpenAI):
                 f"profile_overrides={{'thinking': 'default_on'}}."
             )
             raise KimiConfigurationError(msg)
+
+    def _bind_async_client_to_loop(self) -> None:
+        """Use an HTTP connection pool owned by the running event loop.
+
+        langchain-openai shares one cached async HTTP client between models, whose
+        pooled connections belong to the loop that opened them; a second
+        ``asyncio.run(...)`` (or a test framework's per-test loop) then fails with
+        "Event loop is closed". Each loop gets its own pool here (unless the caller
+        passed ``http_async_client``).
+        """
+        if self._async_template is None:
+            return
+        loop = asyncio.get_running_loop()
+        client = self._loop_clients.get(loop)
+        if client is None:
+            client = self._async_template.with_options(http_client=openai.DefaultAsyncHttpxClient())
+            self._loop_clients[loop] = client
+        if self.root_async_client is not client:
+            self.root_async_client = client
+            self.async_client = client.chat.completions
 
     # ------------------------------------------------------------------ profiles
 
@@ -721,6 +748,7 @@ class KimiChatModel(BaseChatOpenAI):
         Example:
             >>> await model.arefresh_profile()  # doctest: +SKIP
         """
+        self._bind_async_client_to_loop()
         try:
             page = await self.root_async_client.models.list()
         except openai.APIStatusError as exc:
@@ -1033,6 +1061,7 @@ class KimiChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._bind_async_client_to_loop()
         session, model = self._call_context(kwargs, run_manager)
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
         payload = await self._cache_strategy.aprepare(payload, session_id=session)
@@ -1160,6 +1189,7 @@ class KimiChatModel(BaseChatOpenAI):
         stream_usage: bool | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        self._bind_async_client_to_loop()
         session, model = self._call_context(kwargs, run_manager)
         payload = self._stream_payload(messages, stop, stream_usage, kwargs)
         payload = await self._cache_strategy.aprepare(payload, session_id=session)
@@ -1192,13 +1222,16 @@ class KimiChatModel(BaseChatOpenAI):
         self._cache_strategy.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`.
+        """Async :meth:`close`; also closes this model's pool for the running loop.
 
         Example:
             >>> import asyncio
             >>> asyncio.run(KimiChatModel(api_key="k").aclose())
         """
         await self._cache_strategy.aclose()
+        client = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
 
     def __enter__(self) -> Self:
         return self
