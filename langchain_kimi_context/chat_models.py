@@ -38,7 +38,7 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast, get_type_hints, runtime_checkable
 
@@ -100,6 +100,11 @@ _MAX_STOP: Final = 5
 _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
+
+# Retry waits go through these names so tests can observe them without patching the
+# process-wide ``time.sleep`` / ``asyncio.sleep``.
+_sleep: Callable[[float], None] = time.sleep
+_async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 # --------------------------------------------------------------------------- caching seam
@@ -395,7 +400,12 @@ class KimiChatModel(BaseChatOpenAI):
         context_cache: Caching mode for the cache strategy (``"auto"``, ``"explicit"``,
             ``"off"``).
         session_id: Default session id for caching (see :func:`resolve_session_id`).
-        cache_strategy: A :class:`CacheStrategy` to use instead of the default one.
+        cache_strategy: A :class:`CacheStrategy` to use instead of the default one
+            (``langchain_kimi_context.caching.make_cache_strategy(model)`` when that
+            module provides it, else :class:`PassThroughCacheStrategy`).
+        cache_policy: Passed through to the default cache strategy.
+        cache_registry: Passed through to the default cache strategy.
+        cost_ledger: Passed through to the default cache strategy.
         max_retry_wait: Longest retry-after hint (seconds) the model waits out itself.
 
     Example:
@@ -446,6 +456,15 @@ class KimiChatModel(BaseChatOpenAI):
 
     cache_strategy: Any | None = Field(default=None, exclude=True)
     """Custom :class:`CacheStrategy`; default from ``langchain_kimi_context.caching``."""
+
+    cache_policy: Any | None = Field(default=None, exclude=True)
+    """Options for the default cache strategy (``caching.CachePolicy``), if any."""
+
+    cache_registry: Any | None = Field(default=None, exclude=True)
+    """Shared cache registry for the default cache strategy, if any."""
+
+    cost_ledger: Any | None = Field(default=None, exclude=True)
+    """Cost ledger the default cache strategy records into, if any."""
 
     _cache_strategy: CacheStrategy = PrivateAttr(default_factory=PassThroughCacheStrategy)
     _learned_windows: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -1050,7 +1069,7 @@ class KimiChatModel(BaseChatOpenAI):
                     self._check_not_empty(generation.message)
                 break
             except Exception as exc:
-                time.sleep(self._fail(exc, model, attempt))
+                _sleep(self._fail(exc, model, attempt))
                 attempt += 1
         return self._finish_result(result, payload, session)
 
@@ -1075,7 +1094,7 @@ class KimiChatModel(BaseChatOpenAI):
                     self._check_not_empty(generation.message)
                 break
             except Exception as exc:
-                await asyncio.sleep(self._fail(exc, model, attempt))
+                await _async_sleep(self._fail(exc, model, attempt))
                 attempt += 1
         return self._finish_result(result, payload, session)
 
@@ -1174,7 +1193,7 @@ class KimiChatModel(BaseChatOpenAI):
                     yield self._track_chunk(chunk, state, payload, session)
                 break
             except Exception as exc:
-                time.sleep(self._fail(exc, model, attempt, retry=not started))
+                _sleep(self._fail(exc, model, attempt, retry=not started))
                 attempt += 1
         last = self._stream_end(state, payload, session)
         if last is not None:
@@ -1205,7 +1224,7 @@ class KimiChatModel(BaseChatOpenAI):
                     yield self._track_chunk(chunk, state, payload, session)
                 break
             except Exception as exc:
-                await asyncio.sleep(self._fail(exc, model, attempt, retry=not started))
+                await _async_sleep(self._fail(exc, model, attempt, retry=not started))
                 attempt += 1
         last = self._stream_end(state, payload, session)
         if last is not None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from langchain_core.exceptions import ContextOverflowError, ModelConnectionError
+from langchain_core.exceptions import ContextOverflowError, ModelConnectionError, ModelTimeoutError
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -53,8 +53,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def fake_async_sleep(delay: float) -> None:
         recorded.append(delay)
 
-    monkeypatch.setattr(chat_models_module.time, "sleep", recorded.append)
-    monkeypatch.setattr(chat_models_module.asyncio, "sleep", fake_async_sleep)
+    monkeypatch.setattr(chat_models_module, "_sleep", recorded.append)
+    monkeypatch.setattr(chat_models_module, "_async_sleep", fake_async_sleep)
     return recorded
 
 
@@ -641,3 +641,16 @@ def test_image_input_base64(
             "type": "image_url",
             "image_url": {"url": f"data:image/png;base64,{_PNG}"},
         }
+
+
+def test_timeout_is_retried(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], sleeps: list[float]
+) -> None:
+    emulator.faults.slow(1.0, at=1)
+    reply = make_model(timeout=0.3).invoke("@say in time")
+    assert reply.content == "in time"
+    assert len(sleeps) == 1
+    emulator.faults.slow(1.0, at=1)
+    impatient = make_model(timeout=0.3, max_retries=0)
+    with pytest.raises(ModelTimeoutError):
+        impatient.invoke("@say late")
