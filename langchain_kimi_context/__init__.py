@@ -6,6 +6,28 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.caching import (
+    AutomaticPrefixCache,
+    CacheDecision,
+    CacheEntry,
+    CachePolicy,
+    CacheRegistry,
+    CallCost,
+    CostLedger,
+    ExplicitContextCache,
+    InMemoryCacheRegistry,
+    NoContextCache,
+    PrefixBreak,
+    PrefixStabilityChecker,
+    SessionCost,
+    StoreCacheRegistry,
+    canonicalize_payload,
+    create_cache_strategy,
+    explicit_cache_decision,
+    find_prefix_break,
+    prefix_fingerprint,
+    prompt_cache_key_for,
+)
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
@@ -49,9 +71,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApproximateBackend",
+    "AutomaticPrefixCache",
+    "CacheDecision",
+    "CacheEntry",
+    "CachePolicy",
+    "CacheRegistry",
+    "CallCost",
     "ContextPolicy",
     "ContextSizeTracker",
     "ContextWindowTooSmallError",
+    "CostLedger",
+    "ExplicitContextCache",
+    "InMemoryCacheRegistry",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
     "KimiChatModel",
@@ -66,7 +97,12 @@ __all__ = [
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "NoContextCache",
+    "PrefixBreak",
+    "PrefixStabilityChecker",
     "Pricing",
+    "SessionCost",
+    "StoreCacheRegistry",
     "TiktokenBackend",
     "TokenCalibrator",
     "TokenCounter",
@@ -74,11 +110,17 @@ __all__ = [
     "TokenizerFallbackWarning",
     "__version__",
     "acount_tokens_exact",
+    "canonicalize_payload",
     "count_tokens_exact",
     "count_tokens_for_model",
+    "create_cache_strategy",
     "default_token_counter",
+    "explicit_cache_decision",
+    "find_prefix_break",
     "get_profile",
     "is_retryable_error",
+    "prefix_fingerprint",
+    "prompt_cache_key_for",
     "register_profile",
     "set_default_token_counter",
 ]

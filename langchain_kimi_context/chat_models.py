@@ -403,9 +403,9 @@ class KimiChatModel(BaseChatOpenAI):
         cache_strategy: A :class:`CacheStrategy` to use instead of the default one
             (``langchain_kimi_context.caching.make_cache_strategy(model)`` when that
             module provides it, else :class:`PassThroughCacheStrategy`).
-        cache_policy: Passed through to the default cache strategy.
-        cache_registry: Passed through to the default cache strategy.
-        cost_ledger: Passed through to the default cache strategy.
+        cache_policy: Caching thresholds (``caching.CachePolicy``).
+        cache_registry: Registry of explicit caches shared between models/processes.
+        cost_ledger: Cost ledger shared between models (``model.ledger`` reads it).
         max_retry_wait: Longest retry-after hint (seconds) the model waits out itself.
 
     Example:
@@ -458,13 +458,13 @@ class KimiChatModel(BaseChatOpenAI):
     """Custom :class:`CacheStrategy`; default from ``langchain_kimi_context.caching``."""
 
     cache_policy: Any | None = Field(default=None, exclude=True)
-    """Options for the default cache strategy (``caching.CachePolicy``), if any."""
+    """:class:`~langchain_kimi_context.caching.CachePolicy` (TTL, cost guard, ...)."""
 
     cache_registry: Any | None = Field(default=None, exclude=True)
-    """Shared cache registry for the default cache strategy, if any."""
+    """Shared :class:`~langchain_kimi_context.caching.CacheRegistry` of explicit caches."""
 
     cost_ledger: Any | None = Field(default=None, exclude=True)
-    """Cost ledger the default cache strategy records into, if any."""
+    """Shared :class:`~langchain_kimi_context.caching.CostLedger` (a new one if ``None``)."""
 
     _cache_strategy: CacheStrategy = PrivateAttr(default_factory=PassThroughCacheStrategy)
     _learned_windows: dict[str, int] = PrivateAttr(default_factory=dict)
@@ -1231,6 +1231,16 @@ class KimiChatModel(BaseChatOpenAI):
             yield last
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def ledger(self) -> Any:
+        """The cache strategy's cost ledger (``ledger.session(id)``), or ``None``.
+
+        Example:
+            >>> KimiChatModel(api_key="k").ledger.total().calls
+            0
+        """
+        return getattr(self._cache_strategy, "ledger", None)
 
     def close(self) -> None:
         """Release what the cache strategy holds (the HTTP clients are shared, kept open).

@@ -107,18 +107,6 @@ class TestKimiChatModelIntegration(ChatModelIntegrationTests):
 
     @pytest.mark.xfail(
         reason=(
-            "Emulator gap, not a Kimi gap: Kimi's json_object mode follows a schema given "
-            "in the prompt, but the emulator's scripted responder has no schema for "
-            "json_mode and replies {'reply': ...}. json_schema/function_calling structured "
-            "output pass."
-        ),
-        strict=False,
-    )
-    def test_json_mode(self, model: BaseChatModel) -> None:
-        super().test_json_mode(model)
-
-    @pytest.mark.xfail(
-        reason=(
             "Emulator gap, not a Kimi gap: Kimi decides to call get_weather for 'What is "
             "the weather in San Francisco, CA?' with tool_choice unset; the emulator's "
             "scripted agent only calls tools on @call directives or a forced tool_choice. "
