@@ -483,6 +483,8 @@ class KimiChatModel(BaseChatOpenAI):
                 if isinstance(cause, KimiConfigurationError):
                     raise cause from None
             raise
+        # A LangChain profile given by the caller is kept as is; ours follows the data.
+        self._auto_profile = kwargs.get("profile") is None
 
     # ------------------------------------------------------------------ LangChain plumbing
 
@@ -1243,7 +1245,10 @@ class KimiChatModel(BaseChatOpenAI):
         return getattr(self._cache_strategy, "ledger", None)
 
     def close(self) -> None:
-        """Release what the cache strategy holds (the HTTP clients are shared, kept open).
+        """Release what the cache strategy holds.
+
+        The sync HTTP client is shared with other models (langchain-openai caches it per
+        base URL) and stays open; :meth:`aclose` also closes this model's async pool.
 
         Example:
             >>> KimiChatModel(api_key="k").close()

@@ -8,6 +8,7 @@ injection), retries, Kimi quirks, the caching seam and secrets.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -654,3 +655,29 @@ def test_timeout_is_retried(
     impatient = make_model(timeout=0.3, max_retries=0)
     with pytest.raises(ModelTimeoutError):
         impatient.invoke("@say late")
+
+
+def test_secret_redacted_from_errors_and_logs(
+    emulator: KimiEmulator,
+    make_model: Callable[..., KimiChatModel],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A server that echoes the key back in its error message (OpenAI does, partly).
+    emulator.faults.add(
+        Fault(
+            "server_error",
+            status=401,
+            message=f"Incorrect API key provided: {emulator.api_key}",
+        ),
+        at=1,
+    )
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(KimiAuthenticationError) as info:
+        make_model().invoke("@say x")
+    err = info.value
+    assert emulator.api_key not in f"{err!s} {err!r} {err.args} {err.message}"
+    assert "**********" in str(err)
+    assert err.__cause__ is None  # the unredacted original is not chained
+    make_model().invoke("@say logged")
+    assert caplog.records  # openai/httpx debug logging was on
+    assert emulator.api_key not in caplog.text
