@@ -127,11 +127,22 @@ class CacheStrategy(Protocol):
     """
 
     def prepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return the payload to send (sync path)."""
+        """Return the payload to send (sync path).
+
+        Example:
+            >>> PassThroughCacheStrategy().prepare({"model": "m"}, session_id=None)
+            {'model': 'm'}
+        """
         ...
 
     async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return the payload to send (async path)."""
+        """Return the payload to send (async path).
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(PassThroughCacheStrategy().aprepare({}, session_id="s"))
+            {}
+        """
         ...
 
     def record(
@@ -141,15 +152,29 @@ class CacheStrategy(Protocol):
         *,
         session_id: str | None,
     ) -> dict[str, Any]:
-        """Account for a response; the result is merged into ``response_metadata``."""
+        """Account for a response; the result is merged into ``response_metadata``.
+
+        Example:
+            >>> PassThroughCacheStrategy().record({}, {"prompt_tokens": 1}, session_id=None)
+            {}
+        """
         ...
 
     def close(self) -> None:
-        """Release resources (sync)."""
+        """Release resources (sync).
+
+        Example:
+            >>> PassThroughCacheStrategy().close()
+        """
         ...
 
     async def aclose(self) -> None:
-        """Release resources (async)."""
+        """Release resources (async).
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(PassThroughCacheStrategy().aclose())
+        """
         ...
 
 
@@ -495,7 +520,12 @@ class KimiChatModel(BaseChatOpenAI):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        """Map the API key field to its environment variable (never serialised)."""
+        """Map the API key field to its environment variable (never serialised).
+
+        Example:
+            >>> KimiChatModel(api_key="k").lc_secrets
+            {'openai_api_key': 'MOONSHOT_API_KEY'}
+        """
         return {"openai_api_key": "MOONSHOT_API_KEY"}
 
     @classmethod
@@ -526,7 +556,12 @@ class KimiChatModel(BaseChatOpenAI):
 
     @property
     def lc_attributes(self) -> dict[str, Any]:
-        """Attributes serialised in addition to the constructor arguments."""
+        """Attributes serialised in addition to the constructor arguments.
+
+        Example:
+            >>> KimiChatModel(api_key="k", base_url="http://127.0.0.1:8765/v1").lc_attributes
+            {'openai_api_base': 'http://127.0.0.1:8765/v1'}
+        """
         attributes: dict[str, Any] = {}
         if self.openai_api_base and self.openai_api_base != DEFAULT_BASE_URL:
             attributes["openai_api_base"] = self.openai_api_base

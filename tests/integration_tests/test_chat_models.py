@@ -681,3 +681,27 @@ def test_secret_redacted_from_errors_and_logs(
     make_model().invoke("@say logged")
     assert caplog.records  # openai/httpx debug logging was on
     assert emulator.api_key not in caplog.text
+
+
+def test_session_id_from_langgraph_thread_id(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+) -> None:
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    strategy = RecordingStrategy()
+    model = make_model(cache_strategy=strategy)
+
+    def call_model(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", call_model)
+    graph.add_edge(START, "model")
+    app = graph.compile()
+    out = app.invoke(
+        {"messages": [HumanMessage("@say from the graph")]},
+        config={"configurable": {"thread_id": "lg-thread-1"}},
+    )
+    assert out["messages"][-1].content == "from the graph"
+    assert strategy.prepared == ["lg-thread-1"]
+    assert _chat_requests(emulator)[-1].body["prompt_cache_key"] == "lg-thread-1"
