@@ -28,7 +28,14 @@ from langchain_kimi_context.caching import (
     prefix_fingerprint,
     prompt_cache_key_for,
 )
-from langchain_kimi_context.chat_models import KimiChatModel
+from langchain_kimi_context.chat_models import (
+    WEB_SEARCH_TOOL,
+    CacheStrategy,
+    KimiChatModel,
+    PassThroughCacheStrategy,
+    builtin_tool_result,
+    resolve_session_id,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -70,12 +77,14 @@ from langchain_kimi_context.tokens import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "WEB_SEARCH_TOOL",
     "ApproximateBackend",
     "AutomaticPrefixCache",
     "CacheDecision",
     "CacheEntry",
     "CachePolicy",
     "CacheRegistry",
+    "CacheStrategy",
     "CallCost",
     "ContextPolicy",
     "ContextSizeTracker",
@@ -98,6 +107,7 @@ __all__ = [
     "KimiRateLimitError",
     "KimiServerError",
     "NoContextCache",
+    "PassThroughCacheStrategy",
     "PrefixBreak",
     "PrefixStabilityChecker",
     "Pricing",
@@ -110,6 +120,7 @@ __all__ = [
     "TokenizerFallbackWarning",
     "__version__",
     "acount_tokens_exact",
+    "builtin_tool_result",
     "canonicalize_payload",
     "count_tokens_exact",
     "count_tokens_for_model",
@@ -122,5 +133,6 @@ __all__ = [
     "prefix_fingerprint",
     "prompt_cache_key_for",
     "register_profile",
+    "resolve_session_id",
     "set_default_token_counter",
 ]
