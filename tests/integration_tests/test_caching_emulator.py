@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -78,8 +79,15 @@ def _explicit(emu: KimiEmulator, **kwargs: Any) -> ExplicitContextCache:
     )
 
 
-def _chat_requests(emu: KimiEmulator) -> list[Any]:
-    return [r for r in emu.requests if r.path.endswith("/chat/completions")]
+def _chat_requests(emu: KimiEmulator, *, at_least: int = 0) -> list[Any]:
+    # A streamed request is logged right after its last chunk is written, so the client
+    # may finish first: wait (briefly) until the expected number of requests is logged.
+    deadline = time.monotonic() + 5.0
+    while True:
+        found = [r for r in emu.requests if r.path.endswith("/chat/completions")]
+        if len(found) >= at_least or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
 
 
 def _cache_requests(emu: KimiEmulator, method: str) -> list[Any]:
@@ -340,7 +348,7 @@ def test_automatic_cache_read_equals_server_cached_tokens(emu: KimiEmulator) -> 
                 reply = reply + chunk
         else:
             reply = model.invoke(history)
-        record = _chat_requests(emu)[-1]
+        record = _chat_requests(emu, at_least=turn + 1)[-1]
         _assert_cache_read_matches_server(reply, record)
         hits.append(reply.response_metadata["kimi_cache"]["cache_read"])
         history.append(AIMessage(str(reply.content)))
@@ -371,7 +379,7 @@ async def test_automatic_async_stream_and_invoke(emu: KimiEmulator) -> None:
     reply: Any = None
     async for chunk in model.astream(history, session_id="thread-async"):
         reply = chunk if reply is None else reply + chunk
-    _assert_cache_read_matches_server(reply, _chat_requests(emu)[-1])
+    _assert_cache_read_matches_server(reply, _chat_requests(emu, at_least=2)[-1])
     assert reply.response_metadata["kimi_cache"]["cache_read"] > 0
     assert model.ledger.session("thread-async").calls == 2
 
