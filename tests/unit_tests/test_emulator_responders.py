@@ -286,3 +286,35 @@ def test_compaction_detection_and_default_dispatch() -> None:
     # composing: a custom agent is used for non-compaction requests
     custom = DefaultResponder(agent=lambda r: ReplySpec(content="custom"))
     assert custom(with_tools).content == "custom"
+
+
+def test_auto_tool_choice_calls_tool_named_in_plain_text() -> None:
+    weather = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"location": {"type": "string"}},
+                    "required": ["location"],
+                },
+            },
+        },
+        TOOLS[0],
+    ]
+    msgs: list[dict[str, Any]] = [
+        {"role": "user", "content": "What is the weather in 'San Francisco, CA'?"}
+    ]
+    reply = _ask(msgs, tools=weather)
+    assert [(c.name, dict(c.arguments)) for c in reply.tool_calls] == [
+        ("get_weather", {"location": "San Francisco, CA"})
+    ]
+    call = _call_msg(reply, 0)
+    msgs += [call, *_results(call, "It's sunny.")]
+    assert _ask(msgs, tools=weather).content.startswith("Tool results: get_weather -> It's")
+    # No tool named in the text, a directive present, or the feature off: no call.
+    assert _ask([{"role": "user", "content": "hello"}], tools=weather).tool_calls == ()
+    assert _ask([{"role": "user", "content": "weather?\n@say no"}], tools=weather).content == "no"
+    off = ScriptedAgentResponder(auto_tool_calls=False)
+    assert off(ResponderRequest.from_messages(msgs[:1], tools=weather)).tool_calls == ()
