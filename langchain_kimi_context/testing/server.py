@@ -93,6 +93,7 @@ class _Choice:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog: bursts of concurrent clients
     emulator: KimiEmulator
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -927,8 +928,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 0, None
         cache_key = body.get("prompt_cache_key")
         partition = (validated.profile.name, key, cache_key if isinstance(cache_key, str) else None)
-        tokens = emu.tokenizer.serialize_request(validated.messages, validated.tools)
-        return emu.prefix_cache.lookup_and_store(partition, tokens), None
+        return emu.prefix_cache.lookup_and_store(partition, validated.tokens), None
 
     def _make_choice(
         self, index: int, spec: ReplySpec, validated: ValidatedChatRequest, base_id: int

@@ -14,12 +14,14 @@ from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import KimiEmulator, ReplySpec, ResponderRequest
 
 K2 = "kimi-k2-0905-preview"
+# One shared client: creating an httpx.Client per call costs ~20 ms (SSL context).
+HTTP = httpx.Client(timeout=30)
 SYSTEM = {"role": "system", "content": " ".join(f"policy{i} applies" for i in range(500))}
 
 
 def _post(emu: KimiEmulator, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {key}"} if key else emu.headers
-    resp = httpx.post(f"{emu.base_url}/chat/completions", json=body, headers=headers)
+    resp = HTTP.post(f"{emu.base_url}/chat/completions", json=body, headers=headers)
     assert resp.status_code == 200, resp.text
     data: dict[str, Any] = resp.json()
     return data
@@ -78,18 +80,18 @@ def test_ledgers_are_per_api_key_and_admin_readable(emulator: KimiEmulator) -> N
     _post(emulator, body, key=other)
     assert emulator.ledger().requests == 1
     assert emulator.ledger(other).requests == 2
-    one = httpx.get(f"{emulator.root_url}/_emulator/ledger", params={"api_key": other}).json()
+    one = HTTP.get(f"{emulator.root_url}/_emulator/ledger", params={"api_key": other}).json()
     assert one["requests"] == 2
     assert one["completion_tokens"] == 10
-    everyone = httpx.get(f"{emulator.root_url}/_emulator/ledger").json()["data"]
+    everyone = HTTP.get(f"{emulator.root_url}/_emulator/ledger").json()["data"]
     assert sorted(a["requests"] for a in everyone.values()) == [1, 2]
     assert other not in str(everyone)  # keys only as hints
 
 
 def test_request_log_and_admin_endpoints(emulator: KimiEmulator) -> None:
     _post(emulator, {"model": K2, "messages": [{"role": "user", "content": "@say logged"}]})
-    httpx.get(f"{emulator.base_url}/models", headers=emulator.headers)
-    bad = httpx.post(
+    HTTP.get(f"{emulator.base_url}/models", headers=emulator.headers)
+    bad = HTTP.post(
         f"{emulator.base_url}/chat/completions",
         json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
         headers=emulator.headers,
@@ -105,16 +107,16 @@ def test_request_log_and_admin_endpoints(emulator: KimiEmulator) -> None:
     assert log[0].json == log[0].body
     assert log[2].error_type == "resource_not_found_error"
     assert emulator.api_key not in str(log[0].headers)
-    remote = httpx.get(f"{emulator.root_url}/_emulator/requests").json()["data"]
+    remote = HTTP.get(f"{emulator.root_url}/_emulator/requests").json()["data"]
     assert [r["status"] for r in remote] == [200, 200, 404]
     assert emulator.api_key not in str(remote)
-    clock = httpx.post(f"{emulator.root_url}/_emulator/clock", json={"advance": 30}).json()
+    clock = HTTP.post(f"{emulator.root_url}/_emulator/clock", json={"advance": 30}).json()
     assert clock["offset"] == 30
-    assert httpx.post(f"{emulator.root_url}/_emulator/reset").json() == {"reset": True}
+    assert HTTP.post(f"{emulator.root_url}/_emulator/reset").json() == {"reset": True}
     assert emulator.requests == []
     assert emulator.ledger().requests == 0
     assert emulator.clock.offset == 0
-    assert httpx.get(f"{emulator.root_url}/_emulator/health").json()["status"] == "ok"
+    assert HTTP.get(f"{emulator.root_url}/_emulator/health").json()["status"] == "ok"
 
 
 def test_streamed_request_is_logged_with_assembled_response(emulator: KimiEmulator) -> None:
@@ -124,7 +126,7 @@ def test_streamed_request_is_logged_with_assembled_response(emulator: KimiEmulat
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    httpx.post(f"{emulator.base_url}/chat/completions", json=body, headers=emulator.headers)
+    HTTP.post(f"{emulator.base_url}/chat/completions", json=body, headers=emulator.headers)
     record = emulator.chat_requests[-1]
     assert record.stream
     assert record.response["choices"][0]["message"]["content"] == "streamed text"
@@ -134,30 +136,39 @@ def test_streamed_request_is_logged_with_assembled_response(emulator: KimiEmulat
 
 def test_concurrent_requests_are_all_served(emulator: KimiEmulator) -> None:
     results: list[str] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def worker(i: int) -> None:
-        with httpx.Client(timeout=10) as client:
-            for j in range(3):
-                resp = client.post(
-                    f"{emulator.base_url}/chat/completions",
-                    headers=emulator.headers,
-                    json={
-                        "model": K2,
-                        "messages": [{"role": "user", "content": f"@say w{i}-{j}"}],
-                        "stream": j == 1,
-                    },
-                )
-                assert resp.status_code == 200
-                with lock:
-                    results.append(resp.text)
+        try:
+            with httpx.Client(timeout=10) as client:
+                for j in range(3):
+                    resp = client.post(
+                        f"{emulator.base_url}/chat/completions",
+                        headers=emulator.headers,
+                        json={
+                            "model": K2,
+                            "messages": [{"role": "user", "content": f"@say w{i}-{j}"}],
+                            "stream": j == 1,
+                        },
+                    )
+                    with lock:
+                        results.append(f"{resp.status_code} {resp.text}")
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     assert len(results) == 24
+    assert all(r.startswith("200 ") for r in results)
+    for i in range(8):
+        for j in range(3):
+            assert any(f"w{i}-{j}" in r for r in results)
     assert emulator.ledger().requests == 24
     assert len({r.seq for r in emulator.requests}) == 24
 
@@ -174,13 +185,13 @@ def test_custom_responder_and_profiles(make_emulator: Any) -> None:
     data = _post(emu, {"model": "my-kimi", "messages": [{"role": "user", "content": "x"}]})
     assert data["choices"][0]["message"]["content"] == "1 messages"
     assert seen[0].model == "my-kimi"
-    missing = httpx.post(
+    missing = HTTP.post(
         f"{emu.base_url}/chat/completions",
         headers=emu.headers,
         json={"model": K2, "messages": [{"role": "user", "content": "x"}]},
     )
     assert missing.status_code == 404
-    models = httpx.get(f"{emu.base_url}/models", headers=emu.headers).json()["data"]
+    models = HTTP.get(f"{emu.base_url}/models", headers=emu.headers).json()["data"]
     assert [(m["id"], m["context_length"]) for m in models] == [("my-kimi", 4096)]
 
 
@@ -189,7 +200,7 @@ def test_responder_exception_is_a_500_with_the_reason(make_emulator: Any) -> Non
         raise RuntimeError("script bug")
 
     emu = make_emulator(responder=broken)
-    resp = httpx.post(
+    resp = HTTP.post(
         f"{emu.base_url}/chat/completions",
         headers=emu.headers,
         json={"model": K2, "messages": [{"role": "user", "content": "x"}]},
@@ -209,7 +220,7 @@ def test_lifecycle_start_stop_and_repr() -> None:
     assert emu.api_key not in repr(emu)
     emu.stop()
     with pytest.raises(httpx.HTTPError):
-        httpx.get(url + "/models", timeout=1)
+        HTTP.get(url + "/models", timeout=1)
 
 
 @pytest.mark.subprocess
@@ -224,7 +235,7 @@ def test_cli_serves_until_terminated() -> None:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:")
-        models = httpx.get(
+        models = HTTP.get(
             f"{base_url}/models",
             headers={"Authorization": "Bearer sk-kimi-emulator-0000000000000000"},
             timeout=5,
