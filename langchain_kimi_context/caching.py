@@ -1998,12 +1998,18 @@ class ExplicitContextCache(_BaseStrategy):
         try:
             data = self._call("POST", "/caching", "cache create", json=body)
         except _CacheAPIError as exc:
+            # A rejected request (4xx other than 429) will not succeed on retry: stop trying
+            # for this prefix; server errors and rate limits are retried after a pause.
+            permanent = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
             logger.warning(
-                "Kimi cache creation for session %s failed, sending uncached: %s",
+                "Kimi cache creation for session %s failed, sending uncached%s: %s",
                 session_id,
+                " (not retried for this prefix)" if permanent else "",
                 exc,
             )
-            self._create_blocked_until[fingerprint] = now + self.policy.create_retry_after_seconds
+            self._create_blocked_until[fingerprint] = (
+                math.inf if permanent else now + self.policy.create_retry_after_seconds
+            )
             return None
         cache_id = data.get("id")
         if not isinstance(cache_id, str) or data.get("status") == "error":

@@ -477,3 +477,23 @@ def test_caches_are_deleted_at_interpreter_exit(emu: KimiEmulator) -> None:
     assert len(_cache_requests(emu, "POST")) == 1
     assert len(_cache_requests(emu, "DELETE")) == 1
     assert _live_caches(emu) == []
+
+
+def test_rejected_cache_creation_is_not_retried(emu: KimiEmulator) -> None:
+    # Forcing the explicit API on a model family the cache API does not know: the create
+    # call is rejected once, then the session simply runs uncached.
+    model = KimiChatModel(
+        model=K2,
+        base_url=emu.base_url,
+        api_key=emu.api_key,
+        context_cache="explicit",
+        cache_policy=ALWAYS,
+        session_id="s-rejected",
+    )
+    for n in range(3):
+        model.invoke(_turns(SYSTEM_TEXT, *["@reply 5"] * (n + 1)))
+    creates = _cache_requests(emu, "POST")
+    assert len(creates) == 1
+    assert creates[0].status >= 400
+    assert all(_header(r, CACHE_HEADER) is None for r in _chat_requests(emu))
+    model.close()
