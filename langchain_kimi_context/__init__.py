@@ -6,6 +6,30 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.context.compaction import (
+    ClearToolResults,
+    CollapseCodeBlocks,
+    Compaction,
+    CompactionDecision,
+    CompactionRecord,
+    CompactionRecordError,
+    CompactionReport,
+    CompositeCompaction,
+    DedupeFileReads,
+    LLMCompaction,
+    OverflowRecovery,
+    RecoveryOutcome,
+    acompact,
+    amaybe_compact,
+    apply_compactions,
+    compact,
+    current_context_tokens,
+    default_compaction,
+    learn_context_window,
+    learned_context_window,
+    maybe_compact,
+    should_compact,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -33,8 +57,17 @@ from langchain_kimi_context.profiles import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClearToolResults",
+    "CollapseCodeBlocks",
+    "Compaction",
+    "CompactionDecision",
+    "CompactionRecord",
+    "CompactionRecordError",
+    "CompactionReport",
+    "CompositeCompaction",
     "ContextPolicy",
     "ContextWindowTooSmallError",
+    "DedupeFileReads",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
     "KimiConfigurationError",
@@ -48,9 +81,22 @@ __all__ = [
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "LLMCompaction",
+    "OverflowRecovery",
     "Pricing",
+    "RecoveryOutcome",
     "__version__",
+    "acompact",
+    "amaybe_compact",
+    "apply_compactions",
+    "compact",
+    "current_context_tokens",
+    "default_compaction",
     "get_profile",
     "is_retryable_error",
+    "learn_context_window",
+    "learned_context_window",
+    "maybe_compact",
     "register_profile",
+    "should_compact",
 ]
