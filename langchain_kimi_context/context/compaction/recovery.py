@@ -20,7 +20,6 @@ share this one implementation (sync :meth:`OverflowRecovery.invoke` and async
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from langchain_kimi_context.context.compaction.records import (
     apply_compactions,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.truncation import truncate_tool_results
 from langchain_kimi_context.errors import (
     KimiContextOverflowError,
     from_openai_error,
@@ -65,8 +65,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-TruncateFn = Callable[[list[BaseMessage], ContextPolicy], tuple[list[BaseMessage], Any]]
-"""``(messages, policy) -> (messages, report)``: the pipeline's tool-result truncation."""
+TruncateFn = Callable[[list[BaseMessage], ContextPolicy], tuple[Sequence[BaseMessage], Any]]
+"""``(messages, policy) -> (messages, report)``: tool-result truncation (default: the
+pipeline's :func:`~langchain_kimi_context.context.truncation.truncate_tool_results` with
+the recovery's window)."""
 
 _lock = threading.Lock()
 _learned: dict[str, int] = {}
@@ -206,23 +208,6 @@ class _Compact:
 _Op = _Call | _Compact
 
 
-def _default_truncate() -> TruncateFn | None:
-    for module_name in (
-        "langchain_kimi_context.context.truncation",
-        "langchain_kimi_context.context.pipeline",
-        "langchain_kimi_context.context",
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        fn = getattr(module, "truncate_tool_results", None)
-        if callable(fn):
-            found: TruncateFn = fn
-            return found
-    return None
-
-
 class OverflowRecovery:
     """Call a model with the overflow-recovery chain around it (sync and async).
 
@@ -335,10 +320,11 @@ class OverflowRecovery:
         snapshot_id: str | None,
         records: list[CompactionRecord],
     ) -> CompactionRecord | None:
-        truncate = self.truncate or _default_truncate()
-        if truncate is None:
-            return None
-        new_view, _ = truncate(list(view), self.policy.replace(context_window=window))
+        policy = self.policy.replace(context_window=window)
+        if self.truncate is not None:
+            new_view, _ = self.truncate(list(view), policy)
+        else:
+            new_view, _ = truncate_tool_results(view, policy, window=window)
         by_id = {m.id: m for m in view if m.id}
         edits = {
             m.id: m
@@ -414,9 +400,7 @@ class OverflowRecovery:
         for attempt in range(1, self.policy.overflow_compact_attempts + 1):
             window = self._window(learned)
             requested = getattr(last, "requested", None)
-            kwargs = self._compact_kwargs(
-                log, all_records, attempt, window, snapshot_id, requested
-            )
+            kwargs = self._compact_kwargs(log, all_records, attempt, window, snapshot_id, requested)
             result: tuple[list[BaseMessage], CompactionReport] = yield _Compact(kwargs)
             new_view, report = result
             attempts += 1
