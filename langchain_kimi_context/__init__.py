@@ -6,6 +6,7 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context import (
     ContextWindowWarning,
     GuardReport,
@@ -103,6 +104,7 @@ __all__ = [
     "GuardReport",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
+    "KimiChatModel",
     "KimiConfigurationError",
     "KimiContentFilterError",
     "KimiContextOverflowError",
