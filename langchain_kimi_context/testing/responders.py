@@ -61,7 +61,10 @@ reply is ``Reply to: <first words of the user text>``. When ``tool_choice`` forc
 tool (``"required"`` or a named function) and the script has no call at this point,
 the agent calls the forced (or first) tool with arguments synthesised from its JSON
 schema and the user text (quoted strings, numbers in order). ``response_format`` of
-type ``json_object``/``json_schema`` yields a JSON reply synthesised the same way.
+type ``json_schema`` yields a JSON reply synthesised the same way; ``json_object``
+yields an object whose keys are the quoted identifiers of the user text (e.g.
+``'setup'`` and ``'punchline'``), or ``{"reply": ...}``. The emulator (not the agent)
+applies ``stop`` sequences and ``max_tokens`` to the reply.
 
 Compaction responder
 ====================
@@ -522,7 +525,19 @@ def _json_reply(request: ResponderRequest, text: str) -> str | None:
         value = synthesize_from_schema(schema if isinstance(schema, Mapping) else {}, text)
         return json.dumps(value, ensure_ascii=False)
     if fmt.get("type") == "json_object":
-        return json.dumps({"reply": _plain_text(text)[:80]}, ensure_ascii=False)
+        plain = _plain_text(text)
+        keys = [
+            k
+            for k in (next(g for g in m.groups() if g) for m in _QUOTED_RE.finditer(plain))
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", k)
+        ]
+        if not keys:
+            return json.dumps({"reply": plain[:80]}, ensure_ascii=False)
+        words = plain.split()
+        return json.dumps(
+            {k: " ".join(words[i : i + 6]) or k for i, k in enumerate(dict.fromkeys(keys))},
+            ensure_ascii=False,
+        )
     return None
 
 

@@ -462,6 +462,7 @@ class KimiEmulator:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _body_stop: Any = None
     server_version = "KimiEmulator/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -659,6 +660,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, Mapping):
             raise EmulatorAPIError(400, "invalid_request_error", "Invalid request: body required")
         stream = bool(body.get("stream"))
+        self._body_stop = body.get("stop")
         record.stream = stream
         fault = emu.faults.next_fault("chat")
         if fault is not None:
@@ -882,6 +884,10 @@ class _Handler(BaseHTTPRequestHandler):
             call_tokens += tok.count_text(call.name) + tok.count_text(call.arguments_json()) + 2
         content = spec.content or ""
         finish = spec.finish_reason or ("tool_calls" if calls else "stop")
+        stop = validated_stop(self._body_stop)
+        cut_at = min((i for i in (content.find(x) for x in stop if x) if i >= 0), default=-1)
+        if cut_at >= 0:
+            content = content[:cut_at]
         budget = validated.max_tokens - reasoning_tokens - call_tokens
         content_tokens = tok.count_text(content)
         if content_tokens > max(budget, 0):
@@ -1161,6 +1167,15 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         except (ValueError, TypeError) as exc:
             self._send_json(400, {"error": {"type": "invalid_request_error", "message": str(exc)}})
+
+
+def validated_stop(stop: Any) -> list[str]:
+    """Return the request's ``stop`` as a list of strings (already validated)."""
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list):
+        return [x for x in stop if isinstance(x, str)]
+    return []
 
 
 def _truncate_tokens(text: str, n_tokens: int, tokenizer: EmulatorTokenizer) -> str:
