@@ -73,6 +73,11 @@ class TestTrigger:
         assert d
         assert d.reason == "reserve"
 
+    def test_reserve_never_below_half_the_window(self) -> None:
+        policy = ContextPolicy(compact_trigger_ratio=None, compact_reserve_tokens=50_000)
+        assert not should_compact(15_999, 32_000, policy)
+        assert should_compact(16_000, 32_000, policy).reason == "reserve"
+
     def test_absolute_form_and_seed(self) -> None:
         seed = ContextPolicy.seed_defaults()
         assert not should_compact(180_000, 256_000, seed)

@@ -2,7 +2,8 @@
 
 * ratio form: ``tokens >= window * compact_trigger_ratio`` (Kimi CLI: 0.85);
 * reserve form: ``tokens + compact_reserve_tokens >= window`` (Kimi CLI: 50,000, i.e.
-  212,144 tokens of a 262,144 window);
+  212,144 tokens of a 262,144 window), never below half the window (so a large reserve
+  on a small model does not compact on every turn);
 * absolute form: ``tokens > compact_trigger_tokens`` (the project seed: 180,000).
 
 The first threshold reached wins. The seed's setting ("past 180K of 256K, keep 20% in
@@ -78,7 +79,9 @@ def _thresholds(window: int, policy: ContextPolicy) -> dict[TriggerReason, int]:
         raw = window * policy.compact_trigger_ratio
         found["ratio"] = int(raw) if raw == int(raw) else int(raw) + 1
     if policy.compact_reserve_tokens is not None:
-        found["reserve"] = window - policy.compact_reserve_tokens
+        # never below half the window: a 50K reserve on a 32K model would otherwise
+        # ask for a compaction on every single turn
+        found["reserve"] = max(window - policy.compact_reserve_tokens, window // 2)
     if policy.compact_trigger_tokens is not None:
         found["absolute"] = policy.compact_trigger_tokens + 1
     return found
@@ -107,6 +110,8 @@ def should_compact(tokens: int, window: int, policy: ContextPolicy) -> Compactio
         >>> seed = ContextPolicy.seed_defaults()  # > 180K, or 80% of the window
         >>> should_compact(180_001, 262_144, seed).reason
         'absolute'
+        >>> should_compact(15_999, 32_000, p).threshold  # reserve floor: half the window
+        16000
     """
     if window <= 0:
         msg = f"window must be a positive token count (got {window})"
