@@ -300,3 +300,24 @@ def test_second_compaction_keeps_facts_of_the_first(emulator: KimiEmulator) -> N
     assert "Decision: module 0 uses plain dataclasses" in text
     assert "src/pkg/mod_1.py" in text
     assert view2 == apply_compactions(log, [r1.record, r2.record])
+
+
+def test_compacted_prefix_is_cached_on_the_next_turns(emulator: KimiEmulator) -> None:
+    log = plain_session(emulator, 14)
+    _, report = compact(log, policy(), model=chat(emulator), target_tokens=2_500)
+    assert report.record is not None
+    records = [report.record]
+    model = chat(emulator)
+    usages = []
+    for i in range(3):
+        log.append(HumanMessage(f"after compaction {i}\n@reply 120", id=f"p{i}"))
+        view = apply_compactions(log, records)  # rebuilt from the log every turn
+        log.append(model.invoke(view).model_copy(update={"id": f"q{i}"}))
+        usages.append(emulator.chat_requests[-1].usage)
+    assert all(u is not None for u in usages)
+    first, second, third = usages
+    # the first request after the compaction pays for the new prefix once ...
+    assert first["cached_tokens"] < first["prompt_tokens"] // 2
+    # ... then system + summary + kept turns + earlier turns are served from the cache
+    for prev, cur in ((first, second), (second, third)):
+        assert cur["cached_tokens"] >= prev["prompt_tokens"] - 256
