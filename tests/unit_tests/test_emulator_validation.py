@@ -199,3 +199,11 @@ def test_structural_errors() -> None:
     err = chat_request_error({"model": K2, "messages": "nope"})
     assert err is not None
     assert err.status == 400
+
+
+def test_partial_mode_only_on_last_assistant_message() -> None:
+    partial = {"role": "assistant", "content": "Once upon", "partial": True}
+    validate_chat_request(_body([USER, partial]))
+    assert "partial is only allowed" in _err(_body([USER, partial, USER])).message
+    user_partial = {"role": "user", "content": "x", "partial": True}
+    assert "partial is only allowed" in _err(_body([user_partial])).message
