@@ -37,7 +37,8 @@ import importlib.util
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast, get_type_hints, runtime_checkable
 
@@ -100,6 +101,11 @@ _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
 
+# Retry waits go through these names so tests can observe them without patching the
+# process-wide ``time.sleep`` / ``asyncio.sleep``.
+_sleep: Callable[[float], None] = time.sleep
+_async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
 
 # --------------------------------------------------------------------------- caching seam
 
@@ -121,11 +127,22 @@ class CacheStrategy(Protocol):
     """
 
     def prepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return the payload to send (sync path)."""
+        """Return the payload to send (sync path).
+
+        Example:
+            >>> PassThroughCacheStrategy().prepare({"model": "m"}, session_id=None)
+            {'model': 'm'}
+        """
         ...
 
     async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return the payload to send (async path)."""
+        """Return the payload to send (async path).
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(PassThroughCacheStrategy().aprepare({}, session_id="s"))
+            {}
+        """
         ...
 
     def record(
@@ -135,15 +152,29 @@ class CacheStrategy(Protocol):
         *,
         session_id: str | None,
     ) -> dict[str, Any]:
-        """Account for a response; the result is merged into ``response_metadata``."""
+        """Account for a response; the result is merged into ``response_metadata``.
+
+        Example:
+            >>> PassThroughCacheStrategy().record({}, {"prompt_tokens": 1}, session_id=None)
+            {}
+        """
         ...
 
     def close(self) -> None:
-        """Release resources (sync)."""
+        """Release resources (sync).
+
+        Example:
+            >>> PassThroughCacheStrategy().close()
+        """
         ...
 
     async def aclose(self) -> None:
-        """Release resources (async)."""
+        """Release resources (async).
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(PassThroughCacheStrategy().aclose())
+        """
         ...
 
 
@@ -343,7 +374,7 @@ def _usage_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not usage:
         choices = body.get("choices") or []
         usage = choices[-1].get("usage") if choices and isinstance(choices[-1], Mapping) else None
-    return usage or None
+    return {k: v for k, v in usage.items() if v is not None} if usage else None
 
 
 def _reasoning_from_message(message: AIMessage) -> str | None:
@@ -394,7 +425,12 @@ class KimiChatModel(BaseChatOpenAI):
         context_cache: Caching mode for the cache strategy (``"auto"``, ``"explicit"``,
             ``"off"``).
         session_id: Default session id for caching (see :func:`resolve_session_id`).
-        cache_strategy: A :class:`CacheStrategy` to use instead of the default one.
+        cache_strategy: A :class:`CacheStrategy` to use instead of the default one
+            (``langchain_kimi_context.caching.make_cache_strategy(model)`` when that
+            module provides it, else :class:`PassThroughCacheStrategy`).
+        cache_policy: Caching thresholds (``caching.CachePolicy``).
+        cache_registry: Registry of explicit caches shared between models/processes.
+        cost_ledger: Cost ledger shared between models (``model.ledger`` reads it).
         max_retry_wait: Longest retry-after hint (seconds) the model waits out itself.
 
     Example:
@@ -446,9 +482,22 @@ class KimiChatModel(BaseChatOpenAI):
     cache_strategy: Any | None = Field(default=None, exclude=True)
     """Custom :class:`CacheStrategy`; default from ``langchain_kimi_context.caching``."""
 
+    cache_policy: Any | None = Field(default=None, exclude=True)
+    """:class:`~langchain_kimi_context.caching.CachePolicy` (TTL, cost guard, ...)."""
+
+    cache_registry: Any | None = Field(default=None, exclude=True)
+    """Shared :class:`~langchain_kimi_context.caching.CacheRegistry` of explicit caches."""
+
+    cost_ledger: Any | None = Field(default=None, exclude=True)
+    """Shared :class:`~langchain_kimi_context.caching.CostLedger` (a new one if ``None``)."""
+
     _cache_strategy: CacheStrategy = PrivateAttr(default_factory=PassThroughCacheStrategy)
     _learned_windows: dict[str, int] = PrivateAttr(default_factory=dict)
     _auto_profile: bool = PrivateAttr(default=True)
+    _async_template: Any = PrivateAttr(default=None)
+    _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         try:
@@ -459,6 +508,8 @@ class KimiChatModel(BaseChatOpenAI):
                 if isinstance(cause, KimiConfigurationError):
                     raise cause from None
             raise
+        # A LangChain profile given by the caller is kept as is; ours follows the data.
+        self._auto_profile = kwargs.get("profile") is None
 
     # ------------------------------------------------------------------ LangChain plumbing
 
@@ -469,7 +520,12 @@ class KimiChatModel(BaseChatOpenAI):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        """Map the API key field to its environment variable (never serialised)."""
+        """Map the API key field to its environment variable (never serialised).
+
+        Example:
+            >>> KimiChatModel(api_key="k").lc_secrets
+            {'openai_api_key': 'MOONSHOT_API_KEY'}
+        """
         return {"openai_api_key": "MOONSHOT_API_KEY"}
 
     @classmethod
@@ -500,7 +556,12 @@ class KimiChatModel(BaseChatOpenAI):
 
     @property
     def lc_attributes(self) -> dict[str, Any]:
-        """Attributes serialised in addition to the constructor arguments."""
+        """Attributes serialised in addition to the constructor arguments.
+
+        Example:
+            >>> KimiChatModel(api_key="k", base_url="http://127.0.0.1:8765/v1").lc_attributes
+            {'openai_api_base': 'http://127.0.0.1:8765/v1'}
+        """
         attributes: dict[str, Any] = {}
         if self.openai_api_base and self.openai_api_base != DEFAULT_BASE_URL:
             attributes["openai_api_base"] = self.openai_api_base
@@ -561,6 +622,8 @@ class KimiChatModel(BaseChatOpenAI):
         if self.root_async_client is not None:
             self.root_async_client = self.root_async_client.with_options(max_retries=0)
             self.async_client = self.root_async_client.chat.completions
+            if self.http_async_client is None:
+                self._async_template = self.root_async_client
         self._cache_strategy = (
             cast(CacheStrategy, self.cache_strategy)
             if self.cache_strategy is not None
@@ -632,6 +695,26 @@ class KimiChatModel(BaseChatOpenAI):
                 f"profile_overrides={{'thinking': 'default_on'}}."
             )
             raise KimiConfigurationError(msg)
+
+    def _bind_async_client_to_loop(self) -> None:
+        """Use an HTTP connection pool owned by the running event loop.
+
+        langchain-openai shares one cached async HTTP client between models, whose
+        pooled connections belong to the loop that opened them; a second
+        ``asyncio.run(...)`` (or a test framework's per-test loop) then fails with
+        "Event loop is closed". Each loop gets its own pool here (unless the caller
+        passed ``http_async_client``).
+        """
+        if self._async_template is None:
+            return
+        loop = asyncio.get_running_loop()
+        client = self._loop_clients.get(loop)
+        if client is None:
+            client = self._async_template.with_options(http_client=openai.DefaultAsyncHttpxClient())
+            self._loop_clients[loop] = client
+        if self.root_async_client is not client:
+            self.root_async_client = client
+            self.async_client = client.chat.completions
 
     # ------------------------------------------------------------------ profiles
 
@@ -721,6 +804,7 @@ class KimiChatModel(BaseChatOpenAI):
         Example:
             >>> await model.arefresh_profile()  # doctest: +SKIP
         """
+        self._bind_async_client_to_loop()
         try:
             page = await self.root_async_client.models.list()
         except openai.APIStatusError as exc:
@@ -1022,7 +1106,7 @@ class KimiChatModel(BaseChatOpenAI):
                     self._check_not_empty(generation.message)
                 break
             except Exception as exc:
-                time.sleep(self._fail(exc, model, attempt))
+                _sleep(self._fail(exc, model, attempt))
                 attempt += 1
         return self._finish_result(result, payload, session)
 
@@ -1033,6 +1117,7 @@ class KimiChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._bind_async_client_to_loop()
         session, model = self._call_context(kwargs, run_manager)
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
         payload = await self._cache_strategy.aprepare(payload, session_id=session)
@@ -1046,7 +1131,7 @@ class KimiChatModel(BaseChatOpenAI):
                     self._check_not_empty(generation.message)
                 break
             except Exception as exc:
-                await asyncio.sleep(self._fail(exc, model, attempt))
+                await _async_sleep(self._fail(exc, model, attempt))
                 attempt += 1
         return self._finish_result(result, payload, session)
 
@@ -1145,7 +1230,7 @@ class KimiChatModel(BaseChatOpenAI):
                     yield self._track_chunk(chunk, state, payload, session)
                 break
             except Exception as exc:
-                time.sleep(self._fail(exc, model, attempt, retry=not started))
+                _sleep(self._fail(exc, model, attempt, retry=not started))
                 attempt += 1
         last = self._stream_end(state, payload, session)
         if last is not None:
@@ -1160,6 +1245,7 @@ class KimiChatModel(BaseChatOpenAI):
         stream_usage: bool | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        self._bind_async_client_to_loop()
         session, model = self._call_context(kwargs, run_manager)
         payload = self._stream_payload(messages, stop, stream_usage, kwargs)
         payload = await self._cache_strategy.aprepare(payload, session_id=session)
@@ -1175,7 +1261,7 @@ class KimiChatModel(BaseChatOpenAI):
                     yield self._track_chunk(chunk, state, payload, session)
                 break
             except Exception as exc:
-                await asyncio.sleep(self._fail(exc, model, attempt, retry=not started))
+                await _async_sleep(self._fail(exc, model, attempt, retry=not started))
                 attempt += 1
         last = self._stream_end(state, payload, session)
         if last is not None:
@@ -1183,8 +1269,21 @@ class KimiChatModel(BaseChatOpenAI):
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def ledger(self) -> Any:
+        """The cache strategy's cost ledger (``ledger.session(id)``), or ``None``.
+
+        Example:
+            >>> KimiChatModel(api_key="k").ledger.total().calls
+            0
+        """
+        return getattr(self._cache_strategy, "ledger", None)
+
     def close(self) -> None:
-        """Release what the cache strategy holds (the HTTP clients are shared, kept open).
+        """Release what the cache strategy holds.
+
+        The sync HTTP client is shared with other models (langchain-openai caches it per
+        base URL) and stays open; :meth:`aclose` also closes this model's async pool.
 
         Example:
             >>> KimiChatModel(api_key="k").close()
@@ -1192,13 +1291,16 @@ class KimiChatModel(BaseChatOpenAI):
         self._cache_strategy.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`.
+        """Async :meth:`close`; also closes this model's pool for the running loop.
 
         Example:
             >>> import asyncio
             >>> asyncio.run(KimiChatModel(api_key="k").aclose())
         """
         await self._cache_strategy.aclose()
+        client = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
 
     def __enter__(self) -> Self:
         return self

@@ -8,11 +8,12 @@ injection), retries, Kimi quirks, the caching seam and secrets.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from langchain_core.exceptions import ContextOverflowError
+from langchain_core.exceptions import ContextOverflowError, ModelConnectionError, ModelTimeoutError
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -35,6 +36,7 @@ from langchain_kimi_context import (
     KimiQuotaExceededError,
     KimiRateLimitError,
     KimiServerError,
+    is_retryable_error,
 )
 from langchain_kimi_context import chat_models as chat_models_module
 from langchain_kimi_context.chat_models import WEB_SEARCH_TOOL, builtin_tool_result
@@ -52,8 +54,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def fake_async_sleep(delay: float) -> None:
         recorded.append(delay)
 
-    monkeypatch.setattr(chat_models_module.time, "sleep", recorded.append)
-    monkeypatch.setattr(chat_models_module.asyncio, "sleep", fake_async_sleep)
+    monkeypatch.setattr(chat_models_module, "_sleep", recorded.append)
+    monkeypatch.setattr(chat_models_module, "_async_sleep", fake_async_sleep)
     return recorded
 
 
@@ -154,7 +156,9 @@ def test_tool_loop_ids_and_empty_content_omitted(
     emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
 ) -> None:
     model = make_model().bind_tools([read_file])
-    question = HumanMessage('read it\n@call read_file {"path": "a.py"}\n@call read_file {"path": "b.py"}')
+    question = HumanMessage(
+        'read it\n@call read_file {"path": "a.py"}\n@call read_file {"path": "b.py"}'
+    )
     first = model.invoke([question])
     assert [c["id"] for c in first.tool_calls] == [
         "functions.read_file:0",
@@ -176,8 +180,12 @@ def test_streamed_tool_calls(make_model: Callable[..., KimiChatModel]) -> None:
     model = make_model().bind_tools([read_file])
     merged = _stream(model, '@call read_file {"path": "x.py"}')
     assert merged.tool_calls == [
-        {"name": "read_file", "args": {"path": "x.py"}, "id": "functions.read_file:0",
-         "type": "tool_call"}
+        {
+            "name": "read_file",
+            "args": {"path": "x.py"},
+            "id": "functions.read_file:0",
+            "type": "tool_call",
+        }
     ]
 
 
@@ -229,7 +237,9 @@ def test_reasoning_round_trip_over_tool_loop_on_thinking_model(
     emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
 ) -> None:
     model = make_model(model=THINKING_MODEL).bind_tools([read_file])
-    question = HumanMessage('@think 20\n@call read_file {"path": "a.py"}\n@then\n@call read_file {"path": "b.py"}')
+    question = HumanMessage(
+        '@think 20\n@call read_file {"path": "a.py"}\n@then\n@call read_file {"path": "b.py"}'
+    )
     history: list[BaseMessage] = [question]
     for _ in range(2):
         step = model.invoke(history)
@@ -237,10 +247,19 @@ def test_reasoning_round_trip_over_tool_loop_on_thinking_model(
         reasoning = step.additional_kwargs["reasoning_content"]
         assert reasoning
         assert step.usage_metadata is not None
-        history += [step, *(
-            ToolMessage(read_file(**c["args"]), tool_call_id=c["id"] or "")
-            for c in step.tool_calls
-        )]
+        server_usage = _chat_requests(emulator)[-1].usage
+        assert (
+            step.usage_metadata["output_token_details"]["reasoning"]
+            == server_usage["completion_tokens_details"]["reasoning_tokens"]
+            >= 20
+        )
+        history += [
+            step,
+            *(
+                ToolMessage(read_file(**c["args"]), tool_call_id=c["id"] or "")
+                for c in step.tool_calls
+            ),
+        ]
     final = model.invoke(history)
     assert final.content
     sent = [m for m in _chat_requests(emulator)[-1].body["messages"] if m["role"] == "assistant"]
@@ -297,7 +316,8 @@ def test_overflow_error_typed_not_retried_and_window_learned(
     err = info.value
     assert isinstance(err, ContextOverflowError)
     assert err.window == 8192
-    assert err.requested is not None and err.requested > 8192
+    assert err.requested is not None
+    assert err.requested > 8192
     assert err.model == "moonshot-v1-8k"
     assert len(_chat_requests(emulator)) == 1
 
@@ -306,9 +326,16 @@ def test_overflow_fault_teaches_the_window(
     emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
 ) -> None:
     model = make_model()
-    emulator.faults.add(Fault("overflow", message=(
-        "Invalid request: Your request exceeded model token limit: 131072 (requested: 140000)"
-    )), at=1)
+    emulator.faults.add(
+        Fault(
+            "overflow",
+            message=(
+                "Invalid request: Your request exceeded model token limit: 131072 "
+                "(requested: 140000)"
+            ),
+        ),
+        at=1,
+    )
     with pytest.raises(KimiAPIContextOverflowError) as info:
         model.invoke("hi")
     assert (info.value.window, info.value.requested) == (131072, 140000)
@@ -342,7 +369,8 @@ async def test_overloaded_retried_with_backoff_async(
     emulator.faults.overloaded(at=[1, 2])
     reply = await make_model().ainvoke("@say fine")
     assert reply.content == "fine"
-    assert len(sleeps) == 2 and all(0 < s <= 8 for s in sleeps)
+    assert len(sleeps) == 2
+    assert all(0 < s <= 8 for s in sleeps)
     assert [r.status for r in _chat_requests(emulator)] == [429, 429, 200]
 
 
@@ -451,14 +479,18 @@ def test_stream_cut_midway_raises_and_is_not_replayed(
 ) -> None:
     emulator.faults.cut_stream(after_chunks=2, at=1)
     received: list[AIMessageChunk] = []
-    with pytest.raises(Exception) as info:  # noqa: PT011 - type checked below
-        for chunk in make_model().stream("@reply 200"):
-            received.append(chunk)  # noqa: PERF401
+
+    def consume() -> None:
+        received.extend(make_model().stream("@reply 200"))
+
+    with pytest.raises(ModelConnectionError) as info:
+        consume()
     assert received  # the cut came after chunks were delivered
     assert len(_chat_requests(emulator)) == 1  # not retried: chunks were already yielded
-    from langchain_kimi_context import is_retryable_error
-
-    assert is_retryable_error(info.value)
+    assert is_retryable_error(info.value)  # an outer layer may retry the whole call
+    # the same cut on a non-streaming call is retried by the model itself
+    emulator.faults.cut_stream(after_chunks=2, at=1)
+    assert make_model().invoke("@say whole").content == "whole"
 
 
 # ----------------------------------------------------------------------------- quirks
@@ -519,9 +551,7 @@ class RecordingStrategy:
         headers = {**(payload.get("extra_headers") or {}), "X-Test-Session": str(session_id)}
         return {**payload, "extra_headers": headers}
 
-    async def aprepare(
-        self, payload: dict[str, Any], *, session_id: str | None
-    ) -> dict[str, Any]:
+    async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
         return self.prepare(payload, session_id=session_id)
 
     def record(
@@ -549,7 +579,8 @@ def test_cache_strategy_prepare_and_record_invoke_and_stream(
         reply = model.invoke("@say a", session_id="call-sess")
         request = _chat_requests(emulator)[-1]
         assert request.body["prompt_cache_key"] == "call-sess"
-        assert request.headers.get("X-Test-Session") == "call-sess"
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert headers["x-test-session"] == "call-sess"
         assert reply.response_metadata["kimi_cache"] == {"session": "call-sess", "cached": 0}
         assert strategy.recorded[-1] == request.usage
         merged = _stream(model, "@say b")
@@ -575,3 +606,102 @@ async def test_cache_strategy_async_and_thread_id_from_config(
     chunks = [c async for c in model.astream("@say s")]
     assert strategy.prepared[-1] is None
     assert any(c.response_metadata.get("kimi_cache") for c in chunks)
+
+
+def test_async_calls_from_successive_event_loops(make_model: Callable[..., KimiChatModel]) -> None:
+    # langchain-openai shares one async connection pool whose connections belong to the
+    # loop that opened them; a second asyncio.run() used to fail with "Event loop is closed".
+    model = make_model()
+    assert asyncio.run(model.ainvoke("@say one")).content == "one"
+    assert asyncio.run(model.ainvoke("@say two")).content == "two"
+    other = make_model()
+    assert asyncio.run(other.ainvoke("@say three")).content == "three"
+
+
+# A 1x1 transparent PNG.
+_PNG = "".join(
+    (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg",
+        "AAAABJRU5ErkJggg==",
+    )
+)
+
+
+def test_image_input_base64(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+) -> None:
+    model = make_model(model="kimi-k2.5")
+    for block in (
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{_PNG}"}},
+        {"type": "image", "base64": _PNG, "mime_type": "image/png"},
+    ):
+        reply = model.invoke([HumanMessage(content=[{"type": "text", "text": "describe"}, block])])
+        assert reply.content
+        sent = _chat_requests(emulator)[-1].body["messages"][0]["content"]
+        assert sent[1] == {
+            "type": "image_url",
+            "image_url": {"url": f"data:image/png;base64,{_PNG}"},
+        }
+
+
+def test_timeout_is_retried(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], sleeps: list[float]
+) -> None:
+    emulator.faults.slow(1.0, at=1)
+    reply = make_model(timeout=0.3).invoke("@say in time")
+    assert reply.content == "in time"
+    assert len(sleeps) == 1
+    emulator.faults.slow(1.0, at=1)
+    impatient = make_model(timeout=0.3, max_retries=0)
+    with pytest.raises(ModelTimeoutError):
+        impatient.invoke("@say late")
+
+
+def test_secret_redacted_from_errors_and_logs(
+    emulator: KimiEmulator,
+    make_model: Callable[..., KimiChatModel],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A server that echoes the key back in its error message (OpenAI does, partly).
+    emulator.faults.add(
+        Fault(
+            "server_error",
+            status=401,
+            message=f"Incorrect API key provided: {emulator.api_key}",
+        ),
+        at=1,
+    )
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(KimiAuthenticationError) as info:
+        make_model().invoke("@say x")
+    err = info.value
+    assert emulator.api_key not in f"{err!s} {err!r} {err.args} {err.message}"
+    assert "**********" in str(err)
+    assert err.__cause__ is None  # the unredacted original is not chained
+    make_model().invoke("@say logged")
+    assert caplog.records  # openai/httpx debug logging was on
+    assert emulator.api_key not in caplog.text
+
+
+def test_session_id_from_langgraph_thread_id(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+) -> None:
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    strategy = RecordingStrategy()
+    model = make_model(cache_strategy=strategy)
+
+    def call_model(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", call_model)
+    graph.add_edge(START, "model")
+    app = graph.compile()
+    out = app.invoke(
+        {"messages": [HumanMessage("@say from the graph")]},
+        config={"configurable": {"thread_id": "lg-thread-1"}},
+    )
+    assert out["messages"][-1].content == "from the graph"
+    assert strategy.prepared == ["lg-thread-1"]
+    assert _chat_requests(emulator)[-1].body["prompt_cache_key"] == "lg-thread-1"

@@ -432,3 +432,10 @@ def test_token_counting_hook_counts_tools_and_messages() -> None:
     assert without > 50
     assert model.get_num_tokens_from_messages(messages, tools=[read_file]) > without
     assert model.get_num_tokens("hello world") > 0
+
+
+def test_user_supplied_langchain_profile_is_kept() -> None:
+    model = _model(profile={"max_input_tokens": 1000, "tool_calling": True})
+    model.learn_context_window(500)
+    assert model.profile == {"max_input_tokens": 1000, "tool_calling": True}
+    assert model.model_profile.context_window == 500
