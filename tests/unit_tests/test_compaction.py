@@ -522,3 +522,22 @@ def test_record_survives_a_langgraph_checkpoint_serializer() -> None:
     back = serde.loads_typed(serde.dumps_typed(report.record))
     assert back == report.record
     assert apply_compactions(log, [back]) == apply_compactions(log, [report.record])
+
+
+def test_keep_zero_turns_then_new_messages_stay_visible() -> None:
+    model = RecordingModel(replies=[SUMMARY, SUMMARY])
+    log = conversation(6)
+    view, report = compact(log, fast_policy(compact_keep_turns=0), model=model, target_tokens=200)
+    assert report.record is not None
+    assert report.record.first_kept_id is None
+    assert [m.id for m in view] == ["sys", view[1].id]
+    log2 = [*log, HumanMessage("new question", id="new"), AIMessage("answer", id="ans")]
+    assert [m.id for m in apply_compactions(log2, [report.record])][2:] == ["new", "ans"]
+    # a later compaction only summarises what came after the first one
+    more = [HumanMessage(f"more {i} " * 300, id=f"m{i}") for i in range(4)]
+    _, r2 = compact([*log2, *more], fast_policy(), model=model, records=[report.record],
+                    target_tokens=300)  # fmt: skip
+    assert r2.record is not None
+    text = str(model.calls[1][1].content)
+    assert "new question" in text
+    assert "user 0:" not in text

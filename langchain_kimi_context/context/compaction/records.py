@@ -56,7 +56,8 @@ class CompactionRecord(BaseModel):
         snapshot_id: Where the pre-compaction state can be found (a checkpoint id or an
             archive key given by the caller); ``None`` if the caller gave none.
         summary: The summary message (marked ``"summary"``), ``None`` when structural.
-        first_kept_id: Id of the first log message kept verbatim after the summary.
+        first_kept_id: Id of the first log message kept verbatim after the summary
+            (``None``: nothing was kept; messages after ``covered_until_id`` follow).
         pinned_ids: Ids of earlier log messages also kept verbatim, in log order.
         replacements: Structural edits ``{message_id: replacement}``.
         covered_until_id: Id of the last log message when the compaction ran (server
@@ -195,11 +196,13 @@ def apply_compactions(
     if anchor is None or anchor.summary is None:
         view = list(messages)
     else:
-        cut = (
-            len(messages)
-            if anchor.first_kept_id is None
-            else _index_of(messages, anchor.first_kept_id, anchor)
-        )
+        if anchor.first_kept_id is not None:
+            cut = _index_of(messages, anchor.first_kept_id, anchor)
+        elif anchor.covered_until_id is not None:
+            # everything up to the compaction was summarised; later messages follow
+            cut = _index_of(messages, anchor.covered_until_id, anchor) + 1
+        else:
+            cut = len(messages)
         pinned = set(anchor.pinned_ids)
         head = [m for m in messages[:cut] if is_system(m)]
         kept = [m for m in messages[:cut] if m.id in pinned and not is_system(m)]
