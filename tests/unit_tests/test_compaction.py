@@ -541,3 +541,17 @@ def test_keep_zero_turns_then_new_messages_stay_visible() -> None:
     text = str(model.calls[1][1].content)
     assert "new question" in text
     assert "user 0:" not in text
+
+
+def test_report_is_json_serialisable() -> None:
+    log = conversation(8)
+    usage = {"input_tokens": 95_000, "output_tokens": 10, "total_tokens": 95_010}
+    log[-1] = AIMessage("x", id="a7", usage_metadata=usage)  # type: ignore[arg-type]
+    _, report = maybe_compact(
+        log, fast_policy(compact_reserve_tokens=None), model=RecordingModel(replies=[SUMMARY])
+    )
+    assert report is not None
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["decision"]["reason"] == "ratio"
+    assert data["record"]["summary"]["type"] == "system"
+    assert data["ratio"] > 1

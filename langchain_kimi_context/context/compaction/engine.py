@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,33 @@ class CompactionReport:
     def ratio(self) -> float:
         """``tokens_before / tokens_after`` (1.0 when nothing changed)."""
         return self.tokens_before / self.tokens_after if self.tokens_after else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON types (the record via its ``to_dict``).
+
+        Returns:
+            A dict that ``json.dumps`` accepts.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> _, report = compact([HumanMessage("hi")], ContextPolicy(context_window=50_000))
+            >>> report.to_dict()["record"] is None, report.to_dict()["stage"]
+            (True, 'compaction')
+        """
+        data = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("record", "decision")
+        }
+        data["failures"] = list(self.failures)
+        data["ratio"] = round(self.ratio, 3)
+        data["record"] = self.record.to_dict() if self.record is not None else None
+        data["decision"] = (
+            None
+            if self.decision is None
+            else {**dataclasses.asdict(self.decision), "reasons": list(self.decision.reasons)}
+        )
+        return data
 
 
 def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction:
