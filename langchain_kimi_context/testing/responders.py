@@ -49,7 +49,8 @@ Final reply:
 ``@fail <fault> [args]``
     Make the emulator fail this request once (then succeed on the identical retry):
     ``rate_limit [T]``, ``overloaded``, ``quota``, ``server_error``, ``overflow``,
-    ``empty``, ``slow <seconds>``, ``cut <k>`` (stream closed after ``k`` chunks), or
+    ``content_filter``, ``permission_denied``, ``empty``, ``slow <seconds>``,
+    ``cut <k>`` (stream closed after ``k`` chunks), or
     ``<fault> x<count>`` to fail ``count`` times, e.g. ``@fail server_error x2``.
 ``@<anything else> ...``
     A hint ignored by the agent (e.g. ``@tool_result_chars 50000`` for test tools, read
@@ -57,17 +58,23 @@ Final reply:
 
 Without a final-reply directive, the reply after tool results quotes them briefly
 (``Tool results: read_file -> <first 60 chars>; ...``); with no directive at all the
-reply is ``Reply to: <first words of the user text>``. When ``tool_choice`` forces a
-tool (``"required"`` or a named function) and the script has no call at this point,
-the agent calls the forced (or first) tool with arguments synthesised from its JSON
-schema and the user text (quoted strings, numbers in order). With ``tool_choice`` auto
-and a user message that has NO directive at all, the agent calls the offered tool whose
-name words (``get_weather`` -> "weather", generic words like "tool" ignored) occur in
-the user text, once, then answers (``auto_tool_calls=False`` turns this off). ``response_format`` of
-type ``json_schema`` yields a JSON reply synthesised the same way; ``json_object``
-yields an object whose keys are the quoted identifiers of the user text (e.g.
-``'setup'`` and ``'punchline'``), or ``{"reply": ...}``. The emulator (not the agent)
-applies ``stop`` sequences and ``max_tokens`` to the reply.
+reply is ``Reply to: <first words of the user text>``.
+
+Tool choice and structured output:
+
+* ``tool_choice`` ``"required"`` or a named function, with no scripted call at this
+  point and a last message that is not a tool result (so forced loops end): the agent
+  calls the forced (or first) tool with arguments synthesised from its JSON schema and
+  the user text (quoted strings and numbers, in order).
+* ``tool_choice`` auto and a user message with NO directive at all: the agent calls the
+  offered tool whose name words (``get_weather`` -> "weather"; generic words such as
+  "tool" ignored) occur in the user text, once, then answers
+  (``ScriptedAgentResponder(auto_tool_calls=False)`` turns this off).
+* ``response_format`` ``json_schema``: a JSON reply synthesised the same way;
+  ``json_object``: an object whose keys are the quoted identifiers of the user text
+  (e.g. ``'setup'`` and ``'punchline'``), else ``{"reply": ...}``.
+
+The emulator (not the agent) applies ``stop`` sequences and ``max_tokens``.
 
 Compaction responder
 ====================
