@@ -1021,7 +1021,8 @@ class KimiChatModel(BaseChatOpenAI):
         err = from_openai_error(exc) if isinstance(exc, openai.APIStatusError) else exc
         if isinstance(err, KimiAPIContextOverflowError):
             err.model = model or self.model_name
-            if err.window:
+            # Learn only a smaller window: an error never buys more room than we had.
+            if err.window and err.window < self._profile_for(err.model).context_window:
                 self.learn_context_window(err.window, model=err.model)
         secret = self._api_key_text()
         if secret and secret in str(err):
@@ -1074,6 +1075,7 @@ class KimiChatModel(BaseChatOpenAI):
     def _call_context(
         self, kwargs: dict[str, Any], run_manager: Any
     ) -> tuple[str | None, str | None]:
+        self._sync_langchain_profile()  # the profile registry may have changed
         session = resolve_session_id(
             kwargs.pop("session_id", None),
             self.session_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,8 +83,22 @@ def read_file(path: str) -> str:
     return f"contents of {path}"
 
 
+def _settled_requests(emulator: KimiEmulator) -> list[Any]:
+    """The request log once every started request is logged.
+
+    The emulator appends a record after it has written the response, so a client can
+    see the reply (or the end of a stream) a moment before the record exists.
+    """
+    deadline = time.monotonic() + 5.0
+    while len(emulator.requests) < getattr(emulator, "_seq", 0):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.002)
+    return emulator.requests
+
+
 def _chat_requests(emulator: KimiEmulator) -> list[Any]:
-    return [r for r in emulator.requests if r.path.endswith("/chat/completions")]
+    return [r for r in _settled_requests(emulator) if r.path.endswith("/chat/completions")]
 
 
 def _stream(model: Any, messages: Any, **kwargs: Any) -> AIMessageChunk:
@@ -149,7 +164,9 @@ def test_stream_usage_inside_last_choice_counted_once(
     merged = _stream(model, "@reply 25")
     assert merged.usage_metadata is not None
     assert merged.usage_metadata["output_tokens"] == 25  # not 50 when sent twice
-    assert merged.usage_metadata["input_tokens"] == emu.requests[-1].usage["prompt_tokens"]
+    assert (
+        merged.usage_metadata["input_tokens"] == _settled_requests(emu)[-1].usage["prompt_tokens"]
+    )
 
 
 def test_tool_loop_ids_and_empty_content_omitted(
@@ -225,7 +242,7 @@ def test_cache_read_from_nested_details_when_server_sends_both(
     history = _long_history()
     first = model.invoke(history)
     second = model.invoke([*history, first, HumanMessage("again")])
-    usage = emu.requests[-1].usage
+    usage = _settled_requests(emu)[-1].usage
     assert usage["prompt_tokens_details"]["cached_tokens"] == usage["cached_tokens"] > 0
     assert second.usage_metadata["input_token_details"]["cache_read"] == usage["cached_tokens"]  # type: ignore[index]
 
@@ -529,7 +546,7 @@ def test_refresh_profile_from_models_endpoint(
     profile = model.refresh_profile()
     assert profile.source == "/v1/models"
     assert profile.context_window == model.profile["max_input_tokens"]  # type: ignore[index]
-    assert any(r.path == "/v1/models" for r in emulator.requests)
+    assert any(r.path == "/v1/models" for r in _settled_requests(emulator))
     assert asyncio.run(model.arefresh_profile()).source == "/v1/models"
 
 
@@ -705,3 +722,20 @@ def test_session_id_from_langgraph_thread_id(
     assert out["messages"][-1].content == "from the graph"
     assert strategy.prepared == ["lg-thread-1"]
     assert _chat_requests(emulator)[-1].body["prompt_cache_key"] == "lg-thread-1"
+
+
+def test_overflow_never_learns_a_larger_window(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+) -> None:
+    model = make_model(profile_overrides={"context_window": 100_000})
+    emulator.faults.add(
+        Fault(
+            "overflow",
+            message="Invalid request: Your request exceeded model token limit: 262144",
+        ),
+        at=1,
+    )
+    with pytest.raises(KimiAPIContextOverflowError) as info:
+        model.invoke("hi")
+    assert info.value.window == 262144
+    assert model.model_profile.context_window == 100_000
