@@ -1,7 +1,10 @@
 """The context pipeline: pure, typed, idempotent stages.
 
 Each stage is ``(messages, policy, ...) -> (messages, report)``; ``prepare_context`` runs
-them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> truncate).
+them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> estimate ->
+truncate). The output of ``prepare_context`` is a fixpoint of every stage (running any
+of them on it changes nothing), so callers such as graph nodes may also run the stages
+one by one.
 
 No I/O happens in this package; the orchestration layer (graph nodes, memory API,
 middleware) calls these functions.
@@ -56,7 +59,11 @@ from langchain_kimi_context.context.reports import (
     TruncatedToolResult,
     TruncationReport,
 )
-from langchain_kimi_context.context.sanitize import sanitize_messages, tool_call_problem
+from langchain_kimi_context.context.sanitize import (
+    merge_adjacent_user_messages,
+    sanitize_messages,
+    tool_call_problem,
+)
 from langchain_kimi_context.context.truncation import (
     per_result_cap_chars,
     truncate_text,
@@ -112,6 +119,7 @@ __all__ = [
     "learned_context_window",
     "limit_history_turns",
     "maybe_compact",
+    "merge_adjacent_user_messages",
     "parse_session_key",
     "per_result_cap_chars",
     "preflight_guard",

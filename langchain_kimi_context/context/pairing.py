@@ -19,7 +19,10 @@ with its id (never a global id map: some hosts reuse ids across turns), then:
   (default ``{"error", "aborted"}``), gets NO synthetic results: its unanswered calls
   are removed from it instead (the message is dropped if nothing is left), since the
   tools never ran and the model should not read invented failures;
-- tool-call ids are never re-keyed.
+- tool-call ids are never re-keyed;
+- user messages left back to back by a drop or a move are merged (as sanitize does), and
+  an errored turn left without calls loses its ``reasoning_content`` (as sanitize does
+  for turns without calls), so the output needs no second sanitize pass.
 
 The output always satisfies the strict rule "every assistant tool call is followed by
 exactly one result per call, and no result is anywhere else". Running it twice changes
@@ -46,7 +49,10 @@ from langchain_kimi_context.context.reports import (
     PairingReport,
     SyntheticToolResult,
 )
-from langchain_kimi_context.context.sanitize import _keep_raw_tool_calls
+from langchain_kimi_context.context.sanitize import (
+    _keep_raw_tool_calls,
+    merge_adjacent_user_messages,
+)
 
 __all__ = ["repair_tool_pairing", "synthetic_tool_result"]
 
@@ -312,6 +318,13 @@ def repair_tool_pairing(
             if not calls and is_blank_content(ai.content):
                 dropped_assistants.append(ref)
                 continue
+            if not calls and policy.strip_old_reasoning:
+                # Now a turn without calls: sanitize's reasoning rule applies to it.
+                kwargs = update["additional_kwargs"]
+                if "reasoning_content" in kwargs:
+                    update["additional_kwargs"] = {
+                        k: v for k, v in kwargs.items() if k != "reasoning_content"
+                    }
             ai = ai.model_copy(update=update)
         out.append(ai)
         for call in calls:
@@ -330,7 +343,11 @@ def repair_tool_pairing(
     def refs(positions: Sequence[int]) -> tuple[str, ...]:
         return tuple(message_ref(messages[p], p) for p in sorted(positions))
 
-    return out, PairingReport(
+    # Dropped or moved messages can leave user messages back to back; merge them as
+    # sanitize would, so the output is a fixpoint of sanitize and repair alike.
+    merged_out, merges = merge_adjacent_user_messages(out, policy)
+    return list(merged_out), PairingReport(
+        merged_user_messages=merges,
         added_synthetic_results=tuple(synthetic),
         dropped_duplicates=refs(duplicates),
         dropped_orphans=refs(orphans),

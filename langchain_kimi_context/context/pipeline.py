@@ -1,8 +1,6 @@
 """``prepare_context``: the stages in their canonical order, with one combined report.
 
-Order: window check (raises before any work) -> sanitize -> repair pairing (-> merge
-user messages the repair left back to back, or sanitize again when it removed calls from
-an errored turn) ->
+Order: window check (raises before any work) -> sanitize -> repair pairing ->
 limit turns -> repair pairing again (only when the limit cut something: a cut can orphan tool
 results) -> estimate (on the final messages) -> truncate tool results (when the estimate
 says truncation is the route, or always/never per ``policy.tool_result_truncation``) ->
@@ -14,7 +12,6 @@ one pass per stage and no copies.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,15 +26,8 @@ from langchain_kimi_context.context.guard import (
 )
 from langchain_kimi_context.context.pairing import repair_tool_pairing
 from langchain_kimi_context.context.policy import ContextPolicy
-from langchain_kimi_context.context.reports import (
-    PipelineReport,
-    SanitizeReport,
-    TruncationReport,
-)
-from langchain_kimi_context.context.sanitize import (
-    merge_adjacent_user_messages,
-    sanitize_messages,
-)
+from langchain_kimi_context.context.reports import PipelineReport, TruncationReport
+from langchain_kimi_context.context.sanitize import sanitize_messages
 from langchain_kimi_context.context.truncation import truncate_tool_results
 from langchain_kimi_context.context.turns import limit_history_turns
 from langchain_kimi_context.profiles import KimiModelProfile
@@ -96,20 +86,6 @@ def prepare_context(
 
     current, sanitize_report = sanitize_messages(messages, policy, profile=model_profile)
     current, pairing_report = repair_tool_pairing(current, policy)
-    if pairing_report.stripped_unanswered_calls:
-        # An errored turn lost its calls: sanitize rules for call-less turns now apply.
-        current, again = sanitize_messages(current, policy, profile=model_profile)
-        if again.changed:
-            sanitize_report = _combine(sanitize_report, again)
-    elif pairing_report.changed:
-        # Dropped or moved messages can leave user messages back to back: merging is the
-        # only sanitize rule that can newly apply, so a second run changes nothing.
-        current, merges = merge_adjacent_user_messages(current, policy)
-        if merges:
-            sanitize_report = dataclasses.replace(
-                sanitize_report,
-                merged_user_messages=sanitize_report.merged_user_messages + merges,
-            )
     current, limit_report = limit_history_turns(current, policy, session_key=session_key)
     pairing_after = None
     if limit_report.cut:
@@ -149,15 +125,6 @@ def prepare_context(
         output_messages=len(out),
         changed=changed,
     )
-
-
-def _combine(first: SanitizeReport, second: SanitizeReport) -> SanitizeReport:
-    """One sanitize report for two passes (fields concatenated)."""
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(SanitizeReport):
-        a, b = getattr(first, field.name), getattr(second, field.name)
-        values[field.name] = (a or b) if field.name == "bootstrap_added" else a + b
-    return SanitizeReport(**values)
 
 
 def _reset_memos() -> None:

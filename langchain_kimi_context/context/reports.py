@@ -334,6 +334,7 @@ class PairingReport(_ReportMixin):
         stripped_unanswered_calls: Unanswered calls removed from errored turns.
         dropped_empty_assistants: Errored assistant turns left with no content and no
             calls, dropped.
+        merged_user_messages: User messages a drop or move left back to back, merged.
 
     Example:
         >>> PairingReport().changed
@@ -348,12 +349,14 @@ class PairingReport(_ReportMixin):
     errored_turns: tuple[str, ...] = ()
     stripped_unanswered_calls: tuple[DroppedToolCall, ...] = ()
     dropped_empty_assistants: tuple[str, ...] = ()
+    merged_user_messages: tuple[MergedUserMessages, ...] = ()
 
     @property
     def changed(self) -> bool:
         """Whether the stage changed anything."""
         return bool(
-            self.added_synthetic_results
+            self.merged_user_messages
+            or self.added_synthetic_results
             or self.dropped_duplicates
             or self.dropped_orphans
             or self.moved_results

@@ -47,7 +47,8 @@ def test_hard_minimum_16000_refused_before_any_call_naming_window_source_and_fix
     with pytest.raises(ContextWindowTooSmallError):
         prepare_context([object()], ContextPolicy(), profile=small)  # type: ignore[list-item]
     # Exactly the minimum is accepted.
-    preflight_guard([HumanMessage("hi")], ContextPolicy(context_window=16_000))
+    with pytest.warns(ContextWindowWarning):
+        preflight_guard([HumanMessage("hi")], ContextPolicy(context_window=16_000))
 
 
 def test_warn_below_32000() -> None:

@@ -186,16 +186,40 @@ def test_errored_or_aborted_turn_gets_no_synthetic_results() -> None:
     out, report = repair_tool_pairing(history, POLICY)
     assert not report.added_synthetic_results
     assert report.errored_turns == ("a-err", "a-abort")
-    # Unanswered calls are removed from the errored turn; an empty one is dropped.
-    assert _ids(out) == ["u1", "a-err", "t1", "u2", "u3"]
+    # Unanswered calls are removed from the errored turn; an empty one is dropped (and
+    # the user messages it separated are merged, as sanitize would).
+    assert _ids(out) == ["u1", "a-err", "t1", "u3"]
     assert [c["id"] for c in out[1].tool_calls] == ["c1"]
     assert [d.tool_call_id for d in report.stripped_unanswered_calls] == ["c2", "c3"]
     assert report.dropped_empty_assistants == ("a-abort",)
+    assert out[3].content == "retry\n\nagain"
+    assert report.merged_user_messages[0].merged == ("u2", "u3")
     _validate(out)
     # The convention is a policy field.
     custom = ContextPolicy(errored_finish_reasons=frozenset({"cancelled"}))
     _out2, report2 = repair_tool_pairing(history, custom)
     assert len(report2.added_synthetic_results) == 2
+
+
+def test_errored_turn_left_without_calls_keeps_its_text_but_not_its_reasoning() -> None:
+    history = [
+        HumanMessage("q", id="u1"),
+        AIMessage(
+            "I started but the stream broke",
+            tool_calls=[_call("c1")],
+            id="a-err",
+            response_metadata={"finish_reason": "error"},
+            additional_kwargs={"reasoning_content": "plan"},
+        ),
+        HumanMessage("go on", id="u2"),
+    ]
+    out, report = repair_tool_pairing(history, POLICY)
+    assert _ids(out) == ["u1", "a-err", "u2"]
+    assert out[1].content == "I started but the stream broke"
+    assert not out[1].tool_calls
+    assert "reasoning_content" not in out[1].additional_kwargs
+    assert not report.added_synthetic_results
+    _validate(out)
 
 
 def test_report_lists_added_dropped_duplicates_dropped_orphans_and_moved() -> None:
@@ -315,3 +339,11 @@ def test_clean_history_is_returned_as_is() -> None:
     out, report = repair_tool_pairing(history, POLICY)
     assert out is history
     assert not report.changed
+
+
+def test_messages_without_ids_are_named_by_their_input_position() -> None:
+    history = [ToolMessage("stray", tool_call_id="zz"), HumanMessage("q"), _ai("c1")]
+    out, report = repair_tool_pairing(history, POLICY)
+    assert report.dropped_orphans == ("@0",)
+    assert report.added_synthetic_results[0].assistant_id == "@2"
+    assert out[-1].id == "@2:synthetic-result:c1"

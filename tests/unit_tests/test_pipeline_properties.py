@@ -33,7 +33,14 @@ from langchain_core.messages import (
 )
 from langchain_openai.chat_models.base import _convert_message_to_dict
 
-from langchain_kimi_context import ContextPolicy, PipelineReport, prepare_context
+from langchain_kimi_context import (
+    ContextPolicy,
+    PipelineReport,
+    limit_history_turns,
+    prepare_context,
+    repair_tool_pairing,
+    sanitize_messages,
+)
 from langchain_kimi_context.context._common import content_text
 from langchain_kimi_context.context.pipeline import _reset_memos
 from langchain_kimi_context.testing import validate_chat_request
@@ -136,7 +143,10 @@ def corrupted_histories(draw: st.DrawFn) -> list[Any]:
 
 def _accounted_drops(report: PipelineReport) -> set[str]:
     """Every message id the report says was dropped (merged ids expanded)."""
-    merged = {m.into: m.merged for m in report.sanitize.merged_user_messages}
+    merged: dict[str, tuple[str, ...]] = {}
+    for stage in (report.sanitize, report.pairing, report.pairing_after_limit):
+        for merge in getattr(stage, "merged_user_messages", ()):
+            merged[merge.into] = merge.merged
     dropped = set(report.sanitize.dropped_empty_messages)
     dropped |= set(report.pairing.dropped_duplicates) | set(report.pairing.dropped_orphans)
     dropped |= set(report.pairing.dropped_empty_assistants)
@@ -184,6 +194,11 @@ def test_output_always_passes_strict_validation_is_idempotent_and_loses_no_unrep
     again, second = prepare_context(out, policy, token_counter=COUNTER)
     assert again is out
     assert not second.changed
+    # The output is a fixpoint of every stage on its own too (callers such as graph nodes
+    # may run the stages one by one).
+    assert sanitize_messages(out, policy)[0] is out
+    assert repair_tool_pairing(out, policy)[0] is out
+    assert limit_history_turns(out, policy)[0] is out
 
     dropped = _accounted_drops(report)
     output_text = _texts(out)
