@@ -282,7 +282,7 @@ class LLMCompaction:
         if not viable:
             return None
         replacements = dict(draft.replacements)
-        for record in ctx.records:
+        for record in reversed(ctx.records):  # the draft, then the newest record, wins
             for key, value in record.replacements.items():
                 replacements.setdefault(key, value)
         budget = int(ctx.target_tokens * self.max_tail_share)
@@ -377,10 +377,16 @@ class LLMCompaction:
             f"{plan.first_kept_id}|{text}".encode(), usedforsecurity=False
         ).hexdigest()[:16]
         message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}", id=f"kc-summary-{digest}")
+        rendered = render_transcript(plan.span)
+        summarized = self._text_tokens(ctx, rendered)
+        if plan.previous_summary:
+            summarized += self._text_tokens(ctx, plan.previous_summary)
         return with_marker(
             message,
             "summary",
             summarized_messages=len(plan.span),
+            summarized_tokens=summarized,
+            summary_tokens=self._text_tokens(ctx, text),
             first_kept_id=plan.first_kept_id,
             folded_previous_summary=plan.previous_summary is not None,
         )

@@ -28,6 +28,7 @@ from langchain_core.messages import AnyMessage, BaseMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_kimi_context.context.compaction._common import ensure_message_ids, is_system
+from langchain_kimi_context.context.markers import get_marker
 
 __all__ = ["CompactionRecord", "CompactionRecordError", "apply_compactions"]
 
@@ -89,6 +90,30 @@ class CompactionRecord(BaseModel):
     replacements: dict[str, AnyMessage] = Field(default_factory=dict)
     covered_until_id: str | None = None
     summary_model_calls: int = 0
+
+    @property
+    def summary_ratio(self) -> float | None:
+        """Compression of the summary: summarised tokens / summary tokens (``None`` if none).
+
+        The summarised tokens are the transcript of the span (plus the earlier summary it
+        folded in); the seed's "4 -> 1" target is about this number.
+
+        Example:
+            >>> from langchain_core.messages import SystemMessage
+            >>> from langchain_kimi_context.context.markers import with_marker
+            >>> s = with_marker(SystemMessage("S"), "summary", summarized_tokens=800,
+            ...     summary_tokens=200)
+            >>> CompactionRecord(record_id="r", trigger="m", strategy="llm_summary",
+            ...     tokens_before=9, tokens_after=3, ratio=3.0, summary=s).summary_ratio
+            4.0
+        """
+        if self.summary is None:
+            return None
+        marker = get_marker(self.summary) or {}
+        before, after = marker.get("summarized_tokens"), marker.get("summary_tokens")
+        if not before or not after:
+            return None
+        return round(before / after, 3)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict (``json.dumps`` works on it).
