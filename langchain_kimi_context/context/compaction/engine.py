@@ -271,7 +271,6 @@ def compact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    _decision: CompactionDecision | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     r"""Compact the view of ``messages`` (the full log) and return ``(view, report)``.
 
@@ -335,7 +334,7 @@ def compact(
         trigger=trigger,
         snapshot_id=snapshot_id,
         started=started,
-        decision=_decision,
+        decision=None,
     )
 
 
@@ -353,7 +352,6 @@ async def acompact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    _decision: CompactionDecision | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     """Async variant of :func:`compact` (same arguments, same all-or-nothing result).
 
@@ -402,7 +400,7 @@ async def acompact(
         trigger=trigger,
         snapshot_id=snapshot_id,
         started=started,
-        decision=_decision,
+        decision=None,
     )
 
 
@@ -493,7 +491,7 @@ def maybe_compact(
     )
     if not decision:
         return view, None
-    return compact(
+    view, report = compact(
         messages,
         policy,
         model=model,
@@ -506,8 +504,8 @@ def maybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
-        _decision=decision,
     )
+    return view, dataclasses.replace(report, decision=decision)
 
 
 async def amaybe_compact(
@@ -556,7 +554,7 @@ async def amaybe_compact(
     )
     if not decision:
         return view, None
-    return await acompact(
+    view, report = await acompact(
         messages,
         policy,
         model=model,
@@ -569,5 +567,5 @@ async def amaybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
-        _decision=decision,
     )
+    return view, dataclasses.replace(report, decision=decision)
