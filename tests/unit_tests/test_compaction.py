@@ -555,3 +555,16 @@ def test_report_is_json_serialisable() -> None:
     assert data["decision"]["reason"] == "ratio"
     assert data["record"]["summary"]["type"] == "system"
     assert data["ratio"] > 1
+
+
+def test_records_may_be_given_as_dicts_from_a_state_channel() -> None:
+    model = RecordingModel(replies=[SUMMARY, SUMMARY])
+    log = conversation(10)
+    view, report = compact(log, fast_policy(), model=model, target_tokens=keep3(log))
+    assert report.record is not None
+    stored = [json.loads(json.dumps(report.record.to_dict()))]
+    assert apply_compactions(log, stored) == view
+    log2 = [*log, *[HumanMessage(f"more {i} " * 200, id=f"m{i}") for i in range(6)]]
+    _, r2 = compact(log2, fast_policy(), model=model, records=stored, target_tokens=1_500)
+    assert r2.record is not None
+    assert "<previous_summary>" in str(model.calls[-1][1].content)

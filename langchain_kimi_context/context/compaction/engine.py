@@ -37,7 +37,9 @@ from langchain_kimi_context.context.compaction.base import (
 from langchain_kimi_context.context.compaction.llm import LLMCompaction
 from langchain_kimi_context.context.compaction.records import (
     CompactionRecord,
+    RecordLike,
     apply_compactions,
+    as_records,
 )
 from langchain_kimi_context.context.compaction.structural import (
     ClearToolResults,
@@ -166,7 +168,7 @@ def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction
 def _setup(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None,
-    records: Sequence[CompactionRecord],
+    records: Sequence[RecordLike],
     window: int | None,
     profile: KimiModelProfile | None,
     token_counter: TokenCounterLike | None,
@@ -181,7 +183,7 @@ def _setup(
     )
     ctx = CompactionContext(
         log=log,
-        records=tuple(records),
+        records=tuple(as_records(records)),
         policy=policy,
         token_counter=resolve_token_counter(token_counter),
         window=resolved,
@@ -263,7 +265,7 @@ def compact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,
@@ -283,7 +285,7 @@ def compact(
         policy: Thresholds (default ``ContextPolicy()``).
         model: Summariser for the default pipeline (``None``: structural only).
         strategy: A custom strategy (default :func:`default_compaction`).
-        records: Earlier records of this log, oldest first.
+        records: Earlier records of this log (or their ``to_dict()`` forms), oldest first.
         window: The window (default: policy, then profile, then policy default).
         profile: The model profile, for the window.
         token_counter: Counter (default: the package's).
@@ -344,7 +346,7 @@ async def acompact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,
@@ -407,18 +409,19 @@ async def acompact(
 def _decide(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy,
-    records: Sequence[CompactionRecord],
+    records: Sequence[RecordLike],
     window: int | None,
     profile: KimiModelProfile | None,
     token_counter: TokenCounterLike | None,
     tools: Sequence[Any] | None,
     tracker: ContextSizeTracker | None,
 ) -> tuple[CompactionDecision, list[BaseMessage]]:
-    view = apply_compactions(messages, records)
+    parsed = as_records(records)
+    view = apply_compactions(messages, parsed)
     if tracker is not None:
         tokens = tracker.current_size(view, tools)
     else:
-        covered = records[-1].covered_until_id if records else None
+        covered = parsed[-1].covered_until_id if parsed else None
         tokens = current_context_tokens(
             view, token_counter=token_counter, tools=tools, usage_valid_after=covered
         )
@@ -447,7 +450,7 @@ def maybe_compact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,
@@ -514,7 +517,7 @@ async def amaybe_compact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,

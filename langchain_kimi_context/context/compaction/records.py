@@ -30,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from langchain_kimi_context.context.compaction._common import ensure_message_ids, is_system
 from langchain_kimi_context.context.markers import get_marker
 
-__all__ = ["CompactionRecord", "CompactionRecordError", "apply_compactions"]
+__all__ = [
+    "CompactionRecord",
+    "CompactionRecordError",
+    "RecordLike",
+    "apply_compactions",
+    "as_records",
+]
 
 
 class CompactionRecordError(ValueError):
@@ -177,8 +183,33 @@ def _index_of(log: Sequence[BaseMessage], message_id: str, record: CompactionRec
     raise CompactionRecordError(msg)
 
 
+RecordLike = CompactionRecord | Mapping[str, Any]
+"""A record or its ``to_dict()`` form (as stored in a LangGraph state channel)."""
+
+
+def as_records(records: Sequence[RecordLike] | None) -> list[CompactionRecord]:
+    """Return ``records`` as :class:`CompactionRecord` objects (dicts are parsed).
+
+    Args:
+        records: Records or their ``to_dict()`` forms, oldest first (``None`` = none).
+
+    Returns:
+        The records.
+
+    Example:
+        >>> rec = CompactionRecord(record_id="r", trigger="manual", strategy="x",
+        ...     tokens_before=2, tokens_after=1, ratio=2.0)
+        >>> as_records([rec.to_dict()]) == [rec]
+        True
+    """
+    return [
+        r if isinstance(r, CompactionRecord) else CompactionRecord.from_dict(r)
+        for r in records or ()
+    ]
+
+
 def apply_compactions(
-    log: Sequence[BaseMessage], records: Sequence[CompactionRecord]
+    log: Sequence[BaseMessage], records: Sequence[RecordLike] | None
 ) -> list[BaseMessage]:
     """Rebuild what the model sees from the full log and the compaction records.
 
@@ -190,7 +221,7 @@ def apply_compactions(
 
     Args:
         log: The full, append-only message log.
-        records: The records, oldest first.
+        records: The records (or their ``to_dict()`` forms), oldest first.
 
     Returns:
         The messages to send to the model.
@@ -214,7 +245,7 @@ def apply_compactions(
     messages = ensure_message_ids(log)
     replacements: dict[str, BaseMessage] = {}
     anchor: CompactionRecord | None = None
-    for record in records:
+    for record in as_records(records):
         replacements.update(record.replacements)
         if record.summary is not None:
             anchor = record

@@ -43,7 +43,9 @@ from langchain_kimi_context.context.compaction.engine import (
 )
 from langchain_kimi_context.context.compaction.records import (
     CompactionRecord,
+    RecordLike,
     apply_compactions,
+    as_records,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import GuardReport
@@ -417,11 +419,11 @@ class OverflowRecovery:
     def _flow(
         self,
         messages: Sequence[BaseMessage],
-        records: Sequence[CompactionRecord],
+        records: Sequence[RecordLike],
         snapshot_id: str | None,
     ) -> Generator[_Op, Any, RecoveryOutcome[Any]]:
         log = ensure_message_ids(messages)
-        all_records = list(records)
+        all_records = as_records(records)
         new: list[CompactionRecord] = []
         steps: list[str] = ["call"]
         view = apply_compactions(log, all_records)
@@ -496,7 +498,7 @@ class OverflowRecovery:
         call: Callable[[list[BaseMessage]], T],
         messages: Sequence[BaseMessage],
         *,
-        records: Sequence[CompactionRecord] = (),
+        records: Sequence[RecordLike] = (),
         snapshot_id: str | None = None,
     ) -> RecoveryOutcome[T]:
         """Call ``call(view)``; on overflow run the recovery chain.
@@ -545,7 +547,7 @@ class OverflowRecovery:
         call: Callable[[list[BaseMessage]], Awaitable[T]],
         messages: Sequence[BaseMessage],
         *,
-        records: Sequence[CompactionRecord] = (),
+        records: Sequence[RecordLike] = (),
         snapshot_id: str | None = None,
     ) -> RecoveryOutcome[T]:
         """Async variant of :meth:`invoke` (``call`` is a coroutine function).
