@@ -43,6 +43,7 @@ __all__ = [
     "EmulatorAPIError",
     "ValidatedChatRequest",
     "chat_request_error",
+    "known_profiles",
     "thinking_enabled",
     "validate_chat_request",
 ]
