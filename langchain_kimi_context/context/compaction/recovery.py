@@ -184,8 +184,8 @@ def ensure_fits(report: GuardReport, *, model: str | None = None) -> None:
     Example:
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_kimi_context.context.guard import preflight_guard
-        >>> _, report = preflight_guard([HumanMessage("hi " * 30_000)],
-        ...     ContextPolicy(context_window=20_000))
+        >>> _, report = preflight_guard([HumanMessage("hi " * 60_000)],
+        ...     ContextPolicy(context_window=40_000))
         >>> ensure_fits(report)
         Traceback (most recent call last):
         ...
