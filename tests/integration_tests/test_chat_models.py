@@ -662,14 +662,21 @@ def test_image_input_base64(
 
 
 def test_timeout_is_retried(
-    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], sleeps: list[float]
+    make_emulator: Callable[..., KimiEmulator], sleeps: list[float]
 ) -> None:
-    emulator.faults.slow(1.0, at=1)
-    reply = make_model(timeout=0.3).invoke("@say in time")
+    # Own emulator: the server keeps serving the timed-out request after the client gave
+    # up, which must not leak into the shared emulator of other tests.
+    emu = make_emulator()
+
+    def model(**kwargs: Any) -> KimiChatModel:
+        return KimiChatModel(model=MODEL, base_url=emu.base_url, api_key=emu.api_key, **kwargs)
+
+    emu.faults.slow(1.0, at=1)
+    reply = model(timeout=0.3).invoke("@say in time")
     assert reply.content == "in time"
     assert len(sleeps) == 1
-    emulator.faults.slow(1.0, at=1)
-    impatient = make_model(timeout=0.3, max_retries=0)
+    emu.faults.slow(1.0, at=1)
+    impatient = model(timeout=0.3, max_retries=0)
     with pytest.raises(ModelTimeoutError):
         impatient.invoke("@say late")
 
