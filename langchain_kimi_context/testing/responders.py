@@ -805,8 +805,10 @@ class ScriptedAgentResponder:
 def is_compaction_request(request: ResponderRequest) -> bool:
     """Return whether ``request`` asks for a compaction summary.
 
-    True when the request has no tools and its first system message contains
-    "compact" or "summar" (case-insensitive).
+    True when the request has no tools and its FIRST message is a system message that
+    contains "compact" or "summar" (case-insensitive) and is not itself a stored summary
+    (text starting with "Previous context has been compacted"), so an ordinary tool-less
+    turn after a compaction is answered by the agent responder, not summarised again.
 
     Args:
         request: The request.
@@ -819,14 +821,20 @@ def is_compaction_request(request: ResponderRequest) -> bool:
         ...     {"role": "system", "content": "Summarize the conversation."},
         ...     {"role": "user", "content": "..."}]))
         True
+        >>> is_compaction_request(ResponderRequest.from_messages([
+        ...     {"role": "system", "content": "Previous context has been compacted. ..."},
+        ...     {"role": "user", "content": "next question"}]))
+        False
     """
-    if request.tools:
+    if request.tools or not request.messages:
         return False
-    for message in request.messages:
-        if message.get("role") == "system":
-            text = message_text(message.get("content")).lower()
-            return "compact" in text or "summar" in text
-    return False
+    first = request.messages[0]
+    if first.get("role") != "system":
+        return False
+    text = message_text(first.get("content")).strip().lower()
+    if text.startswith("previous context has been compacted"):
+        return False
+    return "compact" in text or "summar" in text
 
 
 _ERROR_RE = re.compile(
