@@ -746,3 +746,22 @@ def test_overflow_never_learns_a_larger_window(
         model.invoke("hi")
     assert info.value.window == 262144
     assert model.model_profile.context_window == 100_000
+
+
+@pytest.mark.parametrize("output_version", [None, "v1"])
+def test_reasoning_content_block_round_trips(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], output_version: str | None
+) -> None:
+    model = make_model(model=THINKING_MODEL, output_version=output_version).bind_tools([read_file])
+    question = HumanMessage('@think 10\n@call read_file {"path": "a.py"}')
+    for step in (model.invoke([question]), _stream(model, [question])):
+        reasoning = step.additional_kwargs["reasoning_content"]
+        blocks = step.content_blocks
+        assert blocks[0]["type"] == "reasoning"
+        assert blocks[0]["reasoning"] == reasoning  # type: ignore[typeddict-item]
+        assert sum(b["type"] == "reasoning" for b in blocks) == 1
+        assert any(b["type"] == "tool_call" for b in blocks)
+        result = ToolMessage("print(1)", tool_call_id=step.tool_calls[0]["id"] or "")
+        assert model.invoke([question, step, result]).content
+        replayed = _chat_requests(emulator)[-1].body["messages"][1]
+        assert replayed["reasoning_content"] == reasoning
