@@ -765,3 +765,19 @@ def test_reasoning_content_block_round_trips(
         assert model.invoke([question, step, result]).content
         replayed = _chat_requests(emulator)[-1].body["messages"][1]
         assert replayed["reasoning_content"] == reasoning
+
+
+def test_cache_strategy_record_without_stream_usage(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+) -> None:
+    strategy = RecordingStrategy()
+    model = make_model(cache_strategy=strategy, stream_usage=False, session_id="s-9")
+    chunks = list(model.stream("@say no usage"))
+    assert "stream_options" not in _chat_requests(emulator)[-1].body
+    assert all(c.usage_metadata is None for c in chunks)
+    assert strategy.recorded == [None]
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    assert merged.content == "no usage"
+    assert merged.response_metadata["kimi_cache"] == {"session": "s-9", "cached": None}
