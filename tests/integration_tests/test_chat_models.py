@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -40,7 +40,9 @@ from langchain_kimi_context import (
     is_retryable_error,
 )
 from langchain_kimi_context import chat_models as chat_models_module
+from langchain_kimi_context import profiles as profiles_module
 from langchain_kimi_context.chat_models import WEB_SEARCH_TOOL, builtin_tool_result
+from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import Fault, KimiEmulator
 
 MODEL = "kimi-k2-0905-preview"
@@ -539,15 +541,29 @@ def test_partial_mode_sent(
     assert last == {"role": "assistant", "content": '{"answer": ', "partial": True}
 
 
+@pytest.fixture
+def restore_profiles() -> Iterator[None]:
+    """refresh_profile() registers windows process-wide: undo it after the test."""
+    saved = dict(profiles_module._registry)
+    yield
+    with profiles_module._lock:
+        profiles_module._registry.clear()
+        profiles_module._registry.update(saved)
+
+
+@pytest.mark.usefixtures("restore_profiles")
 def test_refresh_profile_from_models_endpoint(
-    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+    make_emulator: Callable[..., KimiEmulator],
 ) -> None:
-    model = make_model()
+    served = get_profile(MODEL).replace(context_window=200_000)
+    emu = make_emulator(profiles=[served])
+    model = KimiChatModel(model=MODEL, base_url=emu.base_url, api_key=emu.api_key)
+    assert model.profile["max_input_tokens"] == 262_144  # type: ignore[index]
     profile = model.refresh_profile()
-    assert profile.source == "/v1/models"
-    assert profile.context_window == model.profile["max_input_tokens"]  # type: ignore[index]
-    assert any(r.path == "/v1/models" for r in _settled_requests(emulator))
-    assert asyncio.run(model.arefresh_profile()).source == "/v1/models"
+    assert (profile.source, profile.context_window) == ("/v1/models", 200_000)
+    assert model.profile["max_input_tokens"] == 200_000  # type: ignore[index]
+    assert any(r.path == "/v1/models" for r in _settled_requests(emu))
+    assert asyncio.run(model.arefresh_profile()).context_window == 200_000
 
 
 # ----------------------------------------------------------------------------- caching seam
