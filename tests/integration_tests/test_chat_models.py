@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -40,7 +40,9 @@ from langchain_kimi_context import (
     is_retryable_error,
 )
 from langchain_kimi_context import chat_models as chat_models_module
+from langchain_kimi_context import profiles as profiles_module
 from langchain_kimi_context.chat_models import WEB_SEARCH_TOOL, builtin_tool_result
+from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import Fault, KimiEmulator
 
 MODEL = "kimi-k2-0905-preview"
@@ -539,15 +541,29 @@ def test_partial_mode_sent(
     assert last == {"role": "assistant", "content": '{"answer": ', "partial": True}
 
 
+@pytest.fixture
+def restore_profiles() -> Iterator[None]:
+    """refresh_profile() registers windows process-wide: undo it after the test."""
+    saved = dict(profiles_module._registry)
+    yield
+    with profiles_module._lock:
+        profiles_module._registry.clear()
+        profiles_module._registry.update(saved)
+
+
+@pytest.mark.usefixtures("restore_profiles")
 def test_refresh_profile_from_models_endpoint(
-    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+    make_emulator: Callable[..., KimiEmulator],
 ) -> None:
-    model = make_model()
+    served = get_profile(MODEL).replace(context_window=200_000)
+    emu = make_emulator(profiles=[served])
+    model = KimiChatModel(model=MODEL, base_url=emu.base_url, api_key=emu.api_key)
+    assert model.profile["max_input_tokens"] == 262_144  # type: ignore[index]
     profile = model.refresh_profile()
-    assert profile.source == "/v1/models"
-    assert profile.context_window == model.profile["max_input_tokens"]  # type: ignore[index]
-    assert any(r.path == "/v1/models" for r in _settled_requests(emulator))
-    assert asyncio.run(model.arefresh_profile()).source == "/v1/models"
+    assert (profile.source, profile.context_window) == ("/v1/models", 200_000)
+    assert model.profile["max_input_tokens"] == 200_000  # type: ignore[index]
+    assert any(r.path == "/v1/models" for r in _settled_requests(emu))
+    assert asyncio.run(model.arefresh_profile()).context_window == 200_000
 
 
 # ----------------------------------------------------------------------------- caching seam
@@ -746,3 +762,38 @@ def test_overflow_never_learns_a_larger_window(
         model.invoke("hi")
     assert info.value.window == 262144
     assert model.model_profile.context_window == 100_000
+
+
+@pytest.mark.parametrize("output_version", [None, "v1"])
+def test_reasoning_content_block_round_trips(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], output_version: str | None
+) -> None:
+    model = make_model(model=THINKING_MODEL, output_version=output_version).bind_tools([read_file])
+    question = HumanMessage('@think 10\n@call read_file {"path": "a.py"}')
+    for step in (model.invoke([question]), _stream(model, [question])):
+        reasoning = step.additional_kwargs["reasoning_content"]
+        blocks = step.content_blocks
+        assert blocks[0]["type"] == "reasoning"
+        assert blocks[0]["reasoning"] == reasoning  # type: ignore[typeddict-item]
+        assert sum(b["type"] == "reasoning" for b in blocks) == 1
+        assert any(b["type"] == "tool_call" for b in blocks)
+        result = ToolMessage("print(1)", tool_call_id=step.tool_calls[0]["id"] or "")
+        assert model.invoke([question, step, result]).content
+        replayed = _chat_requests(emulator)[-1].body["messages"][1]
+        assert replayed["reasoning_content"] == reasoning
+
+
+def test_cache_strategy_record_without_stream_usage(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+) -> None:
+    strategy = RecordingStrategy()
+    model = make_model(cache_strategy=strategy, stream_usage=False, session_id="s-9")
+    chunks = list(model.stream("@say no usage"))
+    assert "stream_options" not in _chat_requests(emulator)[-1].body
+    assert all(c.usage_metadata is None for c in chunks)
+    assert strategy.recorded == [None]
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    assert merged.content == "no usage"
+    assert merged.response_metadata["kimi_cache"] == {"session": "s-9", "cached": None}
