@@ -6,6 +6,7 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -29,14 +30,31 @@ from langchain_kimi_context.profiles import (
     get_profile,
     register_profile,
 )
+from langchain_kimi_context.tokens import (
+    ApproximateBackend,
+    ContextSizeTracker,
+    TiktokenBackend,
+    TokenCalibrator,
+    TokenCounter,
+    TokenizerBackend,
+    TokenizerFallbackWarning,
+    acount_tokens_exact,
+    count_tokens_exact,
+    count_tokens_for_model,
+    default_token_counter,
+    set_default_token_counter,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApproximateBackend",
     "ContextPolicy",
+    "ContextSizeTracker",
     "ContextWindowTooSmallError",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
+    "KimiChatModel",
     "KimiConfigurationError",
     "KimiContentFilterError",
     "KimiContextOverflowError",
@@ -49,8 +67,18 @@ __all__ = [
     "KimiRateLimitError",
     "KimiServerError",
     "Pricing",
+    "TiktokenBackend",
+    "TokenCalibrator",
+    "TokenCounter",
+    "TokenizerBackend",
+    "TokenizerFallbackWarning",
     "__version__",
+    "acount_tokens_exact",
+    "count_tokens_exact",
+    "count_tokens_for_model",
+    "default_token_counter",
     "get_profile",
     "is_retryable_error",
     "register_profile",
+    "set_default_token_counter",
 ]
