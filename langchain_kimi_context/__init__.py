@@ -7,6 +7,21 @@ Example:
 """
 
 from langchain_kimi_context.chat_models import KimiChatModel
+from langchain_kimi_context.context import (
+    ContextWindowWarning,
+    GuardReport,
+    LimitReport,
+    PairingReport,
+    PipelineReport,
+    SanitizeReport,
+    TruncationReport,
+    limit_history_turns,
+    preflight_guard,
+    prepare_context,
+    repair_tool_pairing,
+    sanitize_messages,
+    truncate_tool_results,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
@@ -52,6 +67,8 @@ __all__ = [
     "ContextPolicy",
     "ContextSizeTracker",
     "ContextWindowTooSmallError",
+    "ContextWindowWarning",
+    "GuardReport",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
     "KimiChatModel",
@@ -66,12 +83,17 @@ __all__ = [
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "LimitReport",
+    "PairingReport",
+    "PipelineReport",
     "Pricing",
+    "SanitizeReport",
     "TiktokenBackend",
     "TokenCalibrator",
     "TokenCounter",
     "TokenizerBackend",
     "TokenizerFallbackWarning",
+    "TruncationReport",
     "__version__",
     "acount_tokens_exact",
     "count_tokens_exact",
@@ -79,6 +101,12 @@ __all__ = [
     "default_token_counter",
     "get_profile",
     "is_retryable_error",
+    "limit_history_turns",
+    "preflight_guard",
+    "prepare_context",
     "register_profile",
+    "repair_tool_pairing",
+    "sanitize_messages",
     "set_default_token_counter",
+    "truncate_tool_results",
 ]

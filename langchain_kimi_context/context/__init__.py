@@ -1,11 +1,80 @@
 """The context pipeline: pure, typed, idempotent stages.
 
-Each stage is ``(messages, policy) -> (messages, report)``.
+Each stage is ``(messages, policy, ...) -> (messages, report)``; ``prepare_context`` runs
+them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> truncate).
 
 No I/O happens in this package; the orchestration layer (graph nodes, memory API,
 middleware) calls these functions.
 """
 
+from langchain_kimi_context.context.guard import (
+    ContextWindowWarning,
+    SupportsTokenCounting,
+    WindowInfo,
+    estimate_request,
+    preflight_guard,
+    resolve_context_window,
+)
+from langchain_kimi_context.context.pairing import repair_tool_pairing, synthetic_tool_result
+from langchain_kimi_context.context.pipeline import prepare_context
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.reports import (
+    DroppedToolCall,
+    GuardReport,
+    LimitReport,
+    MergedUserMessages,
+    PairingReport,
+    PipelineReport,
+    RecoveryRoute,
+    SanitizeReport,
+    SyntheticToolResult,
+    TruncatedToolResult,
+    TruncationReport,
+)
+from langchain_kimi_context.context.sanitize import sanitize_messages, tool_call_problem
+from langchain_kimi_context.context.truncation import (
+    per_result_cap_chars,
+    truncate_text,
+    truncate_tool_results,
+)
+from langchain_kimi_context.context.turns import (
+    SessionKey,
+    kept_user_turns,
+    limit_history_turns,
+    parse_session_key,
+    resolve_history_limit,
+)
 
-__all__ = ["ContextPolicy"]
+__all__ = [
+    "ContextPolicy",
+    "ContextWindowWarning",
+    "DroppedToolCall",
+    "GuardReport",
+    "LimitReport",
+    "MergedUserMessages",
+    "PairingReport",
+    "PipelineReport",
+    "RecoveryRoute",
+    "SanitizeReport",
+    "SessionKey",
+    "SupportsTokenCounting",
+    "SyntheticToolResult",
+    "TruncatedToolResult",
+    "TruncationReport",
+    "WindowInfo",
+    "estimate_request",
+    "kept_user_turns",
+    "limit_history_turns",
+    "parse_session_key",
+    "per_result_cap_chars",
+    "preflight_guard",
+    "prepare_context",
+    "repair_tool_pairing",
+    "resolve_context_window",
+    "resolve_history_limit",
+    "sanitize_messages",
+    "synthetic_tool_result",
+    "tool_call_problem",
+    "truncate_text",
+    "truncate_tool_results",
+]

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.profiles import DEFAULT_CONTEXT_WINDOW
@@ -37,6 +37,9 @@ class ContextPolicy:
         warn_below_context_window: Windows below this log a warning.
         reserved_output_tokens: Tokens kept free for the reply (``max_tokens``).
         allowed_tool_names: If set, tool calls naming other tools are dropped.
+        builtin_tool_names: Provider builtin tools (Kimi's ``$web_search``) whose names
+            are exempt from the ``[A-Za-z0-9_:.-]`` rule (still subject to
+            ``allowed_tool_names`` when that is set).
         max_tool_name_length: Longer tool-call names are dropped as malformed.
         debug_payload_keys: Keys stripped from tool results' ``additional_kwargs`` /
             ``response_metadata`` / ``artifact`` dicts (per-result debug payloads).
@@ -52,6 +55,10 @@ class ContextPolicy:
         channel_history_limit: Limit for ``channel``/``group`` session keys.
         history_hysteresis: Cut back to N turns only once N + K are exceeded, so the
             request prefix stays byte-stable for K turns between cuts.
+        errored_finish_reasons: An assistant message whose
+            ``response_metadata["finish_reason"]`` is one of these ended in error/abort:
+            pairing repair adds no synthetic results for its unanswered calls (it removes
+            those calls instead).
         tool_result_max_window_share: Per-result cap as a share of the window (chars
             computed as tokens x ``chars_per_token``).
         tool_result_hard_max_chars: Absolute per-result cap in characters.
@@ -59,6 +66,14 @@ class ContextPolicy:
         tool_result_single_max_window_share: A single result may use at most this share.
         tool_loop_overflow_share: Past this share of the window during a tool loop,
             raise overflow and recover.
+        tool_result_truncation: When ``prepare_context`` truncates tool results:
+            ``"auto"`` (when the preflight route says so), ``"always"`` (per-result caps
+            on every call) or ``"never"``.
+        tool_result_tail_share: Share of a result's cap kept from its tail when the
+            tail holds error/summary/closing-JSON cues (head + tail mode).
+        tool_result_newline_share: A cut moves back to a newline found within this
+            last share of the kept part.
+        tool_result_tail_cue_chars: How many trailing characters are searched for cues.
         chars_per_token: Conversion used to turn token budgets into character caps.
         compact_trigger_ratio: Compact when ``tokens >= window * ratio`` (``None`` off).
         compact_reserve_tokens: Compact when ``tokens + reserve >= window`` (``None`` off).
@@ -94,6 +109,7 @@ class ContextPolicy:
 
     # --- sanitize -----------------------------------------------------------------
     allowed_tool_names: frozenset[str] | None = None
+    builtin_tool_names: frozenset[str] = frozenset({"$web_search"})
     max_tool_name_length: int = 64
     debug_payload_keys: tuple[str, ...] = ("debug", "details", "raw", "trace")
     merge_consecutive_user_messages: bool = True
@@ -107,6 +123,9 @@ class ContextPolicy:
     channel_history_limit: int | None = None
     history_hysteresis: int = 0
 
+    # --- tool pairing ---------------------------------------------------------------
+    errored_finish_reasons: frozenset[str] = frozenset({"error", "aborted"})
+
     # --- tool-result truncation ----------------------------------------------------
     tool_result_max_window_share: float = 0.3
     tool_result_hard_max_chars: int = 40_000
@@ -114,6 +133,10 @@ class ContextPolicy:
     tool_result_single_max_window_share: float = 0.5
     tool_loop_overflow_share: float = 0.9
     chars_per_token: float = 4.0
+    tool_result_truncation: Literal["auto", "always", "never"] = "auto"
+    tool_result_tail_share: float = 0.3
+    tool_result_newline_share: float = 0.2
+    tool_result_tail_cue_chars: int = 2_000
 
     # --- compaction ---------------------------------------------------------------
     compact_trigger_ratio: float | None = 0.85
@@ -144,6 +167,8 @@ class ContextPolicy:
         if self.allowed_tool_names is not None:
             names: Any = self.allowed_tool_names
             object.__setattr__(self, "allowed_tool_names", frozenset(names))
+        for name in ("builtin_tool_names", "errored_finish_reasons"):
+            object.__setattr__(self, name, frozenset(getattr(self, name)))
         problems: list[str] = []
         for name in ("context_window", "agent_context_cap"):
             value = getattr(self, name)
@@ -153,6 +178,7 @@ class ContextPolicy:
             "tool_result_max_window_share",
             "tool_result_single_max_window_share",
             "tool_loop_overflow_share",
+            "tool_result_tail_share",
         ):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -170,6 +196,20 @@ class ContextPolicy:
             problems.append(f"chars_per_token must be > 0 (got {self.chars_per_token})")
         if self.reserved_output_tokens < 0:
             problems.append("reserved_output_tokens must be >= 0")
+        if not 0 <= self.tool_result_newline_share < 1:
+            problems.append(
+                "tool_result_newline_share must be in [0, 1) (got "
+                f"{self.tool_result_newline_share})"
+            )
+        if self.tool_result_truncation not in ("auto", "always", "never"):
+            problems.append(
+                "tool_result_truncation must be 'auto', 'always' or 'never' (got "
+                f"{self.tool_result_truncation!r})"
+            )
+        if self.tool_result_min_keep_chars < 0 or self.tool_result_hard_max_chars <= 0:
+            problems.append(
+                "tool_result_min_keep_chars must be >= 0 and tool_result_hard_max_chars > 0"
+            )
         if problems:
             raise KimiConfigurationError("Invalid ContextPolicy: " + "; ".join(problems))
 

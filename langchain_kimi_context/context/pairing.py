@@ -1,0 +1,267 @@
+"""Repair tool-call / tool-result pairing so no request carries an orphan or a gap.
+
+The span of an assistant message with tool calls runs up to the next assistant message.
+Each tool result is paired with the NEAREST PRECEDING assistant message that made a call
+with its id (never a global id map: some hosts reuse ids across turns), then:
+
+- a result whose call was already answered is a duplicate: dropped (first one wins);
+- a result with no preceding call is paired with the nearest FOLLOWING call with its id
+  that has no result (a result written before its call), else it is an orphan: dropped;
+- results are placed directly after their call, in tool-call order (``moved_results``
+  lists those that were elsewhere or out of order);
+- other messages found inside a call span (a user message, a system note) end up after
+  the results (``moved_messages``);
+- a call with no result gets a synthetic error ``ToolMessage`` (``status="error"``,
+  marked ``"synthetic_tool_result"``, text saying the result was missing and was inserted
+  by transcript repair), in tool-call order;
+- an assistant turn that ended in error or abort, i.e. whose
+  ``response_metadata["finish_reason"]`` is in ``policy.errored_finish_reasons``
+  (default ``{"error", "aborted"}``), gets NO synthetic results: its unanswered calls
+  are removed from it instead (the message is dropped if nothing is left), since the
+  tools never ran and the model should not read invented failures;
+- tool-call ids are never re-keyed.
+
+The output always satisfies the strict rule "every assistant tool call is followed by
+exactly one result per call, and no result is anywhere else". Running it twice changes
+nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessage
+
+from langchain_kimi_context.context._common import finish_reason, is_blank_content, message_ref
+from langchain_kimi_context.context.markers import with_marker
+from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.reports import (
+    DroppedToolCall,
+    PairingReport,
+    SyntheticToolResult,
+)
+from langchain_kimi_context.context.sanitize import _keep_raw_tool_calls
+
+__all__ = ["repair_tool_pairing", "synthetic_tool_result"]
+
+
+def synthetic_tool_result(call: ToolCall, assistant_ref: str) -> ToolMessage:
+    """Build the synthetic error result for a call whose result is missing.
+
+    Args:
+        call: The tool call (``id`` and ``name`` are used).
+        assistant_ref: Id (or ``"@<i>"``) of the assistant message that made the call.
+
+    Returns:
+        A ``ToolMessage`` with ``status="error"`` marked ``"synthetic_tool_result"``.
+
+    Example:
+        >>> m = synthetic_tool_result({"id": "c1", "name": "ls", "args": {}}, "a1")
+        >>> m.tool_call_id, m.status, m.id
+        ('c1', 'error', 'a1:synthetic-result:c1')
+        >>> "inserted by transcript repair" in m.content
+        True
+    """
+    call_id = call["id"] or ""
+    name = call.get("name") or "unknown"
+    text = (
+        f"Error: the result of this `{name}` tool call (id {call_id}) is missing from the "
+        "conversation transcript; this error result was inserted by transcript repair. "
+        "The tool may or may not have run: check before relying on its effects."
+    )
+    message = ToolMessage(
+        text,
+        tool_call_id=call_id,
+        name=name,
+        status="error",
+        id=f"{assistant_ref}:synthetic-result:{call_id}",
+    )
+    return with_marker(
+        message, "synthetic_tool_result", tool_call_id=call_id, assistant_id=assistant_ref
+    )
+
+
+def repair_tool_pairing(
+    messages: Sequence[BaseMessage],
+    policy: ContextPolicy,
+) -> tuple[Sequence[BaseMessage], PairingReport]:
+    """Fix orphans, duplicates, misplaced and missing tool results (module docstring).
+
+    Args:
+        messages: The history (never mutated). Tool-call entries should already be
+            valid (``sanitize_messages``); calls without an id are left alone.
+        policy: ``errored_finish_reasons``.
+
+    Returns:
+        ``(messages, report)``; the very same sequence when nothing needed repair.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+        >>> calls = [{"id": "c1", "name": "ls", "args": {}}, {"id": "c2", "name": "ls", "args": {}}]
+        >>> history = [
+        ...     ToolMessage("stray", tool_call_id="zz", id="orphan"),
+        ...     HumanMessage("list", id="u1"),
+        ...     AIMessage("", tool_calls=calls, id="a1"),
+        ...     HumanMessage("hurry", id="u2"),
+        ...     ToolMessage("a.py", tool_call_id="c1", id="t1"),
+        ...     ToolMessage("a.py again", tool_call_id="c1", id="t1b"),
+        ... ]
+        >>> out, report = repair_tool_pairing(history, ContextPolicy())
+        >>> [m.id for m in out]
+        ['u1', 'a1', 't1', 'a1:synthetic-result:c2', 'u2']
+        >>> report.dropped_orphans, report.dropped_duplicates, report.moved_messages
+        (('orphan',), ('t1b',), ('u2',))
+        >>> repair_tool_pairing(out, ContextPolicy())[0] is out
+        True
+    """
+    # Pass 1: pair every result with the nearest preceding call of its id.
+    nearest_call: dict[str, int] = {}
+    assigned: dict[int, dict[str, int]] = {}
+    span_of: dict[int, int] = {}  # tool/other position -> owner of the span it sits in
+    in_span_others: list[tuple[int, int]] = []
+    early: list[int] = []
+    duplicates: list[int] = []
+    call_positions: list[int] = []
+    span_owner = -1
+    for index, message in enumerate(messages):
+        if isinstance(message, AIMessage):
+            if message.tool_calls:
+                span_owner = index
+                call_positions.append(index)
+                for call in message.tool_calls:
+                    if call["id"]:
+                        nearest_call[call["id"]] = index
+            else:
+                span_owner = -1
+        elif isinstance(message, ToolMessage):
+            owner = nearest_call.get(message.tool_call_id, -1)
+            if owner < 0:
+                early.append(index)
+                continue
+            answered = assigned.setdefault(owner, {})
+            if message.tool_call_id in answered:
+                duplicates.append(index)
+            else:
+                answered[message.tool_call_id] = index
+                span_of[index] = span_owner
+        elif span_owner >= 0:
+            in_span_others.append((span_owner, index))
+
+    # Results written before their call: the nearest following unanswered call.
+    orphans: list[int] = []
+    early_moved: set[int] = set()
+    for index in early:
+        tool_call_id = messages[index].tool_call_id  # type: ignore[attr-defined]
+        for owner in call_positions:
+            if owner <= index:
+                continue
+            answered = assigned.setdefault(owner, {})
+            if tool_call_id not in answered and any(
+                c["id"] == tool_call_id
+                for c in messages[owner].tool_calls  # type: ignore[attr-defined]
+            ):
+                answered[tool_call_id] = index
+                early_moved.add(index)
+                break
+        else:
+            orphans.append(index)
+
+    # Decide per call span: moved results, missing results, errored turns.
+    moved_results: list[int] = sorted(early_moved)
+    missing: dict[int, list[ToolCall]] = {}
+    errored: list[int] = []
+    for owner in call_positions:
+        ai: AIMessage = messages[owner]  # type: ignore[assignment]
+        answered = assigned.get(owner, {})
+        last = owner
+        unanswered: list[ToolCall] = []
+        for call in ai.tool_calls:
+            position = answered.get(call["id"] or "", -1)
+            if position < 0:
+                if call["id"]:
+                    unanswered.append(call)
+                continue
+            if position in early_moved:
+                continue
+            if span_of.get(position) != owner or position < last:
+                moved_results.append(position)
+            else:
+                last = position
+        if finish_reason(ai) in policy.errored_finish_reasons:
+            errored.append(owner)
+        if unanswered:
+            missing[owner] = unanswered
+    last_result = {owner: max(ans.values()) for owner, ans in assigned.items() if ans}
+    moved_others = [index for owner, index in in_span_others if last_result.get(owner, -1) > index]
+    errored_refs = tuple(message_ref(messages[p], p) for p in errored)
+
+    if not (duplicates or orphans or moved_results or missing or moved_others):
+        return messages, PairingReport(errored_turns=errored_refs)
+
+    # Pass 2: rebuild.
+    errored_set = set(errored)
+    out: list[BaseMessage] = []
+    synthetic: list[SyntheticToolResult] = []
+    stripped: list[DroppedToolCall] = []
+    dropped_assistants: list[str] = []
+    for index, message in enumerate(messages):
+        if isinstance(message, ToolMessage):
+            continue
+        if index not in assigned and index not in missing:
+            out.append(message)
+            continue
+        assert isinstance(message, AIMessage)  # an assistant message with tool calls
+        ai = message
+        ref = message_ref(ai, index)
+        answered = assigned.get(index, {})
+        calls = ai.tool_calls
+        if index in errored_set and index in missing:
+            lacking = {c["id"] for c in missing[index]}
+            for call in missing[index]:
+                stripped.append(
+                    DroppedToolCall(
+                        message_id=ref,
+                        tool_call_id=call["id"],
+                        name=call["name"],
+                        reason="unanswered_in_errored_turn",
+                    )
+                )
+            calls = [c for c in calls if c["id"] not in lacking]
+            update: dict[str, Any] = {
+                "tool_calls": calls,
+                "additional_kwargs": _keep_raw_tool_calls(
+                    ai.additional_kwargs, {c["id"] for c in calls if c["id"]}
+                ),
+            }
+            if not calls and is_blank_content(ai.content):
+                dropped_assistants.append(ref)
+                continue
+            ai = ai.model_copy(update=update)
+        out.append(ai)
+        for call in calls:
+            position = answered.get(call["id"] or "", -1)
+            if position >= 0:
+                out.append(messages[position])
+            elif call["id"]:
+                result = synthetic_tool_result(call, ref)
+                out.append(result)
+                synthetic.append(
+                    SyntheticToolResult(
+                        tool_call_id=call["id"], assistant_id=ref, message_id=result.id or ""
+                    )
+                )
+
+    def refs(positions: Sequence[int]) -> tuple[str, ...]:
+        return tuple(message_ref(messages[p], p) for p in sorted(positions))
+
+    return out, PairingReport(
+        added_synthetic_results=tuple(synthetic),
+        dropped_duplicates=refs(duplicates),
+        dropped_orphans=refs(orphans),
+        moved_results=refs(moved_results),
+        moved_messages=refs(moved_others),
+        errored_turns=errored_refs,
+        stripped_unanswered_calls=tuple(stripped),
+        dropped_empty_assistants=tuple(dropped_assistants),
+    )
