@@ -123,7 +123,7 @@ class KimiMaxStepsExceededError(RuntimeError):
         )
 
 
-def _frozen(value: Mapping[str, float] | None) -> Mapping[str, float]:
+def _frozen(value: Mapping[str, float] | None = None) -> Mapping[str, float]:
     return MappingProxyType(dict(value or {}))
 
 
