@@ -372,7 +372,7 @@ def _content_digest(message: BaseMessage) -> str:
 
 
 def _coerce(write: Any) -> list[BaseMessage]:
-    items = write if isinstance(write, list | tuple) else [write]
+    items = write if isinstance(write, list) else [write]
     if all(isinstance(m, BaseMessage) and not isinstance(m, BaseMessageChunk) for m in items):
         return list(items)
     out: list[BaseMessage] = []
