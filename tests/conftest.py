@@ -1,0 +1,53 @@
+"""Shared fixtures: the Kimi emulator (owned by the emulator helper).
+
+* ``emulator``: one :class:`KimiEmulator` per test session; its state (request log,
+  ledgers, caches, faults, clock offset) is reset before every test that uses it, so
+  tests stay independent while paying the start-up cost once.
+* ``fresh_emulator``: a new emulator per test (for tests that need non-default options
+  pass them via ``make_emulator``).
+* ``make_emulator``: a factory ``make_emulator(**options) -> KimiEmulator`` whose servers
+  are stopped after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from langchain_kimi_context.testing import KimiEmulator
+
+
+@pytest.fixture(scope="session")
+def _session_emulator() -> Iterator[KimiEmulator]:
+    with KimiEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulator(_session_emulator: KimiEmulator) -> KimiEmulator:
+    """The session's emulator, reset for this test."""
+    _session_emulator.reset()
+    return _session_emulator
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., KimiEmulator]]:
+    """Factory of started emulators with custom options, stopped after the test."""
+    started: list[KimiEmulator] = []
+
+    def factory(**options: Any) -> KimiEmulator:
+        emu = KimiEmulator(**options).start()
+        started.append(emu)
+        return emu
+
+    yield factory
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
+def fresh_emulator(make_emulator: Callable[..., KimiEmulator]) -> KimiEmulator:
+    """A new emulator with default options, for this test only."""
+    return make_emulator()
