@@ -84,6 +84,11 @@ class ContextPolicy:
         compact_retry_backoff_s: Initial backoff between summary attempts (doubles).
         compact_timeout_s: A compaction running longer is abandoned (state unchanged).
         compact_chunk_tokens: Largest span sent to the summariser in one call.
+        compact_target_share: Compaction stops once the view is at or below this share
+            of the window (structural strategies first; a summary only if still above).
+        compact_summary_min_tokens: Smallest length budget given to the summariser.
+        collapse_code_min_lines: Code blocks of at most this many lines are kept whole
+            by the structural code-collapsing strategy.
         clear_tool_results_keep: Structural stage: newest tool results kept verbatim.
         clear_tool_results_placeholder: Text that replaces cleared tool results.
         overflow_compact_attempts: Compactions tried after a provider overflow error.
@@ -148,6 +153,9 @@ class ContextPolicy:
     compact_retry_backoff_s: float = 1.0
     compact_timeout_s: float = 120.0
     compact_chunk_tokens: int = 60_000
+    compact_target_share: float = 0.5
+    compact_summary_min_tokens: int = 400
+    collapse_code_min_lines: int = 20
     clear_tool_results_keep: int = 3
     clear_tool_results_placeholder: str = "[tool result cleared to save context]"
 
@@ -188,6 +196,16 @@ class ContextPolicy:
                 f"compact_trigger_ratio must be in (0, 1] or None (got "
                 f"{self.compact_trigger_ratio})"
             )
+        if not 0 < self.compact_target_share <= 1:
+            problems.append(
+                f"compact_target_share must be in (0, 1] (got {self.compact_target_share})"
+            )
+        if self.compact_chunk_tokens < 1_000:
+            problems.append(
+                f"compact_chunk_tokens must be >= 1000 (got {self.compact_chunk_tokens})"
+            )
+        if self.compact_max_attempts < 1 or self.compact_timeout_s <= 0:
+            problems.append("compact_max_attempts must be >= 1 and compact_timeout_s > 0")
         if self.compact_target_ratio < 1:
             problems.append(f"compact_target_ratio must be >= 1 (got {self.compact_target_ratio})")
         if self.compact_keep_turns < 0 or self.history_hysteresis < 0:

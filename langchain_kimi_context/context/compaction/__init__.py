@@ -1,0 +1,117 @@
+"""Compaction and overflow recovery: shrink what the model sees, never lose the record.
+
+* Trigger: :func:`should_compact` (ratio, reserve and absolute forms) on
+  :func:`current_context_tokens` (last server usage + estimate since).
+* Strategies (:class:`Compaction` protocol, composable with :class:`CompositeCompaction`):
+  structural first (:class:`DedupeFileReads`, :class:`CollapseCodeBlocks`,
+  :class:`ClearToolResults`), then :class:`LLMCompaction` (structured summary).
+* Records: :class:`CompactionRecord` anchors over the append-only log;
+  :func:`apply_compactions` rebuilds the view.
+* Running: :func:`compact` / :func:`acompact` / :func:`maybe_compact` return
+  ``(view, CompactionReport)``; all-or-nothing with a timeout.
+* Overflow: :class:`OverflowRecovery` (compact -> truncate tool results -> readable
+  ``KimiContextOverflowError``) and the learned-window table.
+
+Example:
+    >>> from langchain_core.messages import HumanMessage
+    >>> from langchain_kimi_context.context.policy import ContextPolicy
+    >>> bool(should_compact(223_000, 262_144, ContextPolicy()))
+    True
+    >>> view, report = compact([HumanMessage("hi", id="1")])
+    >>> report.changed
+    False
+"""
+
+from langchain_kimi_context.context.compaction._common import (
+    TokenCounterLike,
+    ensure_message_ids,
+)
+from langchain_kimi_context.context.compaction.base import (
+    Compaction,
+    CompactionCancelledError,
+    CompactionContext,
+    CompactionDraft,
+    CompositeCompaction,
+)
+from langchain_kimi_context.context.compaction.engine import (
+    CompactionReport,
+    acompact,
+    amaybe_compact,
+    compact,
+    default_compaction,
+    maybe_compact,
+)
+from langchain_kimi_context.context.compaction.llm import (
+    COMPACTION_SYSTEM_PROMPT,
+    SUMMARY_HEADER,
+    SUMMARY_SECTIONS,
+    LLMCompaction,
+    render_transcript,
+)
+from langchain_kimi_context.context.compaction.records import (
+    CompactionRecord,
+    CompactionRecordError,
+    apply_compactions,
+)
+from langchain_kimi_context.context.compaction.recovery import (
+    OverflowRecovery,
+    RecoveryOutcome,
+    TruncateFn,
+    forget_learned_windows,
+    learn_context_window,
+    learned_context_window,
+    window_from_error,
+)
+from langchain_kimi_context.context.compaction.structural import (
+    ClearToolResults,
+    CollapseCodeBlocks,
+    DedupeFileReads,
+    collapse_code,
+    is_read_file_tool,
+)
+from langchain_kimi_context.context.compaction.trigger import (
+    CompactionDecision,
+    TriggerReason,
+    current_context_tokens,
+    should_compact,
+)
+
+__all__ = [
+    "COMPACTION_SYSTEM_PROMPT",
+    "SUMMARY_HEADER",
+    "SUMMARY_SECTIONS",
+    "ClearToolResults",
+    "CollapseCodeBlocks",
+    "Compaction",
+    "CompactionCancelledError",
+    "CompactionContext",
+    "CompactionDecision",
+    "CompactionDraft",
+    "CompactionRecord",
+    "CompactionRecordError",
+    "CompactionReport",
+    "CompositeCompaction",
+    "DedupeFileReads",
+    "LLMCompaction",
+    "OverflowRecovery",
+    "RecoveryOutcome",
+    "TokenCounterLike",
+    "TriggerReason",
+    "TruncateFn",
+    "acompact",
+    "amaybe_compact",
+    "apply_compactions",
+    "collapse_code",
+    "compact",
+    "current_context_tokens",
+    "default_compaction",
+    "ensure_message_ids",
+    "forget_learned_windows",
+    "is_read_file_tool",
+    "learn_context_window",
+    "learned_context_window",
+    "maybe_compact",
+    "render_transcript",
+    "should_compact",
+    "window_from_error",
+]

@@ -1,0 +1,518 @@
+"""LLM compaction: summarise everything but the recent turns into a structured outline.
+
+What the model keeps seeing verbatim: every system message (instructions), the tool
+schemas (bound to the model, never touched), and the last ``policy.compact_keep_turns``
+user turns with their assistant/tool messages. Everything else, *including an earlier
+summary*, is summarised into one ``SystemMessage`` marked ``"summary"`` whose text starts
+with :data:`SUMMARY_HEADER`.
+
+Unlike LangChain's ``SummarizationMiddleware`` (which trims the span it summarises to its
+last 4,000 tokens), the summariser sees the whole span: a span larger than
+``policy.compact_chunk_tokens`` is summarised chunk by chunk, each call folding the
+summary so far into the next (so the result merges all chunks), and a later compaction
+folds the previous summary in, so facts from before the first compaction survive the
+second and the third. Thinking parts (``reasoning_content``, reasoning blocks) never
+reach the summariser, and only the reply's visible text becomes the summary.
+
+A failed or empty summary is never stored: up to ``policy.compact_max_attempts`` calls
+with exponential backoff (retryable errors and empty replies only), then the draft is
+returned unchanged with the failure noted, so the history stays as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import Runnable
+
+from langchain_kimi_context.context.compaction._common import (
+    is_real_user_turn,
+    is_system,
+    message_text,
+    tool_call_index,
+    tool_name_of,
+)
+from langchain_kimi_context.context.compaction.base import (
+    CompactionCancelledError,
+    CompactionContext,
+    CompactionDraft,
+)
+from langchain_kimi_context.context.markers import with_marker
+from langchain_kimi_context.errors import KimiEmptyResponseError, is_retryable_error
+
+__all__ = [
+    "COMPACTION_SYSTEM_PROMPT",
+    "SUMMARY_HEADER",
+    "SUMMARY_SECTIONS",
+    "LLMCompaction",
+    "render_transcript",
+]
+
+SUMMARY_HEADER = "Previous context has been compacted. Here is the compaction output:"
+"""First line of every summary message."""
+
+SUMMARY_SECTIONS = (
+    "Current Task",
+    "Errors & Solutions",
+    "Code",
+    "System Context",
+    "Design Decisions",
+    "TODO",
+)
+"""The outline's headings, in priority order."""
+
+COMPACTION_SYSTEM_PROMPT = """\
+You are a helpful assistant that compacts conversation context. Summarise the conversation \
+you are given into a structured outline from which the assistant can continue the work \
+without the original messages.
+
+Compression priorities (in order):
+1. Current Task: what is being worked on RIGHT NOW and the next step.
+2. Errors & Solutions: every error encountered and how it was resolved.
+3. Code: final working versions only.
+4. System Context: project structure, file paths, dependencies, environment, commands.
+5. Design Decisions: architectural choices and their reasons.
+6. TODO: unfinished tasks.
+
+Rules:
+- MUST KEEP: exact error messages, key stack-trace lines, file paths, identifiers, numbers, \
+working solutions, and the user's explicit instructions and constraints.
+- MERGE similar discussions into single points.
+- REMOVE redundant explanations and failed attempts (keep the lesson learned).
+- CONDENSE long code to signatures plus key logic; keep code under 20 lines whole.
+- If a previous summary is given, fold all of its facts into the new outline; drop none.
+- Output only the outline, with exactly these Markdown headings, in this order:
+## Current Task
+## Errors & Solutions
+## Code
+## System Context
+## Design Decisions
+## TODO
+Write "- none" under a heading with nothing to report."""
+"""System prompt of the summariser call (no tools are bound to that call)."""
+
+
+def _render(message: BaseMessage, calls: dict[str, tuple[str, dict[str, Any]]], cap: int) -> str:
+    text = message_text(message)
+    if len(text) > cap:
+        head, tail = text[: cap * 2 // 3], text[-(cap // 3) :]
+        text = f"{head}\n[... {len(text) - len(head) - len(tail)} chars omitted ...]\n{tail}"
+    if isinstance(message, ToolMessage):
+        label = f"tool result ({tool_name_of(message, calls)})"
+    elif isinstance(message, AIMessage):
+        label = "assistant"
+        if message.tool_calls:
+            rendered = ", ".join(
+                f"{c['name']}({json.dumps(c.get('args') or {}, ensure_ascii=False)})"
+                for c in message.tool_calls
+            )
+            text = f"{text}\n[calls: {rendered}]" if text else f"[calls: {rendered}]"
+    elif isinstance(message, HumanMessage):
+        label = "user"
+    elif isinstance(message, SystemMessage):
+        label = "system"
+    else:
+        label = message.type
+    return f"[{label}]\n{text}"
+
+
+def render_transcript(
+    messages: Sequence[BaseMessage], *, max_chars_per_message: int = 60_000
+) -> str:
+    """Render messages as the plain transcript the summariser reads (no thinking parts).
+
+    Args:
+        messages: The messages to render.
+        max_chars_per_message: Longer texts keep their head and tail around a marker.
+
+    Returns:
+        The transcript.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> print(render_transcript([HumanMessage("Fix a.py"), AIMessage("Done",
+        ...     additional_kwargs={"reasoning_content": "secret thoughts"})]))
+        [user]
+        Fix a.py
+        <BLANKLINE>
+        [assistant]
+        Done
+    """
+    calls = tool_call_index(messages)
+    return "\n\n".join(_render(m, calls, max_chars_per_message) for m in messages)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    first_kept_id: str | None
+    pinned_ids: tuple[str, ...]
+    span: tuple[BaseMessage, ...]
+    previous_summary: str | None
+
+
+def _anchor_of(ctx: CompactionContext, draft: CompactionDraft) -> tuple[Any, ...] | None:
+    if draft.summary is not None:
+        return (draft.summary, draft.first_kept_id, draft.pinned_ids)
+    for record in reversed(ctx.records):
+        if record.summary is not None:
+            return (record.summary, record.first_kept_id, record.pinned_ids)
+    return None
+
+
+def _strip_header(text: str) -> str:
+    return text[len(SUMMARY_HEADER) :].strip() if text.startswith(SUMMARY_HEADER) else text
+
+
+class LLMCompaction:
+    r"""Summarise all but the last N user turns with a model (the one model call allowed).
+
+    Args:
+        model: Any chat model / runnable taking messages and returning a message (e.g.
+            ``KimiChatModel``; a cheap model is fine). No tools are bound for the call.
+        keep_turns: Recent user turns kept verbatim (default ``policy.compact_keep_turns``).
+        max_tail_share: When the kept turns exceed this share of the target, fewer turns
+            are kept (down to cutting inside the current turn, whose user message is then
+            pinned) so the compaction actually gets under the target.
+        system_prompt: The summariser's instructions.
+
+    Example:
+        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> from langchain_kimi_context.context.compaction import compact
+        >>> from langchain_kimi_context.context.policy import ContextPolicy
+        >>> fake = GenericFakeChatModel(messages=iter([AIMessage(
+        ...     "## Current Task\n- ship v2\n## Errors & Solutions\n- none")]))
+        >>> log = []
+        >>> for i in range(6):
+        ...     log += [HumanMessage(f"step {i} " * 200, id=f"h{i}"),
+        ...             AIMessage(f"done {i} " * 200, id=f"a{i}")]
+        >>> view, report = compact(log, ContextPolicy(context_window=100_000,
+        ...     compact_keep_turns=2), target_tokens=3_000, strategy=LLMCompaction(fake))
+        >>> view[0].content.startswith("Previous context has been compacted")
+        True
+        >>> [m.id for m in view[1:]]
+        ['h4', 'a4', 'h5', 'a5']
+    """
+
+    name = "llm_summary"
+
+    def __init__(
+        self,
+        model: Runnable[LanguageModelInput, BaseMessage],
+        *,
+        keep_turns: int | None = None,
+        max_tail_share: float = 0.6,
+        system_prompt: str = COMPACTION_SYSTEM_PROMPT,
+    ) -> None:
+        if not 0 < max_tail_share <= 1:
+            msg = f"max_tail_share must be in (0, 1] (got {max_tail_share})"
+            raise ValueError(msg)
+        self.model = model
+        self.keep_turns = keep_turns
+        self.max_tail_share = max_tail_share
+        self.system_prompt = system_prompt
+
+    # ----------------------------------------------------------------- planning
+    def plan(self, ctx: CompactionContext, draft: CompactionDraft) -> _Plan | None:
+        """Choose the cut: what stays verbatim and which span is summarised.
+
+        Args:
+            ctx: Run inputs.
+            draft: The draft so far (its replacements count for the tail's size).
+
+        Returns:
+            The plan, or ``None`` when there is nothing to summarise.
+        """
+        log = ctx.log
+        n = len(log)
+        anchor = _anchor_of(ctx, draft)
+        previous: str | None = None
+        prev_cut = 0
+        prev_pinned: set[str] = set()
+        if anchor is not None:
+            summary, first_kept, pinned = anchor
+            previous = _strip_header(message_text(summary))
+            prev_cut = n
+            if first_kept is not None:
+                prev_cut = next(i for i, m in enumerate(log) if m.id == first_kept)
+            prev_pinned = set(pinned)
+        live = [
+            i
+            for i in range(n)
+            if (i >= prev_cut or log[i].id in prev_pinned) and not is_system(log[i])
+        ]
+        starts = [i for i in live if is_real_user_turn(log[i])]
+        keep = ctx.policy.compact_keep_turns if self.keep_turns is None else self.keep_turns
+        candidates: list[tuple[int, tuple[int, ...]]] = []
+        if keep == 0:
+            candidates.append((n, ()))
+        for k in range(min(keep, len(starts)), 0, -1):
+            candidates.append((starts[-k], ()))
+        last_start = starts[-1] if starts else -1
+        steps = [i for i in live if i > last_start and isinstance(log[i], AIMessage)]
+        pin = (last_start,) if last_start >= 0 else ()
+        # inside the current turn (a long tool loop): pin its user message, keep the
+        # newest assistant steps; steps[0] would equal the one-turn cut above
+        candidates.extend((j, pin) for j in steps[1:])
+
+        def span_of(cut: int, pinned: tuple[int, ...]) -> list[int]:
+            return [i for i in live if i < cut and i not in pinned]
+
+        viable = [(cut, pinned) for cut, pinned in candidates if span_of(cut, pinned)]
+        if not viable:
+            return None
+        replacements = dict(draft.replacements)
+        for record in ctx.records:
+            for key, value in record.replacements.items():
+                replacements.setdefault(key, value)
+        budget = int(ctx.target_tokens * self.max_tail_share)
+        chosen = viable[-1]
+        for cut, pinned in viable:
+            tail_ids = [*pinned, *(i for i in live if i >= cut)]
+            tail = [replacements.get(log[i].id or "", log[i]) for i in tail_ids]
+            if ctx.token_counter.count_messages(tail) <= budget:
+                chosen = (cut, pinned)
+                break
+        cut, pinned = chosen
+        return _Plan(
+            first_kept_id=log[cut].id if cut < n else None,
+            pinned_ids=tuple(log[i].id or "" for i in pinned),
+            span=tuple(log[i] for i in span_of(cut, pinned)),
+            previous_summary=previous,
+        )
+
+    # ----------------------------------------------------------------- prompts
+    def _text_tokens(self, ctx: CompactionContext, text: str) -> int:
+        count_text = getattr(ctx.token_counter, "count_text", None)
+        if callable(count_text):
+            return int(count_text(text))
+        return int(len(text) / ctx.policy.chars_per_token) + 1
+
+    def requests(self, ctx: CompactionContext, plan: _Plan) -> list[tuple[str, int]]:
+        """Split the span into transcript chunks that fit ``policy.compact_chunk_tokens``.
+
+        Args:
+            ctx: Run inputs.
+            plan: The plan.
+
+        Returns:
+            ``(transcript chunk, its tokens)`` pairs, in order.
+        """
+        policy = ctx.policy
+        room = policy.compact_chunk_tokens
+        cap = max(int(room * policy.chars_per_token / 2), 2_000)
+        calls = tool_call_index(ctx.log)
+        chunks: list[tuple[str, int]] = []
+        parts: list[str] = []
+        size = 0
+        for message in plan.span:
+            piece = _render(message, calls, cap)
+            tokens = self._text_tokens(ctx, piece)
+            if parts and size + tokens > room:
+                chunks.append(("\n\n".join(parts), size))
+                parts, size = [], 0
+            parts.append(piece)
+            size += tokens
+        if parts:
+            chunks.append(("\n\n".join(parts), size))
+        return chunks
+
+    def build_messages(
+        self, ctx: CompactionContext, chunk: str, chunk_tokens: int, previous: str | None
+    ) -> list[BaseMessage]:
+        """Build the summariser request for one chunk.
+
+        Args:
+            ctx: Run inputs.
+            chunk: The transcript chunk.
+            chunk_tokens: Its size.
+            previous: The summary so far (an earlier compaction or earlier chunks).
+
+        Returns:
+            ``[SystemMessage(instructions), HumanMessage(previous summary + transcript)]``.
+        """
+        policy = ctx.policy
+        prev_tokens = self._text_tokens(ctx, previous) if previous else 0
+        budget = max(
+            policy.compact_summary_min_tokens,
+            int((chunk_tokens + prev_tokens) / policy.compact_target_ratio),
+        )
+        body: list[str] = []
+        if previous:
+            body.append(
+                "Summary of the conversation before this part (fold every fact of it into "
+                f"your outline):\n<previous_summary>\n{previous}\n</previous_summary>"
+            )
+        body.append(f"Conversation to compact:\n<conversation>\n{chunk}\n</conversation>")
+        body.append(
+            f"Write the compacted outline now, at most about {budget} tokens "
+            f"(a {policy.compact_target_ratio:g}:1 compression)."
+        )
+        return [SystemMessage(self.system_prompt), HumanMessage("\n\n".join(body))]
+
+    def _summary_message(self, text: str, plan: _Plan, ctx: CompactionContext) -> BaseMessage:
+        digest = hashlib.sha1(
+            f"{plan.first_kept_id}|{text}".encode(), usedforsecurity=False
+        ).hexdigest()[:16]
+        message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}", id=f"kc-summary-{digest}")
+        return with_marker(
+            message,
+            "summary",
+            summarized_messages=len(plan.span),
+            first_kept_id=plan.first_kept_id,
+            folded_previous_summary=plan.previous_summary is not None,
+        )
+
+    def _finish(
+        self,
+        ctx: CompactionContext,
+        draft: CompactionDraft,
+        plan: _Plan,
+        text: str | None,
+        failures: list[str],
+        calls: int,
+    ) -> CompactionDraft:
+        if text is None:
+            return replace(
+                draft,
+                failures=(*draft.failures, *failures),
+                model_calls=draft.model_calls + calls,
+            )
+        new = replace(
+            draft,
+            summary=self._summary_message(text, plan, ctx),
+            first_kept_id=plan.first_kept_id,
+            pinned_ids=plan.pinned_ids,
+            strategies=(*draft.strategies, self.name),
+            model_calls=draft.model_calls + calls,
+            failures=(*draft.failures, *failures),
+        )
+        before = ctx.tokens(ctx.view(draft))
+        after = ctx.tokens(ctx.view(new))
+        if after >= before:
+            note = (
+                f"summary discarded: the view would grow from {before} to {after} tokens "
+                f"(the summarised span is too small to be worth summarising)"
+            )
+            return replace(draft, failures=(*draft.failures, *failures, note))
+        return new
+
+    @staticmethod
+    def _failure(attempt: int, exc: BaseException) -> str:
+        return f"summary attempt {attempt}: {type(exc).__name__}: {exc}"[:400]
+
+    @staticmethod
+    def _retryable(exc: BaseException) -> bool:
+        return isinstance(exc, KimiEmptyResponseError) or is_retryable_error(exc)
+
+    @staticmethod
+    def _text_of(result: BaseMessage) -> str:
+        text = message_text(result).strip()
+        if not text:
+            msg = "the summariser returned an empty summary"
+            raise KimiEmptyResponseError(msg)
+        return text
+
+    # ----------------------------------------------------------------- running
+    def _summarise_sync(
+        self, ctx: CompactionContext, request: list[BaseMessage], failures: list[str]
+    ) -> tuple[str | None, int]:
+        policy = ctx.policy
+        calls = 0
+        for attempt in range(1, policy.compact_max_attempts + 1):
+            ctx.check_cancelled()
+            calls += 1
+            try:
+                return self._text_of(self.model.invoke(request)), calls
+            except CompactionCancelledError:
+                raise
+            except Exception as exc:
+                failures.append(self._failure(attempt, exc))
+                if not self._retryable(exc):
+                    break
+                if attempt < policy.compact_max_attempts:
+                    ctx.cancelled.wait(policy.compact_retry_backoff_s * 2 ** (attempt - 1))
+        return None, calls
+
+    async def _summarise_async(
+        self, ctx: CompactionContext, request: list[BaseMessage], failures: list[str]
+    ) -> tuple[str | None, int]:
+        policy = ctx.policy
+        calls = 0
+        for attempt in range(1, policy.compact_max_attempts + 1):
+            ctx.check_cancelled()
+            calls += 1
+            try:
+                return self._text_of(await self.model.ainvoke(request)), calls
+            except (CompactionCancelledError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                failures.append(self._failure(attempt, exc))
+                if not self._retryable(exc):
+                    break
+                if attempt < policy.compact_max_attempts:
+                    await asyncio.sleep(policy.compact_retry_backoff_s * 2 ** (attempt - 1))
+        return None, calls
+
+    def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+        """Summarise the span chosen by :meth:`plan` (chunk by chunk when large).
+
+        Args:
+            ctx: Run inputs.
+            draft: The draft so far.
+
+        Returns:
+            The draft with the summary, or unchanged (plus failures) if it failed.
+        """
+        plan = self.plan(ctx, draft)
+        if plan is None:
+            return draft
+        failures: list[str] = []
+        summary = plan.previous_summary
+        total_calls = 0
+        for chunk, tokens in self.requests(ctx, plan):
+            request = self.build_messages(ctx, chunk, tokens, summary)
+            text, calls = self._summarise_sync(ctx, request, failures)
+            total_calls += calls
+            if text is None:
+                return self._finish(ctx, draft, plan, None, failures, total_calls)
+            summary = text
+        return self._finish(ctx, draft, plan, summary, failures, total_calls)
+
+    async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+        """Async variant of :meth:`compact`.
+
+        Args:
+            ctx: Run inputs.
+            draft: The draft so far.
+
+        Returns:
+            The draft with the summary, or unchanged (plus failures) if it failed.
+        """
+        plan = self.plan(ctx, draft)
+        if plan is None:
+            return draft
+        failures: list[str] = []
+        summary = plan.previous_summary
+        total_calls = 0
+        for chunk, tokens in self.requests(ctx, plan):
+            request = self.build_messages(ctx, chunk, tokens, summary)
+            text, calls = await self._summarise_async(ctx, request, failures)
+            total_calls += calls
+            if text is None:
+                return self._finish(ctx, draft, plan, None, failures, total_calls)
+            summary = text
+        return self._finish(ctx, draft, plan, summary, failures, total_calls)

@@ -1,0 +1,557 @@
+"""Overflow recovery: never surface a raw "too long" 400.
+
+On a ``ContextOverflowError`` from the model call (the server's 400, or a preflight
+"does not fit" raised by the guard) :class:`OverflowRecovery` runs, in this exact order:
+
+1. learn the real window when the error names it (``exceeded model token limit: 32768``)
+   so the same overflow does not happen twice (:func:`learn_context_window`);
+2. compact, up to ``policy.overflow_compact_attempts`` times, each attempt more
+   aggressive (fewer turns kept, a lower target), calling the model after each;
+3. truncate oversized tool results, ``policy.overflow_truncate_attempts`` times (the
+   pipeline's ``truncate_tool_results``), calling the model after it;
+4. raise a readable :class:`~langchain_kimi_context.errors.KimiContextOverflowError`
+   telling the user to start a new session or use a larger-window model.
+
+It takes the model call as a function, so the agent, the middleware and the memory API
+share this one implementation (sync :meth:`OverflowRecovery.invoke` and async
+:meth:`OverflowRecovery.ainvoke`). Every change is returned as a
+:class:`CompactionRecord`, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from langchain_core.exceptions import ContextOverflowError
+from langchain_core.messages import BaseMessage
+
+from langchain_kimi_context.context.compaction._common import (
+    TokenCounterLike,
+    ensure_message_ids,
+    resolve_token_counter,
+    resolve_window,
+)
+from langchain_kimi_context.context.compaction.base import Compaction
+from langchain_kimi_context.context.compaction.engine import (
+    CompactionReport,
+    SummaryModel,
+    acompact,
+    compact,
+)
+from langchain_kimi_context.context.compaction.records import (
+    CompactionRecord,
+    apply_compactions,
+)
+from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.errors import (
+    KimiContextOverflowError,
+    from_openai_error,
+    parse_context_overflow,
+)
+from langchain_kimi_context.profiles import KimiModelProfile, get_profile, register_profile
+
+__all__ = [
+    "OverflowRecovery",
+    "RecoveryOutcome",
+    "TruncateFn",
+    "forget_learned_windows",
+    "learn_context_window",
+    "learned_context_window",
+    "window_from_error",
+]
+
+T = TypeVar("T")
+TruncateFn = Callable[[list[BaseMessage], ContextPolicy], tuple[list[BaseMessage], Any]]
+"""``(messages, policy) -> (messages, report)``: the pipeline's tool-result truncation."""
+
+_lock = threading.Lock()
+_learned: dict[str, int] = {}
+_original_profiles: dict[str, KimiModelProfile] = {}
+
+
+def learn_context_window(model: str, window: int) -> bool:
+    """Remember the real window of ``model`` (process-wide) and update its profile.
+
+    After this, ``get_profile(model).context_window`` (which the window guard and the
+    trigger consult) is ``window``. Only a smaller window is learned: a server error
+    never makes the package assume more room than it had.
+
+    Args:
+        model: The model id.
+        window: The window the server named.
+
+    Returns:
+        Whether anything changed.
+
+    Example:
+        >>> learn_context_window("doc-model-32k", 32_768)
+        True
+        >>> get_profile("doc-model-32k").context_window, learned_context_window("doc-model-32k")
+        (32768, 32768)
+        >>> forget_learned_windows()
+    """
+    if window <= 0:
+        return False
+    with _lock:
+        known = _learned.get(model)
+        if known is not None and known <= window:
+            return False
+        profile = get_profile(model)
+        if known is None and profile.context_window <= window:
+            return False
+        _original_profiles.setdefault(model, profile)
+        _learned[model] = window
+    register_profile(profile.replace(context_window=window, source="learned from server error"))
+    return True
+
+
+def learned_context_window(model: str) -> int | None:
+    """Return the window learned for ``model`` from a server error, if any.
+
+    Args:
+        model: The model id.
+
+    Returns:
+        The window, or ``None``.
+
+    Example:
+        >>> learned_context_window("never-seen-model") is None
+        True
+    """
+    with _lock:
+        return _learned.get(model)
+
+
+def forget_learned_windows() -> None:
+    """Forget every learned window and restore the profiles they replaced (for tests).
+
+    Example:
+        >>> forget_learned_windows()
+    """
+    with _lock:
+        originals = dict(_original_profiles)
+        _learned.clear()
+        _original_profiles.clear()
+    for profile in originals.values():
+        register_profile(profile)
+
+
+def window_from_error(exc: BaseException) -> int | None:
+    """Return the window an overflow error names (``exceeded model token limit: N``).
+
+    Args:
+        exc: The error.
+
+    Returns:
+        The window, or ``None`` when the error does not say.
+
+    Example:
+        >>> window_from_error(KimiContextOverflowError("too long", window=32768))
+        32768
+        >>> window_from_error(ValueError("Your request exceeded model token limit: 8192"))
+        8192
+    """
+    window = getattr(exc, "window", None)
+    if isinstance(window, int) and window > 0:
+        return window
+    return parse_context_overflow(str(exc))[1]
+
+
+def _as_overflow(exc: BaseException) -> ContextOverflowError | None:
+    if isinstance(exc, ContextOverflowError):
+        return exc
+    translated = from_openai_error(exc)
+    return translated if isinstance(translated, ContextOverflowError) else None
+
+
+@dataclass(frozen=True)
+class RecoveryOutcome(Generic[T]):
+    """The result of a call made through :class:`OverflowRecovery`.
+
+    Attributes:
+        result: What the call returned.
+        messages: The view that was finally sent.
+        records: New compaction/truncation records to store next to the log.
+        steps: What happened, in order (``"call"``, ``"overflow"``, ``"compact#1"``, ...).
+        learned_window: The window learned from the server, if one was.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> out = OverflowRecovery().invoke(lambda m: len(m), [HumanMessage("hi")])
+        >>> out.result, out.steps, out.records
+        (1, ('call',), ())
+    """
+
+    result: T
+    messages: list[BaseMessage]
+    records: tuple[CompactionRecord, ...] = ()
+    steps: tuple[str, ...] = ()
+    learned_window: int | None = None
+
+
+@dataclass
+class _Call:
+    view: list[BaseMessage]
+
+
+@dataclass
+class _Compact:
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_Op = _Call | _Compact
+
+
+def _default_truncate() -> TruncateFn | None:
+    for module_name in (
+        "langchain_kimi_context.context.truncation",
+        "langchain_kimi_context.context.pipeline",
+        "langchain_kimi_context.context",
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        fn = getattr(module, "truncate_tool_results", None)
+        if callable(fn):
+            found: TruncateFn = fn
+            return found
+    return None
+
+
+class OverflowRecovery:
+    """Call a model with the overflow-recovery chain around it (sync and async).
+
+    Args:
+        policy: Thresholds (``overflow_compact_attempts``, ``overflow_truncate_attempts``,
+            compaction settings).
+        model: The summariser used by the compaction steps (``None``: structural only).
+        strategy: A custom compaction strategy instead of the default pipeline.
+        model_name: The model whose window is learned from the server's error.
+        profile: Its profile (for the window when the error names none).
+        token_counter: Counter (default: the package's).
+        tools: Tool schemas bound to the model (counted in the view's size).
+        truncate: Tool-result truncation ``(messages, policy) -> (messages, report)``
+            (default: the pipeline's ``truncate_tool_results``).
+        on_window_learned: Called with ``(model_name, window)`` when the server named a
+            smaller window (e.g. ``KimiChatModel.learn_context_window``).
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> def call(messages):
+        ...     raise KimiContextOverflowError("exceeded model token limit: 32768")
+        >>> OverflowRecovery(truncate=lambda m, p: (m, None)).invoke(
+        ...     call, [HumanMessage("hi")])
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiContextOverflowError: The conversation no longer ...
+    """
+
+    def __init__(
+        self,
+        policy: ContextPolicy | None = None,
+        *,
+        model: SummaryModel | None = None,
+        strategy: Compaction | None = None,
+        model_name: str | None = None,
+        profile: KimiModelProfile | None = None,
+        token_counter: TokenCounterLike | None = None,
+        tools: Sequence[Any] | None = None,
+        truncate: TruncateFn | None = None,
+        on_window_learned: Callable[[str, int], Any] | None = None,
+    ) -> None:
+        self.policy = policy or ContextPolicy()
+        self.model = model
+        self.strategy = strategy
+        self.model_name = model_name
+        self.profile = profile
+        self.token_counter = resolve_token_counter(token_counter)
+        self.tools = tools
+        self.truncate = truncate
+        self.on_window_learned = on_window_learned
+
+    # ------------------------------------------------------------------ helpers
+    def _window(self, learned: int | None) -> int:
+        profile = self.profile
+        if self.model_name is not None and profile is None:
+            profile = get_profile(self.model_name)
+        base = resolve_window(self.policy, profile=profile)
+        return min(base, learned) if learned else base
+
+    def _learn(self, exc: BaseException) -> int | None:
+        window = window_from_error(exc)
+        if window is None:
+            return None
+        if self.model_name is not None:
+            learn_context_window(self.model_name, window)
+            if self.on_window_learned is not None:
+                self.on_window_learned(self.model_name, window)
+        return window
+
+    def _compact_kwargs(
+        self,
+        log: list[BaseMessage],
+        records: list[CompactionRecord],
+        attempt: int,
+        window: int,
+        snapshot_id: str | None,
+        requested: int | None,
+    ) -> dict[str, Any]:
+        policy = self.policy.replace(
+            compact_keep_turns=max(1, self.policy.compact_keep_turns - (attempt - 1))
+        )
+        usable = max(window - self.policy.reserved_output_tokens, window // 2)
+        target = min(usable, window * policy.compact_target_share)
+        view = apply_compactions(log, records)
+        local = self.token_counter.count_messages(view, self.tools)
+        if requested and local and requested > local:
+            # the server counts more than our estimate: aim in our units
+            target = target * local / requested
+        # an overflow always asks for progress, more with every attempt
+        target = min(target, local * 0.75) / 2 ** (attempt - 1)
+        return {
+            "messages": log,
+            "policy": policy,
+            "model": self.model,
+            "strategy": self.strategy,
+            "records": list(records),
+            "window": window,
+            "profile": self.profile,
+            "token_counter": self.token_counter,
+            "tools": self.tools,
+            "trigger": "overflow",
+            "snapshot_id": snapshot_id,
+            "target_tokens": max(int(target), 1),
+        }
+
+    def _truncation_record(
+        self,
+        view: list[BaseMessage],
+        window: int,
+        snapshot_id: str | None,
+        records: list[CompactionRecord],
+    ) -> CompactionRecord | None:
+        truncate = self.truncate or _default_truncate()
+        if truncate is None:
+            return None
+        new_view, _ = truncate(list(view), self.policy.replace(context_window=window))
+        by_id = {m.id: m for m in view if m.id}
+        edits = {
+            m.id: m
+            for m in new_view
+            if m.id and m.id in by_id and m is not by_id[m.id] and m != by_id[m.id]
+        }
+        if not edits:
+            return None
+        before = self.token_counter.count_messages(view, self.tools)
+        after = self.token_counter.count_messages(
+            [edits.get(m.id or "", m) for m in view], self.tools
+        )
+        return CompactionRecord(
+            record_id=CompactionRecord.make_id(
+                truncate=sorted(edits), previous=[r.record_id for r in records]
+            ),
+            trigger="overflow",
+            strategy="truncate_tool_results",
+            tokens_before=before,
+            tokens_after=after,
+            ratio=round(before / max(after, 1), 3),
+            snapshot_id=snapshot_id,
+            replacements=edits,
+            covered_until_id=view[-1].id if view else None,
+        )
+
+    def _final_error(
+        self, last: ContextOverflowError, window: int, attempts: int, view: list[BaseMessage]
+    ) -> KimiContextOverflowError:
+        requested = getattr(last, "requested", None)
+        tokens = self.token_counter.count_messages(view, self.tools)
+        needs = f"; the request needs about {requested or tokens:,}" if requested or tokens else ""
+        who = self.model_name or "the model"
+        message = (
+            f"The conversation no longer fits the context window of {who} ({window:,} tokens"
+            f"{needs}). Automatic recovery compacted the history {attempts} time(s) and "
+            f"truncated oversized tool results, and it still does not fit. Start a new "
+            f"session (e.g. a new thread_id) or use a model with a larger context window "
+            f"(e.g. a kimi-k2 model with 262,144 tokens). Nothing was lost: the full "
+            f"history is still in the session log."
+        )
+        return KimiContextOverflowError(
+            message, window=window, requested=requested or tokens, model=self.model_name
+        )
+
+    # ------------------------------------------------------------------ the chain
+    def _flow(
+        self,
+        messages: Sequence[BaseMessage],
+        records: Sequence[CompactionRecord],
+        snapshot_id: str | None,
+    ) -> Generator[_Op, Any, RecoveryOutcome[Any]]:
+        log = ensure_message_ids(messages)
+        all_records = list(records)
+        new: list[CompactionRecord] = []
+        steps: list[str] = ["call"]
+        view = apply_compactions(log, all_records)
+        learned: int | None = None
+
+        def outcome(result: Any) -> RecoveryOutcome[Any]:
+            return RecoveryOutcome(result, view, tuple(new), tuple(steps), learned)
+
+        try:
+            return outcome((yield _Call(view)))
+        except Exception as exc:
+            overflow = _as_overflow(exc)
+            if overflow is None:
+                raise
+            last = overflow
+        steps.append("overflow")
+        learned = self._learn(last) or learned
+        attempts = 0
+        for attempt in range(1, self.policy.overflow_compact_attempts + 1):
+            window = self._window(learned)
+            requested = getattr(last, "requested", None)
+            kwargs = self._compact_kwargs(
+                log, all_records, attempt, window, snapshot_id, requested
+            )
+            result: tuple[list[BaseMessage], CompactionReport] = yield _Compact(kwargs)
+            new_view, report = result
+            attempts += 1
+            if report.record is None:
+                why = "timed out" if report.timed_out else "no progress"
+                steps.append(f"compact#{attempt}:{why}")
+                break
+            steps.append(f"compact#{attempt}")
+            all_records.append(report.record)
+            new.append(report.record)
+            view = new_view
+            steps.append("call")
+            try:
+                return outcome((yield _Call(view)))
+            except Exception as exc:
+                overflow = _as_overflow(exc)
+                if overflow is None:
+                    raise
+                last = overflow
+            steps.append("overflow")
+            learned = self._learn(last) or learned
+        for attempt in range(1, self.policy.overflow_truncate_attempts + 1):
+            window = self._window(learned)
+            record = self._truncation_record(view, window, snapshot_id, all_records)
+            if record is None:
+                steps.append(f"truncate#{attempt}:no progress")
+                break
+            steps.append(f"truncate#{attempt}")
+            all_records.append(record)
+            new.append(record)
+            view = apply_compactions(log, all_records)
+            steps.append("call")
+            try:
+                return outcome((yield _Call(view)))
+            except Exception as exc:
+                overflow = _as_overflow(exc)
+                if overflow is None:
+                    raise
+                last = overflow
+            steps.append("overflow")
+            learned = self._learn(last) or learned
+        steps.append("give_up")
+        error = self._final_error(last, self._window(learned), attempts, view)
+        error.recovery_steps = tuple(steps)  # type: ignore[attr-defined]
+        error.recovery_records = tuple(new)  # type: ignore[attr-defined]
+        raise error from last
+
+    def invoke(
+        self,
+        call: Callable[[list[BaseMessage]], T],
+        messages: Sequence[BaseMessage],
+        *,
+        records: Sequence[CompactionRecord] = (),
+        snapshot_id: str | None = None,
+    ) -> RecoveryOutcome[T]:
+        """Call ``call(view)``; on overflow run the recovery chain.
+
+        Args:
+            call: The model call, given the view (the messages to send).
+            messages: The full log.
+            records: Its earlier compaction records.
+            snapshot_id: Checkpoint id / archive key of the pre-recovery state.
+
+        Returns:
+            The outcome (the call's result plus the records to store).
+
+        Raises:
+            KimiContextOverflowError: When every step failed (readable, with
+                ``recovery_steps`` and ``recovery_records`` attributes).
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> OverflowRecovery().invoke(lambda m: "ok", [HumanMessage("hi")]).result
+            'ok'
+        """
+        flow = self._flow(messages, records, snapshot_id)
+        op = next(flow)
+        while True:
+            try:
+                value: Any = call(op.view) if isinstance(op, _Call) else compact(**op.kwargs)
+            except Exception as exc:
+                try:
+                    op = flow.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                op = flow.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+    async def ainvoke(
+        self,
+        call: Callable[[list[BaseMessage]], Awaitable[T]],
+        messages: Sequence[BaseMessage],
+        *,
+        records: Sequence[CompactionRecord] = (),
+        snapshot_id: str | None = None,
+    ) -> RecoveryOutcome[T]:
+        """Async variant of :meth:`invoke` (``call`` is a coroutine function).
+
+        Args:
+            call: The async model call, given the view.
+            messages: The full log.
+            records: Its earlier compaction records.
+            snapshot_id: Checkpoint id / archive key of the pre-recovery state.
+
+        Returns:
+            The outcome.
+
+        Raises:
+            KimiContextOverflowError: When every step failed.
+
+        Example:
+            >>> import asyncio
+            >>> from langchain_core.messages import HumanMessage
+            >>> async def call(m):
+            ...     return "ok"
+            >>> asyncio.run(OverflowRecovery().ainvoke(call, [HumanMessage("hi")])).result
+            'ok'
+        """
+        flow = self._flow(messages, records, snapshot_id)
+        op = next(flow)
+        while True:
+            try:
+                value: Any = (
+                    await call(op.view) if isinstance(op, _Call) else await acompact(**op.kwargs)
+                )
+            except Exception as exc:
+                try:
+                    op = flow.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                op = flow.send(value)
+            except StopIteration as stop:
+                return stop.value

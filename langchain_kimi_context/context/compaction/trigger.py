@@ -1,0 +1,188 @@
+"""When to compact: the trigger, in the three forms the policy can express.
+
+* ratio form: ``tokens >= window * compact_trigger_ratio`` (Kimi CLI: 0.85);
+* reserve form: ``tokens + compact_reserve_tokens >= window`` (Kimi CLI: 50,000, i.e.
+  212,144 tokens of a 262,144 window);
+* absolute form: ``tokens > compact_trigger_tokens`` (the project seed: 180,000).
+
+The first threshold reached wins. The seed's setting ("past 180K of 256K, keep 20% in
+reserve") is ``ContextPolicy.seed_defaults()``.
+
+Why these defaults (ratio 0.85, reserve 50K, see ``docs/benchmarks/compaction.md``):
+every request re-sends the whole view, so a session's input cost grows with the
+*average* view size. Compacting earlier (a low trigger) keeps requests small but pays
+for more summaries and throws away cache hits more often (each compaction rewrites the
+prefix once); compacting late keeps the cached prefix longest. With automatic prefix
+caching, cached input is 4x cheaper than uncached input, so the cheapest trigger is
+late, and the limit on "late" is safety: the reply (``reserved_output_tokens``), one
+more tool result and estimate error must still fit. 50K of reserve covers a
+max-size tool result (40,000 chars ~ 10K tokens) several times over plus an 8K reply.
+
+"Current tokens" = the last server-reported usage plus a local estimate of what was
+appended since (:func:`current_context_tokens`), so the trigger uses the server's
+exact count whenever it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from langchain_kimi_context.context.compaction._common import (
+    TokenCounterLike,
+    resolve_token_counter,
+)
+from langchain_kimi_context.context.policy import ContextPolicy
+
+__all__ = ["CompactionDecision", "TriggerReason", "current_context_tokens", "should_compact"]
+
+TriggerReason = Literal["ratio", "reserve", "absolute"]
+
+
+@dataclass(frozen=True)
+class CompactionDecision:
+    """The trigger's verdict; truthy when compaction should run.
+
+    Attributes:
+        compact: Whether to compact now.
+        reason: The form that fired first (lowest threshold reached), or ``None``.
+        tokens: The current token count that was checked.
+        window: The context window.
+        threshold: The lowest enabled threshold (``None`` if every form is disabled).
+        reasons: Every form that fired.
+
+    Example:
+        >>> d = should_compact(230_000, 262_144, ContextPolicy())
+        >>> bool(d), d.reason, d.reasons, d.threshold
+        (True, 'reserve', ('reserve', 'ratio'), 212144)
+    """
+
+    compact: bool
+    reason: TriggerReason | None
+    tokens: int
+    window: int
+    threshold: int | None
+    reasons: tuple[TriggerReason, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.compact
+
+
+def _thresholds(window: int, policy: ContextPolicy) -> dict[TriggerReason, int]:
+    found: dict[TriggerReason, int] = {}
+    if policy.compact_trigger_ratio is not None:
+        # ceil without floats drifting: tokens >= window * ratio
+        raw = window * policy.compact_trigger_ratio
+        found["ratio"] = int(raw) if raw == int(raw) else int(raw) + 1
+    if policy.compact_reserve_tokens is not None:
+        found["reserve"] = window - policy.compact_reserve_tokens
+    if policy.compact_trigger_tokens is not None:
+        found["absolute"] = policy.compact_trigger_tokens + 1
+    return found
+
+
+def should_compact(tokens: int, window: int, policy: ContextPolicy) -> CompactionDecision:
+    """Decide whether a view of ``tokens`` tokens must be compacted.
+
+    Args:
+        tokens: Current tokens of what the model sees (see :func:`current_context_tokens`).
+        window: The model's context window.
+        policy: Thresholds (``compact_trigger_ratio``, ``compact_reserve_tokens``,
+            ``compact_trigger_tokens``; ``None`` disables a form).
+
+    Returns:
+        The decision; ``threshold`` is the lowest token count at which any enabled form
+        fires.
+
+    Raises:
+        ValueError: If ``window`` is not positive or ``tokens`` is negative.
+
+    Example:
+        >>> p = ContextPolicy()  # ratio 0.85, reserve 50K
+        >>> bool(should_compact(212_143, 262_144, p)), bool(should_compact(212_144, 262_144, p))
+        (False, True)
+        >>> seed = ContextPolicy.seed_defaults()  # > 180K, or 80% of the window
+        >>> should_compact(180_001, 262_144, seed).reason
+        'absolute'
+    """
+    if window <= 0:
+        msg = f"window must be a positive token count (got {window})"
+        raise ValueError(msg)
+    if tokens < 0:
+        msg = f"tokens must be >= 0 (got {tokens})"
+        raise ValueError(msg)
+    thresholds = _thresholds(window, policy)
+    fired = tuple(
+        sorted(
+            (reason for reason, at in thresholds.items() if tokens >= at),
+            key=lambda r: thresholds[r],
+        )
+    )
+    return CompactionDecision(
+        compact=bool(fired),
+        reason=fired[0] if fired else None,
+        tokens=tokens,
+        window=window,
+        threshold=min(thresholds.values()) if thresholds else None,
+        reasons=fired,
+    )
+
+
+def _usage_total(message: AIMessage) -> int | None:
+    usage = message.usage_metadata
+    if not usage:
+        return None
+    return int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+
+
+def current_context_tokens(
+    messages: Sequence[BaseMessage],
+    *,
+    token_counter: TokenCounterLike | None = None,
+    tools: Sequence[Any] | None = None,
+    usage_valid_after: str | None = None,
+) -> int:
+    """Current size of a view: last server usage + an estimate of what came after it.
+
+    The newest assistant message carrying ``usage_metadata`` gives the server's count of
+    the request that produced it plus its own output; the messages after it are
+    estimated with ``token_counter``. Without usage the whole view is estimated.
+
+    Args:
+        messages: The view the model sees.
+        token_counter: Counter for the estimate (default: the package's counter).
+        tools: Tool schemas bound to the model (counted when no usage is known).
+        usage_valid_after: Ignore usage on messages up to and including this id (after a
+            compaction, usage recorded before it describes a larger view; pass
+            ``CompactionRecord.covered_until_id``).
+
+    Returns:
+        The token count.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> ai = AIMessage("ok", id="a", usage_metadata={"input_tokens": 1000,
+        ...     "output_tokens": 20, "total_tokens": 1020})
+        >>> current_context_tokens([HumanMessage("hi"), ai]) == 1020
+        True
+        >>> current_context_tokens([HumanMessage("hi"), ai, HumanMessage("more")]) > 1020
+        True
+    """
+    counter = resolve_token_counter(token_counter)
+    start = 0
+    if usage_valid_after is not None:
+        for index, message in enumerate(messages):
+            if message.id == usage_valid_after:
+                start = index + 1
+                break
+    for index in range(len(messages) - 1, start - 1, -1):
+        message = messages[index]
+        if isinstance(message, AIMessage):
+            total = _usage_total(message)
+            if total is not None:
+                rest = messages[index + 1 :]
+                return total + (counter.count_messages(rest) if rest else 0)
+    return counter.count_messages(messages, tools)
