@@ -7,7 +7,7 @@ graph state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AnyMessage, BaseMessage, ToolMessage
@@ -21,11 +21,25 @@ from langchain_kimi_context.context import (
     truncate_tool_results,
 )
 from langchain_kimi_context.context._common import content_text_length
+from langchain_kimi_context.context.compaction import (
+    CompactionRecord,
+    apply_compactions,
+    compact,
+    maybe_compact,
+    should_compact,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import TokenCounter
 
-__all__ = ["guard", "run_stage"]
+__all__ = [
+    "apply_records",
+    "compaction_due",
+    "guard",
+    "load_records",
+    "run_compaction",
+    "run_stage",
+]
 
 
 def _small(report: Any) -> dict[str, Any]:
@@ -131,25 +145,38 @@ def _truncate(
     return list(out), data  # type: ignore[arg-type]
 
 
+def load_records(records: Sequence[Any] | None) -> list[CompactionRecord]:
+    """Compaction records from the state (stored as plain dicts).
+
+    Args:
+        records: ``CompactionRecord.to_dict()`` values (or records).
+
+    Returns:
+        The records.
+    """
+    return [
+        r if isinstance(r, CompactionRecord) else CompactionRecord.from_dict(r)
+        for r in records or []
+    ]
+
+
 def apply_records(log: list[AnyMessage], records: Sequence[Any] | None) -> list[AnyMessage]:
-    """The model's view of ``log`` after the compaction records.
+    """The model's view of ``log`` after the compaction records (``apply_compactions``).
 
     Args:
         log: The full message log.
-        records: Compaction records, oldest first.
+        records: Compaction records (dicts), oldest first.
 
     Returns:
         The view (a new list).
     """
     if not records:
         return list(log)
-    from langchain_kimi_context.context.compaction import apply_compactions
-
-    return list(apply_compactions(log, list(records)))
+    return list(apply_compactions(log, load_records(records)))  # type: ignore[arg-type]
 
 
-def should_compact_now(tokens: int, policy: ContextPolicy, profile: KimiModelProfile) -> bool:
-    """Whether the compaction trigger fires for a request of ``tokens``.
+def compaction_due(tokens: int, policy: ContextPolicy, profile: KimiModelProfile) -> str | None:
+    """The compaction trigger (``should_compact``) for a request of ``tokens``.
 
     Args:
         tokens: The calibrated size of the request.
@@ -157,16 +184,14 @@ def should_compact_now(tokens: int, policy: ContextPolicy, profile: KimiModelPro
         profile: Model profile (window).
 
     Returns:
-        The trigger decision.
+        The trigger reason, or ``None`` when it does not fire.
     """
-    try:
-        from langchain_kimi_context.context.compaction import should_compact
-    except ImportError:  # compaction stage not installed yet
-        return False
-    return bool(should_compact(tokens, policy, profile=profile))
+    window = resolve_context_window(policy, profile).window
+    decision = should_compact(tokens, window, policy)
+    return (decision.reason or "trigger") if decision else None
 
 
-def maybe_compact(
+def run_compaction(
     log: list[AnyMessage],
     records: Sequence[Any],
     policy: ContextPolicy,
@@ -174,34 +199,52 @@ def maybe_compact(
     model: Any,
     profile: KimiModelProfile,
     token_counter: TokenCounter,
-    tokens: int,
-    force: bool,
-) -> tuple[Any | None, dict[str, Any]]:
-    """Run the compaction strategies when the trigger fires (or ``force``).
+    tools: Sequence[Any],
+    trigger: str | None,
+    snapshot_id: str | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Compact now (``trigger`` given) or only if the trigger fires (``maybe_compact``).
+
+    Args:
+        log: The full log.
+        records: Earlier records (dicts).
+        policy: Thresholds.
+        model: The summariser.
+        profile: Model profile.
+        token_counter: Counter.
+        tools: Tool schemas.
+        trigger: Why a compaction is forced, or ``None`` for the end-of-turn check.
+        snapshot_id: The checkpoint holding the pre-compaction state.
 
     Returns:
-        ``(record or None, report dict)``.
+        ``(new record as a dict or None, report dict)``.
     """
-    return None, {"compacted": False, "tokens": tokens}
-
-
-def recover_overflow(
-    log: list[AnyMessage],
-    records: Sequence[Any],
-    policy: ContextPolicy,
-    *,
-    model: Any,
-    profile: KimiModelProfile,
-    token_counter: TokenCounter,
-    attempt: int,
-    error: str,
-) -> tuple[Any | None, dict[str, Any]]:
-    """One step of the overflow recovery chain (compact -> truncate -> readable error).
-
-    Returns:
-        ``(record or None, report dict)``.
-    """
-    raise NotImplementedError
-
-
-_ = Mapping
+    common: dict[str, Any] = {
+        "model": model,
+        "records": load_records(records),
+        "profile": profile,
+        "token_counter": token_counter,
+        "tools": list(tools) or None,
+        "snapshot_id": snapshot_id,
+    }
+    if trigger is None:
+        _, report = maybe_compact(log, policy, **common)
+        if report is None:
+            return None, {"ran": False}
+    else:
+        _, report = compact(log, policy, trigger=trigger, **common)
+    data = {
+        "ran": True,
+        "changed": report.changed,
+        "trigger": report.trigger,
+        "strategy": report.strategy,
+        "tokens_before": report.tokens_before,
+        "tokens_after": report.tokens_after,
+        "model_calls": report.model_calls,
+        "failures": list(report.failures),
+        "timed_out": report.timed_out,
+    }
+    record = report.record.to_dict() if report.record is not None else None
+    if record is not None:
+        data["record_id"] = record["record_id"]
+    return record, data

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.exceptions import ContextOverflowError
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -32,6 +31,7 @@ from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
 from langchain_kimi_context.agent.state import AgentSettings, KimiMaxStepsExceededError
 from langchain_kimi_context.agent.tools import ToolRunner
+from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
@@ -164,17 +164,40 @@ class AgentRuntime:
             session_key=_session_key(state),
         )
 
+    def prepare(self, raw_view: Sequence[BaseMessage], state: Mapping[str, Any]) -> list[Any]:
+        """Run the pipeline stages (after the guard) on a freshly rebuilt view.
+
+        Args:
+            raw_view: ``apply_compactions(log, records)``.
+            state: The graph state.
+
+        Returns:
+            The messages to send.
+        """
+        view: list[Any] = list(raw_view)
+        if self.system_prompt:
+            view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
+        for name in PIPELINE_STAGES[1:]:
+            view, _ = self.apply_stage(name, view, state)
+        return view
+
+    def _learned_window(self, model_name: str, window: int) -> None:
+        learn = getattr(self.model, "learn_context_window", None)
+        if callable(learn):
+            learn(window, model=model_name)
+
     # ------------------------------------------------------------------- nodes --
     def preflight(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Window guard: resolve the window, estimate the request, pick a route.
 
-        Also starts a new turn's bookkeeping when a new user message arrived.
+        Also starts a new turn's bookkeeping when a new user message arrived, and asks
+        for a compaction first when the trigger fires or the request does not fit.
         """
         log = list(state.get("messages") or [])
         turn = dict(state.get("turn") or {})
         last_user = _last_user_message(log)
         if last_user is not None and turn.get("id") != last_user.id:
-            turn = {"id": last_user.id, "steps": 0, "failed_steps": 0, "compactions": 0}
+            turn = {"id": last_user.id, "steps": 0, "failed_steps": 0}
         view = self.base_view(state)
         tracker = self._tracker(state)
         size = tracker.current_size(view, self.tool_schemas or None)
@@ -184,19 +207,24 @@ class AgentRuntime:
             profile=self.profile,
             token_counter=self.token_counter,
             tools=self.tool_schemas,
-            estimated_tokens=size,
         )
-        report["estimated_tokens"] = size
-        needs = _stages.should_compact_now(size, self.policy, self.profile) or report.get(
-            "route"
-        ) in ("compact", "compact_then_truncate")
-        turn["compact_before_call"] = bool(needs) and turn.get("precompacted") != len(log)
+        report["calibrated_tokens"] = size
+        reason = _stages.compaction_due(size, self.policy, self.profile)
+        if reason is None and report.get("route") in ("compact", "compact_then_truncate"):
+            reason = "preflight"
+        # compact at most once per log length, so a compaction that cannot help
+        # does not loop; the truncate stage and overflow recovery take it from there
+        if reason is not None and turn.get("compacted_at") != len(log):
+            turn["compact_reason"] = reason
+        else:
+            turn.pop("compact_reason", None)
+        report["compact"] = turn.get("compact_reason")
         return {"kimi_view": view, "turn": turn, "reports": {"preflight": report}}
 
     def route_after_preflight(self, state: Mapping[str, Any]) -> str:
         """``compact`` when the guard asked for it (once per step), else ``sanitize``."""
         turn = state.get("turn") or {}
-        return "compact" if turn.get("compact_before_call") else "sanitize"
+        return "compact" if turn.get("compact_reason") else "sanitize"
 
     def make_stage_node(
         self, name: str
@@ -247,13 +275,35 @@ class AgentRuntime:
         steps = int(turn.get("steps", 0))
         if steps >= settings.max_steps_per_turn:
             raise KimiMaxStepsExceededError(steps=steps + 1, limit=settings.max_steps_per_turn)
-        view = self.view_before(state, "call_model")
-        started = time.perf_counter()
-        try:
-            reply, failures = call_with_retry(
+        prepared = self.view_before(state, "call_model")
+        log = list(state.get("messages") or [])
+        records = _stages.load_records(state.get("compactions"))
+        sent: list[list[AnyMessage]] = []
+
+        def send(raw_view: list[BaseMessage]) -> tuple[Any, list[Any]]:
+            # the first call sends the prepared view; after an overflow compaction the
+            # new view goes through the same pipeline stages again
+            view = prepared if not sent else self.prepare(raw_view, state)
+            sent.append(view)
+            return call_with_retry(
                 lambda: self.bound_model.invoke(view, config),
                 settings.retry,
                 sleep=self.sleep,
+            )
+
+        recovery = OverflowRecovery(
+            self.policy,
+            model=self.model,
+            model_name=self.profile.name,
+            profile=self.profile,
+            token_counter=self.token_counter,
+            tools=self.tool_schemas or None,
+            on_window_learned=self._learned_window,
+        )
+        started = time.perf_counter()
+        try:
+            outcome = recovery.invoke(
+                send, log, records=records, snapshot_id=_checkpoint_id(config)
             )
         except RetryExhaustedError as exc:
             turn["failed_steps"] = int(turn.get("failed_steps", 0)) + 1
@@ -267,16 +317,13 @@ class AgentRuntime:
                 "failed_steps": turn["failed_steps"],
             }
             return {"turn": turn, "reports": {"call_model": report}}
-        except ContextOverflowError as exc:
-            turn["overflow"] = int(turn.get("overflow", 0)) + 1
-            turn["overflow_error"] = str(exc)[:300]
-            return {"turn": turn, "reports": {"call_model": {"ok": False, "overflow": str(exc)}}}
+        reply, failures = outcome.result
+        view = sent[-1]
         model_ms = (time.perf_counter() - started) * 1000
         tracker = self._tracker(state)
         tracker.record_response(view, reply, tools=self.tool_schemas or None)
         usage = _add_usage(state.get("usage") or {}, reply)
-        turn.update(steps=steps + 1, failed_steps=0, failures=[], overflow=0)
-        turn.pop("overflow_error", None)
+        turn.update(steps=steps + 1, failed_steps=0, failures=[])
         report = {
             "ok": True,
             "sent_messages": len(view),
@@ -284,29 +331,33 @@ class AgentRuntime:
             "tool_calls": len(reply.tool_calls) if isinstance(reply, AIMessage) else 0,
             "model_ms": round(model_ms, 1),
         }
+        if outcome.steps != ("call",):
+            report["overflow_recovery"] = list(outcome.steps)
         context = dict(state.get("context") or {})
         context.update(
             tracker=tracker.to_dict(),
             window=self.profile.context_window,
             last_prompt_tokens=tracker.last_prompt_tokens,
         )
-        return {
+        update: dict[str, Any] = {
             "messages": [reply],
             "turn": turn,
             "usage": usage,
             "context": context,
             "reports": {"call_model": report},
         }
+        if outcome.records:
+            update["compactions"] = [r.to_dict() for r in outcome.records]
+            update["snapshots"] = [r.snapshot_id for r in outcome.records if r.snapshot_id]
+        return update
 
     def route_after_model(self, state: Mapping[str, Any]) -> str:
-        """``call_model`` again after a failed step, ``compact`` on overflow,
-        ``tools`` for tool calls, else ``compact`` (maybe-compact, then END)."""
+        """``call_model`` again after a failed step, ``tools`` for tool calls, else
+        ``compact`` (maybe-compact, then END)."""
         report = (state.get("reports") or {}).get("call_model") or {}
         turn = state.get("turn") or {}
         if report.get("ok") is False and "attempts" in report:
             return "call_model"
-        if report.get("ok") is False and "overflow" in report:
-            return "compact"
         log = state.get("messages") or []
         last = log[-1] if log else None
         if isinstance(last, AIMessage) and last.tool_calls and not turn.get("stop_reason"):
@@ -338,53 +389,43 @@ class AgentRuntime:
         return "compact" if turn.get("stop_reason") else "preflight"
 
     def compact(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        """Compaction: before a call (guard/trigger), after an overflow, or at turn end."""
+        """Compaction before a call (trigger/guard asked) or at the end of a turn."""
         log = list(state.get("messages") or [])
         turn = dict(state.get("turn") or {})
-        view = self.base_view(state)
-        tracker = self._tracker(state)
-        size = tracker.current_size(view, self.tool_schemas or None)
-        overflow = bool(turn.get("overflow"))
-        if overflow:
-            record, report = _stages.recover_overflow(
-                log,
-                state.get("compactions") or [],
-                self.policy,
-                model=self.model,
-                profile=self.profile,
-                token_counter=self.token_counter,
-                attempt=int(turn.get("overflow", 1)),
-                error=turn.get("overflow_error", ""),
-            )
-        else:
-            record, report = _stages.maybe_compact(
-                log,
-                state.get("compactions") or [],
-                self.policy,
-                model=self.model,
-                profile=self.profile,
-                token_counter=self.token_counter,
-                tokens=size,
-                force=bool(turn.get("compact_before_call")),
-            )
-        turn["compact_before_call"] = False
-        turn["precompacted"] = len(log)
+        reason = turn.pop("compact_reason", None)
+        record, report = _stages.run_compaction(
+            log,
+            state.get("compactions") or [],
+            self.policy,
+            model=self.model,
+            profile=self.profile,
+            token_counter=self.token_counter,
+            tools=self.tool_schemas,
+            trigger=reason,
+            snapshot_id=_checkpoint_id(config),
+        )
+        report["phase"] = "before_call" if reason else "end_of_turn"
+        turn["compacted_at"] = len(log)
         update: dict[str, Any] = {"turn": turn, "reports": {"compact": report}}
         if record is not None:
             update["compactions"] = [record]
-            turn["compactions"] = int(turn.get("compactions", 0)) + 1
+            if record.get("snapshot_id"):
+                update["snapshots"] = [record["snapshot_id"]]
         return update
 
     def route_after_compact(self, state: Mapping[str, Any]) -> str:
         """END when the turn is over, else back to ``preflight``."""
         turn = state.get("turn") or {}
-        if turn.get("overflow"):
-            return "preflight"
         log = state.get("messages") or []
         last = log[-1] if log else None
         if turn.get("stop_reason") or (isinstance(last, AIMessage) and not last.tool_calls):
             return "__end__"
         return "preflight"
+
+
+def _checkpoint_id(config: RunnableConfig) -> str | None:
+    value = (config.get("configurable") or {}).get("checkpoint_id")
+    return str(value) if value else None
 
 
 def _session_key(state: Mapping[str, Any]) -> str | None:
