@@ -80,6 +80,7 @@ from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import KimiConfigurationError
+from langchain_kimi_context.history import KimiChatMessageHistory
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = [
@@ -917,6 +918,88 @@ class RollingSnapshotMemory:
         self._write(session_id, {"messages": msgs})
         return [str(m.id) for m in msgs]
 
+    def append_messages(
+        self,
+        session_id: str,
+        messages: Sequence[BaseMessage | str | tuple[str, str] | Mapping[str, Any]],
+        *,
+        enforce_limit: bool = True,
+    ) -> list[str]:
+        """Append several messages in ONE checkpoint write (no model call).
+
+        Args:
+            session_id: The session.
+            messages: Messages (same forms as :meth:`append_message`).
+            enforce_limit: Check each against ``policy.max_append_tokens`` (the chat
+                history adapter turns this off for model replies it records).
+
+        Returns:
+            The ids of the stored messages.
+
+        Raises:
+            AppendTooLargeError: A message is over the limit (nothing is written).
+
+        Example:
+            >>> import os, tempfile
+            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+            >>> sid = mem.create_session()
+            >>> len(mem.append_messages(sid, ["question", AIMessage("answer")]))
+            2
+        """
+        msgs = [_to_message(m) for m in messages]
+        if enforce_limit:
+            for m in msgs:
+                self._check_size(m)
+        if not msgs:
+            return []
+        return self._append(session_id, msgs)
+
+    def maintain(self, session_id: str) -> bool:
+        """Run the end-of-turn check outside ``chat``: snapshot + compact/truncate if due.
+
+        ``chat`` does this itself (inside the graph); faces that append messages without
+        calling the graph (the chat-history adapter) call this after each exchange. The
+        trigger is the graph's (``should_compact`` on server usage + estimate).
+
+        Args:
+            session_id: The session.
+
+        Returns:
+            Whether the context was compacted or truncated.
+
+        Example:
+            >>> import os, tempfile
+            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+            >>> mem.maintain(mem.create_session(system="sys"))
+            False
+        """
+        graph = self._session_graph(session_id)
+        runtime = self._runtime(graph)
+        state = dict(graph.get_state(self._config(session_id)).values or {})
+        if self.on_threshold == "truncate":
+            count = len(state.get("compactions") or [])
+            self._maybe_truncate(session_id, state)
+            return len(self._state(session_id).get("compactions") or []) > count
+        head = self._head(session_id)
+        record, _ = _stages.run_compaction(
+            list(state.get("messages") or []),
+            state.get("compactions") or [],
+            runtime.policy,
+            model=runtime.model,
+            profile=runtime.profile,
+            token_counter=self.token_counter,
+            tools=runtime.tool_schemas,
+            trigger=None,
+            snapshot_id=head,
+        )
+        if record is None:
+            return False
+        self._register_snapshot(session_id, head, name=None, reason="compaction")
+        self._write(session_id, {"compactions": [record]})
+        return True
+
     @staticmethod
     def _join_chunks(chunks: Sequence[BaseMessageChunk | str], role: str) -> BaseMessage:
         if not chunks:
@@ -1527,6 +1610,28 @@ class RollingSnapshotMemory:
             compactions=len(state.get("compactions") or []),
             snapshots=len(self.list_snapshots(session_id)),
         )
+
+    def history(self, session_id: str, *, system: str | None = None) -> KimiChatMessageHistory:
+        """A ``BaseChatMessageHistory`` over a session (created on first use).
+
+        Pass ``memory.history`` as ``get_session_history`` of
+        ``RunnableWithMessageHistory``.
+
+        Args:
+            session_id: The session.
+            system: System instructions if the session is created here.
+
+        Returns:
+            The adapter.
+
+        Example:
+            >>> import os, tempfile
+            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+            >>> type(mem.history("s1")).__name__
+            'KimiChatMessageHistory'
+        """
+        return KimiChatMessageHistory(self, session_id, system=system)
 
     # ------------------------------------------------------------------ multi-session
     def run_subtask(
