@@ -63,6 +63,7 @@ from langchain_kimi_context.errors import (
     KimiServerError,
     is_retryable_error,
 )
+from langchain_kimi_context.history import KimiChatMessageHistory
 from langchain_kimi_context.memory import (
     AppendTooLargeError,
     CompressResult,
@@ -80,6 +81,11 @@ from langchain_kimi_context.memory import (
     SubtaskResult,
     TruncateResult,
     UnknownSnapshotError,
+)
+from langchain_kimi_context.middleware import (
+    KimiContextMiddleware,
+    KimiContextState,
+    KimiPreModelHook,
 )
 from langchain_kimi_context.profiles import (
     KimiModelProfile,
@@ -124,15 +130,19 @@ __all__ = [
     "GuardReport",
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
+    "KimiChatMessageHistory",
     "KimiChatModel",
     "KimiConfigurationError",
     "KimiContentFilterError",
+    "KimiContextMiddleware",
     "KimiContextOverflowError",
+    "KimiContextState",
     "KimiEmptyResponseError",
     "KimiInvalidRequestError",
     "KimiModelProfile",
     "KimiNotFoundError",
     "KimiPermissionDeniedError",
+    "KimiPreModelHook",
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
