@@ -695,8 +695,10 @@ class RollingSnapshotMemory:
             )
         return out
 
-    def _session_graph(self, session_id: str) -> CompiledStateGraph[Any, Any, Any, Any]:
-        return self._graph(self._tools_for(self._entry(session_id)))
+    def _session_graph(
+        self, session_id: str, *, live: bool = True
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
+        return self._graph(self._tools_for(self._entry(session_id, live=live)))
 
     @staticmethod
     def _config(session_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
@@ -711,8 +713,8 @@ class RollingSnapshotMemory:
             raise SessionNotFoundError(session_id)
         return str(tup.config["configurable"]["checkpoint_id"])
 
-    def _state(self, session_id: str) -> dict[str, Any]:
-        graph = self._session_graph(session_id)
+    def _state(self, session_id: str, *, live: bool = True) -> dict[str, Any]:
+        graph = self._session_graph(session_id, live=live)
         return dict(graph.get_state(self._config(session_id)).values or {})
 
     def _write(
@@ -868,9 +870,9 @@ class RollingSnapshotMemory:
         if delete:
             self.checkpointer.delete_thread(session_id)
             self._record({"op": "delete", "session": session_id})
+            self._session_tools.pop(session_id, None)
         else:
             self._record({"op": "close", "session": session_id})
-        self._session_tools.pop(session_id, None)
 
     # ------------------------------------------------------------------ appends
     def _check_size(self, message: BaseMessage) -> None:
@@ -1113,7 +1115,10 @@ class RollingSnapshotMemory:
         return self._end_turn(session_id, out, before, records_before)
 
     async def achat(self, session_id: str, user_input: str | BaseMessage) -> AIMessage:
-        """Async variant of :meth:`chat` (``graph.ainvoke``).
+        """Async variant of :meth:`chat`.
+
+        The turn runs in a worker thread (the default SQLite checkpointer is
+        synchronous), so the event loop is never blocked.
 
         Args:
             session_id: The session.
@@ -1128,14 +1133,7 @@ class RollingSnapshotMemory:
         Example:
             >>> asyncio.run(memory.achat(sid, "hi"))  # doctest: +SKIP
         """
-        graph, config, before, records_before = await asyncio.to_thread(
-            self._begin_turn, session_id, user_input
-        )
-        try:
-            out = await graph.ainvoke({"messages": [self._user_message(user_input)]}, config)
-        except Exception as exc:
-            await asyncio.to_thread(self._fail_turn, session_id, before, exc)
-        return await asyncio.to_thread(self._end_turn, session_id, out, before, records_before)
+        return await asyncio.to_thread(self.chat, session_id, user_input)
 
     @staticmethod
     def _user_message(user_input: str | BaseMessage) -> BaseMessage:
@@ -1536,7 +1534,7 @@ class RollingSnapshotMemory:
             >>> [m.content for m in mem.messages(sid)]
             ['sys']
         """
-        graph = self._session_graph(session_id)
+        graph = self._session_graph(session_id, live=False)
         state = dict(graph.get_state(self._config(session_id)).values or {})
         prepared: list[BaseMessage] = self._runtime(graph).prepare(self._view(state), state)
         return prepared
@@ -1557,7 +1555,7 @@ class RollingSnapshotMemory:
             >>> mem.log(mem.create_session(system="sys"))[0].content
             'sys'
         """
-        return list(self._state(session_id).get("messages") or [])
+        return list(self._state(session_id, live=False).get("messages") or [])
 
     def usage(self, session_id: str) -> SessionUsage:
         """Tokens (billed and in context, by role), cost, compactions and snapshots.
@@ -1576,7 +1574,7 @@ class RollingSnapshotMemory:
             >>> u.calls, u.context_by_role["system"] > 0, u.snapshots
             (0, True, 1)
         """
-        graph = self._session_graph(session_id)
+        graph = self._session_graph(session_id, live=False)
         runtime = self._runtime(graph)
         state = dict(graph.get_state(self._config(session_id)).values or {})
         usage = dict(state.get("usage") or {})
