@@ -58,8 +58,8 @@ def _model(emu: KimiEmulator) -> KimiChatModel:
 
 
 @pytest.fixture
-def memory(emulator: KimiEmulator, tmp_path: Path) -> Iterator[RollingSnapshotMemory]:
-    yield RollingSnapshotMemory(
+def memory(emulator: KimiEmulator, tmp_path: Path) -> RollingSnapshotMemory:
+    return RollingSnapshotMemory(
         _model(emulator),
         db_path=tmp_path / "m.sqlite",
         tools=[read_file],
@@ -82,7 +82,8 @@ def test_create_session_stores_system_and_lists(memory: RollingSnapshotMemory) -
     with pytest.raises(SessionExistsError, match="already exists"):
         memory.create_session(session_id="s1")
     generated = memory.create_session()
-    assert generated != sid and generated in memory.sessions()
+    assert generated != sid
+    assert generated in memory.sessions()
 
 
 def test_session_cap_is_enforced_and_close_frees_a_slot(
@@ -93,7 +94,8 @@ def test_session_cap_is_enforced_and_close_frees_a_slot(
     mem.create_session()
     with pytest.raises(SessionLimitError) as err:
         mem.create_session()
-    assert err.value.limit == 2 and "close_session" in str(err.value)
+    assert err.value.limit == 2
+    assert "close_session" in str(err.value)
     mem.close_session(a)
     mem.create_session()  # a slot was freed
     with pytest.raises(SessionClosedError):
@@ -133,12 +135,15 @@ def test_append_message_limit_and_roles(memory: RollingSnapshotMemory) -> None:
     mid = memory.append_message(sid, ("system", "Code style: black, 100 columns."))
     memory.append_message(sid, "Here is the spec of module a.")
     log = memory.log(sid)
-    assert len(log) == len(before) + 2 and log[1].id == mid
-    assert isinstance(log[1], SystemMessage) and isinstance(log[2], HumanMessage)
+    assert len(log) == len(before) + 2
+    assert log[1].id == mid
+    assert isinstance(log[1], SystemMessage)
+    assert isinstance(log[2], HumanMessage)
     huge = "token " * 12_000
     with pytest.raises(AppendTooLargeError) as err:
         memory.append_message(sid, huge)
-    assert err.value.limit == 8_000 and err.value.parts >= 2
+    assert err.value.limit == 8_000
+    assert err.value.parts >= 2
     assert "Split it into" in str(err.value)
     assert len(memory.log(sid)) == len(log)  # nothing written
     with pytest.raises(AppendTooLargeError):
@@ -170,7 +175,8 @@ def test_append_stream_commits_one_message_from_a_real_stream(
     assert len(chunks) > 1
     memory.append_stream(sid, chunks)
     log = memory.log(sid)
-    assert isinstance(log[-1], AIMessage) and not isinstance(log[-1], AIMessageChunk)
+    assert isinstance(log[-1], AIMessage)
+    assert not isinstance(log[-1], AIMessageChunk)
     assert log[-1].content == "streamed answer text"
 
     def broken() -> Iterator[str]:
@@ -201,7 +207,7 @@ def test_chat_runs_the_graph_records_usage_and_matches_the_ledger(
     assert reply.content == "read it"
     log = memory.log(sid)
     assert [m.type for m in log] == ["system", "human", "ai", "tool", "ai"]
-    assert log[3].content.startswith("# a.py")
+    assert str(log[3].content).startswith("# a.py")
     reqs = _chat_requests(emulator)
     assert len(reqs) == 2
     assert reqs[0].body["messages"][0] == {"role": "system", "content": "You refactor code."}
@@ -216,7 +222,9 @@ def test_chat_runs_the_graph_records_usage_and_matches_the_ledger(
     assert usage.cost == pytest.approx(ledger.cost(usage.currency), rel=1e-6)
     assert usage.context_by_role["tool"] > usage.context_by_role["user"] > 0
     assert usage.context_by_role["tools"] > 0
-    assert usage.log_messages == 5 and usage.compactions == 0 and usage.snapshots == 1
+    assert usage.log_messages == 5
+    assert usage.compactions == 0
+    assert usage.snapshots == 1
 
 
 def test_chat_past_the_threshold_snapshots_then_compacts(
@@ -236,7 +244,8 @@ def test_chat_past_the_threshold_snapshots_then_compacts(
     assert usage.view_messages < usage.log_messages  # the log keeps everything
     assert len(mem.log(sid)) == 1 + 14 * 2
     view = mem.messages(sid)
-    assert is_marked(view[1], "summary") and "## Current Task" in str(view[1].content)
+    assert is_marked(view[1], "summary")
+    assert "## Current Task" in str(view[1].content)
     # the summariser was called through the emulator's compaction responder (no tools)
     summaries = [r for r in _chat_requests(emulator) if not r.body.get("tools")]
     summaries = [r for r in summaries if "compact" in r.body["messages"][0]["content"].lower()]
@@ -266,7 +275,8 @@ def test_chat_with_truncate_mode_follows_the_seed_loop(
     assert view[0].content == "sys"
     assert "truncated" in str(view[1].content)
     records = mem._state(sid)["compactions"]
-    assert records and all(r["strategy"] == "truncate_head" for r in records)
+    assert records
+    assert all(r["strategy"] == "truncate_head" for r in records)
     assert all(r["tokens_after"] <= 5_000 + 200 for r in records)  # system + notice + kept
     assert mem.usage(sid).context_tokens < 10_000 + 1_200  # never far past the trigger
     # no LLM summary in this mode: every request is a chat turn
@@ -344,10 +354,12 @@ def test_truncate_keeps_system_and_recent_turns_with_valid_pairing(
     sid = _tool_heavy_session(memory, 8)
     log_before = memory.log(sid)
     result = memory.truncate(sid, preserve_len=6_000)
-    assert result.changed and result.dropped_messages > 0
+    assert result.changed
+    assert result.dropped_messages > 0
     view = memory.messages(sid)
     assert view[0].content == "You refactor code."
-    assert is_marked(view[1], "summary") and "truncated" in str(view[1].content)
+    assert is_marked(view[1], "summary")
+    assert "truncated" in str(view[1].content)
     kept = view[2:]
     assert isinstance(kept[0], HumanMessage)  # cut at a turn start
     assert memory.token_counter.count_messages(kept) <= 6_000
@@ -376,8 +388,10 @@ def test_truncate_inside_one_long_tool_loop_pins_the_user_message(
     result = memory.truncate(sid, preserve_len=4_096)
     assert result.changed
     view = memory.messages(sid)
-    assert isinstance(view[2], HumanMessage) and "@calls 8" in str(view[2].content)
-    assert isinstance(view[3], AIMessage) and view[3].tool_calls
+    assert isinstance(view[2], HumanMessage)
+    assert "@calls 8" in str(view[2].content)
+    assert isinstance(view[3], AIMessage)
+    assert view[3].tool_calls
     _, report = repair_tool_pairing(view, ContextPolicy())
     assert not report.changed
 
@@ -390,7 +404,8 @@ def test_truncate_refuses_small_preserve_len_and_noops_when_it_fits(
     with pytest.raises(PreserveTooSmallError, match="4,096"):
         memory.truncate(sid, preserve_len=4_095)
     result = memory.truncate(sid, preserve_len=8_000)
-    assert not result.changed and result.snapshot_id is None
+    assert not result.changed
+    assert result.snapshot_id is None
     assert [s.reason for s in memory.list_snapshots(sid)] == ["created"]
     with pytest.raises(PreserveTooSmallError):
         RollingSnapshotMemory("kimi-k2.5", api_key="sk-x", preserve_len=100)
@@ -409,7 +424,8 @@ def test_snapshot_rollback_and_redo(memory: RollingSnapshotMemory) -> None:
         ("after-one", "manual"),
         (None, "manual"),
     ]
-    assert infos[1].snapshot_id == s1 and infos[1].session_id == sid
+    assert infos[1].snapshot_id == s1
+    assert infos[1].session_id == sid
     memory.rollback(sid, s1)
     assert [m.content for m in memory.log(sid)] == ["sys", "@say one", "one"]
     memory.rollback(sid, s2)  # later snapshots stay valid: a rollback can be undone
@@ -427,7 +443,8 @@ def test_snapshot_errors(memory: RollingSnapshotMemory) -> None:
         memory.rollback(a, "snap-does-not-exist")
     with pytest.raises(SnapshotSessionMismatchError) as err:
         memory.rollback(a, snap_b)
-    assert err.value.actual == b and err.value.expected == a
+    assert err.value.actual == b
+    assert err.value.expected == a
     with pytest.raises(UnknownSnapshotError):
         memory.share("snap-nope")
     with pytest.raises(SessionNotFoundError):
@@ -440,7 +457,8 @@ def test_share_forks_without_touching_the_original(memory: RollingSnapshotMemory
     snap = memory.snapshot(sid)
     memory.chat(sid, "@say original continues")
     fork = memory.share(snap)
-    assert fork != sid and fork in memory.sessions()
+    assert fork != sid
+    assert fork in memory.sessions()
     assert [m.content for m in memory.log(fork)] == ["sys", "@say base", "base"]
     memory.chat(fork, "@say fork continues")
     assert memory.log(fork)[-1].content == "fork continues"
@@ -458,7 +476,8 @@ def test_compress_outline_summary(memory: RollingSnapshotMemory, emulator: KimiE
         memory.chat(sid, _turn(i, reply=400) + "\nDecision: use dataclasses.")
     emulator.reset()
     result = memory.compress(sid, ratio=4)
-    assert result.changed and result.record_id
+    assert result.changed
+    assert result.record_id
     assert result.tokens_after < result.tokens_before
     view = memory.messages(sid)
     assert view[0].content == "You refactor code."
@@ -468,7 +487,8 @@ def test_compress_outline_summary(memory: RollingSnapshotMemory, emulator: KimiE
         assert heading in text
     assert "dataclasses" in text
     reqs = _chat_requests(emulator)
-    assert len(reqs) == 1 and not reqs[0].body.get("tools")
+    assert len(reqs) == 1
+    assert not reqs[0].body.get("tools")
     assert len(memory.log(sid)) == 13  # nothing deleted
     assert any(s.reason == "compress" for s in memory.list_snapshots(sid))
     assert memory.usage(sid).compactions == 1
@@ -488,7 +508,8 @@ def test_run_subtask_brings_back_only_the_result(memory: RollingSnapshotMemory) 
         into=parent,
     )
     assert result.result == "three files read"
-    assert result.usage is not None and result.usage.calls == 4
+    assert result.usage is not None
+    assert result.usage.calls == 4
     assert result.session_id not in memory.sessions()  # closed: its slot is free
     parent_log = memory.log(parent)
     assert not any(m.type == "tool" for m in parent_log)
