@@ -186,7 +186,7 @@ def _finish(result: Any, new_records: list[dict[str, Any]]) -> Any:
     return ExtendedModelResponse(model_response=response, command=Command(update=update))
 
 
-class KimiContextMiddleware(AgentMiddleware[KimiContextState, Any, Any]):
+class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     """Context management for ``langchain.agents.create_agent``: the package's pipeline.
 
     Per model call: maybe-compact (structural first, then a structured summary; the
@@ -217,7 +217,7 @@ class KimiContextMiddleware(AgentMiddleware[KimiContextState, Any, Any]):
         >>> agent.invoke({"messages": [("user", "hi")]})  # doctest: +SKIP
     """
 
-    state_schema = KimiContextState
+    state_schema: type[AgentState[Any]] = KimiContextState
 
     def __init__(
         self,
