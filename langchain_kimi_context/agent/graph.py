@@ -24,6 +24,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -178,4 +179,6 @@ def create_kimi_agent(
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
     limit = settings.max_steps_per_turn * (len(PIPELINE_STAGES) + 3) + 50
-    return compiled.with_config(recursion_limit=limit)
+    return compiled.with_config(
+        recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
+    )

@@ -424,7 +424,9 @@ class AgentRuntime:
 
 
 def _checkpoint_id(config: RunnableConfig) -> str | None:
-    value = (config.get("configurable") or {}).get("checkpoint_id")
+    """Id of the checkpoint the running node started from (the pre-node state)."""
+    conf = config.get("configurable") or {}
+    value = conf.get("checkpoint_id") or (conf.get("checkpoint_map") or {}).get("")
     return str(value) if value else None
 
 

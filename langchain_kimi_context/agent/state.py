@@ -21,7 +21,7 @@ import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels import UntrackedValue
@@ -141,6 +141,12 @@ class AgentSettings:
         tool_timeouts: Per-tool overrides ``{tool name: seconds}``.
         repeat_warn_at: Identical tool calls in a turn from which results carry a warning.
         repeat_stop_at: Identical tool calls in a turn at which the turn stops.
+        durability: LangGraph durability mode. ``"sync"`` (default) persists each
+            node's checkpoint before the next node starts, so a crash never repeats a
+            model call whose result was already returned to the graph and checkpointed;
+            ``"async"`` overlaps the write with the next node (faster, a crash may lose
+            the last step); ``"exit"`` writes once per run. ``invoke(...,
+            durability=...)`` overrides it per call.
 
     Example:
         >>> AgentSettings().max_consecutive_failures, AgentSettings().tool_timeout_s
@@ -158,6 +164,7 @@ class AgentSettings:
     tool_timeouts: Mapping[str, float] = field(default_factory=_frozen)
     repeat_warn_at: int = 3
     repeat_stop_at: int = 8
+    durability: Literal["sync", "async", "exit"] = "sync"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_timeouts", _frozen(self.tool_timeouts))
