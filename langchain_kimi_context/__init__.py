@@ -6,6 +6,15 @@ Example:
     (0.85, 262144)
 """
 
+from langchain_kimi_context.agent import (
+    AgentSettings,
+    KimiAgentInput,
+    KimiAgentState,
+    KimiMaxStepsExceededError,
+    KimiSqliteSaver,
+    RetrySettings,
+    create_kimi_agent,
+)
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context import (
     ContextWindowWarning,
@@ -87,6 +96,7 @@ from langchain_kimi_context.tokens import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentSettings",
     "ApproximateBackend",
     "ClearToolResults",
     "CollapseCodeBlocks",
@@ -103,6 +113,8 @@ __all__ = [
     "DedupeFileReads",
     "GuardReport",
     "KimiAPIContextOverflowError",
+    "KimiAgentInput",
+    "KimiAgentState",
     "KimiAuthenticationError",
     "KimiChatModel",
     "KimiConfigurationError",
@@ -110,12 +122,14 @@ __all__ = [
     "KimiContextOverflowError",
     "KimiEmptyResponseError",
     "KimiInvalidRequestError",
+    "KimiMaxStepsExceededError",
     "KimiModelProfile",
     "KimiNotFoundError",
     "KimiPermissionDeniedError",
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "KimiSqliteSaver",
     "LLMCompaction",
     "LimitReport",
     "OverflowRecovery",
@@ -123,6 +137,7 @@ __all__ = [
     "PipelineReport",
     "Pricing",
     "RecoveryOutcome",
+    "RetrySettings",
     "SanitizeReport",
     "TiktokenBackend",
     "TokenCalibrator",
@@ -138,6 +153,7 @@ __all__ = [
     "compact",
     "count_tokens_exact",
     "count_tokens_for_model",
+    "create_kimi_agent",
     "current_context_tokens",
     "default_compaction",
     "default_token_counter",

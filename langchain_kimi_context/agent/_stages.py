@@ -111,6 +111,7 @@ def run_stage(
         ValueError: Unknown stage name.
     """
     out: Sequence[BaseMessage]
+    report: Any
     if name == "sanitize":
         out, report = sanitize_messages(view, policy, profile=profile)
     elif name == "limit_turns":

@@ -150,12 +150,13 @@ def create_kimi_agent(
     )
 
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
-    graph.add_node("preflight", runtime.preflight)
+    # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
+    nodes: dict[str, Any] = {"preflight": runtime.preflight}
     for stage in PIPELINE_STAGES[1:]:
-        graph.add_node(stage, runtime.make_stage_node(stage))
-    graph.add_node("call_model", runtime.call_model)
-    graph.add_node("tools", runtime.tools)
-    graph.add_node("compact", runtime.compact)
+        nodes[stage] = runtime.make_stage_node(stage)
+    nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)
+    for node_name, fn in nodes.items():
+        graph.add_node(node_name, fn)
 
     graph.add_edge(START, "preflight")
     graph.add_conditional_edges(

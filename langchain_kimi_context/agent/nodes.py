@@ -352,8 +352,7 @@ class AgentRuntime:
         return update
 
     def route_after_model(self, state: Mapping[str, Any]) -> str:
-        """``call_model`` again after a failed step, ``tools`` for tool calls, else
-        ``compact`` (maybe-compact, then END)."""
+        """Route after the model: retry step, tools, or maybe-compact then END."""
         report = (state.get("reports") or {}).get("call_model") or {}
         turn = state.get("turn") or {}
         if report.get("ok") is False and "attempts" in report:

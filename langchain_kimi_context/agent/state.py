@@ -129,8 +129,9 @@ def _frozen(value: Mapping[str, float] | None = None) -> Mapping[str, float]:
 
 @dataclass(frozen=True, kw_only=True)
 class AgentSettings:
-    """Reliability settings of :func:`create_kimi_agent` (context thresholds live in
-    :class:`~langchain_kimi_context.ContextPolicy`).
+    """Reliability settings of :func:`create_kimi_agent`.
+
+    Context thresholds live in :class:`~langchain_kimi_context.ContextPolicy`.
 
     Attributes:
         retry: Model-call retry settings (3 attempts, 1/2/4 s jittered backoff).
@@ -179,4 +180,3 @@ class AgentSettings:
             problems.append("need 1 <= repeat_warn_at <= repeat_stop_at")
         if problems:
             raise KimiConfigurationError("Invalid AgentSettings: " + "; ".join(problems))
-

@@ -34,8 +34,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-
 from langchain_core.messages import (
     AnyMessage,
     BaseMessage,
@@ -44,6 +42,7 @@ from langchain_core.messages import (
     convert_to_messages,
     message_chunk_to_message,
 )
+from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
 from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
@@ -304,9 +303,7 @@ class KimiSqliteSaver(SqliteSaver):
                 for ch in channels:
                     newer = list(reversed(collected[ch]))
                     if ch in remaining:
-                        entry: DeltaChannelHistory = {
-                            "writes": [*base[ch]["writes"], *newer]
-                        }
+                        entry: DeltaChannelHistory = {"writes": [*base[ch]["writes"], *newer]}
                         if "seed" in base[ch]:
                             entry["seed"] = base[ch]["seed"]
                     else:
@@ -381,9 +378,7 @@ def _coerce(write: Any) -> list[BaseMessage]:
     return out
 
 
-def fold_messages(
-    state: Sequence[AnyMessage] | None, writes: Sequence[Any]
-) -> list[AnyMessage]:
+def fold_messages(state: Sequence[AnyMessage] | None, writes: Sequence[Any]) -> list[AnyMessage]:
     """Apply message writes to a history, ``add_messages``-style, batching-invariant.
 
     Each write is a message, a list of messages, or anything
@@ -416,8 +411,8 @@ def fold_messages(
         >>> [m.id for m in a] == [m.id for m in b]
         True
     """
-    merged: list[AnyMessage] = list(state or [])
-    index: dict[str, int] | None = None
+    merged: list[Any] = list(state or [])
+    index: dict[str | None, int] | None = None
     for write in writes:
         for message in _coerce(write):
             if isinstance(message, RemoveMessage):
@@ -453,10 +448,10 @@ def fold_messages(
                 index = {m.id: i for i, m in enumerate(merged) if m.id is not None}
             pos = index.get(message.id)
             if pos is not None:
-                merged[pos] = message  # type: ignore[assignment]
+                merged[pos] = message
             else:
-                index[message.id] = len(merged)  # type: ignore[index]
-                merged.append(message)  # type: ignore[arg-type]
+                index[message.id] = len(merged)
+                merged.append(message)
     return merged
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from langchain_kimi_context import ContextPolicy, KimiChatModel
+from langchain_kimi_context import KimiChatModel
 from langchain_kimi_context.agent import create_kimi_agent
 from langchain_kimi_context.testing import (
     DefaultResponder,
@@ -157,8 +157,10 @@ def _check_final(tmp_path: Path, emu: KimiEmulator, turns: list[str]) -> list[An
     # every turn ended with an answer (the next user message follows an AI reply)
     for i, m in enumerate(msgs):
         if isinstance(m, HumanMessage) and i:
-            assert isinstance(msgs[i - 1], AIMessage) and not msgs[i - 1].tool_calls
-    assert isinstance(msgs[-1], AIMessage) and not msgs[-1].tool_calls
+            assert isinstance(msgs[i - 1], AIMessage)
+            assert not msgs[i - 1].tool_calls
+    assert isinstance(msgs[-1], AIMessage)
+    assert not msgs[-1].tool_calls
     return msgs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -38,8 +39,12 @@ def _agent(emu: KimiEmulator, tmp_path: Path, **kw: Any) -> Any:
     model = KimiChatModel(base_url=emu.base_url, api_key=emu.api_key)
     settings = kw.pop("settings", AgentSettings(retry=FAST))
     return create_kimi_agent(
-        model, kw.pop("tools", [read_file]), db_path=tmp_path / "a.sqlite", settings=settings,
-        sleep=lambda s: None, **kw
+        model,
+        kw.pop("tools", [read_file]),
+        db_path=tmp_path / "a.sqlite",
+        settings=settings,
+        sleep=lambda s: None,
+        **kw,
     )
 
 
@@ -81,16 +86,26 @@ def test_full_agent_loop_with_parallel_tools_and_tool_errors(
     out = agent.invoke({"messages": [HumanMessage(script)]}, _cfg())
     msgs = out["messages"]
     assert [m.type for m in msgs] == ["human", "ai", "tool", "tool", "ai", "tool", "ai"]
-    assert "line 3 of a.py" in msgs[2].content and "b.py" in msgs[3].content
-    assert msgs[5].status == "error" and "FileNotFoundError" in msgs[5].content
+    assert "line 3 of a.py" in msgs[2].content
+    assert "b.py" in msgs[3].content
+    assert msgs[5].status == "error"
+    assert "FileNotFoundError" in msgs[5].content
     assert msgs[-1].content.startswith("Tool results:")
     assert_log_consistent(msgs)
     # what went over the wire: system prompt first, results paired with their calls
     reqs = _chat_requests(emulator)
-    assert len(reqs) == 3 and all(r.status == 200 for r in reqs)
+    assert len(reqs) == 3
+    assert all(r.status == 200 for r in reqs)
     sent = reqs[-1].body["messages"]
     assert sent[0] == {"role": "system", "content": "You are a careful coding agent."}
-    assert [m["role"] for m in sent[1:]] == ["user", "assistant", "tool", "tool", "assistant", "tool"]
+    assert [m["role"] for m in sent[1:]] == [
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+        "tool",
+    ]
     assert reqs[0].body["tools"][0]["function"]["name"] == "read_file"
     # the system prompt is sent, not stored in the log
     assert all(m.type != "system" for m in msgs)
@@ -128,9 +143,16 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
     # a dangling tool call left in the log (e.g. by an older crash) for repair to fix
     agent.update_state(
         cfg,
-        {"messages": [AIMessage("", id="dangling",
-                                additional_kwargs={"reasoning_content": "let me dump"},
-                                tool_calls=[{"name": "dump", "args": {}, "id": "lost:0"}])]},
+        {
+            "messages": [
+                AIMessage(
+                    "",
+                    id="dangling",
+                    additional_kwargs={"reasoning_content": "let me dump"},
+                    tool_calls=[{"name": "dump", "args": {}, "id": "lost:0"}],
+                )
+            ]
+        },
     )
     agent.invoke({"messages": [HumanMessage('@call dump {"name": "x"}')]}, cfg)
     turn3 = len(list(agent.get_state_history(cfg)))
@@ -138,7 +160,7 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
 
     history = list(agent.get_state_history(cfg))[::-1][:turn3]  # oldest first, to turn 3
     ran: list[tuple[str, dict[str, Any]]] = []
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         for node in before.next:
             ran.append((node, after.values.get("reports", {}).get(node, {})))
     nodes = [n for n, _ in ran]
@@ -152,11 +174,13 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
     reports = dict(ran)  # last report of each node in the history
     assert reports["preflight"]["window"] == 24_000
     # history_limit=2 dropped the first turn from the view
-    assert reports["limit_turns"]["changed"] and reports["limit_turns"]["dropped_messages"]
+    assert reports["limit_turns"]["changed"]
+    assert reports["limit_turns"]["dropped_messages"]
     # the dangling call got a synthetic result in the view
     repairs = [r for n, r in ran if n == "repair_pairing" and r.get("changed")]
     assert any(r["added_synthetic_results"] for r in repairs)
-    assert reports["truncate_results"]["applied"] and reports["truncate_results"]["truncated"]
+    assert reports["truncate_results"]["applied"]
+    assert reports["truncate_results"]["truncated"]
     assert reports["tools"]["calls"] == 1
     assert reports["call_model"]["ok"] is True
     compact_reports = [r for n, r in ran if n == "compact"]
@@ -170,9 +194,11 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
         for h in agent.get_state_history(cfg)
         if h.values.get("reports", {}).get("compact", {}).get("changed")
     ]
-    assert compacted and compacted[0]["strategy"] == "llm_summary"
+    assert compacted
+    assert compacted[0]["strategy"] == "llm_summary"
     (record,) = final["compactions"]
-    assert record["summary"] is not None and record["tokens_after"] < record["tokens_before"]
+    assert record["summary"] is not None
+    assert record["tokens_after"] < record["tokens_before"]
     assert record["snapshot_id"] in final["snapshots"]
     # the log itself is untouched: the full tool result is still there
     tool_msgs = [m for m in final["messages"] if isinstance(m, ToolMessage)]
@@ -181,10 +207,12 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
     sent_tool = [
         m for r in _chat_requests(emulator) for m in r.body["messages"] if m["role"] == "tool"
     ]
-    assert sent_tool and max(len(m.get("content") or "") for m in sent_tool) < big // 2
+    assert sent_tool
+    assert max(len(m.get("content") or "") for m in sent_tool) < big // 2
     # and the summary replaced the old turns in what the model saw in turn 4
     last_sent = _chat_requests(emulator)[-1].body["messages"]
-    assert last_sent[0]["role"] == "system" and "compacted" in last_sent[0]["content"].lower()
+    assert last_sent[0]["role"] == "system"
+    assert "compacted" in last_sent[0]["content"].lower()
 
 
 @pytest.mark.parametrize(
@@ -204,39 +232,62 @@ def test_retry_classification_over_http(
     slept: list[float] = []
     model = KimiChatModel(base_url=emulator.base_url, api_key=emulator.api_key)
     agent = create_kimi_agent(
-        model, [], db_path=tmp_path / "r.sqlite",
-        settings=AgentSettings(retry=RetrySettings(jitter=0)), sleep=slept.append,
+        model,
+        [],
+        db_path=tmp_path / "r.sqlite",
+        settings=AgentSettings(retry=RetrySettings(jitter=0)),
+        sleep=slept.append,
     )
     emulator.faults.add_from_dict({"kind": fault, "at": 1})
     if retried:
         out = agent.invoke({"messages": [HumanMessage("@say fine")]}, _cfg())
         assert out["messages"][-1].content == "fine"
         attempts = out["reports"]["call_model"]["retries"]
-        assert len(attempts) == 1 and attempts[0]["retryable"]
+        assert len(attempts) == 1
+        assert attempts[0]["retryable"]
         assert len(_chat_requests(emulator)) == 2
-        assert slept and slept[0] >= 1.0  # 1 s backoff, or the server's Retry-After
+        assert slept
+        assert slept[0] >= 1.0
     else:
         with pytest.raises(KimiQuotaExceededError):
             agent.invoke({"messages": [HumanMessage("@say fine")]}, _cfg())
-        assert len(_chat_requests(emulator)) == 1 and slept == []
+        assert len(_chat_requests(emulator)) == 1
+        assert slept == []
 
 
 def test_timeouts_are_retried_and_auth_errors_are_not(
     emulator: KimiEmulator, tmp_path: Path
 ) -> None:
     model = KimiChatModel(base_url=emulator.base_url, api_key=emulator.api_key, timeout=0.3)
-    agent = create_kimi_agent(model, [], db_path=tmp_path / "t.sqlite",
-                              settings=AgentSettings(retry=FAST), sleep=lambda s: None)
+    agent = create_kimi_agent(
+        model,
+        [],
+        db_path=tmp_path / "t.sqlite",
+        settings=AgentSettings(retry=FAST),
+        sleep=lambda s: None,
+    )
     emulator.faults.slow(1.5, at=1)
     out = agent.invoke({"messages": [HumanMessage("@say late")]}, _cfg())
     assert out["messages"][-1].content == "late"
-    assert out["reports"]["call_model"]["retries"][0]["error_type"] in {
-        "APITimeoutError", "ModelTimeoutError", "KimiTimeoutError", "TimeoutError",
-    } or "imeout" in out["reports"]["call_model"]["retries"][0]["error_type"]
+    assert (
+        out["reports"]["call_model"]["retries"][0]["error_type"]
+        in {
+            "APITimeoutError",
+            "ModelTimeoutError",
+            "KimiTimeoutError",
+            "TimeoutError",
+        }
+        or "imeout" in out["reports"]["call_model"]["retries"][0]["error_type"]
+    )
 
     bad = KimiChatModel(base_url=emulator.base_url, api_key="sk-wrong")
-    agent2 = create_kimi_agent(bad, [], db_path=tmp_path / "t2.sqlite",
-                               settings=AgentSettings(retry=FAST), sleep=lambda s: None)
+    agent2 = create_kimi_agent(
+        bad,
+        [],
+        db_path=tmp_path / "t2.sqlite",
+        settings=AgentSettings(retry=FAST),
+        sleep=lambda s: None,
+    )
     before = len(_chat_requests(emulator))
     with pytest.raises(KimiAuthenticationError) as info:
         agent2.invoke({"messages": [HumanMessage("hi")]}, _cfg())
@@ -260,7 +311,8 @@ def test_overflow_is_recovered_by_compaction_not_retried(
     reqs = _chat_requests(emulator)[-3:]
     assert reqs[0].status == 400  # the overflow
     assert "tools" not in reqs[1].body  # the summary request
-    assert reqs[2].status == 200 and len(reqs[2].body["messages"]) < len(reqs[0].body["messages"])
+    assert reqs[2].status == 200
+    assert len(reqs[2].body["messages"]) < len(reqs[0].body["messages"])
 
 
 def test_fault_injection_at_20_percent_over_30_turns_completes_every_turn(
@@ -279,7 +331,9 @@ def test_fault_injection_at_20_percent_over_30_turns_completes_every_turn(
             text = f'turn {turn}\n@call read_file {{"path": "f{turn}.py"}}\n@reply 30'
         out = agent.invoke({"messages": [HumanMessage(text)]}, cfg)
         last = out["messages"][-1]
-        assert isinstance(last, AIMessage) and last.content and not last.tool_calls
+        assert isinstance(last, AIMessage)
+        assert last.content
+        assert not last.tool_calls
         assert "__interrupt__" not in out
     msgs = out["messages"]
     assert_log_consistent(msgs)
@@ -293,8 +347,9 @@ def test_fault_injection_at_20_percent_over_30_turns_completes_every_turn(
 def test_consecutive_failures_interrupt_then_resume_continues(
     emulator: KimiEmulator, tmp_path: Path
 ) -> None:
-    settings = AgentSettings(retry=RetrySettings(max_attempts=2, initial_interval=0.001),
-                             max_consecutive_failures=2)
+    settings = AgentSettings(
+        retry=RetrySettings(max_attempts=2, initial_interval=0.001), max_consecutive_failures=2
+    )
     agent = _agent(emulator, tmp_path, settings=settings)
     cfg = _cfg("hitl")
     agent.invoke({"messages": [HumanMessage("@say warm")]}, cfg)
@@ -336,7 +391,8 @@ def test_repeated_identical_tool_calls_stop_the_turn(
     tool_msgs = [m for m in out["messages"] if isinstance(m, ToolMessage)]
     assert len(tool_msgs) == 3
     assert "warning: identical call repeated 2 times" in tool_msgs[1].content
-    assert tool_msgs[2].status == "error" and "Not executed" in tool_msgs[2].content
+    assert tool_msgs[2].status == "error"
+    assert "Not executed" in tool_msgs[2].content
     assert out["turn"]["stop_reason"] == "repeated_tool_call"
     assert out["messages"][-1].content.startswith("[Stopped: the tool call read_file")
     assert len(_chat_requests(emulator)) == 3
@@ -348,9 +404,7 @@ def test_max_steps_per_turn_is_a_clear_error(emulator: KimiEmulator, tmp_path: P
     agent = _agent(emulator, tmp_path, settings=settings)
     cfg = _cfg("steps")
     with pytest.raises(KimiMaxStepsExceededError, match="max_steps_per_turn=3"):
-        agent.invoke(
-            {"messages": [HumanMessage('@calls 10 read_file {"path": "f{i}.py"}')]}, cfg
-        )
+        agent.invoke({"messages": [HumanMessage('@calls 10 read_file {"path": "f{i}.py"}')]}, cfg)
     assert len(_chat_requests(emulator)) == 3
     # the thread is usable afterwards: a new message starts a new turn
     out = agent.invoke({"messages": [HumanMessage("@say ok")]}, cfg)
@@ -370,6 +424,7 @@ def test_tool_hint_directive_roundtrip(emulator: KimiEmulator, tmp_path: Path) -
     text = '@tool_result_chars 500\n@call sized {"n": 500}'
     assert directive_values(text, "tool_result_chars") == ["500"]
     out = agent.invoke({"messages": [HumanMessage(text)]}, _cfg("hint"))
-    assert seen == ["500"] and len(out["messages"][2].content) == 500
+    assert seen == ["500"]
+    assert len(out["messages"][2].content) == 500
     body = json.dumps(_chat_requests(emulator)[-1].body)
     assert "y" * 500 in body

@@ -85,7 +85,8 @@ def test_fold_assigns_deterministic_ids_without_mutating_inputs() -> None:
     first = fold_messages([], [msg])
     again = fold_messages([], [msg])
     assert msg.id is None
-    assert first[0].id and first[0].id == again[0].id
+    assert first[0].id
+    assert first[0].id == again[0].id
     # same content at another position gets another id
     both = fold_messages([], [[HumanMessage("hello"), HumanMessage("hello")]])
     assert both[0].id != both[1].id
