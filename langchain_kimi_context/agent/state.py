@@ -1,5 +1,8 @@
 """State schema and settings of the agent built by :func:`create_kimi_agent`.
 
+Every key is stored in a :class:`~langgraph.channels.DeltaChannel`: a checkpoint holds
+only what its node wrote, so checkpoints stay small however long the session gets.
+
 The state keeps LangChain's conventions (a ``messages`` key of LangChain messages) so
 user code and LangGraph tooling work unchanged, plus small package keys. ``messages``
 is the FULL, append-only log; what the model sees is rebuilt each call from the log and
@@ -17,7 +20,6 @@ Keys:
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -29,6 +31,9 @@ from langgraph.channels import UntrackedValue
 from langchain_kimi_context.agent.retry import RetrySettings
 from langchain_kimi_context.agent.storage import (
     DEFAULT_SNAPSHOT_FREQUENCY,
+    delta_channel,
+    last_value,
+    merge_dicts,
     messages_channel,
     records_channel,
 )
@@ -39,27 +44,7 @@ __all__ = [
     "KimiAgentInput",
     "KimiAgentState",
     "KimiMaxStepsExceededError",
-    "merge_reports",
 ]
-
-
-def merge_reports(
-    left: Mapping[str, Any] | None, right: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Reducer of the ``reports`` key: later stage reports replace earlier ones.
-
-    Args:
-        left: Current reports.
-        right: New reports (``{stage: report}``).
-
-    Returns:
-        The merged dict.
-
-    Example:
-        >>> merge_reports({"a": 1, "b": 2}, {"b": 3})
-        {'a': 1, 'b': 3}
-    """
-    return {**(left or {}), **(right or {})}
 
 
 class KimiAgentInput(TypedDict, total=False):
@@ -84,11 +69,11 @@ class KimiAgentState(TypedDict, total=False):
 
     messages: Annotated[list[AnyMessage], messages_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
     compactions: Annotated[list[Any], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
-    usage: dict[str, Any]
-    context: dict[str, Any]
-    reports: Annotated[dict[str, Any], merge_reports]
-    turn: dict[str, Any]
-    snapshots: Annotated[list[str], operator.add]
+    usage: Annotated[dict[str, Any], delta_channel(last_value, dict)]
+    context: Annotated[dict[str, Any], delta_channel(last_value, dict)]
+    reports: Annotated[dict[str, Any], delta_channel(merge_dicts, dict)]
+    turn: Annotated[dict[str, Any], delta_channel(last_value, dict)]
+    snapshots: Annotated[list[str], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
 
 
 class _GraphState(KimiAgentState, total=False):
