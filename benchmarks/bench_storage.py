@@ -88,7 +88,11 @@ class ScriptedModel(BaseChatModel):
         return result
 
 
-def db_bytes(path: Path) -> int:
+def settled_bytes(path: Path) -> int:
+    """Database bytes after folding the WAL into the main file (main + WAL sizes)."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
     return sum(os.path.getsize(f"{path}{s}") for s in ("", "-wal") if os.path.exists(f"{path}{s}"))
 
 
@@ -115,11 +119,8 @@ def run(
         per_turn.append(elapsed * 1000)
         raw += len(text.encode()) + len(str(out["messages"][-1].content).encode())
         if turn in (1, 10, 25, 50, 75, 100, turns):
-            sizes[turn] = db_bytes(db)
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    final = db_bytes(db)
+            sizes[turn] = settled_bytes(db)  # outside the timed region
+    final = settled_bytes(db)
     return {
         "name": name,
         "raw": raw,
@@ -141,6 +142,17 @@ def build_kimi(model: ScriptedModel, db: Path) -> Any:
     return create_kimi_agent(model, [], db_path=db, settings=AgentSettings())
 
 
+def build_kimi_uncompressed(model: ScriptedModel, db: Path) -> Any:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from langchain_kimi_context.agent import KimiSqliteSaver
+
+    conn = sqlite3.connect(db, check_same_thread=False)
+    saver = KimiSqliteSaver(conn, serde=JsonPlusSerializer())
+    saver.setup()
+    return create_kimi_agent(model, [], checkpointer=saver, settings=AgentSettings())
+
+
 def fmt_bytes(n: float) -> str:
     return f"{n / 1e6:8.2f} MB"
 
@@ -149,11 +161,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=4000, help="tokens per message")
-    parser.add_argument("--only", choices=["plain", "kimi"], default=None)
+    parser.add_argument("--only", choices=["plain", "kimi", "kimi-raw"], default=None)
+    parser.add_argument(
+        "--uncompressed", action="store_true", help="also run kimi without blob compression"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-storage-"))
     results = []
-    for name, build in (("plain", build_plain), ("kimi", build_kimi)):
+    variants: list[tuple[str, Callable[[ScriptedModel, Path], Any]]] = [
+        ("plain", build_plain),
+        ("kimi", build_kimi),
+    ]
+    if args.uncompressed or args.only == "kimi-raw":
+        variants.append(("kimi-raw", build_kimi_uncompressed))
+    for name, build in variants:
         if args.only and args.only != name:
             continue
         results.append(run(name, build, args.turns, args.tokens, workdir))
@@ -170,7 +191,7 @@ def main() -> None:
             f"{r['db'] / r['raw']:>8.2f}x{first:>15.1f}{last:>12.1f}{last / first:>7.2f}x"
         )
     print("(per-turn times: medians; model time excluded; the machine's load adds noise)")
-    print("\nDB size (before the final WAL checkpoint) by turn:")
+    print("\nDB size by turn:")
     for r in results:
         series = ", ".join(f"t{t}: {v / 1e6:.1f} MB" for t, v in r["sizes"].items())
         print(f"  {r['name']:<6} {series}")

@@ -215,3 +215,21 @@ def test_default_path_env_var_and_creation(tmp_path: Path, monkeypatch: pytest.M
     assert default_checkpoint_path() == (
         tmp_path / "xdg" / "langchain-kimi-context" / "checkpoints.sqlite"
     )
+
+
+def test_kimi_saver_handles_forks_from_old_checkpoints(tmp_path: Path) -> None:
+    db = tmp_path / "f.sqlite"
+    saver = open_sqlite_checkpointer(db)
+    app = _graph(saver)
+    cfg = {"configurable": {"thread_id": "t"}}
+    for i in range(5):
+        app.invoke({"messages": [HumanMessage(f"m{i}", id=f"h{i}")]}, cfg)
+    old = [s for s in app.get_state_history(cfg) if len(s.values.get("messages", [])) == 4][0]
+    fork_cfg = app.update_state(old.config, {"messages": [HumanMessage("fork", id="fk")]})
+    app.invoke(None, fork_cfg)
+    forked = _key(app.get_state(cfg).values["messages"])
+    assert [k[1] for k in forked][:5] == ["h0", forked[1][1], "h1", forked[3][1], "fk"]
+    stock = _graph(SqliteSaver(sqlite3.connect(db, check_same_thread=False), serde=saver.serde))
+    assert _key(stock.get_state(cfg).values["messages"]) == forked
+    # the original branch is still intact
+    assert len(_key(app.get_state(old.config).values["messages"])) == 4
