@@ -86,8 +86,10 @@ class AgentRuntime:
         system_prompt: System prompt prepended to every view (not stored in the log).
 
     Example:
-        >>> AgentRuntime.__name__
-        'AgentRuntime'
+        >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
+        >>> agent = create_kimi_agent(KimiChatModel(api_key="k"), checkpointer=False)
+        >>> [n for n in agent.get_graph().nodes if n in PIPELINE_STAGES] == list(PIPELINE_STAGES)
+        True
     """
 
     model: BaseChatModel
@@ -366,8 +368,9 @@ class AgentRuntime:
     def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Run the tool calls of the last assistant message."""
         log = list(state.get("messages") or [])
-        last = log[-1]
-        assert isinstance(last, AIMessage)
+        last = log[-1] if log else None
+        if not isinstance(last, AIMessage):
+            raise RuntimeError("the tools node needs an assistant message with tool calls last")
         results, report = self.runner.run(last, log)
         out: list[AnyMessage] = list(results)
         turn = dict(state.get("turn") or {})

@@ -22,6 +22,7 @@ The default checkpointer is a SQLite file: ``$KIMI_CONTEXT_DB`` if set, else
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,14 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
-from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+)
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -315,6 +323,138 @@ class KimiSqliteSaver(SqliteSaver):
                 return out
             cursor = tup.parent_config
         return None  # reached the root or seeds without meeting a cached checkpoint
+
+
+    # --- async API: the sync implementation in a worker thread ---------------------
+    # (SqliteSaver itself refuses async use; this lets ``agent.ainvoke`` work on the
+    # default checkpointer. The saver's lock serialises access to the connection.)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async :meth:`get_tuple` (runs in a worker thread).
+
+        Args:
+            config: Identifies the checkpoint.
+
+        Returns:
+            The checkpoint tuple, or ``None``.
+
+        Example:
+            >>> import asyncio, sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> asyncio.run(s.aget_tuple({"configurable": {"thread_id": "none"}})) is None
+            True
+        """
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Async :meth:`list` (runs in a worker thread).
+
+        Args:
+            config: Thread to list.
+            filter: Metadata filter.
+            before: List checkpoints before this one.
+            limit: Maximum number of checkpoints.
+
+        Yields:
+            Checkpoint tuples, newest first.
+
+        Example:
+            >>> import asyncio, sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> async def count():
+            ...     return len([t async for t in s.alist({"configurable": {"thread_id": "x"}})])
+            >>> asyncio.run(count())
+            0
+        """
+        items = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in items:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Async :meth:`put` (runs in a worker thread).
+
+        Args:
+            config: Where to store.
+            checkpoint: The checkpoint.
+            metadata: Its metadata.
+            new_versions: Channel versions written.
+
+        Returns:
+            The config of the stored checkpoint.
+
+        Example:
+            >>> KimiSqliteSaver.aput.__name__
+            'aput'
+        """
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Async :meth:`put_writes` (runs in a worker thread).
+
+        Args:
+            config: The checkpoint the writes belong to.
+            writes: ``(channel, value)`` pairs.
+            task_id: The task that wrote them.
+            task_path: The task's path.
+
+        Example:
+            >>> KimiSqliteSaver.aput_writes.__name__
+            'aput_writes'
+        """
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Async :meth:`delete_thread` (runs in a worker thread).
+
+        Args:
+            thread_id: The thread to delete.
+
+        Example:
+            >>> KimiSqliteSaver.adelete_thread.__name__
+            'adelete_thread'
+        """
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Async :meth:`get_delta_channel_history` (runs in a worker thread).
+
+        Args:
+            config: Identifies the target checkpoint.
+            channels: Delta channel names.
+
+        Returns:
+            Seed + writes per channel.
+
+        Example:
+            >>> KimiSqliteSaver.aget_delta_channel_history.__name__
+            'aget_delta_channel_history'
+        """
+        return await asyncio.to_thread(
+            lambda: self.get_delta_channel_history(config=config, channels=channels)
+        )
 
 
 def _copy_hist(

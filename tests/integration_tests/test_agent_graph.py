@@ -428,3 +428,19 @@ def test_tool_hint_directive_roundtrip(emulator: KimiEmulator, tmp_path: Path) -
     assert len(out["messages"][2].content) == 500
     body = json.dumps(_chat_requests(emulator)[-1].body)
     assert "y" * 500 in body
+
+
+async def test_ainvoke_on_the_default_sqlite_checkpointer(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    agent = _agent(emulator, tmp_path)
+    cfg = _cfg("async")
+    out = await agent.ainvoke(
+        {"messages": [HumanMessage('@call read_file {"path": "a.py"}\n@say done')]}, cfg
+    )
+    assert out["messages"][-1].content == "done"
+    assert_log_consistent(out["messages"])
+    state = await agent.aget_state(cfg)
+    assert [m.id for m in state.values["messages"]] == [m.id for m in out["messages"]]
+    # the sync API sees the same thread
+    assert agent.get_state(cfg).values["messages"] == state.values["messages"]
