@@ -324,7 +324,6 @@ class KimiSqliteSaver(SqliteSaver):
             cursor = tup.parent_config
         return None  # reached the root or seeds without meeting a cached checkpoint
 
-
     # --- async API: the sync implementation in a worker thread ---------------------
     # (SqliteSaver itself refuses async use; this lets ``agent.ainvoke`` work on the
     # default checkpointer. The saver's lock serialises access to the connection.)

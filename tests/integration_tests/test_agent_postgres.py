@@ -50,9 +50,7 @@ def test_agent_runs_and_resumes_on_postgres(
 
     def make() -> Any:
         model = KimiChatModel(base_url=emulator.base_url, api_key=emulator.api_key)
-        return create_kimi_agent(
-            model, [read_file], checkpointer=postgres_saver, settings=settings
-        )
+        return create_kimi_agent(model, [read_file], checkpointer=postgres_saver, settings=settings)
 
     agent = make()
     agent.invoke({"messages": [HumanMessage('@call read_file {"path": "a.py"}')]}, cfg)

@@ -224,7 +224,7 @@ def test_kimi_saver_handles_forks_from_old_checkpoints(tmp_path: Path) -> None:
     cfg = {"configurable": {"thread_id": "t"}}
     for i in range(5):
         app.invoke({"messages": [HumanMessage(f"m{i}", id=f"h{i}")]}, cfg)
-    old = [s for s in app.get_state_history(cfg) if len(s.values.get("messages", [])) == 4][0]
+    old = next(s for s in app.get_state_history(cfg) if len(s.values.get("messages", [])) == 4)
     fork_cfg = app.update_state(old.config, {"messages": [HumanMessage("fork", id="fk")]})
     app.invoke(None, fork_cfg)
     forked = _key(app.get_state(cfg).values["messages"])
