@@ -37,7 +37,8 @@ import importlib.util
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast, get_type_hints, runtime_checkable
 
@@ -52,7 +53,6 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.config import ensure_config
@@ -74,6 +74,7 @@ from langchain_kimi_context.profiles import (
     get_profile,
     update_profiles_from_models_payload,
 )
+from langchain_kimi_context.tokens import count_tokens_for_model, default_token_counter
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -100,6 +101,11 @@ _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
 
+# Retry waits go through these names so tests can observe them without patching the
+# process-wide ``time.sleep`` / ``asyncio.sleep``.
+_sleep: Callable[[float], None] = time.sleep
+_async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
 
 # --------------------------------------------------------------------------- caching seam
 
@@ -121,11 +127,22 @@ class CacheStrategy(Protocol):
     """
 
     def prepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return the payload to send (sync path)."""
+        """Return the payload to send (sync path).
+
+        Example:
+            >>> PassThroughCacheStrategy().prepare({"model": "m"}, session_id=None)
+            {'model': 'm'}
+        """
         ...
 
     async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return the payload to send (async path)."""
+        """Return the payload to send (async path).
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(PassThroughCacheStrategy().aprepare({}, session_id="s"))
+            {}
+        """
         ...
 
     def record(
@@ -135,15 +152,29 @@ class CacheStrategy(Protocol):
         *,
         session_id: str | None,
     ) -> dict[str, Any]:
-        """Account for a response; the result is merged into ``response_metadata``."""
+        """Account for a response; the result is merged into ``response_metadata``.
+
+        Example:
+            >>> PassThroughCacheStrategy().record({}, {"prompt_tokens": 1}, session_id=None)
+            {}
+        """
         ...
 
     def close(self) -> None:
-        """Release resources (sync)."""
+        """Release resources (sync).
+
+        Example:
+            >>> PassThroughCacheStrategy().close()
+        """
         ...
 
     async def aclose(self) -> None:
-        """Release resources (async)."""
+        """Release resources (async).
+
+        Example:
+            >>> import asyncio
+            >>> asyncio.run(PassThroughCacheStrategy().aclose())
+        """
         ...
 
 
@@ -343,7 +374,7 @@ def _usage_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not usage:
         choices = body.get("choices") or []
         usage = choices[-1].get("usage") if choices and isinstance(choices[-1], Mapping) else None
-    return usage or None
+    return {k: v for k, v in usage.items() if v is not None} if usage else None
 
 
 def _reasoning_from_message(message: AIMessage) -> str | None:
@@ -394,7 +425,12 @@ class KimiChatModel(BaseChatOpenAI):
         context_cache: Caching mode for the cache strategy (``"auto"``, ``"explicit"``,
             ``"off"``).
         session_id: Default session id for caching (see :func:`resolve_session_id`).
-        cache_strategy: A :class:`CacheStrategy` to use instead of the default one.
+        cache_strategy: A :class:`CacheStrategy` to use instead of the default one
+            (``langchain_kimi_context.caching.make_cache_strategy(model)`` when that
+            module provides it, else :class:`PassThroughCacheStrategy`).
+        cache_policy: Caching thresholds (``caching.CachePolicy``).
+        cache_registry: Registry of explicit caches shared between models/processes.
+        cost_ledger: Cost ledger shared between models (``model.ledger`` reads it).
         max_retry_wait: Longest retry-after hint (seconds) the model waits out itself.
 
     Example:
@@ -446,9 +482,22 @@ class KimiChatModel(BaseChatOpenAI):
     cache_strategy: Any | None = Field(default=None, exclude=True)
     """Custom :class:`CacheStrategy`; default from ``langchain_kimi_context.caching``."""
 
+    cache_policy: Any | None = Field(default=None, exclude=True)
+    """:class:`~langchain_kimi_context.caching.CachePolicy` (TTL, cost guard, ...)."""
+
+    cache_registry: Any | None = Field(default=None, exclude=True)
+    """Shared :class:`~langchain_kimi_context.caching.CacheRegistry` of explicit caches."""
+
+    cost_ledger: Any | None = Field(default=None, exclude=True)
+    """Shared :class:`~langchain_kimi_context.caching.CostLedger` (a new one if ``None``)."""
+
     _cache_strategy: CacheStrategy = PrivateAttr(default_factory=PassThroughCacheStrategy)
     _learned_windows: dict[str, int] = PrivateAttr(default_factory=dict)
     _auto_profile: bool = PrivateAttr(default=True)
+    _async_template: Any = PrivateAttr(default=None)
+    _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         try:
@@ -459,6 +508,8 @@ class KimiChatModel(BaseChatOpenAI):
                 if isinstance(cause, KimiConfigurationError):
                     raise cause from None
             raise
+        # A LangChain profile given by the caller is kept as is; ours follows the data.
+        self._auto_profile = kwargs.get("profile") is None
 
     # ------------------------------------------------------------------ LangChain plumbing
 
@@ -469,7 +520,12 @@ class KimiChatModel(BaseChatOpenAI):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        """Map the API key field to its environment variable (never serialised)."""
+        """Map the API key field to its environment variable (never serialised).
+
+        Example:
+            >>> KimiChatModel(api_key="k").lc_secrets
+            {'openai_api_key': 'MOONSHOT_API_KEY'}
+        """
         return {"openai_api_key": "MOONSHOT_API_KEY"}
 
     @classmethod
@@ -500,7 +556,12 @@ class KimiChatModel(BaseChatOpenAI):
 
     @property
     def lc_attributes(self) -> dict[str, Any]:
-        """Attributes serialised in addition to the constructor arguments."""
+        """Attributes serialised in addition to the constructor arguments.
+
+        Example:
+            >>> KimiChatModel(api_key="k", base_url="http://127.0.0.1:8765/v1").lc_attributes
+            {'openai_api_base': 'http://127.0.0.1:8765/v1'}
+        """
         attributes: dict[str, Any] = {}
         if self.openai_api_base and self.openai_api_base != DEFAULT_BASE_URL:
             attributes["openai_api_base"] = self.openai_api_base
@@ -561,6 +622,8 @@ class KimiChatModel(BaseChatOpenAI):
         if self.root_async_client is not None:
             self.root_async_client = self.root_async_client.with_options(max_retries=0)
             self.async_client = self.root_async_client.chat.completions
+            if self.http_async_client is None:
+                self._async_template = self.root_async_client
         self._cache_strategy = (
             cast(CacheStrategy, self.cache_strategy)
             if self.cache_strategy is not None
@@ -632,6 +695,26 @@ class KimiChatModel(BaseChatOpenAI):
                 f"profile_overrides={{'thinking': 'default_on'}}."
             )
             raise KimiConfigurationError(msg)
+
+    def _bind_async_client_to_loop(self) -> None:
+        """Use an HTTP connection pool owned by the running event loop.
+
+        langchain-openai shares one cached async HTTP client between models, whose
+        pooled connections belong to the loop that opened them; a second
+        ``asyncio.run(...)`` (or a test framework's per-test loop) then fails with
+        "Event loop is closed". Each loop gets its own pool here (unless the caller
+        passed ``http_async_client``).
+        """
+        if self._async_template is None:
+            return
+        loop = asyncio.get_running_loop()
+        client = self._loop_clients.get(loop)
+        if client is None:
+            client = self._async_template.with_options(http_client=openai.DefaultAsyncHttpxClient())
+            self._loop_clients[loop] = client
+        if self.root_async_client is not client:
+            self.root_async_client = client
+            self.async_client = client.chat.completions
 
     # ------------------------------------------------------------------ profiles
 
@@ -721,6 +804,7 @@ class KimiChatModel(BaseChatOpenAI):
         Example:
             >>> await model.arefresh_profile()  # doctest: +SKIP
         """
+        self._bind_async_client_to_loop()
         try:
             page = await self.root_async_client.models.list()
         except openai.APIStatusError as exc:
@@ -787,10 +871,11 @@ class KimiChatModel(BaseChatOpenAI):
         *,
         allow_fetching_images: bool = True,
     ) -> int:
-        """Count the tokens of ``messages`` (and ``tools``) as Kimi would.
+        """Count the prompt tokens of ``messages`` (and ``tools``) locally.
 
-        Uses ``langchain_kimi_context.tokens.default_token_counter()`` when the tokens
-        module is available, else LangChain's ``count_tokens_approximately``.
+        Delegates to :func:`langchain_kimi_context.tokens.count_tokens_for_model` (the
+        process-wide :class:`~langchain_kimi_context.tokens.TokenCounter`): Kimi's chat
+        template, tool schemas and replayed ``reasoning_content`` included. No network.
 
         Args:
             messages: The messages.
@@ -806,13 +891,10 @@ class KimiChatModel(BaseChatOpenAI):
             ...     [HumanMessage("hello world")]) > 0
             True
         """
-        counter = _token_counter()
-        if counter is not None:
-            return int(counter.count_messages(messages, tools=tools))
-        return count_tokens_approximately(messages, tools=cast(Any, tools))
+        return count_tokens_for_model(messages, tools, model=self.model_name)
 
     def get_num_tokens(self, text: str) -> int:
-        """Count the tokens of ``text`` (see :meth:`get_num_tokens_from_messages`).
+        """Count the tokens of ``text`` with the process-wide token counter.
 
         Args:
             text: The text.
@@ -824,10 +906,7 @@ class KimiChatModel(BaseChatOpenAI):
             >>> KimiChatModel(api_key="k").get_num_tokens("hello world") > 0
             True
         """
-        counter = _token_counter()
-        if counter is not None:
-            return int(counter.count_text(text))
-        return max(1, round(len(text) / 4)) if text else 0
+        return default_token_counter().count_text(text)
 
     # ------------------------------------------------------------------ request payload
 
@@ -942,7 +1021,8 @@ class KimiChatModel(BaseChatOpenAI):
         err = from_openai_error(exc) if isinstance(exc, openai.APIStatusError) else exc
         if isinstance(err, KimiAPIContextOverflowError):
             err.model = model or self.model_name
-            if err.window:
+            # Learn only a smaller window: an error never buys more room than we had.
+            if err.window and err.window < self._profile_for(err.model).context_window:
                 self.learn_context_window(err.window, model=err.model)
         secret = self._api_key_text()
         if secret and secret in str(err):
@@ -995,6 +1075,7 @@ class KimiChatModel(BaseChatOpenAI):
     def _call_context(
         self, kwargs: dict[str, Any], run_manager: Any
     ) -> tuple[str | None, str | None]:
+        self._sync_langchain_profile()  # the profile registry may have changed
         session = resolve_session_id(
             kwargs.pop("session_id", None),
             self.session_id,
@@ -1027,7 +1108,7 @@ class KimiChatModel(BaseChatOpenAI):
                     self._check_not_empty(generation.message)
                 break
             except Exception as exc:
-                time.sleep(self._fail(exc, model, attempt))
+                _sleep(self._fail(exc, model, attempt))
                 attempt += 1
         return self._finish_result(result, payload, session)
 
@@ -1038,6 +1119,7 @@ class KimiChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._bind_async_client_to_loop()
         session, model = self._call_context(kwargs, run_manager)
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
         payload = await self._cache_strategy.aprepare(payload, session_id=session)
@@ -1051,7 +1133,7 @@ class KimiChatModel(BaseChatOpenAI):
                     self._check_not_empty(generation.message)
                 break
             except Exception as exc:
-                await asyncio.sleep(self._fail(exc, model, attempt))
+                await _async_sleep(self._fail(exc, model, attempt))
                 attempt += 1
         return self._finish_result(result, payload, session)
 
@@ -1150,7 +1232,7 @@ class KimiChatModel(BaseChatOpenAI):
                     yield self._track_chunk(chunk, state, payload, session)
                 break
             except Exception as exc:
-                time.sleep(self._fail(exc, model, attempt, retry=not started))
+                _sleep(self._fail(exc, model, attempt, retry=not started))
                 attempt += 1
         last = self._stream_end(state, payload, session)
         if last is not None:
@@ -1165,6 +1247,7 @@ class KimiChatModel(BaseChatOpenAI):
         stream_usage: bool | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        self._bind_async_client_to_loop()
         session, model = self._call_context(kwargs, run_manager)
         payload = self._stream_payload(messages, stop, stream_usage, kwargs)
         payload = await self._cache_strategy.aprepare(payload, session_id=session)
@@ -1180,7 +1263,7 @@ class KimiChatModel(BaseChatOpenAI):
                     yield self._track_chunk(chunk, state, payload, session)
                 break
             except Exception as exc:
-                await asyncio.sleep(self._fail(exc, model, attempt, retry=not started))
+                await _async_sleep(self._fail(exc, model, attempt, retry=not started))
                 attempt += 1
         last = self._stream_end(state, payload, session)
         if last is not None:
@@ -1188,8 +1271,21 @@ class KimiChatModel(BaseChatOpenAI):
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def ledger(self) -> Any:
+        """The cache strategy's cost ledger (``ledger.session(id)``), or ``None``.
+
+        Example:
+            >>> KimiChatModel(api_key="k").ledger.total().calls
+            0
+        """
+        return getattr(self._cache_strategy, "ledger", None)
+
     def close(self) -> None:
-        """Release what the cache strategy holds (the HTTP clients are shared, kept open).
+        """Release what the cache strategy holds.
+
+        The sync HTTP client is shared with other models (langchain-openai caches it per
+        base URL) and stays open; :meth:`aclose` also closes this model's async pool.
 
         Example:
             >>> KimiChatModel(api_key="k").close()
@@ -1197,13 +1293,16 @@ class KimiChatModel(BaseChatOpenAI):
         self._cache_strategy.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`.
+        """Async :meth:`close`; also closes this model's pool for the running loop.
 
         Example:
             >>> import asyncio
             >>> asyncio.run(KimiChatModel(api_key="k").aclose())
         """
         await self._cache_strategy.aclose()
+        client = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -1226,12 +1325,3 @@ class KimiChatModel(BaseChatOpenAI):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def _token_counter() -> Any | None:
-    """``tokens.default_token_counter()`` when the tokens module exists (hook for it)."""
-    if importlib.util.find_spec("langchain_kimi_context.tokens") is None:
-        return None
-    module = importlib.import_module("langchain_kimi_context.tokens")
-    factory = getattr(module, "default_token_counter", None)
-    return None if factory is None else factory()

@@ -44,6 +44,9 @@ __all__ = [
 
 def _small(report: Any) -> dict[str, Any]:
     data: dict[str, Any] = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    changed = getattr(report, "changed", None)
+    if isinstance(changed, bool):
+        data["changed"] = changed
     return data
 
 
@@ -108,6 +111,7 @@ def run_stage(
         ValueError: Unknown stage name.
     """
     out: Sequence[BaseMessage]
+    report: Any
     if name == "sanitize":
         out, report = sanitize_messages(view, policy, profile=profile)
     elif name == "limit_turns":

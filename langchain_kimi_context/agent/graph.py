@@ -24,6 +24,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -149,12 +150,13 @@ def create_kimi_agent(
     )
 
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
-    graph.add_node("preflight", runtime.preflight)
+    # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
+    nodes: dict[str, Any] = {"preflight": runtime.preflight}
     for stage in PIPELINE_STAGES[1:]:
-        graph.add_node(stage, runtime.make_stage_node(stage))
-    graph.add_node("call_model", runtime.call_model)
-    graph.add_node("tools", runtime.tools)
-    graph.add_node("compact", runtime.compact)
+        nodes[stage] = runtime.make_stage_node(stage)
+    nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)
+    for node_name, fn in nodes.items():
+        graph.add_node(node_name, fn)
 
     graph.add_edge(START, "preflight")
     graph.add_conditional_edges(
@@ -178,4 +180,6 @@ def create_kimi_agent(
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
     limit = settings.max_steps_per_turn * (len(PIPELINE_STAGES) + 3) + 50
-    return compiled.with_config(recursion_limit=limit)
+    return compiled.with_config(
+        recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
+    )

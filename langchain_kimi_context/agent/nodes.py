@@ -86,8 +86,10 @@ class AgentRuntime:
         system_prompt: System prompt prepended to every view (not stored in the log).
 
     Example:
-        >>> AgentRuntime.__name__
-        'AgentRuntime'
+        >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
+        >>> agent = create_kimi_agent(KimiChatModel(api_key="k"), checkpointer=False)
+        >>> [n for n in agent.get_graph().nodes if n in PIPELINE_STAGES] == list(PIPELINE_STAGES)
+        True
     """
 
     model: BaseChatModel
@@ -352,8 +354,7 @@ class AgentRuntime:
         return update
 
     def route_after_model(self, state: Mapping[str, Any]) -> str:
-        """``call_model`` again after a failed step, ``tools`` for tool calls, else
-        ``compact`` (maybe-compact, then END)."""
+        """Route after the model: retry step, tools, or maybe-compact then END."""
         report = (state.get("reports") or {}).get("call_model") or {}
         turn = state.get("turn") or {}
         if report.get("ok") is False and "attempts" in report:
@@ -367,8 +368,9 @@ class AgentRuntime:
     def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Run the tool calls of the last assistant message."""
         log = list(state.get("messages") or [])
-        last = log[-1]
-        assert isinstance(last, AIMessage)
+        last = log[-1] if log else None
+        if not isinstance(last, AIMessage):
+            raise RuntimeError("the tools node needs an assistant message with tool calls last")
         results, report = self.runner.run(last, log)
         out: list[AnyMessage] = list(results)
         turn = dict(state.get("turn") or {})
@@ -424,7 +426,9 @@ class AgentRuntime:
 
 
 def _checkpoint_id(config: RunnableConfig) -> str | None:
-    value = (config.get("configurable") or {}).get("checkpoint_id")
+    """Id of the checkpoint the running node started from (the pre-node state)."""
+    conf = config.get("configurable") or {}
+    value = conf.get("checkpoint_id") or (conf.get("checkpoint_map") or {}).get("")
     return str(value) if value else None
 
 

@@ -1,5 +1,8 @@
 """State schema and settings of the agent built by :func:`create_kimi_agent`.
 
+Every key is stored in a :class:`~langgraph.channels.DeltaChannel`: a checkpoint holds
+only what its node wrote, so checkpoints stay small however long the session gets.
+
 The state keeps LangChain's conventions (a ``messages`` key of LangChain messages) so
 user code and LangGraph tooling work unchanged, plus small package keys. ``messages``
 is the FULL, append-only log; what the model sees is rebuilt each call from the log and
@@ -17,11 +20,10 @@ Keys:
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels import UntrackedValue
@@ -29,6 +31,9 @@ from langgraph.channels import UntrackedValue
 from langchain_kimi_context.agent.retry import RetrySettings
 from langchain_kimi_context.agent.storage import (
     DEFAULT_SNAPSHOT_FREQUENCY,
+    delta_channel,
+    last_value,
+    merge_dicts,
     messages_channel,
     records_channel,
 )
@@ -39,27 +44,7 @@ __all__ = [
     "KimiAgentInput",
     "KimiAgentState",
     "KimiMaxStepsExceededError",
-    "merge_reports",
 ]
-
-
-def merge_reports(
-    left: Mapping[str, Any] | None, right: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Reducer of the ``reports`` key: later stage reports replace earlier ones.
-
-    Args:
-        left: Current reports.
-        right: New reports (``{stage: report}``).
-
-    Returns:
-        The merged dict.
-
-    Example:
-        >>> merge_reports({"a": 1, "b": 2}, {"b": 3})
-        {'a': 1, 'b': 3}
-    """
-    return {**(left or {}), **(right or {})}
 
 
 class KimiAgentInput(TypedDict, total=False):
@@ -84,11 +69,11 @@ class KimiAgentState(TypedDict, total=False):
 
     messages: Annotated[list[AnyMessage], messages_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
     compactions: Annotated[list[Any], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
-    usage: dict[str, Any]
-    context: dict[str, Any]
-    reports: Annotated[dict[str, Any], merge_reports]
-    turn: dict[str, Any]
-    snapshots: Annotated[list[str], operator.add]
+    usage: Annotated[dict[str, Any], delta_channel(last_value, dict)]
+    context: Annotated[dict[str, Any], delta_channel(last_value, dict)]
+    reports: Annotated[dict[str, Any], delta_channel(merge_dicts, dict)]
+    turn: Annotated[dict[str, Any], delta_channel(last_value, dict)]
+    snapshots: Annotated[list[str], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
 
 
 class _GraphState(KimiAgentState, total=False):
@@ -129,8 +114,9 @@ def _frozen(value: Mapping[str, float] | None = None) -> Mapping[str, float]:
 
 @dataclass(frozen=True, kw_only=True)
 class AgentSettings:
-    """Reliability settings of :func:`create_kimi_agent` (context thresholds live in
-    :class:`~langchain_kimi_context.ContextPolicy`).
+    """Reliability settings of :func:`create_kimi_agent`.
+
+    Context thresholds live in :class:`~langchain_kimi_context.ContextPolicy`.
 
     Attributes:
         retry: Model-call retry settings (3 attempts, 1/2/4 s jittered backoff).
@@ -141,6 +127,12 @@ class AgentSettings:
         tool_timeouts: Per-tool overrides ``{tool name: seconds}``.
         repeat_warn_at: Identical tool calls in a turn from which results carry a warning.
         repeat_stop_at: Identical tool calls in a turn at which the turn stops.
+        durability: LangGraph durability mode. ``"sync"`` (default) persists each
+            node's checkpoint before the next node starts, so a crash never repeats a
+            model call whose result was already returned to the graph and checkpointed;
+            ``"async"`` overlaps the write with the next node (faster, a crash may lose
+            the last step); ``"exit"`` writes once per run. ``invoke(...,
+            durability=...)`` overrides it per call.
 
     Example:
         >>> AgentSettings().max_consecutive_failures, AgentSettings().tool_timeout_s
@@ -158,6 +150,7 @@ class AgentSettings:
     tool_timeouts: Mapping[str, float] = field(default_factory=_frozen)
     repeat_warn_at: int = 3
     repeat_stop_at: int = 8
+    durability: Literal["sync", "async", "exit"] = "sync"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_timeouts", _frozen(self.tool_timeouts))
@@ -172,4 +165,3 @@ class AgentSettings:
             problems.append("need 1 <= repeat_warn_at <= repeat_stop_at")
         if problems:
             raise KimiConfigurationError("Invalid AgentSettings: " + "; ".join(problems))
-

@@ -22,6 +22,7 @@ The default checkpointer is a SQLite file: ``$KIMI_CONTEXT_DB`` if set, else
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -30,11 +31,9 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from langchain_core.runnables import RunnableConfig
 
 from langchain_core.messages import (
     AnyMessage,
@@ -44,8 +43,16 @@ from langchain_core.messages import (
     convert_to_messages,
     message_chunk_to_message,
 )
+from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
-from langgraph.checkpoint.base import DeltaChannelHistory, PendingWrite
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+)
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -58,7 +65,10 @@ __all__ = [
     "ZlibCodec",
     "append_items",
     "default_checkpoint_path",
+    "delta_channel",
     "fold_messages",
+    "last_value",
+    "merge_dicts",
     "messages_channel",
     "open_sqlite_checkpointer",
     "records_channel",
@@ -304,9 +314,7 @@ class KimiSqliteSaver(SqliteSaver):
                 for ch in channels:
                     newer = list(reversed(collected[ch]))
                     if ch in remaining:
-                        entry: DeltaChannelHistory = {
-                            "writes": [*base[ch]["writes"], *newer]
-                        }
+                        entry: DeltaChannelHistory = {"writes": [*base[ch]["writes"], *newer]}
                         if "seed" in base[ch]:
                             entry["seed"] = base[ch]["seed"]
                     else:
@@ -315,6 +323,137 @@ class KimiSqliteSaver(SqliteSaver):
                 return out
             cursor = tup.parent_config
         return None  # reached the root or seeds without meeting a cached checkpoint
+
+    # --- async API: the sync implementation in a worker thread ---------------------
+    # (SqliteSaver itself refuses async use; this lets ``agent.ainvoke`` work on the
+    # default checkpointer. The saver's lock serialises access to the connection.)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async :meth:`get_tuple` (runs in a worker thread).
+
+        Args:
+            config: Identifies the checkpoint.
+
+        Returns:
+            The checkpoint tuple, or ``None``.
+
+        Example:
+            >>> import asyncio, sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> asyncio.run(s.aget_tuple({"configurable": {"thread_id": "none"}})) is None
+            True
+        """
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Async :meth:`list` (runs in a worker thread).
+
+        Args:
+            config: Thread to list.
+            filter: Metadata filter.
+            before: List checkpoints before this one.
+            limit: Maximum number of checkpoints.
+
+        Yields:
+            Checkpoint tuples, newest first.
+
+        Example:
+            >>> import asyncio, sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> async def count():
+            ...     return len([t async for t in s.alist({"configurable": {"thread_id": "x"}})])
+            >>> asyncio.run(count())
+            0
+        """
+        items = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in items:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Async :meth:`put` (runs in a worker thread).
+
+        Args:
+            config: Where to store.
+            checkpoint: The checkpoint.
+            metadata: Its metadata.
+            new_versions: Channel versions written.
+
+        Returns:
+            The config of the stored checkpoint.
+
+        Example:
+            >>> KimiSqliteSaver.aput.__name__
+            'aput'
+        """
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Async :meth:`put_writes` (runs in a worker thread).
+
+        Args:
+            config: The checkpoint the writes belong to.
+            writes: ``(channel, value)`` pairs.
+            task_id: The task that wrote them.
+            task_path: The task's path.
+
+        Example:
+            >>> KimiSqliteSaver.aput_writes.__name__
+            'aput_writes'
+        """
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Async :meth:`delete_thread` (runs in a worker thread).
+
+        Args:
+            thread_id: The thread to delete.
+
+        Example:
+            >>> KimiSqliteSaver.adelete_thread.__name__
+            'adelete_thread'
+        """
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Async :meth:`get_delta_channel_history` (runs in a worker thread).
+
+        Args:
+            config: Identifies the target checkpoint.
+            channels: Delta channel names.
+
+        Returns:
+            Seed + writes per channel.
+
+        Example:
+            >>> KimiSqliteSaver.aget_delta_channel_history.__name__
+            'aget_delta_channel_history'
+        """
+        return await asyncio.to_thread(
+            lambda: self.get_delta_channel_history(config=config, channels=channels)
+        )
 
 
 def _copy_hist(
@@ -333,8 +472,9 @@ def open_sqlite_checkpointer(path: str | os.PathLike[str] | None = None) -> Kimi
     """Open (creating on first use) a SQLite checkpointer in a file.
 
     The connection is shared across threads (the saver serialises access with a lock)
-    and runs in WAL mode, so a process killed mid-write never leaves a half-written
-    checkpoint: the last committed checkpoint is what a restart sees.
+    and runs in WAL mode with ``synchronous=NORMAL``, so a process killed mid-write never
+    leaves a half-written checkpoint: the last committed checkpoint is what a restart
+    sees (an OS crash or power loss may lose the last few commits, never corrupt them).
 
     Args:
         path: The database file; ``None`` = :func:`default_checkpoint_path`. Parent
@@ -355,7 +495,11 @@ def open_sqlite_checkpointer(path: str | os.PathLike[str] | None = None) -> Kimi
     target.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(target), check_same_thread=False)
     saver = KimiSqliteSaver(conn)
-    saver.setup()
+    saver.setup()  # creates the tables, switches to WAL
+    # WAL + synchronous=NORMAL: a committed checkpoint survives the process being killed
+    # at any point (the WAL is in the OS page cache); only a power loss/OS crash may
+    # lose the last few commits. Saves one fsync per node.
+    conn.execute("PRAGMA synchronous=NORMAL")
     return saver
 
 
@@ -381,9 +525,7 @@ def _coerce(write: Any) -> list[BaseMessage]:
     return out
 
 
-def fold_messages(
-    state: Sequence[AnyMessage] | None, writes: Sequence[Any]
-) -> list[AnyMessage]:
+def fold_messages(state: Sequence[AnyMessage] | None, writes: Sequence[Any]) -> list[AnyMessage]:
     """Apply message writes to a history, ``add_messages``-style, batching-invariant.
 
     Each write is a message, a list of messages, or anything
@@ -416,8 +558,8 @@ def fold_messages(
         >>> [m.id for m in a] == [m.id for m in b]
         True
     """
-    merged: list[AnyMessage] = list(state or [])
-    index: dict[str, int] | None = None
+    merged: list[Any] = list(state or [])
+    index: dict[str | None, int] | None = None
     for write in writes:
         for message in _coerce(write):
             if isinstance(message, RemoveMessage):
@@ -453,10 +595,10 @@ def fold_messages(
                 index = {m.id: i for i, m in enumerate(merged) if m.id is not None}
             pos = index.get(message.id)
             if pos is not None:
-                merged[pos] = message  # type: ignore[assignment]
+                merged[pos] = message
             else:
-                index[message.id] = len(merged)  # type: ignore[index]
-                merged.append(message)  # type: ignore[arg-type]
+                index[message.id] = len(merged)
+                merged.append(message)
     return merged
 
 
@@ -484,6 +626,69 @@ def append_items(state: Sequence[Any] | None, writes: Sequence[Any]) -> list[Any
         else:
             out.append(w)
     return out
+
+
+def last_value(state: Any, writes: Sequence[Any]) -> Any:
+    """Reducer keeping the last write (``LastValue`` semantics), batching-invariant.
+
+    Args:
+        state: The current value.
+        writes: The batch of writes.
+
+    Returns:
+        The last write, or ``state`` when there is none.
+
+    Example:
+        >>> last_value({"a": 1}, [{"b": 2}, {"c": 3}])
+        {'c': 3}
+    """
+    return writes[-1] if writes else state
+
+
+def merge_dicts(state: Any, writes: Sequence[Any]) -> dict[str, Any]:
+    """Reducer merging dict writes key by key (later wins), batching-invariant.
+
+    Args:
+        state: The current dict.
+        writes: The batch of dict writes.
+
+    Returns:
+        The merged dict.
+
+    Example:
+        >>> merge_dicts({"a": 1, "b": 1}, [{"b": 2}, {"c": 3}])
+        {'a': 1, 'b': 2, 'c': 3}
+    """
+    out = dict(state or {})
+    for w in writes:
+        out.update(w or {})
+    return out
+
+
+def delta_channel(
+    reducer: Callable[[Any, Sequence[Any]], Any],
+    typ: type[Any],
+    snapshot_frequency: int = DEFAULT_SNAPSHOT_FREQUENCY,
+) -> DeltaChannel[Any]:
+    """A delta channel for a small package key (reports, turn, usage, context).
+
+    SQLite checkpoints re-serialise every plain channel at every node; in a delta
+    channel a key costs bytes only in the steps that write it.
+
+    Args:
+        reducer: A batching-invariant reducer (:func:`last_value`, :func:`merge_dicts`,
+            :func:`append_items`).
+        typ: The value type.
+        snapshot_frequency: Updates between full snapshots.
+
+    Returns:
+        The channel.
+
+    Example:
+        >>> delta_channel(last_value, dict).snapshot_frequency == DEFAULT_SNAPSHOT_FREQUENCY
+        True
+    """
+    return DeltaChannel(reducer, typ, snapshot_frequency=snapshot_frequency)
 
 
 def messages_channel(snapshot_frequency: int = DEFAULT_SNAPSHOT_FREQUENCY) -> DeltaChannel[Any]:

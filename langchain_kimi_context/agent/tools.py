@@ -180,8 +180,7 @@ class ToolRunner:
         unknown = set(timeouts or {}) - set(self.tools)
         if unknown:
             raise KimiConfigurationError(
-                f"tool_timeouts names unknown tools {sorted(unknown)}; known: "
-                f"{sorted(self.tools)}"
+                f"tool_timeouts names unknown tools {sorted(unknown)}; known: {sorted(self.tools)}"
             )
         if not 1 <= warn_at <= stop_at:
             raise KimiConfigurationError(

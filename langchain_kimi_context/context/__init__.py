@@ -26,6 +26,7 @@ from langchain_kimi_context.context.compaction import (
     compact,
     current_context_tokens,
     default_compaction,
+    ensure_fits,
     learn_context_window,
     learned_context_window,
     maybe_compact,
@@ -39,9 +40,16 @@ from langchain_kimi_context.context.guard import (
     preflight_guard,
     resolve_context_window,
 )
-from langchain_kimi_context.context.pairing import repair_tool_pairing, synthetic_tool_result
-from langchain_kimi_context.context.pipeline import prepare_context
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.pairing import (
+    repair_tool_pairing,
+    synthetic_tool_result,
+)
+from langchain_kimi_context.context.pipeline import (
+    prepare_context,
+)
+from langchain_kimi_context.context.policy import (
+    ContextPolicy,
+)
 from langchain_kimi_context.context.reports import (
     DroppedToolCall,
     GuardReport,
@@ -55,7 +63,10 @@ from langchain_kimi_context.context.reports import (
     TruncatedToolResult,
     TruncationReport,
 )
-from langchain_kimi_context.context.sanitize import sanitize_messages, tool_call_problem
+from langchain_kimi_context.context.sanitize import (
+    sanitize_messages,
+    tool_call_problem,
+)
 from langchain_kimi_context.context.truncation import (
     per_result_cap_chars,
     truncate_text,
@@ -104,6 +115,7 @@ __all__ = [
     "compact",
     "current_context_tokens",
     "default_compaction",
+    "ensure_fits",
     "estimate_request",
     "kept_user_turns",
     "learn_context_window",

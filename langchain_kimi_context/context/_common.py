@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_kimi_context.context.markers import MARKER_KEY
 
 __all__ = [
+    "PrefixMemo",
     "content_text",
     "content_text_length",
     "is_blank_content",
@@ -56,7 +60,7 @@ def is_blank_content(content: str | list[str | dict[str, Any]]) -> bool:
     a file) makes the content non-blank. Reasoning blocks are not content.
     """
     if isinstance(content, str):
-        return not content.strip()
+        return not content or content.isspace()
     for block in content:
         if isinstance(block, str):
             if block.strip():
@@ -104,3 +108,52 @@ def leading_system_count(messages: Sequence[BaseMessage]) -> int:
 def finish_reason(message: AIMessage) -> Any:
     """Return the ``finish_reason`` recorded on an assistant message, if any."""
     return message.response_metadata.get("finish_reason")
+
+
+class PrefixMemo:
+    """Remembers, per history, a stage's fold state at the end of the last input it saw.
+
+    Histories only grow between model calls, so a stage that folds left over the
+    messages can resume from where the previous call stopped when the new input starts
+    with the very same message objects (checked by identity at C speed). Entries are
+    keyed by the identity of the first message (one per live session, LRU-bounded) and by
+    the stage's settings. Messages are treated as immutable values, as LangChain,
+    LangGraph and the package token counter do. Thread-safe.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._entries: OrderedDict[int, tuple[Any, list[Any], Any, Any]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, items: Sequence[Any], key: Any) -> tuple[int, Any] | None:
+        """Return ``(boundary, state)`` when ``items`` extends a remembered input."""
+        if not items:
+            return None
+        first = items[0]
+        with self._lock:
+            entry = self._entries.get(id(first))
+            if entry is not None:
+                self._entries.move_to_end(id(first))
+        if entry is None or entry[0] is not first or entry[2] != key:
+            return None
+        prefix = entry[1]
+        if len(items) < len(prefix) or not all(map(operator.is_, items, prefix)):
+            return None
+        return len(prefix), entry[3]
+
+    def put(self, items: Sequence[Any], boundary: int, key: Any, state: Any) -> None:
+        """Remember ``state`` as the fold state after ``items[:boundary]``."""
+        if not items or not boundary:
+            return
+        prefix = list(items[:boundary])
+        with self._lock:
+            self._entries[id(items[0])] = (items[0], prefix, key, state)
+            self._entries.move_to_end(id(items[0]))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._entries.clear()

@@ -14,7 +14,6 @@ text truncation could free.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import GuardReport, RecoveryRoute
 from langchain_kimi_context.errors import ContextWindowTooSmallError
 from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.tokens import default_token_counter
 
 __all__ = [
     "ContextWindowWarning",
@@ -41,7 +41,16 @@ __all__ = [
 
 
 class ContextWindowWarning(UserWarning):
-    """Emitted when the resolved window is below ``policy.warn_below_context_window``."""
+    """Emitted when the resolved window is below ``policy.warn_below_context_window``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = preflight_guard([], ContextPolicy(context_window=20_000))
+        >>> caught[0].category.__name__
+        'ContextWindowWarning'
+    """
 
 
 @runtime_checkable
@@ -54,33 +63,35 @@ class SupportsTokenCounting(Protocol):
     """
 
     def count_message(self, message: BaseMessage) -> int:
-        """Tokens of one message, per-message overhead included."""
+        """Tokens of one message, per-message overhead included.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> resolve_token_counter(None).count_message(HumanMessage("hi")) > 0
+            True
+        """
         ...
 
-    def count_messages(self, messages: Sequence[BaseMessage], tools: Any = None) -> int:
-        """Tokens of a message list (and of ``tools`` when given)."""
+    def count_messages(
+        self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
+    ) -> int:
+        """Tokens of a request: messages, ``tools`` when given, reply priming.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> resolve_token_counter(None).count_messages([HumanMessage("hi")]) > 0
+            True
+        """
         ...
 
-    def count_tools(self, tools: Any) -> int:
-        """Tokens of tool schemas."""
+    def count_tools(self, tools: Sequence[Any]) -> int:
+        """Tokens of tool schemas.
+
+        Example:
+            >>> resolve_token_counter(None).count_tools([])
+            0
+        """
         ...
-
-
-class _ApproximateCounter:
-    """Stand-in used only when the package token counter is not importable."""
-
-    def count_text(self, text: str) -> int:
-        return (len(text) + 3) // 4
-
-    def count_message(self, message: BaseMessage) -> int:
-        return 4 + self.count_text(str(message.content))
-
-    def count_messages(self, messages: Sequence[BaseMessage], tools: Any = None) -> int:
-        total = sum(self.count_message(m) for m in messages)
-        return total + (self.count_tools(tools) if tools else 0)
-
-    def count_tools(self, tools: Any) -> int:
-        return self.count_text(repr(tools))
 
 
 def resolve_token_counter(token_counter: SupportsTokenCounting | None) -> SupportsTokenCounting:
@@ -93,21 +104,11 @@ def resolve_token_counter(token_counter: SupportsTokenCounting | None) -> Suppor
         The counter to use.
 
     Example:
-        >>> counter = resolve_token_counter(None)
-        >>> resolve_token_counter(counter) is counter
+        >>> from langchain_kimi_context.tokens import default_token_counter
+        >>> resolve_token_counter(None) is default_token_counter()
         True
     """
-    if token_counter is not None:
-        return token_counter
-    try:
-        tokens = importlib.import_module("langchain_kimi_context.tokens")
-    except ImportError:  # pragma: no cover - the tokens module is part of the package
-        return _DEFAULT_FALLBACK
-    counter: SupportsTokenCounting = tokens.default_token_counter()
-    return counter
-
-
-_DEFAULT_FALLBACK = _ApproximateCounter()
+    return token_counter if token_counter is not None else default_token_counter()
 
 
 @dataclass(frozen=True)
@@ -229,26 +230,29 @@ def estimate_request(
         (True, 'none')
     """
     counter = resolve_token_counter(token_counter)
-    message_tokens = 0
-    system_tokens = 0
-    tool_result_tokens = 0
-    reducible = 0
-    min_keep = policy.tool_result_min_keep_chars
+    message_tokens = counter.count_messages(messages)
     count = counter.count_message
+    system_tokens = 0
     for message in messages:
-        tokens = count(message)
-        message_tokens += tokens
-        if isinstance(message, ToolMessage):
-            tool_result_tokens += tokens
-            length = content_text_length(message.content)
-            if length > min_keep and not _is_truncated(message):
-                reducible += tokens * (length - min_keep) // length
-        elif isinstance(message, SystemMessage):
-            system_tokens += tokens
+        if not isinstance(message, SystemMessage):
+            break
+        system_tokens += count(message)
     tool_schema_tokens = counter.count_tools(list(tools)) if tools else 0
     estimated = message_tokens + tool_schema_tokens
     required = estimated + policy.reserved_output_tokens
     overflow = max(0, required - info.window)
+    tool_result_tokens = 0
+    reducible = 0
+    if overflow:
+        min_keep = policy.tool_result_min_keep_chars
+        for message in messages:
+            if isinstance(message, ToolMessage):
+                tokens = count(message)
+                tool_result_tokens += tokens
+                length = content_text_length(message.content)
+                if length > min_keep and not _is_truncated(message):
+                    reducible += tokens * (length - min_keep) // length
+    tool_loop_limit = int(info.window * policy.tool_loop_overflow_share)
     route: RecoveryRoute
     if not overflow:
         route = "none"
@@ -277,6 +281,8 @@ def estimate_request(
         tool_result_tokens=tool_result_tokens,
         reducible_tool_result_tokens=reducible,
         route=route,
+        tool_loop_limit=tool_loop_limit,
+        exceeds_tool_loop_limit=required > tool_loop_limit,
     )
 
 

@@ -19,7 +19,10 @@ with its id (never a global id map: some hosts reuse ids across turns), then:
   (default ``{"error", "aborted"}``), gets NO synthetic results: its unanswered calls
   are removed from it instead (the message is dropped if nothing is left), since the
   tools never ran and the model should not read invented failures;
-- tool-call ids are never re-keyed.
+- tool-call ids are never re-keyed;
+- user messages left back to back by a drop or a move are merged (as sanitize does), and
+  an errored turn left without calls loses its ``reasoning_content`` (as sanitize does
+  for turns without calls), so the output needs no second sanitize pass.
 
 The output always satisfies the strict rule "every assistant tool call is followed by
 exactly one result per call, and no result is anywhere else". Running it twice changes
@@ -33,7 +36,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessage
 
-from langchain_kimi_context.context._common import finish_reason, is_blank_content, message_ref
+from langchain_kimi_context.context._common import (
+    PrefixMemo,
+    finish_reason,
+    is_blank_content,
+    message_ref,
+)
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import (
@@ -41,7 +49,10 @@ from langchain_kimi_context.context.reports import (
     PairingReport,
     SyntheticToolResult,
 )
-from langchain_kimi_context.context.sanitize import _keep_raw_tool_calls
+from langchain_kimi_context.context.sanitize import (
+    _keep_raw_tool_calls,
+    merge_adjacent_user_messages,
+)
 
 __all__ = ["repair_tool_pairing", "synthetic_tool_result"]
 
@@ -82,6 +93,70 @@ def synthetic_tool_result(call: ToolCall, assistant_ref: str) -> ToolMessage:
     )
 
 
+_SYNTHETIC: dict[tuple[str, str, str], ToolMessage] = {}
+
+
+def _synthetic(call: ToolCall, assistant_ref: str) -> ToolMessage:
+    """``synthetic_tool_result``, memoised so repeated calls return the same object."""
+    key = (assistant_ref, call["id"] or "", call.get("name") or "")
+    message = _SYNTHETIC.get(key)
+    if message is None:
+        if len(_SYNTHETIC) > 10_000:
+            _SYNTHETIC.clear()
+        message = _SYNTHETIC[key] = synthetic_tool_result(call, assistant_ref)
+    return message
+
+
+# Fold state of the well-paired check per history: appending messages costs O(new).
+_PAIRED = PrefixMemo()
+
+
+def _well_paired(
+    messages: Sequence[BaseMessage], errored_reasons: frozenset[str]
+) -> list[int] | None:
+    """Fast check: every call is directly followed by its results, in call order.
+
+    Returns the positions of errored tool-call turns when the history is well paired,
+    else ``None``.
+    """
+    expected: list[Any] = []
+    position = 0
+    errored: list[int] = []
+    start = 0
+    resumed = _PAIRED.get(messages, errored_reasons)
+    if resumed is not None:  # the remembered prefix ended well paired, every span closed
+        start, saved = resumed
+        errored = list(saved)
+    for index in range(start, len(messages)):
+        message = messages[index]
+        cls = type(message)
+        if cls is ToolMessage:
+            if position >= len(expected) or message.tool_call_id != expected[position]:  # type: ignore[attr-defined]
+                return None
+            position += 1
+            continue
+        if position != len(expected):
+            return None
+        if cls is AIMessage:
+            calls = message.tool_calls  # type: ignore[attr-defined]
+            if calls:
+                expected = [c["id"] for c in calls]
+                if message.response_metadata.get("finish_reason") in errored_reasons:
+                    errored.append(index)
+            else:
+                expected = []
+            position = 0
+        elif isinstance(message, ToolMessage | AIMessage):
+            return None  # subclasses: take the general path
+        else:
+            expected = []
+            position = 0
+    if position != len(expected):
+        return None
+    _PAIRED.put(messages, len(messages), errored_reasons, tuple(errored))
+    return errored
+
+
 def repair_tool_pairing(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy,
@@ -115,6 +190,12 @@ def repair_tool_pairing(
         >>> repair_tool_pairing(out, ContextPolicy())[0] is out
         True
     """
+    clean = _well_paired(messages, policy.errored_finish_reasons)
+    if clean is not None:
+        return messages, PairingReport(
+            errored_turns=tuple(message_ref(messages[i], i) for i in clean)
+        )
+
     # Pass 1: pair every result with the nearest preceding call of its id.
     nearest_call: dict[str, int] = {}
     assigned: dict[int, dict[str, int]] = {}
@@ -237,6 +318,13 @@ def repair_tool_pairing(
             if not calls and is_blank_content(ai.content):
                 dropped_assistants.append(ref)
                 continue
+            if not calls and policy.strip_old_reasoning:
+                # Now a turn without calls: sanitize's reasoning rule applies to it.
+                kwargs = update["additional_kwargs"]
+                if "reasoning_content" in kwargs:
+                    update["additional_kwargs"] = {
+                        k: v for k, v in kwargs.items() if k != "reasoning_content"
+                    }
             ai = ai.model_copy(update=update)
         out.append(ai)
         for call in calls:
@@ -244,7 +332,7 @@ def repair_tool_pairing(
             if position >= 0:
                 out.append(messages[position])
             elif call["id"]:
-                result = synthetic_tool_result(call, ref)
+                result = _synthetic(call, ref)
                 out.append(result)
                 synthetic.append(
                     SyntheticToolResult(
@@ -255,7 +343,11 @@ def repair_tool_pairing(
     def refs(positions: Sequence[int]) -> tuple[str, ...]:
         return tuple(message_ref(messages[p], p) for p in sorted(positions))
 
-    return out, PairingReport(
+    # Dropped or moved messages can leave user messages back to back; merge them as
+    # sanitize would, so the output is a fixpoint of sanitize and repair alike.
+    merged_out, merges = merge_adjacent_user_messages(out, policy)
+    return list(merged_out), PairingReport(
+        merged_user_messages=merges,
         added_synthetic_results=tuple(synthetic),
         dropped_duplicates=refs(duplicates),
         dropped_orphans=refs(orphans),

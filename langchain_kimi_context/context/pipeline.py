@@ -1,7 +1,7 @@
 """``prepare_context``: the stages in their canonical order, with one combined report.
 
-Order: window check (raises before any work) -> sanitize -> repair pairing -> limit
-turns -> repair pairing again (only when the limit cut something: a cut can orphan tool
+Order: window check (raises before any work) -> sanitize -> repair pairing ->
+limit turns -> repair pairing again (only when the limit cut something: a cut can orphan tool
 results) -> estimate (on the final messages) -> truncate tool results (when the estimate
 says truncation is the route, or always/never per ``policy.tool_result_truncation``) ->
 re-estimate if anything was truncated.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.messages import BaseMessage, MessageLikeRepresentation, ToolMessage
 
 from langchain_kimi_context.context._common import content_text_length
 from langchain_kimi_context.context.guard import (
@@ -36,7 +36,7 @@ __all__ = ["prepare_context"]
 
 
 def prepare_context(
-    messages: Sequence[BaseMessage],
+    messages: Sequence[MessageLikeRepresentation],
     policy: ContextPolicy,
     *,
     profile: KimiModelProfile | int | None = None,
@@ -47,7 +47,8 @@ def prepare_context(
     """Run the whole pipeline before a model call.
 
     Args:
-        messages: The history as stored (never mutated).
+        messages: The history as stored (never mutated; non-message records are
+            converted or dropped and reported, see ``sanitize_messages``).
         policy: Every threshold.
         profile: The model profile (window, thinking mode), or a learned window in tokens.
         token_counter: Token counter (``None`` = the package default).
@@ -124,3 +125,14 @@ def prepare_context(
         output_messages=len(out),
         changed=changed,
     )
+
+
+def _reset_memos() -> None:
+    """Forget every memo of the stages (tests compare memoised and fresh results)."""
+    from langchain_kimi_context.context import pairing, sanitize, turns
+
+    sanitize._MEMO.clear()
+    sanitize._AI_MEMO.clear()
+    pairing._PAIRED.clear()
+    pairing._SYNTHETIC.clear()
+    turns._POSITIONS.clear()

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langchain_kimi_context.errors import KimiContextOverflowError
+
 __all__ = [
     "DroppedToolCall",
     "GuardReport",
@@ -66,7 +68,8 @@ class DroppedToolCall(_ReportMixin):
         name: Its tool name (``None`` when it had none).
         reason: Why: ``"missing_id"``, ``"missing_args"``, ``"blank_name"``,
             ``"name_too_long"``, ``"bad_name"``, ``"unknown_tool"``, ``"invalid_tool_call"``
-            (LangChain could not parse it) or ``"unanswered_in_errored_turn"``.
+            (LangChain could not parse it), ``"duplicate_id"`` (repeats an id of the same
+            message) or ``"unanswered_in_errored_turn"``.
 
     Example:
         >>> d = DroppedToolCall(message_id="m1", tool_call_id=None, name="x", reason="missing_id")
@@ -166,10 +169,16 @@ class GuardReport(_ReportMixin):
         required_tokens: ``estimated_tokens + reserved_output_tokens``.
         fits: Whether ``required_tokens <= window``.
         overflow_tokens: ``max(0, required_tokens - window)``.
-        tool_result_tokens: Estimated tokens in tool results.
+        tool_result_tokens: Estimated tokens in tool results (computed only when the
+            request does not fit; 0 otherwise, to keep the hot path O(new messages)).
         reducible_tool_result_tokens: Tokens truncation could free (tool-result text above
-            ``policy.tool_result_min_keep_chars`` per result, not already truncated).
+            ``policy.tool_result_min_keep_chars`` per result, not already truncated;
+            computed only when the request does not fit).
         route: The recovery route when it does not fit (``"none"`` when it does).
+        tool_loop_limit: ``policy.tool_loop_overflow_share`` x window, in tokens.
+        exceeds_tool_loop_limit: Whether ``required_tokens`` is past it: during a tool
+            loop the caller should stop and recover (``overflow_error()`` builds the
+            error to raise).
 
     Example:
         >>> from langchain_kimi_context.context.guard import resolve_context_window
@@ -196,6 +205,35 @@ class GuardReport(_ReportMixin):
     tool_result_tokens: int = 0
     reducible_tool_result_tokens: int = 0
     route: RecoveryRoute = "none"
+    tool_loop_limit: int = 0
+    exceeds_tool_loop_limit: bool = False
+
+    def overflow_error(self, model: str | None = None) -> KimiContextOverflowError:
+        """Build the typed overflow error for this estimate (for the caller to raise).
+
+        Args:
+            model: The model id, for the message.
+
+        Returns:
+            A ``KimiContextOverflowError`` naming the window, the tokens required and
+            the recovery route.
+
+        Example:
+            >>> r = GuardReport(window=20_000, window_source="default", uncapped_window=20_000,
+            ...                 uncapped_source="default", minimum=16_000, warn=True,
+            ...                 required_tokens=25_000, fits=False, route="compact")
+            >>> err = r.overflow_error("kimi-k2.5")
+            >>> err.window, err.requested
+            (20000, 25000)
+        """
+        return KimiContextOverflowError(
+            f"The request needs about {self.required_tokens} tokens (reply reserve "
+            f"included) but the context window is {self.window} tokens (from "
+            f"{self.window_source}). Recovery route: {self.route}.",
+            window=self.window,
+            requested=self.required_tokens,
+            model=model,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,6 +247,9 @@ class SanitizeReport(_ReportMixin):
         merged_user_messages: Runs of consecutive user messages merged.
         bootstrap_added: Id of the bootstrap user turn inserted, or ``None``.
         stripped_reasoning: Assistant messages whose ``reasoning_content`` was removed.
+        normalized_content: Tool-call messages whose blank list content became ``""``.
+        dropped_malformed: Stored records that were not messages and could not be
+            converted (``"@<index>: <reason>"``).
 
     Example:
         >>> SanitizeReport().changed
@@ -221,12 +262,16 @@ class SanitizeReport(_ReportMixin):
     merged_user_messages: tuple[MergedUserMessages, ...] = ()
     bootstrap_added: str | None = None
     stripped_reasoning: tuple[str, ...] = ()
+    normalized_content: tuple[str, ...] = ()
+    dropped_malformed: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
         """Whether the stage changed anything."""
         return bool(
-            self.dropped_tool_calls
+            self.normalized_content
+            or self.dropped_malformed
+            or self.dropped_tool_calls
             or self.dropped_empty_messages
             or self.stripped_debug_payloads
             or self.merged_user_messages
@@ -289,6 +334,7 @@ class PairingReport(_ReportMixin):
         stripped_unanswered_calls: Unanswered calls removed from errored turns.
         dropped_empty_assistants: Errored assistant turns left with no content and no
             calls, dropped.
+        merged_user_messages: User messages a drop or move left back to back, merged.
 
     Example:
         >>> PairingReport().changed
@@ -303,12 +349,14 @@ class PairingReport(_ReportMixin):
     errored_turns: tuple[str, ...] = ()
     stripped_unanswered_calls: tuple[DroppedToolCall, ...] = ()
     dropped_empty_assistants: tuple[str, ...] = ()
+    merged_user_messages: tuple[MergedUserMessages, ...] = ()
 
     @property
     def changed(self) -> bool:
         """Whether the stage changed anything."""
         return bool(
-            self.added_synthetic_results
+            self.merged_user_messages
+            or self.added_synthetic_results
             or self.dropped_duplicates
             or self.dropped_orphans
             or self.moved_results

@@ -2,11 +2,16 @@
 
 In one pass over the history:
 
+- stored records that are not messages are converted (``convert_to_messages``) or,
+  when malformed, dropped and reported (never failing the whole history);
 - tool-call entries that cannot be replayed are dropped: missing/blank id, missing
   arguments, blank name, a name longer than ``policy.max_tool_name_length`` or outside
   ``[A-Za-z0-9_:.-]`` (provider builtins such as ``$web_search`` are exempt), or not in
-  ``policy.allowed_tool_names``; LangChain's ``invalid_tool_calls`` (arguments that did
+  ``policy.allowed_tool_names``, or repeating an id of the same message; LangChain's
+  ``invalid_tool_calls`` (arguments that did
   not parse) are dropped too, since langchain-openai would otherwise send them;
+- a blank list content on a tool-call message becomes ``""`` (Kimi rejects an empty
+  text part);
 - messages left with nothing readable are dropped (an assistant with no text and no
   calls, a blank user or system message); tool results are never dropped here;
 - per-result debug payloads (``policy.debug_payload_keys``) are stripped from tool
@@ -25,20 +30,26 @@ output for a prefix of a history never changes when messages are appended after 
 
 from __future__ import annotations
 
+import functools
 import re
+import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     HumanMessage,
+    MessageLikeRepresentation,
+    RemoveMessage,
     SystemMessage,
     ToolCall,
     ToolMessage,
+    convert_to_messages,
 )
 
 from langchain_kimi_context.context._common import (
+    PrefixMemo,
     is_blank_content,
     leading_system_count,
     message_ref,
@@ -52,7 +63,12 @@ from langchain_kimi_context.context.reports import (
 )
 from langchain_kimi_context.profiles import KimiModelProfile
 
-__all__ = ["BOOTSTRAP_MESSAGE_ID", "sanitize_messages", "tool_call_problem"]
+__all__ = [
+    "BOOTSTRAP_MESSAGE_ID",
+    "merge_adjacent_user_messages",
+    "sanitize_messages",
+    "tool_call_problem",
+]
 
 BOOTSTRAP_MESSAGE_ID = "kimi-context-bootstrap"
 """Id of the bootstrap user turn ``sanitize_messages`` inserts."""
@@ -118,51 +134,120 @@ def _keep_raw_tool_calls(kwargs: dict[str, Any], kept_ids: set[str]) -> dict[str
     return new
 
 
+_RawDrop = tuple[Any, Any, str]  # (tool_call_id, name, reason)
+# (new message, dropped calls, reasoning stripped, blank content normalised)
+_AIVerdict = tuple[AIMessage, tuple[_RawDrop, ...], bool, bool]
+
+# Identity memo of assistant-message verdicts: messages are immutable values (as in
+# LangChain/LangGraph), so the verdict for the same object, with the same content /
+# additional_kwargs / tool_calls objects and the same policy, is the same. Returning the
+# same copy every call keeps downstream identity-based fast paths (the token counter's
+# incremental prefix) hot. Entries die with their message (weak reference).
+_AI_MEMO: dict[int, tuple[Any, ...]] = {}
+_AI_MEMO_MAX = 200_000
+
+
+def _evict(ref: weakref.ref[AIMessage], *, memo: dict[int, tuple[Any, ...]], key: int) -> None:
+    entry = memo.get(key)
+    if entry is not None and entry[0] is ref:
+        del memo[key]
+
+
+_RULES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _rules_key(policy: ContextPolicy, keep_reasoning_on_calls: bool) -> tuple[Any, ...]:
+    """The policy fields an assistant verdict depends on, interned (compared with ``is``)."""
+    rules = (
+        policy.allowed_tool_names,
+        policy.builtin_tool_names,
+        policy.max_tool_name_length,
+        policy.strip_old_reasoning,
+        keep_reasoning_on_calls,
+    )
+    interned = _RULES.get(rules)
+    if interned is None:
+        if len(_RULES) > 1_000:
+            _RULES.clear()
+        interned = _RULES[rules] = rules
+    return interned
+
+
 def _sanitize_ai(
     message: AIMessage,
-    ref: str,
+    policy: ContextPolicy,
+    rules: tuple[Any, ...],
+    keep_reasoning_on_calls: bool,
+    names: dict[str, str | None],
+) -> _AIVerdict:
+    key = id(message)
+    kwargs = message.additional_kwargs
+    tool_calls = message.tool_calls
+    entry = _AI_MEMO.get(key)
+    if (
+        entry is not None
+        and entry[0]() is message
+        and entry[1] is kwargs
+        and entry[2] is tool_calls
+        and entry[3] is rules
+        and entry[4] is message.content
+    ):
+        verdict: _AIVerdict = entry[5]
+        return verdict
+    verdict = _sanitize_ai_uncached(message, policy, keep_reasoning_on_calls, names)
+    if len(_AI_MEMO) >= _AI_MEMO_MAX:
+        _AI_MEMO.clear()
+    ref = weakref.ref(message, functools.partial(_evict, memo=_AI_MEMO, key=key))
+    _AI_MEMO[key] = (
+        ref,
+        kwargs,
+        tool_calls,
+        rules,
+        message.content,
+        verdict,
+    )
+    return verdict
+
+
+def _sanitize_ai_uncached(
+    message: AIMessage,
     policy: ContextPolicy,
     keep_reasoning_on_calls: bool,
-    dropped_calls: list[DroppedToolCall],
-    stripped_reasoning: list[str],
-) -> AIMessage:
+    names: dict[str, str | None],
+) -> _AIVerdict:
     tool_calls = message.tool_calls
     invalid = message.invalid_tool_calls
     kept: list[ToolCall] | None = None
+    drops: list[_RawDrop] = []
     if invalid or tool_calls:
-        problems = [tool_call_problem(tc, policy) for tc in tool_calls]
+        problems = [_call_problem(tc, policy, names) for tc in tool_calls]
+        if len(tool_calls) > 1:
+            seen: set[str] = set()
+            for position, tc in enumerate(tool_calls):
+                if problems[position] is None:
+                    if tc["id"] in seen:
+                        problems[position] = "duplicate_id"
+                    seen.add(tc["id"] or "")
         if invalid or any(problems):
             kept = []
             for tc, problem in zip(tool_calls, problems, strict=True):
                 if problem is None:
                     kept.append(tc)
                 else:
-                    dropped_calls.append(
-                        DroppedToolCall(
-                            message_id=ref,
-                            tool_call_id=tc.get("id"),
-                            name=tc.get("name"),
-                            reason=problem,
-                        )
-                    )
+                    drops.append((tc.get("id"), tc.get("name"), problem))
             for itc in invalid:
-                dropped_calls.append(
-                    DroppedToolCall(
-                        message_id=ref,
-                        tool_call_id=itc.get("id"),
-                        name=itc.get("name"),
-                        reason="invalid_tool_call",
-                    )
-                )
+                drops.append((itc.get("id"), itc.get("name"), "invalid_tool_call"))
     has_calls = bool(tool_calls) if kept is None else bool(kept)
     kwargs = message.additional_kwargs
-    strip = (
+    strip = bool(
         policy.strip_old_reasoning
         and _REASONING_KEY in kwargs
         and (not has_calls or not keep_reasoning_on_calls)
     )
-    if kept is None and not strip:
-        return message
+    content = message.content
+    normalize = has_calls and isinstance(content, list) and content and is_blank_content(content)
+    if kept is None and not strip and not normalize:
+        return message, (), False, False
     update: dict[str, Any] = {}
     if kept is not None:
         update["tool_calls"] = kept
@@ -170,19 +255,48 @@ def _sanitize_ai(
         kwargs = _keep_raw_tool_calls(kwargs, {tc["id"] for tc in kept if tc["id"]})
     if strip:
         kwargs = {k: v for k, v in kwargs.items() if k != _REASONING_KEY}
-        stripped_reasoning.append(ref)
+    if normalize:
+        # A blank text part on a tool-call message is rejected by Kimi; reasoning blocks
+        # move to ``reasoning_content`` (where thinking models need it) when absent there.
+        reasoning = "".join(
+            str(block.get("reasoning") or block.get("thinking") or "")
+            for block in content
+            if isinstance(block, dict) and block.get("type") in ("reasoning", "thinking")
+        )
+        if reasoning and _REASONING_KEY not in kwargs and not strip:
+            kwargs = {**kwargs, _REASONING_KEY: reasoning}
+        update["content"] = ""
     update["additional_kwargs"] = kwargs
-    return message.model_copy(update=update)
+    return message.model_copy(update=update), tuple(drops), strip, bool(normalize)
 
 
-def _strip_debug(message: ToolMessage, keys: tuple[str, ...]) -> ToolMessage | None:
+def _call_problem(
+    call: ToolCall, policy: ContextPolicy, names: dict[str, str | None]
+) -> str | None:
+    """``tool_call_problem`` with the name verdict memoised for this call."""
+    call_id = call.get("id")
+    if type(call_id) is not str or not call_id or call_id.isspace():
+        return "missing_id"
+    if type(call.get("args")) is not dict:
+        return tool_call_problem(call, policy)
+    name = call.get("name")
+    if type(name) is not str:
+        return "blank_name"
+    try:
+        return names[name]
+    except KeyError:
+        verdict = names[name] = tool_call_problem(call, policy)
+        return verdict
+
+
+def _strip_debug(message: ToolMessage, keys: frozenset[str]) -> ToolMessage | None:
     """Return a copy without debug payload keys, or ``None`` when there are none."""
     kwargs = message.additional_kwargs
     meta = message.response_metadata
     artifact = message.artifact
-    hit_kwargs = any(k in kwargs for k in keys)
-    hit_meta = any(k in meta for k in keys)
-    hit_artifact = isinstance(artifact, dict) and any(k in artifact for k in keys)
+    hit_kwargs = bool(kwargs) and not keys.isdisjoint(kwargs)
+    hit_meta = bool(meta) and not keys.isdisjoint(meta)
+    hit_artifact = isinstance(artifact, dict) and not keys.isdisjoint(artifact)
     if not (hit_kwargs or hit_meta or hit_artifact):
         return None
     update: dict[str, Any] = {}
@@ -193,6 +307,23 @@ def _strip_debug(message: ToolMessage, keys: tuple[str, ...]) -> ToolMessage | N
     if hit_artifact:
         update["artifact"] = {k: v for k, v in artifact.items() if k not in keys}
     return message.model_copy(update=update)
+
+
+# Fold state at the end of the last input per history: appending messages costs O(new).
+_MEMO = PrefixMemo()
+
+_MESSAGE_TYPES = frozenset({AIMessage, HumanMessage, SystemMessage, ToolMessage})
+
+
+def _convert_record(item: Any) -> BaseMessage | str:
+    """Convert a stored record to a message, or return why it is malformed."""
+    if isinstance(item, RemoveMessage):
+        return "RemoveMessage is an instruction, not a message"
+    try:
+        converted = convert_to_messages([item])
+    except Exception as exc:  # LangChain raises ValueError/NotImplementedError/TypeError
+        return f"malformed record ({type(item).__name__}): {str(exc)[:120]}"
+    return converted[0]
 
 
 def _mergeable_user(message: BaseMessage) -> bool:
@@ -209,8 +340,9 @@ def _as_blocks(content: str | list[str | dict[str, Any]]) -> list[str | dict[str
     return list(content)
 
 
-def _merge_users(run: list[tuple[HumanMessage, str]]) -> tuple[HumanMessage, MergedUserMessages]:
-    newest, newest_ref = run[-1]
+def _merge_users(run: list[tuple[HumanMessage, int]]) -> tuple[HumanMessage, MergedUserMessages]:
+    newest, newest_index = run[-1]
+    newest_ref = message_ref(newest, newest_index)
     contents = [m.content for m, _ in run]
     merged_content: str | list[str | dict[str, Any]]
     if all(isinstance(c, str) for c in contents):
@@ -218,7 +350,8 @@ def _merge_users(run: list[tuple[HumanMessage, str]]) -> tuple[HumanMessage, Mer
     else:
         merged_content = [block for c in contents for block in _as_blocks(c)]
     refs: list[str] = []
-    for message, ref in run:
+    for message, index in run:
+        ref = message_ref(message, index)
         marker = message.additional_kwargs.get(MARKER_KEY)
         earlier = marker.get("merged") if isinstance(marker, dict) else None
         if isinstance(earlier, list) and earlier:
@@ -231,8 +364,57 @@ def _merge_users(run: list[tuple[HumanMessage, str]]) -> tuple[HumanMessage, Mer
     return merged, MergedUserMessages(into=newest_ref, merged=tuple(refs))
 
 
+def merge_adjacent_user_messages(
+    messages: Sequence[BaseMessage], policy: ContextPolicy
+) -> tuple[Sequence[BaseMessage], tuple[MergedUserMessages, ...]]:
+    r"""Only the merge rule of ``sanitize_messages`` (used after pairing repair drops).
+
+    Args:
+        messages: A sanitized history.
+        policy: ``merge_consecutive_user_messages``.
+
+    Returns:
+        ``(messages, merges)``; the very same sequence when no user messages are adjacent.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> out, merges = merge_adjacent_user_messages(
+        ...     [HumanMessage("a", id="1"), HumanMessage("b", id="2")], ContextPolicy())
+        >>> out[0].content, merges[0].merged
+        ('a\n\nb', ('1', '2'))
+    """
+    if not policy.merge_consecutive_user_messages:
+        return messages, ()
+    previous = False
+    for message in messages:
+        current = _mergeable_user(message)
+        if current and previous:
+            break
+        previous = current
+    else:
+        return messages, ()
+    out: list[BaseMessage] = []
+    merges: list[MergedUserMessages] = []
+    run: list[tuple[HumanMessage, int]] = []
+    padded: list[BaseMessage | None] = [*messages, None]
+    for index, item in enumerate(padded):
+        if item is not None and _mergeable_user(item):
+            run.append((item, index))  # type: ignore[arg-type]
+            continue
+        if len(run) > 1:
+            merged, report = _merge_users(run)
+            out.append(merged)
+            merges.append(report)
+        elif run:
+            out.append(run[0][0])
+        run = []
+        if item is not None:
+            out.append(item)
+    return out, tuple(merges)
+
+
 def sanitize_messages(
-    messages: Sequence[BaseMessage],
+    messages: Sequence[MessageLikeRepresentation],
     policy: ContextPolicy,
     *,
     profile: KimiModelProfile | None = None,
@@ -240,7 +422,9 @@ def sanitize_messages(
     r"""Clean a history so the provider accepts it (see the module docstring for rules).
 
     Args:
-        messages: The history (never mutated).
+        messages: The history (never mutated). Entries that are not messages are
+            converted when LangChain can (``convert_to_messages``), else dropped and
+            reported: one malformed record never fails the whole history.
         policy: Rules and switches (``allowed_tool_names``, ``max_tool_name_length``,
             ``debug_payload_keys``, ``merge_consecutive_user_messages``,
             ``bootstrap_user_text``, ``strip_old_reasoning``).
@@ -271,64 +455,122 @@ def sanitize_messages(
         True
     """
     keep_reasoning_on_calls = profile is None or profile.thinking != "off"
-    debug_keys = policy.debug_payload_keys
+    debug_keys = frozenset(policy.debug_payload_keys)
     merge = policy.merge_consecutive_user_messages
-    dropped_calls: list[DroppedToolCall] = []
-    dropped_empty: list[str] = []
-    stripped_debug: list[str] = []
-    merged_reports: list[MergedUserMessages] = []
-    stripped_reasoning: list[str] = []
-    out: list[BaseMessage] = []
-    run: list[tuple[HumanMessage, str]] = []
-    changed = False
+    names: dict[str, str | None] = {}
+    rules = _rules_key(policy, keep_reasoning_on_calls)
+    memo_key = (rules, debug_keys, merge)
+    resumed = _MEMO.get(messages, memo_key)
+    start = 0
+    lists: tuple[list[Any], ...]
+    if resumed is None:
+        out: list[BaseMessage] = []
+        lists = ([], [], [], [], [], [], [])
+        changed = False
+    else:
+        start, (saved_out, saved_lists, changed) = resumed
+        out = list(saved_out)
+        lists = tuple(list(entries) for entries in saved_lists)
+    (
+        dropped_calls,
+        dropped_empty,
+        stripped_debug,
+        merged_reports,
+        stripped_reasoning,
+        normalized_content,
+        dropped_malformed,
+    ) = lists
+    append = out.append
+    run: list[tuple[HumanMessage, int]] = []
+    run_state: tuple[int, int, tuple[int, ...], bool] = (0, 0, (), False)
 
-    def flush() -> None:
-        nonlocal changed
-        if len(run) == 1:
-            out.append(run[0][0])
-        elif run:
-            merged, rep = _merge_users(run)
-            merged_reports.append(rep)
-            out.append(merged)
+    for index in range(start, len(messages)):
+        item = messages[index]
+        cls = type(item)
+        if cls not in _MESSAGE_TYPES and (
+            not isinstance(item, BaseMessage) or isinstance(item, RemoveMessage)
+        ):
+            converted = _convert_record(item)
             changed = True
-        run.clear()
-
-    for index, message in enumerate(messages):
+            if isinstance(converted, str):
+                dropped_malformed.append(f"@{index}: {converted}")
+                continue
+            item, cls = converted, type(converted)
+        message: BaseMessage = item  # type: ignore[assignment]
         new: BaseMessage = message
-        if isinstance(message, AIMessage):
-            if message.tool_calls or message.invalid_tool_calls or message.additional_kwargs:
-                new = _sanitize_ai(
-                    message,
-                    message_ref(message, index),
-                    policy,
-                    keep_reasoning_on_calls,
-                    dropped_calls,
-                    stripped_reasoning,
+        if cls is ToolMessage or (cls is not HumanMessage and isinstance(message, ToolMessage)):
+            if debug_keys and (
+                message.additional_kwargs
+                or message.response_metadata
+                or type(message.artifact) is dict  # type: ignore[attr-defined]
+            ):
+                stripped = _strip_debug(message, debug_keys)  # type: ignore[arg-type]
+                if stripped is not None:
+                    new = stripped
+                    stripped_debug.append(message_ref(message, index))
+                    changed = True
+        elif cls is AIMessage or (cls is not HumanMessage and isinstance(message, AIMessage)):
+            ai: AIMessage = message  # type: ignore[assignment]
+            if ai.tool_calls or ai.invalid_tool_calls or ai.additional_kwargs:
+                new, drops, reasoning, normalized = _sanitize_ai(
+                    ai, policy, rules, keep_reasoning_on_calls, names
                 )
+                if new is not message:
+                    changed = True
+                    ref = message_ref(message, index)
+                    if normalized:
+                        normalized_content.append(ref)
+                    for call_id, name, reason in drops:
+                        dropped_calls.append(
+                            DroppedToolCall(
+                                message_id=ref, tool_call_id=call_id, name=name, reason=reason
+                            )
+                        )
+                    if reasoning:
+                        stripped_reasoning.append(ref)
             if not new.tool_calls and is_blank_content(new.content):  # type: ignore[attr-defined]
                 dropped_empty.append(message_ref(message, index))
                 changed = True
                 continue
-        elif isinstance(message, ToolMessage):
-            if debug_keys:
-                stripped = _strip_debug(message, debug_keys)
-                if stripped is not None:
-                    new = stripped
-                    stripped_debug.append(message_ref(message, index))
         elif isinstance(message, HumanMessage | SystemMessage) and is_blank_content(
             message.content
         ):
             dropped_empty.append(message_ref(message, index))
             changed = True
             continue
-        if new is not message:
-            changed = True
-        if merge and _mergeable_user(new):
-            run.append((new, message_ref(message, index)))  # type: ignore[arg-type]
+        if merge and cls is HumanMessage and _mergeable_user(message):
+            if not run:  # where to resume if the history ends inside this run
+                run_state = (index, len(out), tuple(map(len, lists)), changed)
+            run.append((message, index))  # type: ignore[arg-type]
             continue
-        flush()
-        out.append(new)
-    flush()
+        if run:
+            if len(run) == 1:
+                append(run[0][0])
+            else:
+                merged, rep = _merge_users(run)
+                merged_reports.append(rep)
+                append(merged)
+                changed = True
+            run = []
+        append(new)
+    if run:
+        boundary, out_len, lengths, changed_then = run_state
+        saved = (
+            out[:out_len],
+            tuple(entries[:n] for entries, n in zip(lists, lengths, strict=True)),
+            changed_then,
+        )
+        if len(run) == 1:
+            append(run[0][0])
+        else:
+            merged, rep = _merge_users(run)
+            merged_reports.append(rep)
+            append(merged)
+            changed = True
+    else:
+        boundary = len(messages)
+        saved = (list(out), tuple(list(entries) for entries in lists), changed)
+    _MEMO.put(messages, boundary, memo_key, saved)
 
     bootstrap: str | None = None
     head = leading_system_count(out)
@@ -345,7 +587,8 @@ def sanitize_messages(
         break
 
     if not changed:
-        return messages, SanitizeReport()
+        # Every entry was a message (else ``changed``), so this is a message sequence.
+        return cast("Sequence[BaseMessage]", messages), SanitizeReport()
     return out, SanitizeReport(
         dropped_tool_calls=tuple(dropped_calls),
         dropped_empty_messages=tuple(dropped_empty),
@@ -353,4 +596,6 @@ def sanitize_messages(
         merged_user_messages=tuple(merged_reports),
         bootstrap_added=bootstrap,
         stripped_reasoning=tuple(stripped_reasoning),
+        normalized_content=tuple(normalized_content),
+        dropped_malformed=tuple(dropped_malformed),
     )

@@ -27,9 +27,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 
 from langchain_kimi_context.context._common import (
+    PrefixMemo,
     is_summary,
     is_user_turn,
     leading_system_count,
@@ -168,6 +169,27 @@ def kept_user_turns(total: int, limit: int | None, hysteresis: int = 0) -> int:
     return limit + (total - limit) % (hysteresis + 1)
 
 
+# User-turn positions per history: appending messages costs O(new).
+_POSITIONS = PrefixMemo()
+
+
+def _user_positions(messages: Sequence[BaseMessage]) -> list[int]:
+    start = 0
+    positions: list[int] = []
+    resumed = _POSITIONS.get(messages, None)
+    if resumed is not None:
+        start, saved = resumed
+        positions = list(saved)
+    positions.extend(
+        i
+        for i in range(start, len(messages))
+        if isinstance(m := messages[i], HumanMessage)
+        and (not m.additional_kwargs or is_user_turn(m))
+    )
+    _POSITIONS.put(messages, len(messages), None, tuple(positions))
+    return positions
+
+
 def limit_history_turns(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy,
@@ -208,7 +230,7 @@ def limit_history_turns(
     else:
         n, source, kind = resolve_history_limit(session_key, policy)
     k = policy.history_hysteresis
-    user_positions = [i for i, m in enumerate(messages) if is_user_turn(m)]
+    user_positions = _user_positions(messages)
     total = len(user_positions)
     keep = kept_user_turns(total, n, k)
     if keep >= total:

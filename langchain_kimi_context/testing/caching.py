@@ -98,7 +98,12 @@ class EmulatorClock:
 
     @property
     def offset(self) -> float:
-        """Seconds the clock was advanced."""
+        """Seconds the clock was advanced.
+
+        Example:
+            >>> c = EmulatorClock(); c.advance(2.5); c.offset
+            2.5
+        """
         with self._lock:
             return self._offset
 
@@ -180,7 +185,13 @@ class PrefixCache:
 
     @property
     def stored_blocks(self) -> int:
-        """Block hashes currently held over all partitions."""
+        """Block hashes currently held over all partitions.
+
+        Example:
+            >>> c = PrefixCache(block_size=2); _ = c.lookup_and_store(("m",), list("abcde"))
+            >>> c.stored_blocks
+            2
+        """
         with self._lock:
             return sum(len(b) for b in self._parts.values())
 
@@ -351,7 +362,12 @@ class ExplicitCacheStore:
 
     @property
     def lock(self) -> threading.RLock:
-        """The store's lock (held by the server around multi-step updates)."""
+        """The store's lock (held by the server around multi-step updates).
+
+        Example:
+            >>> with ExplicitCacheStore().lock:
+            ...     pass
+        """
         return self._lock
 
     def create(

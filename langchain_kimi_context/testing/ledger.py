@@ -131,37 +131,82 @@ class LedgerAccount:
 
     @property
     def requests(self) -> int:
-        """Number of billed chat completions."""
+        """Number of billed chat completions.
+
+        Example:
+            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
+            ...     currency="USD", time=0),)).requests
+            1
+        """
         return sum(1 for _ in self._chat())
 
     @property
     def prompt_tokens(self) -> int:
-        """Prompt tokens over all chat completions."""
+        """Prompt tokens over all chat completions.
+
+        Example:
+            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
+            ...     currency="USD", time=0, prompt_tokens=7),)).prompt_tokens
+            7
+        """
         return sum(e.prompt_tokens for e in self._chat())
 
     @property
     def cached_tokens(self) -> int:
-        """Prompt tokens served from a cache over all chat completions."""
+        """Prompt tokens served from a cache over all chat completions.
+
+        Example:
+            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
+            ...     currency="USD", time=0, prompt_tokens=7, cached_tokens=5),)).cached_tokens
+            5
+        """
         return sum(e.cached_tokens for e in self._chat())
 
     @property
     def cache_miss_tokens(self) -> int:
-        """Prompt tokens NOT served from a cache."""
+        """Prompt tokens NOT served from a cache.
+
+        Example:
+            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
+            ...     currency="USD", time=0, prompt_tokens=7, cached_tokens=5),)
+            ... ).cache_miss_tokens
+            2
+        """
         return self.prompt_tokens - self.cached_tokens
 
     @property
     def completion_tokens(self) -> int:
-        """Completion tokens (reasoning included) over all chat completions."""
+        """Completion tokens (reasoning included) over all chat completions.
+
+        Example:
+            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
+            ...     currency="USD", time=0, completion_tokens=3),)).completion_tokens
+            3
+        """
         return sum(e.completion_tokens for e in self._chat())
 
     @property
     def reasoning_tokens(self) -> int:
-        """Reasoning tokens over all chat completions."""
+        """Reasoning tokens over all chat completions.
+
+        Example:
+            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
+            ...     currency="USD", time=0, reasoning_tokens=4),)).reasoning_tokens
+            4
+        """
         return sum(e.reasoning_tokens for e in self._chat())
 
     @property
     def cost_by_currency(self) -> dict[str, float]:
-        """Total cost per currency (token prices are USD, explicit-cache fees CNY)."""
+        """Total cost per currency (token prices are USD, explicit-cache fees CNY).
+
+        Example:
+            >>> LedgerAccount(None, (
+            ...     LedgerEntry(kind="chat", model="m", cost=0.5, currency="USD", time=0),
+            ...     LedgerEntry(kind="cache_call", model="m", cost=0.02, currency="CNY", time=0),
+            ... )).cost_by_currency
+            {'USD': 0.5, 'CNY': 0.02}
+        """
         out: dict[str, float] = {}
         for e in self.entries:
             out[e.currency] = out.get(e.currency, 0.0) + e.cost
@@ -257,7 +302,12 @@ class RequestRecord:
 
     @property
     def json(self) -> Any:
-        """Alias of :attr:`body` (the request's JSON)."""
+        """Alias of :attr:`body` (the request's JSON).
+
+        Example:
+            >>> RequestRecord(seq=1, time=0.0, method="POST", path="/x", body={"a": 1}).json
+            {'a': 1}
+        """
         return self.body
 
     def to_dict(self) -> dict[str, Any]:

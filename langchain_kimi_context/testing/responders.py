@@ -60,8 +60,14 @@ Without a final-reply directive, the reply after tool results quotes them briefl
 reply is ``Reply to: <first words of the user text>``. When ``tool_choice`` forces a
 tool (``"required"`` or a named function) and the script has no call at this point,
 the agent calls the forced (or first) tool with arguments synthesised from its JSON
-schema and the user text (quoted strings, numbers in order). ``response_format`` of
-type ``json_object``/``json_schema`` yields a JSON reply synthesised the same way.
+schema and the user text (quoted strings, numbers in order). With ``tool_choice`` auto
+and a user message that has NO directive at all, the agent calls the offered tool whose
+name words (``get_weather`` -> "weather", generic words like "tool" ignored) occur in
+the user text, once, then answers (``auto_tool_calls=False`` turns this off). ``response_format`` of
+type ``json_schema`` yields a JSON reply synthesised the same way; ``json_object``
+yields an object whose keys are the quoted identifiers of the user text (e.g.
+``'setup'`` and ``'punchline'``), or ``{"reply": ...}``. The emulator (not the agent)
+applies ``stop`` sequences and ``max_tokens`` to the reply.
 
 Compaction responder
 ====================
@@ -512,6 +518,28 @@ def _forced_tool(request: ResponderRequest) -> Mapping[str, Any] | None:
     return None
 
 
+_GENERIC_NAME_WORDS = frozenset(
+    {"tool", "tools", "func", "function", "call", "make", "query", "value", "data", "info"}
+)
+
+
+def _name_words(name: str) -> list[str]:
+    parts = re.split(r"[_\-\s]+|(?<=[a-z])(?=[A-Z])", name)
+    return [p.lower() for p in parts if len(p) >= 4 and p.lower() not in _GENERIC_NAME_WORDS]
+
+
+def _auto_tool(request: ResponderRequest, text: str) -> Mapping[str, Any] | None:
+    """The offered tool whose name words appear most in ``text`` (auto tool choice)."""
+    lowered = text.lower()
+    best: tuple[int, Mapping[str, Any] | None] = (0, None)
+    for tool in request.tools:
+        name = _tool_schema(tool)[0]
+        hits = sum(1 for w in _name_words(name) if re.search(rf"\b{re.escape(w)}", lowered))
+        if hits > best[0]:
+            best = (hits, tool)
+    return best[1]
+
+
 def _json_reply(request: ResponderRequest, text: str) -> str | None:
     fmt = request.body.get("response_format")
     if not isinstance(fmt, Mapping):
@@ -522,7 +550,19 @@ def _json_reply(request: ResponderRequest, text: str) -> str | None:
         value = synthesize_from_schema(schema if isinstance(schema, Mapping) else {}, text)
         return json.dumps(value, ensure_ascii=False)
     if fmt.get("type") == "json_object":
-        return json.dumps({"reply": _plain_text(text)[:80]}, ensure_ascii=False)
+        plain = _plain_text(text)
+        keys = [
+            k
+            for k in (next(g for g in m.groups() if g) for m in _QUOTED_RE.finditer(plain))
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", k)
+        ]
+        if not keys:
+            return json.dumps({"reply": plain[:80]}, ensure_ascii=False)
+        words = plain.split()
+        return json.dumps(
+            {k: " ".join(words[i : i + 6]) or k for i, k in enumerate(dict.fromkeys(keys))},
+            ensure_ascii=False,
+        )
     return None
 
 
@@ -623,6 +663,9 @@ class ScriptedAgentResponder:
         default_reasoning_tokens: Reasoning length of thinking replies without
             ``@think``.
         quote_chars: Characters of each tool result quoted in the final reply.
+        auto_tool_calls: With ``tool_choice`` auto and a user message WITHOUT any
+            directive, call the offered tool whose name words (``get_weather`` ->
+            "weather") appear in the user text, like a real model would.
 
     Example:
         >>> agent = ScriptedAgentResponder()
@@ -638,9 +681,16 @@ class ScriptedAgentResponder:
         'done'
     """
 
-    def __init__(self, *, default_reasoning_tokens: int = 12, quote_chars: int = 60) -> None:
+    def __init__(
+        self,
+        *,
+        default_reasoning_tokens: int = 12,
+        quote_chars: int = 60,
+        auto_tool_calls: bool = True,
+    ) -> None:
         self.default_reasoning_tokens = default_reasoning_tokens
         self.quote_chars = quote_chars
+        self.auto_tool_calls = auto_tool_calls
 
     def __call__(self, request: ResponderRequest) -> ReplySpec:
         """Return the next step of the script for ``request``.
@@ -682,6 +732,16 @@ class ScriptedAgentResponder:
             )
         last_is_tool = bool(messages) and messages[-1].get("role") == "tool"
         forced = _forced_tool(request) if allow_calls and not last_is_tool else None
+        if (
+            forced is None
+            and allow_calls
+            and self.auto_tool_calls
+            and not last_is_tool
+            and not steps_done
+            and not parse_directives(user_text)
+            and _json_reply(request, user_text) is None
+        ):
+            forced = _auto_tool(request, user_text)
         if forced is not None and not script.steps:
             name, schema = _tool_schema(forced)
             args = synthesize_from_schema(schema, user_text)

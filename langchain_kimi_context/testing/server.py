@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -31,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.profiles import ExplicitCachePricing, KimiModelProfile
 from langchain_kimi_context.testing.caching import (
     EmulatorClock,
     ExplicitCache,
@@ -92,7 +93,15 @@ class _Choice:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog: bursts of concurrent clients
     emulator: KimiEmulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that drop connections; report anything else on stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 class KimiEmulator:
@@ -122,6 +131,11 @@ class KimiEmulator:
             tool-call messages (as some Kimi endpoints do).
         reject_empty_string_content: Also reject ``content: ""`` on them.
         max_logged_requests: Size bound of the request log.
+        keep_alive: Keep HTTP/1.1 connections open between requests. Off by default:
+            every response closes its connection, so pooled clients never reuse a
+            connection across event loops (pytest-asyncio runs each async test in a new
+            loop, and langchain-openai caches its async HTTP client per base URL, which
+            otherwise fails with "Event loop is closed"). Turn it on for benchmarks.
 
     Example:
         >>> import httpx
@@ -154,6 +168,7 @@ class KimiEmulator:
         reject_empty_tool_call_content: bool = True,
         reject_empty_string_content: bool = False,
         max_logged_requests: int = 10_000,
+        keep_alive: bool = False,
     ) -> None:
         if not api_key:
             msg = "api_key must be a non-empty string"
@@ -187,6 +202,7 @@ class KimiEmulator:
         self.cache_ready_delay = cache_ready_delay
         self.reject_empty_tool_call_content = reject_empty_tool_call_content
         self.reject_empty_string_content = reject_empty_string_content
+        self.keep_alive = keep_alive
         self.clock = EmulatorClock()
         self.faults = FaultInjector()
         self.prefix_cache = PrefixCache(
@@ -197,6 +213,7 @@ class KimiEmulator:
         self._lock = threading.RLock()
         self._log: deque[RequestRecord] = deque(maxlen=max_logged_requests)
         self._seq = 0
+        self._epoch = 0
         self._ledgers: dict[str, list[LedgerEntry]] = {}
         self._fail_counts: OrderedDict[str, int] = OrderedDict()
         self._server: _Server | None = None
@@ -255,7 +272,13 @@ class KimiEmulator:
 
     @property
     def port(self) -> int:
-        """The bound port (raises if the server is not running)."""
+        """The bound port (raises ``RuntimeError`` if the server is not running).
+
+        Example:
+            >>> with KimiEmulator() as emu:
+            ...     0 < emu.port < 65536
+            True
+        """
         if self._server is None:
             msg = "KimiEmulator is not running; call start() or use it as a context manager"
             raise RuntimeError(msg)
@@ -263,17 +286,35 @@ class KimiEmulator:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``: pass it as the client's ``base_url``."""
+        """``http://127.0.0.1:<port>/v1``: pass it as the client's ``base_url``.
+
+        Example:
+            >>> with KimiEmulator() as emu:
+            ...     emu.base_url == f"http://127.0.0.1:{emu.port}/v1"
+            True
+        """
         return f"http://{self.host}:{self.port}/v1"
 
     @property
     def root_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (admin endpoints live under ``/_emulator``)."""
+        """``http://127.0.0.1:<port>`` (admin endpoints live under ``/_emulator``).
+
+        Example:
+            >>> import httpx
+            >>> with KimiEmulator() as emu:
+            ...     httpx.get(emu.root_url + "/_emulator/health").json()["status"]
+            'ok'
+        """
         return f"http://{self.host}:{self.port}"
 
     @property
     def headers(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <api_key>"}`` for raw HTTP clients."""
+        """``{"Authorization": "Bearer <api_key>"}`` for raw HTTP clients.
+
+        Example:
+            >>> KimiEmulator(api_key="sk-test-key-123456").headers
+            {'Authorization': 'Bearer sk-test-key-123456'}
+        """
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def add_api_key(self, key: str) -> None:
@@ -311,18 +352,36 @@ class KimiEmulator:
     # ------------------------------------------------------------------ state access
     @property
     def requests(self) -> list[RequestRecord]:
-        """The request log (admin requests excluded), oldest first."""
+        """The request log (admin requests excluded), oldest first.
+
+        Example:
+            >>> import httpx
+            >>> with KimiEmulator() as emu:
+            ...     _ = httpx.get(emu.base_url + "/models", headers=emu.headers)
+            ...     [(r.method, r.path, r.status) for r in emu.requests]
+            [('GET', '/v1/models', 200)]
+        """
         with self._lock:
             return list(self._log)
 
     @property
     def chat_requests(self) -> list[RequestRecord]:
-        """The logged ``POST /v1/chat/completions`` requests, oldest first."""
+        """The logged ``POST /v1/chat/completions`` requests, oldest first.
+
+        Example:
+            >>> KimiEmulator().chat_requests
+            []
+        """
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
     @property
     def last_request(self) -> RequestRecord | None:
-        """The most recent logged request, if any."""
+        """The most recent logged request, if any.
+
+        Example:
+            >>> KimiEmulator().last_request is None
+            True
+        """
         with self._lock:
             return self._log[-1] if self._log else None
 
@@ -383,6 +442,7 @@ class KimiEmulator:
             0.0
         """
         with self._lock:
+            self._epoch += 1
             self._log.clear()
             self._seq = 0
             self._ledgers.clear()
@@ -398,13 +458,20 @@ class KimiEmulator:
             self._seq += 1
             return RequestRecord(seq=self._seq, time=self.clock.now(), method=method, path=path)
 
-    def _log_record(self, record: RequestRecord) -> None:
+    @property
+    def _current_epoch(self) -> int:
         with self._lock:
-            self._log.append(record)
+            return self._epoch
 
-    def _bill(self, api_key: str, entry: LedgerEntry) -> None:
+    def _log_record(self, record: RequestRecord, epoch: int) -> None:
         with self._lock:
-            self._ledgers.setdefault(api_key, []).append(entry)
+            if epoch == self._epoch:  # requests in flight across reset() are dropped
+                self._log.append(record)
+
+    def _bill(self, api_key: str, entry: LedgerEntry, epoch: int | None = None) -> None:
+        with self._lock:
+            if epoch is None or epoch == self._epoch:
+                self._ledgers.setdefault(api_key, []).append(entry)
 
     def _settle_storage(self, only: ExplicitCache | None = None) -> None:
         now = self.clock.now()
@@ -432,15 +499,16 @@ class KimiEmulator:
                     ),
                 )
 
-    def _explicit_pricing(self, family: str) -> Any:
-        from langchain_kimi_context.profiles import ExplicitCachePricing
-
+    def _explicit_pricing(self, family: str) -> ExplicitCachePricing:
         for profile in self.profiles.values():
             if profile.cache_family == family and profile.explicit_cache_pricing is not None:
                 return profile.explicit_cache_pricing
         return ExplicitCachePricing()
 
-    def _fail_once(self, api_key: str, messages: Sequence[Mapping[str, Any]], spec: str) -> Fault:
+    def _fail_once(
+        self, api_key: str, messages: Sequence[Mapping[str, Any]], spec: str
+    ) -> Fault | None:
+        """Return the ``@fail`` fault if this exact request has failed fewer times."""
         fault, count = parse_fault_directive(spec)
         digest = hashlib.sha256(
             (api_key + "|" + spec + "|" + canonical_json(list(messages))).encode("utf-8")
@@ -448,7 +516,7 @@ class KimiEmulator:
         with self._lock:
             used = self._fail_counts.get(digest, 0)
             if used >= count:
-                return Fault("slow", delay=0.0)  # a no-op fault: already failed enough
+                return None
             self._fail_counts[digest] = used + 1
             self._fail_counts.move_to_end(digest)
             while len(self._fail_counts) > 10_000:
@@ -462,6 +530,8 @@ class KimiEmulator:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _body_stop: Any = None
+    _epoch: int = 0
     server_version = "KimiEmulator/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -477,6 +547,12 @@ class _Handler(BaseHTTPRequestHandler):
         if length > _MAX_BODY:
             raise EmulatorAPIError(413, "invalid_request_error", "Request body too large")
         return self.rfile.read(length) if length > 0 else b""
+
+    def end_headers(self) -> None:
+        """Close the connection after this response unless keep-alive is on."""
+        if not self.server.emulator.keep_alive:
+            self.send_header("Connection", "close")
+        super().end_headers()
 
     def _send_json(
         self, status: int, payload: Any, headers: Mapping[str, str] | None = None
@@ -522,6 +598,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_emulator"):
             self._admin(method, path, query, raw)
             return
+        self._epoch = self.emu._current_epoch
         record = self.emu._next_record(method, path)
         record.query = query
         record.headers = redact_headers(dict(self.headers.items()))
@@ -554,14 +631,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(method, path, query, body, key, record)
         except _CutConnectionError:
             record.fault = record.fault or "cut"
-            self.emu._log_record(record)
+            self.emu._log_record(record, self._epoch)
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
         except EmulatorAPIError as err:
             self._error(record, err)
         except (BrokenPipeError, ConnectionResetError):
-            self.emu._log_record(record)
+            self.emu._log_record(record, self._epoch)
             self.close_connection = True
         except Exception as exc:
             self._error(
@@ -573,13 +650,13 @@ class _Handler(BaseHTTPRequestHandler):
         record.status = err.status
         record.error_type = err.error_type
         record.response = err.to_json()
-        self.emu._log_record(record)
+        self.emu._log_record(record, self._epoch)
         self._send_json(err.status, err.to_json(), err.headers)
 
     def _ok(self, record: RequestRecord, payload: Any, status: int = 200) -> None:
         record.status = status
         record.response = payload
-        self.emu._log_record(record)
+        self.emu._log_record(record, self._epoch)
         self._send_json(status, payload)
 
     def _route(
@@ -659,6 +736,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, Mapping):
             raise EmulatorAPIError(400, "invalid_request_error", "Invalid request: body required")
         stream = bool(body.get("stream"))
+        self._body_stop = body.get("stop")
         record.stream = stream
         fault = emu.faults.next_fault("chat")
         if fault is not None:
@@ -690,9 +768,6 @@ class _Handler(BaseHTTPRequestHandler):
             reject_empty_tool_call_content=emu.reject_empty_tool_call_content,
             reject_empty_string_content=emu.reject_empty_string_content,
         )
-        cached_tokens, explicit_hit = self._cached_tokens(
-            validated, body, key, explicit_cache, reset_ttl
-        )
         choices: list[_Choice] = []
         fail_spec: str | None = None
         base_id = sum(
@@ -722,9 +797,7 @@ class _Handler(BaseHTTPRequestHandler):
             choices.append(self._make_choice(index, spec, validated, base_id))
         if fault is None and fail_spec:
             fault = emu._fail_once(key, validated.messages, fail_spec)
-            if fault.kind == "slow" and fault.delay == 0.0:
-                fault = None
-            else:
+            if fault is not None:
                 record.fault = fault.kind
                 if fault.delay > 0:
                     time.sleep(fault.delay)
@@ -734,6 +807,10 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 if err is not None:
                     raise err
+        # Only requests that get this far are processed (and fill the prefix cache).
+        cached_tokens, explicit_hit = self._cached_tokens(
+            validated, body, key, explicit_cache, reset_ttl
+        )
         if fault is not None and fault.kind == "empty":
             choices = [_Choice(c.index, "", None, [], "stop", 0, 0) for c in choices]
         usage = self._usage(validated, choices, cached_tokens)
@@ -794,6 +871,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise EmulatorAPIError(
                 404, "resource_not_found_error", f"Not found the cache {cache_id}"
             )
+        profile = self.emu.profiles.get(str(body.get("model")))
+        if profile is not None and profile.cache_family != cache.model:
+            raise EmulatorAPIError(
+                400,
+                "invalid_request_error",
+                f"Invalid request: cache {cache_id} belongs to model family {cache.model}, "
+                f"which does not include {profile.name}",
+            )
         status = cache.status(self.emu.clock.now())
         if status != "ready":
             raise EmulatorAPIError(
@@ -852,10 +937,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return min(cache.tokens, validated.prompt_tokens), cache
         if validated.profile.cache_kind != "automatic":
             return 0, None
+        if self._epoch != emu._current_epoch:
+            return 0, None  # in flight across reset(): do not refill the cleared cache
         cache_key = body.get("prompt_cache_key")
         partition = (validated.profile.name, key, cache_key if isinstance(cache_key, str) else None)
-        tokens = emu.tokenizer.serialize_request(validated.messages, validated.tools)
-        return emu.prefix_cache.lookup_and_store(partition, tokens), None
+        return emu.prefix_cache.lookup_and_store(partition, validated.tokens), None
 
     def _make_choice(
         self, index: int, spec: ReplySpec, validated: ValidatedChatRequest, base_id: int
@@ -882,10 +968,14 @@ class _Handler(BaseHTTPRequestHandler):
             call_tokens += tok.count_text(call.name) + tok.count_text(call.arguments_json()) + 2
         content = spec.content or ""
         finish = spec.finish_reason or ("tool_calls" if calls else "stop")
+        stop = _stop_list(self._body_stop)
+        cut_at = min((i for i in (content.find(x) for x in stop if x) if i >= 0), default=-1)
+        if cut_at >= 0:
+            content = content[:cut_at]
         budget = validated.max_tokens - reasoning_tokens - call_tokens
         content_tokens = tok.count_text(content)
         if content_tokens > max(budget, 0):
-            content = _truncate_tokens(content, max(budget, 0), tok)
+            content = tok.truncate(content, max(budget, 0))
             content_tokens = tok.count_text(content)
             finish = spec.finish_reason or "length"
         return _Choice(
@@ -949,6 +1039,7 @@ class _Handler(BaseHTTPRequestHandler):
                 reasoning_tokens=reasoning,
                 cache_id=explicit_hit.id if explicit_hit is not None else None,
             ),
+            self._epoch,
         )
         if explicit_hit is not None:
             ep = emu._explicit_pricing(explicit_hit.model)
@@ -963,6 +1054,7 @@ class _Handler(BaseHTTPRequestHandler):
                     request_seq=seq,
                     cache_id=explicit_hit.id,
                 ),
+                self._epoch,
             )
 
     def _completion_json(
@@ -1035,7 +1127,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._write_chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        emu._log_record(record)
+        emu._log_record(record, self._epoch)
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):X}\r\n".encode("ascii") + data + b"\r\n")
@@ -1163,15 +1255,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, {"error": {"type": "invalid_request_error", "message": str(exc)}})
 
 
-def _truncate_tokens(text: str, n_tokens: int, tokenizer: EmulatorTokenizer) -> str:
-    if n_tokens <= 0:
-        return ""
-    from langchain_kimi_context.testing.tokenizer import _TOKEN_RE
-
-    for count, match in enumerate(_TOKEN_RE.finditer(text), start=1):
-        if count == n_tokens:
-            return text[: match.end()]
-    return text
+def _stop_list(stop: Any) -> list[str]:
+    """Return the request's ``stop`` as a list of strings (already validated)."""
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list):
+        return [x for x in stop if isinstance(x, str)]
+    return []
 
 
 # ====================================================================== caching API
@@ -1288,6 +1378,7 @@ class _CachingRoutes:
                 cache_id=cache.id,
                 cache_tokens=cache.tokens,
             ),
+            self.h._epoch,
         )
         self.h._ok(self.record, cache.to_json(now))
 

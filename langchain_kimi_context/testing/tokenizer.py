@@ -138,6 +138,27 @@ class EmulatorTokenizer:
         """
         return sum(1 for _ in _TOKEN_RE.finditer(text))
 
+    def truncate(self, text: str, n_tokens: int) -> str:
+        """Return the longest prefix of ``text`` that has at most ``n_tokens`` tokens.
+
+        Args:
+            text: Any text.
+            n_tokens: Token budget.
+
+        Returns:
+            The prefix (ending right after its last whole token).
+
+        Example:
+            >>> EmulatorTokenizer().truncate("one two three", 2)
+            'one two'
+        """
+        if n_tokens <= 0:
+            return ""
+        for count, match in enumerate(_TOKEN_RE.finditer(text), start=1):
+            if count == n_tokens:
+                return text[: match.end()]
+        return text
+
     def serialize_tools(self, tools: Sequence[Mapping[str, Any]] | None) -> list[str]:
         """Return the token sequence of a ``tools`` list (canonical JSON).
 

@@ -115,6 +115,7 @@ class ValidatedChatRequest:
         n: Number of choices requested.
         messages: The messages that were validated.
         tools: The tools that were validated.
+        tokens: The canonical token sequence of tools + messages (prefix caching).
 
     Example:
         >>> v = validate_chat_request(
@@ -130,6 +131,7 @@ class ValidatedChatRequest:
     n: int
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list, repr=False, compare=False)
 
 
 def thinking_enabled(profile: KimiModelProfile, body: Mapping[str, Any]) -> bool:
@@ -305,6 +307,11 @@ def _check_messages(
                 f"Invalid request: unknown role {role!r} in message at index {index}, "
                 "expected one of system, user, assistant, tool"
             )
+        if message.get("partial") and (role != "assistant" or index != len(messages_raw) - 1):
+            raise _invalid(
+                f"Invalid request: partial is only allowed on the last message when it is an "
+                f"assistant message (message at index {index})"
+            )
         if role == "tool":
             call_id = message.get("tool_call_id")
             key = call_id if isinstance(call_id, str) else ""
@@ -435,7 +442,8 @@ def validate_chat_request(
     )
     tok = tokenizer or _DEFAULT_TOKENIZER
     counted = [m for m in messages if m.get("role") != "cache"]
-    prompt_tokens = tok.count_messages(counted, tools) + extra_prompt_tokens
+    tokens = tok.serialize_request(counted, tools)
+    prompt_tokens = len(tokens) + extra_prompt_tokens
     requested = prompt_tokens + max_tokens
     if requested > profile.context_window:
         raise _invalid(
@@ -450,6 +458,7 @@ def validate_chat_request(
         n=n,
         messages=messages,
         tools=tools,
+        tokens=tokens,
     )
 
 

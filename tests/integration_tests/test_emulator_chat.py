@@ -14,11 +14,13 @@ from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import EmulatorTokenizer, KimiEmulator
 
 K2 = "kimi-k2-0905-preview"
+# One shared client: creating an httpx.Client per call costs ~20 ms (SSL context).
+HTTP = httpx.Client(timeout=30)
 THINKING = "kimi-k2-thinking"
 
 
 def _post(emu: KimiEmulator, body: dict[str, Any], **kw: Any) -> httpx.Response:
-    return httpx.post(f"{emu.base_url}/chat/completions", json=body, headers=emu.headers, **kw)
+    return HTTP.post(f"{emu.base_url}/chat/completions", json=body, headers=emu.headers, **kw)
 
 
 def _sse_events(resp: httpx.Response) -> list[Any]:
@@ -212,10 +214,10 @@ def test_openai_sdk_sync_and_async(emulator: KimiEmulator) -> None:
 
 def test_auth_errors(emulator: KimiEmulator) -> None:
     body = {"model": K2, "messages": [{"role": "user", "content": "hi"}]}
-    missing = httpx.post(f"{emulator.base_url}/chat/completions", json=body)
+    missing = HTTP.post(f"{emulator.base_url}/chat/completions", json=body)
     assert missing.status_code == 401
     assert missing.json()["error"]["type"] == "invalid_authentication_error"
-    wrong = httpx.post(
+    wrong = HTTP.post(
         f"{emulator.base_url}/chat/completions",
         json=body,
         headers={"Authorization": "Bearer sk-wrong-key-123456"},
@@ -228,18 +230,18 @@ def test_auth_errors(emulator: KimiEmulator) -> None:
 
 
 def test_models_and_estimate_token_count(emulator: KimiEmulator) -> None:
-    models = httpx.get(f"{emulator.base_url}/models", headers=emulator.headers).json()
+    models = HTTP.get(f"{emulator.base_url}/models", headers=emulator.headers).json()
     by_id = {m["id"]: m for m in models["data"]}
     assert by_id["kimi-k2-0905-preview"]["context_length"] == 262_144
     assert by_id["moonshot-v1-8k"]["context_length"] == 8_192
     assert by_id["kimi-k3"]["context_length"] == get_profile("kimi-k3").context_window
-    one = httpx.get(f"{emulator.base_url}/models/moonshot-v1-32k", headers=emulator.headers)
+    one = HTTP.get(f"{emulator.base_url}/models/moonshot-v1-32k", headers=emulator.headers)
     assert one.json()["context_length"] == 32_768
     messages = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Count 12345 tokens, 你好!"},
     ]
-    est = httpx.post(
+    est = HTTP.post(
         f"{emulator.base_url}/tokenizers/estimate-token-count",
         json={"model": K2, "messages": messages},
         headers=emulator.headers,
@@ -248,7 +250,7 @@ def test_models_and_estimate_token_count(emulator: KimiEmulator) -> None:
     # and the chat usage agrees with the estimate
     usage = _post(emulator, {"model": K2, "messages": messages}).json()["usage"]
     assert usage["prompt_tokens"] == est["data"]["total_tokens"]
-    unknown = httpx.post(
+    unknown = HTTP.post(
         f"{emulator.base_url}/tokenizers/estimate-token-count",
         json={"model": "gpt-4", "messages": messages},
         headers=emulator.headers,
@@ -272,3 +274,32 @@ def test_n_choices(emulator: KimiEmulator) -> None:
     ).json()
     assert [c["index"] for c in data["choices"]] == [0, 1, 2]
     assert data["usage"]["completion_tokens"] == 15
+
+
+def test_keep_alive_option(make_emulator: Any) -> None:
+    closing = make_emulator()
+    with httpx.Client() as client:
+        r = client.get(f"{closing.base_url}/models", headers=closing.headers)
+        assert r.headers["connection"] == "close"
+    keeping = make_emulator(keep_alive=True)
+    with httpx.Client() as client:
+        for _ in range(3):
+            r = client.get(f"{keeping.base_url}/models", headers=keeping.headers)
+            assert "connection" not in r.headers
+
+
+def test_async_clients_across_event_loops(emulator: KimiEmulator) -> None:
+    # One AsyncOpenAI client reused from two event loops (as cached clients are across
+    # pytest-asyncio tests): works because the emulator closes connections by default.
+    import asyncio
+
+    aclient = AsyncOpenAI(base_url=emulator.base_url, api_key=emulator.api_key)
+
+    async def ask() -> str:
+        r = await aclient.chat.completions.create(
+            model=K2, messages=[{"role": "user", "content": "@say loop"}]
+        )
+        return r.choices[0].message.content or ""
+
+    assert asyncio.run(ask()) == "loop"
+    assert asyncio.run(ask()) == "loop"

@@ -25,8 +25,11 @@ def _http_error(status: int, etype: str, message: str, headers: dict[str, str] |
     request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
     response = httpx.Response(status, headers=headers or {}, request=request)
     body = {"error": {"type": etype, "message": message}}
-    cls = {400: openai.BadRequestError, 401: openai.AuthenticationError,
-           429: openai.RateLimitError}.get(status, openai.InternalServerError)
+    cls = {
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+        429: openai.RateLimitError,
+    }.get(status, openai.InternalServerError)
     return from_openai_error(cls(message, response=response, body=body))
 
 
@@ -73,8 +76,11 @@ def test_retry_after_hint_is_honoured() -> None:
 @pytest.mark.parametrize(
     "error",
     [
-        _http_error(400, "invalid_request_error",
-                    "Your request exceeded model token limit: 262144 (requested: 300000)"),
+        _http_error(
+            400,
+            "invalid_request_error",
+            "Your request exceeded model token limit: 262144 (requested: 300000)",
+        ),
         _http_error(400, "invalid_request_error", "bad role"),
         _http_error(401, "invalid_authentication_error", "bad key"),
         _http_error(429, "exceeded_current_quota_error", "Your account is suspended"),
@@ -93,7 +99,8 @@ def test_non_retryable_errors_are_raised_at_once(error: BaseException) -> None:
 
     with pytest.raises(type(error)):
         call_with_retry(fn, RetrySettings(), sleep=slept.append)
-    assert calls == 1 and slept == []
+    assert calls == 1
+    assert slept == []
 
 
 def test_attempts_are_capped_and_exhaustion_is_typed() -> None:

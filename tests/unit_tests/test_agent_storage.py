@@ -85,7 +85,8 @@ def test_fold_assigns_deterministic_ids_without_mutating_inputs() -> None:
     first = fold_messages([], [msg])
     again = fold_messages([], [msg])
     assert msg.id is None
-    assert first[0].id and first[0].id == again[0].id
+    assert first[0].id
+    assert first[0].id == again[0].id
     # same content at another position gets another id
     both = fold_messages([], [[HumanMessage("hello"), HumanMessage("hello")]])
     assert both[0].id != both[1].id
@@ -214,3 +215,21 @@ def test_default_path_env_var_and_creation(tmp_path: Path, monkeypatch: pytest.M
     assert default_checkpoint_path() == (
         tmp_path / "xdg" / "langchain-kimi-context" / "checkpoints.sqlite"
     )
+
+
+def test_kimi_saver_handles_forks_from_old_checkpoints(tmp_path: Path) -> None:
+    db = tmp_path / "f.sqlite"
+    saver = open_sqlite_checkpointer(db)
+    app = _graph(saver)
+    cfg = {"configurable": {"thread_id": "t"}}
+    for i in range(5):
+        app.invoke({"messages": [HumanMessage(f"m{i}", id=f"h{i}")]}, cfg)
+    old = next(s for s in app.get_state_history(cfg) if len(s.values.get("messages", [])) == 4)
+    fork_cfg = app.update_state(old.config, {"messages": [HumanMessage("fork", id="fk")]})
+    app.invoke(None, fork_cfg)
+    forked = _key(app.get_state(cfg).values["messages"])
+    assert [k[1] for k in forked][:5] == ["h0", forked[1][1], "h1", forked[3][1], "fk"]
+    stock = _graph(SqliteSaver(sqlite3.connect(db, check_same_thread=False), serde=saver.serde))
+    assert _key(stock.get_state(cfg).values["messages"]) == forked
+    # the original branch is still intact
+    assert len(_key(app.get_state(old.config).values["messages"])) == 4

@@ -43,10 +43,13 @@ def test_results_in_call_order_with_errors_and_unknown_tools() -> None:
     ai = _ai(("echo", {"text": "hi"}, "1"), ("boom", {"path": "a.py"}, "2"), ("zap", {}, "3"))
     results, report = runner.run(ai, [HumanMessage("go"), ai])
     assert [m.tool_call_id for m in results] == ["1", "2", "3"]
-    assert results[0].content == "hi" and results[0].status == "success"
+    assert results[0].content == "hi"
+    assert results[0].status == "success"
     assert results[1].status == "error"
-    assert "FileNotFoundError" in results[1].content and "a.py" in results[1].content
-    assert results[2].status == "error" and "unknown tool 'zap'" in results[2].content
+    assert "FileNotFoundError" in results[1].content
+    assert "a.py" in results[1].content
+    assert results[2].status == "error"
+    assert "unknown tool 'zap'" in results[2].content
     assert report.errors == {"2": "FileNotFoundError", "3": "unknown_tool"}
 
 
@@ -59,7 +62,8 @@ def test_per_tool_timeout_abandons_the_call_and_reports_it() -> None:
     elapsed = time.perf_counter() - started
     release.set()
     assert elapsed < 5
-    assert results[0].status == "error" and "timed out after 0.2 s" in results[0].content
+    assert results[0].status == "error"
+    assert "timed out after 0.2 s" in results[0].content
     assert results[1].content == "fast"
     assert report.timeouts == ["s"]
     runner.close()

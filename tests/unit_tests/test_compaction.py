@@ -41,7 +41,13 @@ from langchain_kimi_context.context.compaction import (
 )
 from langchain_kimi_context.context.markers import get_marker, is_marked
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.tokens import default_token_counter
 from tests.compaction_helpers import SUMMARY, RecordingModel, conversation, server_error
+
+
+def keep3(log: list[BaseMessage]) -> int:
+    """A target that fits the last 3 turns (tail budget = 0.6 x target) but not all 8+."""
+    return int(default_token_counter().count_messages(log[-6:]) * 1.9)
 
 
 def fast_policy(**kw: Any) -> ContextPolicy:
@@ -66,6 +72,11 @@ class TestTrigger:
         d = should_compact(212_144, 262_144, policy)
         assert d
         assert d.reason == "reserve"
+
+    def test_reserve_never_below_half_the_window(self) -> None:
+        policy = ContextPolicy(compact_trigger_ratio=None, compact_reserve_tokens=50_000)
+        assert not should_compact(15_999, 32_000, policy)
+        assert should_compact(16_000, 32_000, policy).reason == "reserve"
 
     def test_absolute_form_and_seed(self) -> None:
         seed = ContextPolicy.seed_defaults()
@@ -344,7 +355,7 @@ class TestLLMCompaction:
         model = RecordingModel(replies=[server_error()])
         log = conversation(8)
         view, report = compact(
-            log, fast_policy(compact_max_attempts=3), model=model, target_tokens=3_000
+            log, fast_policy(compact_max_attempts=3), model=model, target_tokens=keep3(log)
         )
         assert len(model.calls) == 3
         assert report.record is None
@@ -354,7 +365,8 @@ class TestLLMCompaction:
 
     def test_empty_summary_is_retried_then_stored(self) -> None:
         model = RecordingModel(replies=["", "   ", SUMMARY])
-        _view, report = compact(conversation(8), fast_policy(), model=model, target_tokens=3_000)
+        log = conversation(8)
+        _view, report = compact(log, fast_policy(), model=model, target_tokens=keep3(log))
         assert len(model.calls) == 3
         assert report.model_calls == 3
         assert report.record is not None
@@ -363,7 +375,8 @@ class TestLLMCompaction:
 
     def test_non_retryable_error_stops_at_once(self) -> None:
         model = RecordingModel(replies=[ValueError("bad request shape")])
-        _, report = compact(conversation(8), fast_policy(), model=model, target_tokens=3_000)
+        log = conversation(8)
+        _, report = compact(log, fast_policy(), model=model, target_tokens=keep3(log))
         assert len(model.calls) == 1
         assert report.record is None
 
@@ -388,7 +401,7 @@ class TestLLMCompaction:
     def test_second_compaction_folds_earlier_summary(self) -> None:
         model = RecordingModel(replies=["## Current Task\n- FACT-FROM-FIRST", SUMMARY])
         log = conversation(8)
-        _, r1 = compact(log, fast_policy(), model=model, target_tokens=3_000)
+        _, r1 = compact(log, fast_policy(), model=model, target_tokens=keep3(log))
         assert r1.record is not None
         log2 = [*log, *conversation(8, sys=False)[:0]]
         for i in range(8, 14):
@@ -397,7 +410,7 @@ class TestLLMCompaction:
                 AIMessage("ok", id=f"a{i}"),
             ]
         view2, r2 = compact(
-            log2, fast_policy(), model=model, records=[r1.record], target_tokens=2_000
+            log2, fast_policy(), model=model, records=[r1.record], target_tokens=keep3(log2)
         )
         assert r2.record is not None
         text = str(model.calls[1][1].content)
@@ -410,7 +423,7 @@ class TestLLMCompaction:
     def test_prefix_stable_after_compaction(self) -> None:
         model = RecordingModel(replies=[SUMMARY])
         log = conversation(8)
-        view, report = compact(log, fast_policy(), model=model, target_tokens=3_000)
+        view, report = compact(log, fast_policy(), model=model, target_tokens=keep3(log))
         assert report.record is not None
         log2 = [*log, HumanMessage("next", id="hx"), AIMessage("ok", id="ax")]
         view2 = apply_compactions(log2, [report.record])
@@ -454,10 +467,10 @@ class TestLLMCompaction:
     async def test_async_compaction_matches_sync(self) -> None:
         log = conversation(8)
         view_s, rep_s = compact(
-            log, fast_policy(), model=RecordingModel(replies=[SUMMARY]), target_tokens=3_000
+            log, fast_policy(), model=RecordingModel(replies=[SUMMARY]), target_tokens=keep3(log)
         )
         view_a, rep_a = await acompact(
-            log, fast_policy(), model=RecordingModel(replies=[SUMMARY]), target_tokens=3_000
+            log, fast_policy(), model=RecordingModel(replies=[SUMMARY]), target_tokens=keep3(log)
         )
         assert view_s == view_a
         assert rep_s.record == rep_a.record

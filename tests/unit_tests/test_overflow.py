@@ -210,3 +210,28 @@ async def test_async_chain_same_order() -> None:
     )
     assert out.result == "ok"
     assert out.steps == ("call", "overflow", "compact#1", "call")
+
+
+def test_preflight_does_not_fit_is_recovered_before_sending() -> None:
+    from langchain_kimi_context.context.compaction import ensure_fits
+    from langchain_kimi_context.context.guard import preflight_guard
+
+    pol = policy().replace(context_window=20_000, reserved_output_tokens=1_000)
+    sent: list[list[BaseMessage]] = []
+
+    def call(view: list[BaseMessage]) -> str:
+        sent.append(view)
+        return "ok"
+
+    log = session() * 1
+    log += [HumanMessage("bulk " * 2_000 + str(i), id=f"x{i}") for i in range(12)]
+    log.append(HumanMessage("now", id="now"))
+    rec = OverflowRecovery(
+        pol,
+        model=RecordingModel(replies=[SUMMARY]),
+        preflight=lambda view: ensure_fits(preflight_guard(view, pol)[1]),
+    )
+    out = rec.invoke(call, log)
+    assert out.steps == ("call", "overflow", "compact#1", "call")
+    assert len(sent) == 1  # the oversized request was never sent
+    assert preflight_guard(sent[0], pol)[1].fits

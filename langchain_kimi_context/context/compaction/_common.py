@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -15,11 +14,11 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.messages.utils import count_tokens_approximately
 
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.tokens import default_token_counter
 
 __all__ = [
     "TokenCounterLike",
@@ -47,22 +46,12 @@ class TokenCounterLike(Protocol):
         ...
 
 
-class _ApproximateCounter:
-    """Fallback counter: LangChain's ``count_tokens_approximately`` (4 chars/token)."""
-
-    def count_messages(
-        self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
-    ) -> int:
-        return count_tokens_approximately(messages, tools=list(tools) if tools else None)
-
-
 def resolve_token_counter(counter: TokenCounterLike | None) -> TokenCounterLike:
     """Return ``counter`` or the package's default counter.
 
     Args:
         counter: A counter, or ``None`` for the process-wide default
-            (``langchain_kimi_context.tokens.default_token_counter()`` when available,
-            else LangChain's approximate counter).
+            (``langchain_kimi_context.tokens.default_token_counter()``).
 
     Returns:
         A counter.
@@ -74,18 +63,8 @@ def resolve_token_counter(counter: TokenCounterLike | None) -> TokenCounterLike:
     """
     if counter is not None:
         return counter
-    try:
-        tokens_mod = importlib.import_module("langchain_kimi_context.tokens")
-    except ImportError:
-        return _APPROX
-    factory = getattr(tokens_mod, "default_token_counter", None)
-    if factory is None:
-        return _APPROX
-    resolved: TokenCounterLike = factory()
+    resolved: TokenCounterLike = default_token_counter()
     return resolved
-
-
-_APPROX = _ApproximateCounter()
 
 
 def message_text(message: BaseMessage) -> str:

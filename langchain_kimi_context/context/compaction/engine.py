@@ -50,6 +50,7 @@ from langchain_kimi_context.context.compaction.trigger import (
 )
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.tokens import ContextSizeTracker
 
 __all__ = [
     "CompactionReport",
@@ -385,12 +386,16 @@ def _decide(
     profile: KimiModelProfile | None,
     token_counter: TokenCounterLike | None,
     tools: Sequence[Any] | None,
+    tracker: ContextSizeTracker | None,
 ) -> tuple[CompactionDecision, list[BaseMessage]]:
     view = apply_compactions(messages, records)
-    covered = records[-1].covered_until_id if records else None
-    tokens = current_context_tokens(
-        view, token_counter=token_counter, tools=tools, usage_valid_after=covered
-    )
+    if tracker is not None:
+        tokens = tracker.current_size(view, tools)
+    else:
+        covered = records[-1].covered_until_id if records else None
+        tokens = current_context_tokens(
+            view, token_counter=token_counter, tools=tools, usage_valid_after=covered
+        )
     resolved = resolve_window(policy, window=window, profile=profile)
     return should_compact(tokens, resolved, policy), view
 
@@ -422,6 +427,7 @@ def maybe_compact(
     token_counter: TokenCounterLike | None = None,
     tools: Sequence[Any] | None = None,
     snapshot_id: str | None = None,
+    tracker: ContextSizeTracker | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Compact only if the trigger fires (server usage + estimate of what came after).
 
@@ -440,6 +446,9 @@ def maybe_compact(
         token_counter: Counter.
         tools: Tool schemas bound to the model.
         snapshot_id: Pre-compaction snapshot id.
+        tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
+            delta); without it, the newest ``usage_metadata`` in the view is used
+            (:func:`current_context_tokens`).
 
     Returns:
         ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
@@ -451,7 +460,9 @@ def maybe_compact(
         True
     """
     policy = policy or ContextPolicy()
-    decision, view = _decide(messages, policy, records, window, profile, token_counter, tools)
+    decision, view = _decide(
+        messages, policy, records, window, profile, token_counter, tools, tracker
+    )
     if not decision:
         return view, None
     return compact(
@@ -483,6 +494,7 @@ async def amaybe_compact(
     token_counter: TokenCounterLike | None = None,
     tools: Sequence[Any] | None = None,
     snapshot_id: str | None = None,
+    tracker: ContextSizeTracker | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Async variant of :func:`maybe_compact`.
 
@@ -497,6 +509,9 @@ async def amaybe_compact(
         token_counter: Counter.
         tools: Tool schemas bound to the model.
         snapshot_id: Pre-compaction snapshot id.
+        tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
+            delta); without it, the newest ``usage_metadata`` in the view is used
+            (:func:`current_context_tokens`).
 
     Returns:
         ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
@@ -508,7 +523,9 @@ async def amaybe_compact(
         True
     """
     policy = policy or ContextPolicy()
-    decision, view = _decide(messages, policy, records, window, profile, token_counter, tools)
+    decision, view = _decide(
+        messages, policy, records, window, profile, token_counter, tools, tracker
+    )
     if not decision:
         return view, None
     return await acompact(

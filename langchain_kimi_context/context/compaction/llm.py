@@ -126,7 +126,7 @@ def _render(message: BaseMessage, calls: dict[str, tuple[str, dict[str, Any]]], 
         label = "system"
     else:
         label = message.type
-    return f"[{label}]\n{text}"
+    return f"[{label}]: {text}"
 
 
 def render_transcript(
@@ -145,11 +145,9 @@ def render_transcript(
         >>> from langchain_core.messages import AIMessage, HumanMessage
         >>> print(render_transcript([HumanMessage("Fix a.py"), AIMessage("Done",
         ...     additional_kwargs={"reasoning_content": "secret thoughts"})]))
-        [user]
-        Fix a.py
+        [user]: Fix a.py
         <BLANKLINE>
-        [assistant]
-        Done
+        [assistant]: Done
     """
     calls = tool_call_index(messages)
     return "\n\n".join(_render(m, calls, max_chars_per_message) for m in messages)
@@ -302,7 +300,7 @@ class LLMCompaction:
         return int(len(text) / ctx.policy.chars_per_token) + 1
 
     def requests(self, ctx: CompactionContext, plan: _Plan) -> list[tuple[str, int]]:
-        """Split the span into transcript chunks that fit ``policy.compact_chunk_tokens``.
+        """Split the span into chunks of at most ``compact_chunk_tokens`` (and 60% of the window).
 
         Args:
             ctx: Run inputs.
@@ -312,7 +310,9 @@ class LLMCompaction:
             ``(transcript chunk, its tokens)`` pairs, in order.
         """
         policy = ctx.policy
-        room = policy.compact_chunk_tokens
+        # the summariser call must fit the model's window too (with the prompt, the
+        # summary so far and the reply), whatever compact_chunk_tokens says
+        room = max(min(policy.compact_chunk_tokens, int(ctx.window * 0.6)), 1_000)
         cap = max(int(room * policy.chars_per_token / 2), 2_000)
         calls = tool_call_index(ctx.log)
         chunks: list[tuple[str, int]] = []

@@ -20,7 +20,6 @@ share this one implementation (sync :meth:`OverflowRecovery.invoke` and async
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,8 @@ from langchain_kimi_context.context.compaction.records import (
     apply_compactions,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.reports import GuardReport
+from langchain_kimi_context.context.truncation import truncate_tool_results
 from langchain_kimi_context.errors import (
     KimiContextOverflowError,
     from_openai_error,
@@ -58,6 +59,7 @@ __all__ = [
     "OverflowRecovery",
     "RecoveryOutcome",
     "TruncateFn",
+    "ensure_fits",
     "forget_learned_windows",
     "learn_context_window",
     "learned_context_window",
@@ -65,8 +67,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-TruncateFn = Callable[[list[BaseMessage], ContextPolicy], tuple[list[BaseMessage], Any]]
-"""``(messages, policy) -> (messages, report)``: the pipeline's tool-result truncation."""
+TruncateFn = Callable[[list[BaseMessage], ContextPolicy], tuple[Sequence[BaseMessage], Any]]
+"""``(messages, policy) -> (messages, report)``: tool-result truncation (default: the
+pipeline's :func:`~langchain_kimi_context.context.truncation.truncate_tool_results` with
+the recovery's window)."""
 
 _lock = threading.Lock()
 _learned: dict[str, int] = {}
@@ -161,6 +165,42 @@ def window_from_error(exc: BaseException) -> int | None:
     return parse_context_overflow(str(exc))[1]
 
 
+def ensure_fits(report: GuardReport, *, model: str | None = None) -> None:
+    """Raise the overflow error for a preflight "does not fit" verdict of the guard.
+
+    Use it in the ``preflight`` of :class:`OverflowRecovery` (or in the call function) so
+    a request that cannot fit is recovered from before it is sent.
+
+    Args:
+        report: The :func:`~langchain_kimi_context.context.guard.preflight_guard` report.
+        model: The model id, for the message.
+
+    Raises:
+        KimiContextOverflowError: When ``report.fits`` is false (with ``window`` and
+            ``requested`` set from the estimate).
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_kimi_context.context.guard import preflight_guard
+        >>> _, report = preflight_guard([HumanMessage("hi " * 30_000)],
+        ...     ContextPolicy(context_window=20_000))
+        >>> ensure_fits(report)
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiContextOverflowError: Preflight: ...
+    """
+    if report.fits:
+        return
+    message = (
+        f"Preflight: the request needs about {report.required_tokens:,} tokens "
+        f"(including {report.reserved_output_tokens:,} reserved for the reply) but the "
+        f"context window is {report.window:,} ({report.window_source})."
+    )
+    raise KimiContextOverflowError(
+        message, window=report.window, requested=report.required_tokens, model=model
+    )
+
+
 def _as_overflow(exc: BaseException) -> ContextOverflowError | None:
     if isinstance(exc, ContextOverflowError):
         return exc
@@ -206,23 +246,6 @@ class _Compact:
 _Op = _Call | _Compact
 
 
-def _default_truncate() -> TruncateFn | None:
-    for module_name in (
-        "langchain_kimi_context.context.truncation",
-        "langchain_kimi_context.context.pipeline",
-        "langchain_kimi_context.context",
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        fn = getattr(module, "truncate_tool_results", None)
-        if callable(fn):
-            found: TruncateFn = fn
-            return found
-    return None
-
-
 class OverflowRecovery:
     """Call a model with the overflow-recovery chain around it (sync and async).
 
@@ -238,7 +261,10 @@ class OverflowRecovery:
         truncate: Tool-result truncation ``(messages, policy) -> (messages, report)``
             (default: the pipeline's ``truncate_tool_results``).
         on_window_learned: Called with ``(model_name, window)`` when the server named a
-            smaller window (e.g. ``KimiChatModel.learn_context_window``).
+            smaller window (e.g. ``lambda m, w: chat.learn_context_window(w, model=m)``).
+        preflight: Called with every view before it is sent; raise an overflow error
+            there (e.g. :func:`ensure_fits` on the guard's report) to recover before the
+            server has to refuse the request.
 
     Example:
         >>> from langchain_core.messages import HumanMessage
@@ -263,6 +289,7 @@ class OverflowRecovery:
         tools: Sequence[Any] | None = None,
         truncate: TruncateFn | None = None,
         on_window_learned: Callable[[str, int], Any] | None = None,
+        preflight: Callable[[list[BaseMessage]], Any] | None = None,
     ) -> None:
         self.policy = policy or ContextPolicy()
         self.model = model
@@ -273,6 +300,7 @@ class OverflowRecovery:
         self.tools = tools
         self.truncate = truncate
         self.on_window_learned = on_window_learned
+        self.preflight = preflight
 
     # ------------------------------------------------------------------ helpers
     def _window(self, learned: int | None) -> int:
@@ -335,10 +363,11 @@ class OverflowRecovery:
         snapshot_id: str | None,
         records: list[CompactionRecord],
     ) -> CompactionRecord | None:
-        truncate = self.truncate or _default_truncate()
-        if truncate is None:
-            return None
-        new_view, _ = truncate(list(view), self.policy.replace(context_window=window))
+        policy = self.policy.replace(context_window=window)
+        if self.truncate is not None:
+            new_view, _ = self.truncate(list(view), policy)
+        else:
+            new_view, _ = truncate_tool_results(view, policy, window=window)
         by_id = {m.id: m for m in view if m.id}
         edits = {
             m.id: m
@@ -414,9 +443,7 @@ class OverflowRecovery:
         for attempt in range(1, self.policy.overflow_compact_attempts + 1):
             window = self._window(learned)
             requested = getattr(last, "requested", None)
-            kwargs = self._compact_kwargs(
-                log, all_records, attempt, window, snapshot_id, requested
-            )
+            kwargs = self._compact_kwargs(log, all_records, attempt, window, snapshot_id, requested)
             result: tuple[list[BaseMessage], CompactionReport] = yield _Compact(kwargs)
             new_view, report = result
             attempts += 1
@@ -496,7 +523,12 @@ class OverflowRecovery:
         op = next(flow)
         while True:
             try:
-                value: Any = call(op.view) if isinstance(op, _Call) else compact(**op.kwargs)
+                if isinstance(op, _Call):
+                    if self.preflight is not None:
+                        self.preflight(op.view)
+                    value: Any = call(op.view)
+                else:
+                    value = compact(**op.kwargs)
             except Exception as exc:
                 try:
                     op = flow.throw(exc)
@@ -542,9 +574,12 @@ class OverflowRecovery:
         op = next(flow)
         while True:
             try:
-                value: Any = (
-                    await call(op.view) if isinstance(op, _Call) else await acompact(**op.kwargs)
-                )
+                if isinstance(op, _Call):
+                    if self.preflight is not None:
+                        self.preflight(op.view)
+                    value: Any = await call(op.view)
+                else:
+                    value = await acompact(**op.kwargs)
             except Exception as exc:
                 try:
                     op = flow.throw(exc)
