@@ -31,7 +31,6 @@ Example:
     >>> memory.rollback(sid, snap)
     >>> [m.type for m in memory.messages(sid)]
     ['system']
-    >>> memory.chat(sid, "Refactor utils.py")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -1104,8 +1103,18 @@ class RollingSnapshotMemory:
             AppendTooLargeError: ``user_input`` is over ``max_append_tokens``.
 
         Example:
-            >>> memory.chat(sid, "Refactor utils.py @reply 50")  # doctest: +SKIP
-            AIMessage(content='...')
+            >>> import os, tempfile
+            >>> from langchain_kimi_context.testing import KimiEmulator
+            >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
+            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...                           base_url=emu.base_url)
+            ...     mem = RollingSnapshotMemory(model,
+            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+            ...     sid = mem.create_session(system="Be terse.")
+            ...     print(mem.chat(sid, "@say Split utils.py in two.").content)
+            ...     print(mem.usage(sid).calls)
+            Split utils.py in two.
+            1
         """
         graph, config, before, records_before = self._begin_turn(session_id, user_input)
         try:
@@ -1131,7 +1140,16 @@ class RollingSnapshotMemory:
             SessionTurnError: The turn failed; the session is as before.
 
         Example:
-            >>> asyncio.run(memory.achat(sid, "hi"))  # doctest: +SKIP
+            >>> import os, tempfile
+            >>> from langchain_kimi_context.testing import KimiEmulator
+            >>> with KimiEmulator() as emu:
+            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...                           base_url=emu.base_url)
+            ...     mem = RollingSnapshotMemory(model,
+            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+            ...     sid = mem.create_session()
+            ...     print(asyncio.run(mem.achat(sid, "@say async done")).content)
+            async done
         """
         return await asyncio.to_thread(self.chat, session_id, user_input)
 
@@ -1465,8 +1483,22 @@ class RollingSnapshotMemory:
             KimiConfigurationError: Bad ``ratio`` or ``format``.
 
         Example:
-            >>> memory.compress(sid, ratio=4).ratio  # doctest: +SKIP
-            4.3
+            >>> import os, tempfile
+            >>> from langchain_kimi_context.testing import KimiEmulator
+            >>> with KimiEmulator() as emu:
+            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...                           base_url=emu.base_url)
+            ...     mem = RollingSnapshotMemory(model,
+            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+            ...     sid = mem.create_session(system="You refactor code.")
+            ...     for i in range(5):
+            ...         _ = mem.chat(sid, f"Refactor m{i}.py. TODO: tests.\\n@reply 300")
+            ...     result = mem.compress(sid, ratio=4)
+            ...     view = mem.messages(sid)
+            >>> result.changed, result.tokens_after < result.tokens_before
+            (True, True)
+            >>> "## Current Task" in view[1].content
+            True
         """
         if format != "outline":
             raise KimiConfigurationError(
@@ -1659,8 +1691,17 @@ class RollingSnapshotMemory:
             The result, the subtask's session id and its usage.
 
         Example:
-            >>> memory.run_subtask("Summarise a.py", into=sid).result  # doctest: +SKIP
-            'a.py defines ...'
+            >>> import os, tempfile
+            >>> from langchain_kimi_context.testing import KimiEmulator
+            >>> with KimiEmulator() as emu:
+            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...                           base_url=emu.base_url)
+            ...     mem = RollingSnapshotMemory(model,
+            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+            ...     main = mem.create_session(system="Main task.")
+            ...     sub = mem.run_subtask("@say a.py defines parse()", into=main)
+            ...     print(sub.result, "|", mem.log(main)[-1].content.splitlines()[-1])
+            a.py defines parse() | a.py defines parse()
         """
         sub = self.create_session(system=system, tools=tools, metadata={"subtask": True})
         try:

@@ -211,10 +211,15 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         >>> from langchain.agents import create_agent
         >>> from langchain.agents.middleware import ModelRetryMiddleware
         >>> from langchain_kimi_context import KimiChatModel
-        >>> model = KimiChatModel(model="kimi-k2.5", api_key="sk-test")
-        >>> agent = create_agent(model, tools=[], middleware=[
-        ...     KimiContextMiddleware(), ModelRetryMiddleware(max_retries=2)])
-        >>> agent.invoke({"messages": [("user", "hi")]})  # doctest: +SKIP
+        >>> from langchain_kimi_context.testing import KimiEmulator
+        >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
+        ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+        ...                           base_url=emu.base_url)
+        ...     agent = create_agent(model, tools=[], middleware=[
+        ...         KimiContextMiddleware(), ModelRetryMiddleware(max_retries=2)])
+        ...     out = agent.invoke({"messages": [("user", "@say hi there")]})
+        >>> out["messages"][-1].content
+        'hi there'
     """
 
     state_schema: type[AgentState[Any]] = KimiContextState
