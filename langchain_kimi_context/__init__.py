@@ -151,8 +151,7 @@ from langchain_kimi_context.tokens import (
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "WEB_SEARCH_TOOL",
+__all__ = [  # noqa: RUF022 (plain sorted(), as tests/unit_tests/test_pipeline.py checks)
     "AgentSettings",
     "AppendTooLargeError",
     "ApproximateBackend",
@@ -238,6 +237,7 @@ __all__ = [
     "TruncateResult",
     "TruncationReport",
     "UnknownSnapshotError",
+    "WEB_SEARCH_TOOL",
     "__version__",
     "acompact",
     "acount_tokens_exact",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,20 @@ from langchain_kimi_context.agent import (
     RetrySettings,
     create_kimi_agent,
 )
+from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.errors import (
     KimiAuthenticationError,
     KimiQuotaExceededError,
 )
 from langchain_kimi_context.testing import KimiEmulator, directive_values
+
+
+@pytest.fixture(autouse=True)
+def _forget_learned_windows() -> Iterator[None]:
+    """Overflow errors teach a process-wide window table; keep other tests unaffected."""
+    yield
+    forget_learned_windows()
+
 
 FAST = RetrySettings(initial_interval=0.001, max_interval=0.01, max_retry_after=0.01)
 
