@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,19 @@ from langchain_kimi_context import (
     KimiChatModel,
     RollingSnapshotMemory,
 )
+from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.testing import KimiEmulator
 
 warnings.filterwarnings("ignore", category=UserWarning)
 pytestmark = pytest.mark.filterwarnings("ignore:RunnableWithMessageHistory is deprecated")
+
+
+@pytest.fixture(autouse=True)
+def _forget_learned_windows() -> Iterator[None]:
+    """Windows learned from emulated overflow errors are process-wide: drop them."""
+    yield
+    forget_learned_windows()
 
 
 def _chain(emu: KimiEmulator) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from langchain_kimi_context import (
     KimiContextMiddleware,
     KimiPreModelHook,
 )
+from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.testing import KimiEmulator
 
@@ -30,6 +32,13 @@ SMALL = ContextPolicy(
     compact_reserve_tokens=None,
     compact_target_share=0.15,
 )
+
+
+@pytest.fixture(autouse=True)
+def _forget_learned_windows() -> Iterator[None]:
+    """Windows learned from emulated overflow errors are process-wide: drop them."""
+    yield
+    forget_learned_windows()
 
 
 def read_file(path: str) -> str:
