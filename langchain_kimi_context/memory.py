@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
@@ -615,6 +616,7 @@ class RollingSnapshotMemory:
             "configurable": {"thread_id": f"{_REGISTRY_PREFIX}:{namespace}"}
         }
         self._registry = _Registry()
+        self._registry_lock = threading.RLock()
 
     # ------------------------------------------------------------------ plumbing
     def _graph_policy(self) -> ContextPolicy:
@@ -663,10 +665,11 @@ class RollingSnapshotMemory:
 
     def _record(self, event: dict[str, Any]) -> None:
         event.setdefault("at", time.time())
-        self._registry_graph.update_state(
-            self._registry_config, {"events": [event]}, as_node="registry"
-        )
-        self._load_registry()
+        with self._registry_lock:  # one writer at a time: no sibling registry checkpoints
+            self._registry_graph.update_state(
+                self._registry_config, {"events": [event]}, as_node="registry"
+            )
+            self._load_registry()
 
     def _entry(self, session_id: str, *, live: bool = True) -> _SessionEntry:
         entry = self._load_registry().sessions.get(session_id)
@@ -1464,7 +1467,7 @@ class RollingSnapshotMemory:
     def compress(
         self, session_id: str, ratio: float = 4, format: Literal["outline"] = "outline"
     ) -> CompressResult:
-        """Structured-summary compaction of all but the recent turns (the seed's compress).
+        r"""Structured-summary compaction of all but the recent turns (the seed's compress).
 
         The summary (sections Current Task, Errors & Solutions, Code, System Context,
         Design Decisions, TODO) replaces the older turns in what the model sees; the
@@ -1492,7 +1495,7 @@ class RollingSnapshotMemory:
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             ...     sid = mem.create_session(system="You refactor code.")
             ...     for i in range(5):
-            ...         _ = mem.chat(sid, f"Refactor m{i}.py. TODO: tests.\\n@reply 300")
+            ...         _ = mem.chat(sid, f"Refactor m{i}.py. TODO: tests.\n@reply 300")
             ...     result = mem.compress(sid, ratio=4)
             ...     view = mem.messages(sid)
             >>> result.changed, result.tokens_after < result.tokens_before

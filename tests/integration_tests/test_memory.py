@@ -523,3 +523,18 @@ def test_run_subtask_brings_back_only_the_result(memory: RollingSnapshotMemory) 
     assert not any(m.type == "tool" for m in parent_log)
     assert "three files read" in str(parent_log[-1].content)
     assert len(memory.log(result.session_id)) == 9  # the exploration stays in its session
+
+
+def test_sessions_are_threads_of_the_kimi_agent_graph(
+    memory: RollingSnapshotMemory, emulator: KimiEmulator
+) -> None:
+    from langchain_kimi_context import create_kimi_agent
+
+    sid = memory.create_session(system="sys")
+    memory.chat(sid, "@say from memory")
+    agent = create_kimi_agent(_model(emulator), [read_file], checkpointer=memory.checkpointer)
+    cfg: Any = {"configurable": {"thread_id": sid}}
+    out = agent.invoke({"messages": [HumanMessage("@say from the graph")]}, cfg)
+    assert out["messages"][-1].content == "from the graph"
+    assert [m.content for m in memory.log(sid)][-2:] == ["@say from the graph", "from the graph"]
+    assert memory.usage(sid).calls == 2  # one usage record for both faces
