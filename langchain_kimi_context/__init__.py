@@ -127,12 +127,8 @@ from langchain_kimi_context.tokens import (
 
 __version__ = "0.1.0"
 
-<<<<<<< HEAD
 __all__ = [  # noqa: RUF022 (plain sorted(), as tests/unit_tests/test_pipeline.py checks)
     "AgentSettings",
-=======
-__all__ = [  # noqa: RUF022 - plain sorted() order
->>>>>>> compaction
     "ApproximateBackend",
     "AutomaticPrefixCache",
     "CacheDecision",
