@@ -198,6 +198,11 @@ class SessionResult:
         return [(kind, probe, probe in seen) for kind, _, _, probe in FACTS]
 
     @property
+    def summary_ratios(self) -> list[float]:
+        """Summarised tokens / summary tokens of every summary."""
+        return [r.summary_ratio for r in self.records if r.summary_ratio is not None]
+
+    @property
     def llm_ratios(self) -> list[float]:
         """View ratios of the compactions that produced a summary."""
         return [r.ratio for r in self.records if r.summary is not None]
@@ -341,6 +346,9 @@ def _row(result: SessionResult) -> dict[str, Any]:
         "compactions": len(result.records) if result.way == "kimi" else result.summaries,
         "llm_summaries": len(result.llm_ratios) if result.way == "kimi" else result.summaries,
         "min_view_ratio": round(min(result.llm_ratios), 2) if result.llm_ratios else None,
+        "min_summary_ratio": (
+            round(min(result.summary_ratios), 2) if result.summary_ratios else None
+        ),
         "facts_retained": f"{sum(k for _, _, k in kept)}/{len(kept)}",
         "lost": [probe for _, probe, k in kept if not k],
         "requests": result.requests,

@@ -1622,15 +1622,30 @@ class CacheRegistry(Protocol):
     """
 
     def get(self, key: str) -> CacheEntry | None:
-        """Return the entry stored under ``key``."""
+        """Return the entry stored under ``key`` (``None`` if absent).
+
+        Example:
+            >>> InMemoryCacheRegistry().get("session-key") is None
+            True
+        """
         ...
 
     def put(self, key: str, entry: CacheEntry) -> None:
-        """Store ``entry`` under ``key``."""
+        """Store ``entry`` under ``key`` (replacing any previous one).
+
+        Example:
+            >>> InMemoryCacheRegistry().put("k", CacheEntry(cache_id="c", fingerprint="f",
+            ...     session_id="s", family="m", prefix_messages=1, tokens=1, created_at=0,
+            ...     expires_at=1, verified_at=0))
+        """
         ...
 
     def delete(self, key: str) -> None:
-        """Remove the entry under ``key`` (no error if absent)."""
+        """Remove the entry under ``key`` (no error if absent).
+
+        Example:
+            >>> InMemoryCacheRegistry().delete("absent")
+        """
         ...
 
 
@@ -1840,6 +1855,7 @@ class ExplicitContextCache(_BaseStrategy):
         self.cache_pricing = profile.explicit_cache_pricing or ExplicitCachePricing()
         self.holder_id = holder_id or f"holder-{uuid.uuid4().hex}"
         self._held: dict[str, str] = {}  # registry key -> session id
+        self._created: dict[str, CacheEntry] = {}  # registry key -> cache this instance made
         self._create_blocked_until: dict[str, float] = {}
         self._declined: dict[str, CacheDecision] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -1931,6 +1947,7 @@ class ExplicitContextCache(_BaseStrategy):
         except _CacheAPIError as exc:
             if exc.status != 404:
                 logger.warning("Could not delete Kimi cache %s: %s", entry.cache_id, exc)
+            return  # already gone (storage accounted by whoever deleted it) or unknown
         minutes = max(0.0, (min(self.clock(), entry.expires_at) - entry.created_at) / 60.0)
         storage = entry.tokens * self.cache_pricing.storage_per_m_per_minute * minutes / 1e6
         if storage > 0:
@@ -1981,12 +1998,18 @@ class ExplicitContextCache(_BaseStrategy):
         try:
             data = self._call("POST", "/caching", "cache create", json=body)
         except _CacheAPIError as exc:
+            # A rejected request (4xx other than 429) will not succeed on retry: stop trying
+            # for this prefix; server errors and rate limits are retried after a pause.
+            permanent = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
             logger.warning(
-                "Kimi cache creation for session %s failed, sending uncached: %s",
+                "Kimi cache creation for session %s failed, sending uncached%s: %s",
                 session_id,
+                " (not retried for this prefix)" if permanent else "",
                 exc,
             )
-            self._create_blocked_until[fingerprint] = now + self.policy.create_retry_after_seconds
+            self._create_blocked_until[fingerprint] = (
+                math.inf if permanent else now + self.policy.create_retry_after_seconds
+            )
             return None
         cache_id = data.get("id")
         if not isinstance(cache_id, str) or data.get("status") == "error":
@@ -2090,6 +2113,12 @@ class ExplicitContextCache(_BaseStrategy):
         except Exception as exc:
             logger.warning("Cache registry read failed, sending uncached: %s", exc)
             return None
+        mine = self._created.get(key)
+        if mine is not None and (entry is None or entry.cache_id != mine.cache_id):
+            # Our cache was superseded in a shared registry (a race, or another worker
+            # replaced it): do not leave it alive on the server.
+            self._created.pop(key, None)
+            self._delete_remote(mine, reason="superseded in the registry")
         if entry is not None and entry.fingerprint != fingerprint:
             logger.info(
                 "Stable prefix of session %s changed; replacing Kimi cache %s",
@@ -2098,6 +2127,7 @@ class ExplicitContextCache(_BaseStrategy):
             )
             self._delete_remote(entry, reason="prefix changed")
             self._safe_registry(self.registry.delete, key)
+            self._created.pop(key, None)
             entry = None
         if entry is not None:
             expired = now >= entry.expires_at - self.policy.expiry_margin_seconds
@@ -2111,6 +2141,7 @@ class ExplicitContextCache(_BaseStrategy):
                     else:
                         self._delete_remote(entry, reason="expired")
                     self._safe_registry(self.registry.delete, key)
+                    self._created.pop(key, None)
                     entry = None
         if entry is None:
             if now < self._create_blocked_until.get(fingerprint, 0.0):
@@ -2143,6 +2174,8 @@ class ExplicitContextCache(_BaseStrategy):
             ):
                 self._delete_remote(entry, reason="lost a creation race")
                 entry = winner
+            else:
+                self._created[key] = entry
         reset = self.policy.effective_reset_ttl
         holders = self._alive_holders(entry, now)
         holders[self.holder_id] = now
@@ -2249,6 +2282,7 @@ class ExplicitContextCache(_BaseStrategy):
         """
         held = dict(self._held)
         self._held.clear()
+        self._created.clear()
         now = self.clock()
         for key, session in held.items():
             with self._lock_for(key):

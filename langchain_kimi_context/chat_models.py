@@ -52,7 +52,10 @@ from langchain_core.messages import (
     ToolCall,
     ToolMessage,
 )
+from langchain_core.messages import content as types
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.block_translators import openai as openai_translator
+from langchain_core.messages.block_translators import register_translator
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.config import ensure_config
@@ -100,6 +103,36 @@ _MAX_STOP: Final = 5
 _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
+_PROVIDER: Final = "moonshot"
+"""``response_metadata["model_provider"]`` of replies (and ``ls_provider``)."""
+
+
+def _reasoning_block(message: AIMessage, *, index: str | None = None) -> list[types.ContentBlock]:
+    text = message.additional_kwargs.get("reasoning_content")
+    if not isinstance(text, str) or not text:
+        return []
+    block: types.ReasoningContentBlock = {"type": "reasoning", "reasoning": text}
+    if index is not None:
+        block["index"] = index
+    return [block]
+
+
+def _translate_content(message: AIMessage) -> list[types.ContentBlock]:
+    """Standard content blocks of a Kimi reply: reasoning first, then OpenAI's blocks."""
+    blocks = openai_translator.translate_content(message)
+    return [*_reasoning_block(message), *blocks]
+
+
+def _translate_content_chunk(chunk: AIMessageChunk) -> list[types.ContentBlock]:
+    """Chunk variant; the reasoning block has its own index so streamed parts merge."""
+    blocks = openai_translator.translate_content_chunk(chunk)
+    return [*_reasoning_block(chunk, index="lc_kimi_reasoning"), *blocks]
+
+
+# LangChain's OpenAI translator ignores ``reasoning_content``; Kimi replies are tagged
+# ``model_provider="moonshot"`` and translated here so ``AIMessage.content_blocks`` (and
+# ``output_version="v1"``) carry a standard ``reasoning`` block.
+register_translator(_PROVIDER, _translate_content, _translate_content_chunk)
 
 # Retry waits go through these names so tests can observe them without patching the
 # process-wide ``time.sleep`` / ``asyncio.sleep``.
@@ -570,7 +603,7 @@ class KimiChatModel(BaseChatOpenAI):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """Standard tracing params, with ``ls_provider="moonshot"``."""
         params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = "moonshot"
+        params["ls_provider"] = _PROVIDER
         return params
 
     def _use_responses_api(self, payload: dict) -> bool:
@@ -975,13 +1008,16 @@ class KimiChatModel(BaseChatOpenAI):
         usage = _usage_of(body)
         for generation, choice in zip(result.generations, body.get("choices") or [], strict=False):
             message = generation.message
+            message.response_metadata["model_provider"] = _PROVIDER
             reasoning = (choice.get("message") or {}).get("reasoning_content")
             if reasoning:
                 message.additional_kwargs["reasoning_content"] = reasoning
             if usage and isinstance(message, AIMessage):
                 message.usage_metadata = _usage_metadata(usage)
-        if usage and result.llm_output is not None:
-            result.llm_output["token_usage"] = dict(usage)
+        if result.llm_output is not None:
+            result.llm_output["model_provider"] = _PROVIDER
+            if usage:
+                result.llm_output["token_usage"] = dict(usage)
         return result
 
     def _convert_chunk_to_generation_chunk(
@@ -996,6 +1032,8 @@ class KimiChatModel(BaseChatOpenAI):
         if generation is None or not isinstance(generation.message, AIMessageChunk):
             return generation
         message = generation.message
+        if message.response_metadata.get("model_provider"):
+            message.response_metadata["model_provider"] = _PROVIDER
         choices = chunk.get("choices") or []
         if choices:
             reasoning = (choices[0].get("delta") or {}).get("reasoning_content")

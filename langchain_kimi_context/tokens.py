@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from langchain_core.messages import (
     AIMessage,
@@ -524,6 +524,24 @@ class ApproximateBackend:
     spaces_per_token: float = 8.0
     astral_tokens_per_char: float = 2.0
 
+    def __post_init__(self) -> None:
+        for label in (
+            "ascii_chars_per_token",
+            "digits_per_token",
+            "punct_chars_per_token",
+            "other_chars_per_token",
+            "spaces_per_token",
+        ):
+            if not getattr(self, label) > 0:
+                raise KimiConfigurationError(
+                    f"ApproximateBackend: {label} must be > 0, got {getattr(self, label)}."
+                )
+        for label in ("cjk_tokens_per_char", "astral_tokens_per_char"):
+            if not getattr(self, label) >= 0:
+                raise KimiConfigurationError(
+                    f"ApproximateBackend: {label} must be >= 0, got {getattr(self, label)}."
+                )
+
     @property
     def name(self) -> str:
         """Backend description."""
@@ -652,8 +670,8 @@ class TokenCounter:
     Per message: ``message_overhead`` (role markers), the text of the content (string
     or blocks; images count ``image_tokens``), ``name``, for AI messages each tool call's
     id, name and JSON arguments (``tool_call_overhead`` each, plus
-    ``tool_calls_overhead`` per message) and ``additional_kwargs["reasoning_content"]``
-    (when ``count_reasoning``), for tool messages the ``tool_call_id``. A request adds
+    ``tool_calls_overhead`` per message) and the reasoning that is replayed (see
+    ``reasoning``), for tool messages the ``tool_call_id``. A request adds
     ``reply_priming`` once and the tool schemas (:meth:`count_tools`).
 
     Counting is incremental: per-message counts are memoised in a bounded LRU keyed by
@@ -684,7 +702,11 @@ class TokenCounter:
         tool_overhead: Tokens added per tool schema.
         reply_priming: Tokens added once per request (the assistant turn header).
         image_tokens: Tokens counted per image block.
-        count_reasoning: Count ``reasoning_content`` (and reasoning blocks) of messages.
+        reasoning: Which AI messages' reasoning (``additional_kwargs["reasoning_content"]``,
+            else ``reasoning`` content blocks) is counted: ``"tool_calls"`` (default)
+            only on messages with tool calls, which is where ``KimiChatModel`` replays it
+            (Kimi thinking models require it there and ignore it elsewhere); ``"all"``;
+            ``"none"``.
         cache_size: Maximum number of memoised per-message counts.
         snapshot_count: Number of message lists whose running totals are kept.
         download_timeout: Seconds to wait when a named encoding needs downloading.
@@ -718,7 +740,7 @@ class TokenCounter:
         tool_overhead: int = 1,
         reply_priming: int = 3,
         image_tokens: int = 1_000,
-        count_reasoning: bool = True,
+        reasoning: Literal["tool_calls", "all", "none"] = "tool_calls",
         cache_size: int = 32_768,
         snapshot_count: int = 32,
         download_timeout: float = 10.0,
@@ -760,7 +782,11 @@ class TokenCounter:
         self.tool_overhead = tool_overhead
         self.reply_priming = reply_priming
         self.image_tokens = image_tokens
-        self.count_reasoning = count_reasoning
+        if reasoning not in ("tool_calls", "all", "none"):
+            raise KimiConfigurationError(
+                f"TokenCounter: reasoning must be 'tool_calls', 'all' or 'none', got {reasoning!r}."
+            )
+        self.reasoning = reasoning
         self._cache_size = cache_size
         self._snapshot_count = snapshot_count
         self._lock = threading.RLock()
@@ -1044,12 +1070,11 @@ class TokenCounter:
                 total += self.tool_call_overhead
                 total += count(bad.get("name") or "") + count(bad.get("args") or "")
                 total += count(bad.get("id") or "")
+            mode = self.reasoning
+            if mode == "all" or (mode == "tool_calls" and (m.tool_calls or m.invalid_tool_calls)):
+                total += count(_reasoning_text(m))
         elif isinstance(m, ToolMessage):
             total += count(m.tool_call_id)
-        if self.count_reasoning:
-            reasoning = m.additional_kwargs.get("reasoning_content")
-            if isinstance(reasoning, str):
-                total += count(reasoning)
         return total
 
     def _count_content(self, content: str | list[Any]) -> int:
@@ -1067,9 +1092,7 @@ class TokenCounter:
                 elif kind in _IMAGE_BLOCK_TYPES:
                     total += self.image_tokens
                 elif kind in _REASONING_BLOCK_TYPES:
-                    if self.count_reasoning:
-                        text = block.get("reasoning") or block.get("thinking") or ""
-                        total += count(str(text))
+                    pass  # counted (or not) with the message's reasoning
                 else:
                     total += count(json.dumps(block, ensure_ascii=False, default=str))
             else:
@@ -1148,6 +1171,20 @@ class TokenCounter:
             self._snapshots.clear()
             self._by_second.clear()
             self._ident.clear()
+
+
+def _reasoning_text(message: AIMessage) -> str:
+    """The reasoning a chat model replays: ``reasoning_content``, else reasoning blocks."""
+    text = message.additional_kwargs.get("reasoning_content")
+    if isinstance(text, str):
+        return text
+    if isinstance(message.content, list):
+        return "".join(
+            str(block.get("reasoning") or block.get("thinking") or "")
+            for block in message.content
+            if isinstance(block, Mapping) and block.get("type") in _REASONING_BLOCK_TYPES
+        )
+    return ""
 
 
 def _tool_dict(tool: Any) -> dict[str, Any]:

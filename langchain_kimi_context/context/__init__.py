@@ -64,6 +64,7 @@ from langchain_kimi_context.context.reports import (
     TruncationReport,
 )
 from langchain_kimi_context.context.sanitize import (
+    merge_adjacent_user_messages,
     sanitize_messages,
     tool_call_problem,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "learned_context_window",
     "limit_history_turns",
     "maybe_compact",
+    "merge_adjacent_user_messages",
     "parse_session_key",
     "per_result_cap_chars",
     "preflight_guard",

@@ -116,13 +116,14 @@ class PrefixMemo:
     Histories only grow between model calls, so a stage that folds left over the
     messages can resume from where the previous call stopped when the new input starts
     with the very same message objects (checked by identity at C speed). Entries are
-    keyed by the identity of the first message (one per live session, LRU-bounded) and by
-    the stage's settings. Messages are treated as immutable values, as LangChain,
-    LangGraph and the package token counter do. Thread-safe.
+    keyed by the identities of the first two messages (sessions may share one system
+    prompt object; one entry per live session, LRU-bounded) and checked against the
+    stage's settings. Messages are treated as immutable values, as LangChain, LangGraph
+    and the package token counter do. Thread-safe.
     """
 
     def __init__(self, size: int = 64) -> None:
-        self._entries: OrderedDict[int, tuple[Any, list[Any], Any, Any]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, int], tuple[Any, list[Any], Any, Any]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
@@ -130,12 +131,12 @@ class PrefixMemo:
         """Return ``(boundary, state)`` when ``items`` extends a remembered input."""
         if not items:
             return None
-        first = items[0]
+        head = self._head(items)
         with self._lock:
-            entry = self._entries.get(id(first))
+            entry = self._entries.get(head)
             if entry is not None:
-                self._entries.move_to_end(id(first))
-        if entry is None or entry[0] is not first or entry[2] != key:
+                self._entries.move_to_end(head)
+        if entry is None or entry[2] != key:
             return None
         prefix = entry[1]
         if len(items) < len(prefix) or not all(map(operator.is_, items, prefix)):
@@ -147,11 +148,18 @@ class PrefixMemo:
         if not items or not boundary:
             return
         prefix = list(items[:boundary])
+        head = self._head(items)
         with self._lock:
-            self._entries[id(items[0])] = (items[0], prefix, key, state)
-            self._entries.move_to_end(id(items[0]))
+            self._entries[head] = (items[0], prefix, key, state)
+            self._entries.move_to_end(head)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
+
+    @staticmethod
+    def _head(items: Sequence[Any]) -> tuple[int, int]:
+        # Two messages: sessions often share one system-prompt object. The prefix check
+        # in ``get`` compares identities, so a reused id can never give a wrong answer.
+        return id(items[0]), id(items[1]) if len(items) > 1 else 0
 
     def clear(self) -> None:
         """Forget everything."""

@@ -40,6 +40,9 @@ FaultKind = Literal[
     "empty",
     "slow",
     "cut",
+    "content_filter",
+    "permission_denied",
+    "error",
 ]
 FaultEndpoint = Literal["chat", "caching", "any"]
 _KINDS: frozenset[str] = frozenset(get_args(FaultKind))
@@ -56,6 +59,9 @@ _ALIASES = {
     "stream_cut": "cut",
     "delay": "slow",
     "empty_reply": "empty",
+    "403": "permission_denied",
+    "permission_denied_error": "permission_denied",
+    "high_risk": "content_filter",
 }
 
 
@@ -69,12 +75,17 @@ class Fault:
             ``exceeded_current_quota_error``), ``server_error`` (500), ``overflow``
             (400 model token limit), ``empty`` (200 with empty content), ``slow``
             (served normally after ``delay`` seconds), ``cut`` (connection closed after
-            ``after_chunks`` SSE chunks; half the body for non-streaming requests).
+            ``after_chunks`` SSE chunks; half the body for non-streaming requests),
+            ``content_filter`` (400 ``content_filter`` "considered high risk"),
+            ``permission_denied`` (403 ``permission_denied_error``), ``error`` (any
+            ``status``/``error_type``/``message``, default 400 ``invalid_request_error``).
         retry_after: Seconds named in the rate-limit message and header.
         delay: Seconds to sleep before serving (``slow``; other kinds too if set).
         after_chunks: SSE chunks sent before a ``cut``.
         message: Overrides the default error message.
-        status: Overrides the HTTP status of ``server_error``.
+        status: Overrides the HTTP status of ``server_error`` and ``error``.
+        error_type: Overrides ``error.type`` of ``server_error`` (e.g.
+            ``"unexpected_output"``) and ``error``.
 
     Example:
         >>> Fault("rate_limit", retry_after=5).error().headers
@@ -87,6 +98,7 @@ class Fault:
     after_chunks: int = 2
     message: str | None = None
     status: int | None = None
+    error_type: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -142,8 +154,26 @@ class Fault:
         if self.kind == "server_error":
             return EmulatorAPIError(
                 self.status or 500,
-                "server_error",
+                self.error_type or "server_error",
                 self.message or "The server had an error while processing your request",
+            )
+        if self.kind == "content_filter":
+            return EmulatorAPIError(
+                400,
+                "content_filter",
+                self.message or "The request was rejected because it was considered high risk",
+            )
+        if self.kind == "permission_denied":
+            return EmulatorAPIError(
+                403,
+                "permission_denied_error",
+                self.message or "The API you are accessing is not open to your account or model",
+            )
+        if self.kind == "error":
+            return EmulatorAPIError(
+                self.status or 400,
+                self.error_type or "invalid_request_error",
+                self.message or "Invalid request: injected error",
             )
         if self.kind == "overflow":
             asked = requested if requested is not None else window + 1
@@ -175,6 +205,7 @@ class Fault:
             "after_chunks": self.after_chunks,
             "message": self.message,
             "status": self.status,
+            "error_type": self.error_type,
         }
 
 
@@ -204,7 +235,7 @@ def parse_fault_directive(spec: str) -> tuple[Fault, int]:
 
     Example:
         >>> parse_fault_directive("cut 3 x2")
-        (Fault(kind='cut', retry_after=1.0, delay=0.0, after_chunks=3, message=None, status=None), 2)
+        (Fault(kind='cut', retry_after=1.0, delay=0.0, after_chunks=3, message=None, status=None, error_type=None), 2)
     """  # noqa: E501
     parts = spec.split()
     if not parts:
@@ -471,6 +502,63 @@ class FaultInjector:
         """
         return self.add(Fault("slow", delay=delay), **when)
 
+    def content_filter(self, **when: Any) -> FaultRule:
+        """400 ``content_filter`` ("considered high risk"; not retryable) (see :meth:`add`).
+
+        Args:
+            **when: ``at``/``rate``/``seed``/``times``/``endpoint``.
+
+        Returns:
+            The rule.
+
+        Example:
+            >>> FaultInjector().content_filter().fault.error().error_type
+            'content_filter'
+        """
+        return self.add(Fault("content_filter"), **when)
+
+    def permission_denied(self, **when: Any) -> FaultRule:
+        """403 ``permission_denied_error`` (not retryable) (see :meth:`add`).
+
+        Args:
+            **when: ``at``/``rate``/``seed``/``times``/``endpoint``.
+
+        Returns:
+            The rule.
+
+        Example:
+            >>> FaultInjector().permission_denied().fault.error().status
+            403
+        """
+        return self.add(Fault("permission_denied"), **when)
+
+    def error(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        **when: Any,
+    ) -> FaultRule:
+        """Any Moonshot-style error response (see :meth:`add`).
+
+        Args:
+            status: HTTP status.
+            error_type: ``error.type``.
+            message: ``error.message``.
+            **when: ``at``/``rate``/``seed``/``times``/``endpoint``.
+
+        Returns:
+            The rule.
+
+        Example:
+            >>> FaultInjector().error(500, "unexpected_output", "bad output").fault.error(
+            ...     ).to_json()
+            {'error': {'type': 'unexpected_output', 'message': 'bad output'}}
+        """
+        return self.add(
+            Fault("error", status=status, error_type=error_type, message=message), **when
+        )
+
     def cut_stream(self, after_chunks: int = 2, **when: Any) -> FaultRule:
         """Close the connection after ``after_chunks`` SSE chunks (see :meth:`add`).
 
@@ -493,7 +581,7 @@ class FaultInjector:
         Args:
             spec: ``{"kind": ..., "at": n | [n, ...], "rate": p, "seed": s, "times": t,
                 "endpoint": e, "retry_after": T, "delay": d, "after_chunks": k,
-                "message": m, "status": code}``.
+                "message": m, "status": code, "error_type": t}``.
 
         Returns:
             The rule.
@@ -504,7 +592,7 @@ class FaultInjector:
         """
         fault_fields = {
             k: spec[k]
-            for k in ("retry_after", "delay", "after_chunks", "message", "status")
+            for k in ("retry_after", "delay", "after_chunks", "message", "status", "error_type")
             if spec.get(k) is not None
         }
         fault = Fault(_kind(str(spec.get("kind", ""))), **fault_fields)

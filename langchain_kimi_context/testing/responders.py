@@ -49,7 +49,8 @@ Final reply:
 ``@fail <fault> [args]``
     Make the emulator fail this request once (then succeed on the identical retry):
     ``rate_limit [T]``, ``overloaded``, ``quota``, ``server_error``, ``overflow``,
-    ``empty``, ``slow <seconds>``, ``cut <k>`` (stream closed after ``k`` chunks), or
+    ``content_filter``, ``permission_denied``, ``empty``, ``slow <seconds>``,
+    ``cut <k>`` (stream closed after ``k`` chunks), or
     ``<fault> x<count>`` to fail ``count`` times, e.g. ``@fail server_error x2``.
 ``@<anything else> ...``
     A hint ignored by the agent (e.g. ``@tool_result_chars 50000`` for test tools, read
@@ -57,17 +58,23 @@ Final reply:
 
 Without a final-reply directive, the reply after tool results quotes them briefly
 (``Tool results: read_file -> <first 60 chars>; ...``); with no directive at all the
-reply is ``Reply to: <first words of the user text>``. When ``tool_choice`` forces a
-tool (``"required"`` or a named function) and the script has no call at this point,
-the agent calls the forced (or first) tool with arguments synthesised from its JSON
-schema and the user text (quoted strings, numbers in order). With ``tool_choice`` auto
-and a user message that has NO directive at all, the agent calls the offered tool whose
-name words (``get_weather`` -> "weather", generic words like "tool" ignored) occur in
-the user text, once, then answers (``auto_tool_calls=False`` turns this off). ``response_format`` of
-type ``json_schema`` yields a JSON reply synthesised the same way; ``json_object``
-yields an object whose keys are the quoted identifiers of the user text (e.g.
-``'setup'`` and ``'punchline'``), or ``{"reply": ...}``. The emulator (not the agent)
-applies ``stop`` sequences and ``max_tokens`` to the reply.
+reply is ``Reply to: <first words of the user text>``.
+
+Tool choice and structured output:
+
+* ``tool_choice`` ``"required"`` or a named function, with no scripted call at this
+  point and a last message that is not a tool result (so forced loops end): the agent
+  calls the forced (or first) tool with arguments synthesised from its JSON schema and
+  the user text (quoted strings and numbers, in order).
+* ``tool_choice`` auto and a user message with NO directive at all: the agent calls the
+  offered tool whose name words (``get_weather`` -> "weather"; generic words such as
+  "tool" ignored) occur in the user text, once, then answers
+  (``ScriptedAgentResponder(auto_tool_calls=False)`` turns this off).
+* ``response_format`` ``json_schema``: a JSON reply synthesised the same way;
+  ``json_object``: an object whose keys are the quoted identifiers of the user text
+  (e.g. ``'setup'`` and ``'punchline'``), else ``{"reply": ...}``.
+
+The emulator (not the agent) applies ``stop`` sequences and ``max_tokens``.
 
 Compaction responder
 ====================
@@ -823,7 +830,9 @@ def is_compaction_request(request: ResponderRequest) -> bool:
 
 
 _ERROR_RE = re.compile(
-    r"error|exception|traceback|failed|failure|fatal|panic|fix(?:ed)?\b|solution", re.I
+    r"error|exception|traceback|failed|failure|fatal|panic|fix(?:ed)?\b|solution"
+    r"|^File \"[^\"]+\", line \d+",
+    re.I,
 )
 _PATH_RE = re.compile(
     r"(?<![\w/.-])(?:[\w.-]+/)*[\w-]+(?:\.[\w-]+)*\.(?:py|pyi|js|jsx|ts|tsx|md|json|toml|yaml|"
@@ -837,6 +846,13 @@ _CONTEXT_RE = re.compile(
     re.I,
 )
 _TRANSCRIPT_USER_RE = re.compile(r"^\s*(?:\[?(?:user|human)\]?\s*[:>])\s*(.+)$", re.I)
+
+
+def _until_next_marker(text: str) -> str:
+    """Cut ``Decision: a. TODO: b`` before the second marker."""
+    cut = [m.start() for m in (*_DECISION_RE.finditer(text), *_TODO_RE.finditer(text))]
+    later = [c for c in cut if c > 0]
+    return text[: min(later)].rstrip() if later else text
 
 
 def _clip(line: str, limit: int = 200) -> str:
@@ -931,6 +947,7 @@ class CompactionResponder:
         todos: list[str] = []
         context: list[str] = []
         user_requests: list[str] = []
+        previous_task: str | None = None
         for index, message in enumerate(messages):
             role = message.get("role")
             text = message_text(message.get("content"))
@@ -942,27 +959,46 @@ class CompactionResponder:
                 if index != first_system and text.strip():
                     context.append(_clip(text))
                 continue
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            # A rendered transcript ("[user]: ...") names the user turns itself.
+            turns = [m.group(1) for m in map(_TRANSCRIPT_USER_RE.match, lines) if m]
             if role == "user":
-                plain = _plain_text(text)
-                lowered = plain.lower()
-                if plain and "compact" not in lowered and "summar" not in lowered:
-                    user_requests.append(plain)
-            for line in text.splitlines():
-                stripped = line.strip()
-                if not stripped:
+                candidates = turns or [_plain_text(text)]
+                user_requests.extend(
+                    c
+                    for c in candidates
+                    if c
+                    and not c.startswith("@")
+                    and "compact" not in c.lower()
+                    and "summar" not in c.lower()
+                )
+            heading = ""
+            for stripped in lines:
+                if stripped.startswith("#"):
+                    heading = stripped.lstrip("#").strip().lower()
                     continue
-                m = _TRANSCRIPT_USER_RE.match(stripped)
-                if m and "summar" not in stripped.lower() and "compact" not in stripped.lower():
-                    user_requests.append(m.group(1))
-                paths.extend(p for p in _PATH_RE.findall(stripped))
-                if _DECISION_RE.search(stripped):
-                    decisions.append(_clip(stripped[_DECISION_RE.search(stripped).start() :]))  # type: ignore[union-attr]
-                if _TODO_RE.search(stripped):
-                    todos.append(_clip(stripped[_TODO_RE.search(stripped).start() :]))  # type: ignore[union-attr]
-                if _ERROR_RE.search(stripped):
-                    errors.append(_clip(stripped))
-                elif _CONTEXT_RE.search(stripped) and role != "user":
-                    context.append(_clip(stripped))
+                item = re.sub(r"^[-*]\s+", "", stripped)
+                if item.lower() in {"none", "(none)"}:
+                    continue
+                if heading == "current task" and previous_task is None:
+                    previous_task = item  # from a previous summary being folded in
+                paths.extend(_PATH_RE.findall(item))
+                decision = _DECISION_RE.search(item)
+                if decision:
+                    decisions.append(_clip(_until_next_marker(item[decision.start() :])))
+                todo = _TODO_RE.search(item)
+                if todo:
+                    todos.append(_clip(_until_next_marker(item[todo.start() :])))
+                if _ERROR_RE.search(item):
+                    errors.append(_clip(item))
+                elif item.lower().startswith("[system]") or (
+                    _CONTEXT_RE.search(item)
+                    and not (role == "user" and not turns)
+                    and not _TRANSCRIPT_USER_RE.match(item)
+                ):
+                    context.append(_clip(item))
+        if not user_requests and previous_task:
+            user_requests.append(previous_task)
         task = [_clip(user_requests[-1], 400)] if user_requests else []
         cap = self.max_items_per_section
         return {

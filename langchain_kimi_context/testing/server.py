@@ -130,7 +130,9 @@ class KimiEmulator:
         reject_empty_tool_call_content: Reject an empty text part on assistant
             tool-call messages (as some Kimi endpoints do).
         reject_empty_string_content: Also reject ``content: ""`` on them.
-        max_logged_requests: Size bound of the request log.
+        max_logged_requests: Size bound of the request log (oldest records dropped).
+        log_bodies: Keep request bodies and responses in the log. Turn off for long
+            benchmark sessions (every logged body is a full copy of the conversation).
         keep_alive: Keep HTTP/1.1 connections open between requests. Off by default:
             every response closes its connection, so pooled clients never reuse a
             connection across event loops (pytest-asyncio runs each async test in a new
@@ -167,7 +169,8 @@ class KimiEmulator:
         cache_ready_delay: float = 0.0,
         reject_empty_tool_call_content: bool = True,
         reject_empty_string_content: bool = False,
-        max_logged_requests: int = 10_000,
+        max_logged_requests: int = 2_000,
+        log_bodies: bool = True,
         keep_alive: bool = False,
     ) -> None:
         if not api_key:
@@ -203,6 +206,7 @@ class KimiEmulator:
         self.reject_empty_tool_call_content = reject_empty_tool_call_content
         self.reject_empty_string_content = reject_empty_string_content
         self.keep_alive = keep_alive
+        self.log_bodies = log_bodies
         self.clock = EmulatorClock()
         self.faults = FaultInjector()
         self.prefix_cache = PrefixCache(
@@ -354,6 +358,10 @@ class KimiEmulator:
     def requests(self) -> list[RequestRecord]:
         """The request log (admin requests excluded), oldest first.
 
+        A request is logged (and billed) before its response is complete, so once a
+        client has read a whole reply (JSON body or SSE stream up to ``[DONE]``), the
+        record is here: tests need no waiting.
+
         Example:
             >>> import httpx
             >>> with KimiEmulator() as emu:
@@ -464,6 +472,9 @@ class KimiEmulator:
             return self._epoch
 
     def _log_record(self, record: RequestRecord, epoch: int) -> None:
+        if not self.log_bodies:
+            record.body = None
+            record.response = None
         with self._lock:
             if epoch == self._epoch:  # requests in flight across reset() are dropped
                 self._log.append(record)
@@ -532,6 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     _body_stop: Any = None
     _epoch: int = 0
+    _logged: bool = False
     server_version = "KimiEmulator/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -599,6 +611,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._admin(method, path, query, raw)
             return
         self._epoch = self.emu._current_epoch
+        self._logged = False
         record = self.emu._next_record(method, path)
         record.query = query
         record.headers = redact_headers(dict(self.headers.items()))
@@ -638,7 +651,8 @@ class _Handler(BaseHTTPRequestHandler):
         except EmulatorAPIError as err:
             self._error(record, err)
         except (BrokenPipeError, ConnectionResetError):
-            self.emu._log_record(record, self._epoch)
+            if not self._logged:
+                self.emu._log_record(record, self._epoch)
             self.close_connection = True
         except Exception as exc:
             self._error(
@@ -651,12 +665,14 @@ class _Handler(BaseHTTPRequestHandler):
         record.error_type = err.error_type
         record.response = err.to_json()
         self.emu._log_record(record, self._epoch)
+        self._logged = True
         self._send_json(err.status, err.to_json(), err.headers)
 
     def _ok(self, record: RequestRecord, payload: Any, status: int = 200) -> None:
         record.status = status
         record.response = payload
         self.emu._log_record(record, self._epoch)
+        self._logged = True
         self._send_json(status, payload)
 
     def _route(
@@ -1124,10 +1140,12 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(emu.stream_chunk_delay)
         if cut_after is not None and sent >= cut_after:
             raise _CutConnectionError
+        # Log before the last bytes: once a client has the whole reply, it is in the log.
+        emu._log_record(record, self._epoch)
+        self._logged = True
         self._write_chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        emu._log_record(record, self._epoch)
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):X}\r\n".encode("ascii") + data + b"\r\n")

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_kimi_context.profiles import BUILTIN_PROFILES, KimiModelProfile, get_profile
+from langchain_kimi_context.profiles import KimiModelProfile, get_profile, list_profiles
 from langchain_kimi_context.testing.tokenizer import EmulatorTokenizer
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "EmulatorAPIError",
     "ValidatedChatRequest",
     "chat_request_error",
+    "known_profiles",
     "thinking_enabled",
     "validate_chat_request",
 ]
@@ -166,8 +167,10 @@ def _resolve_profile(
 ) -> KimiModelProfile:
     if not isinstance(model, str) or not model:
         raise _invalid("Invalid request: model is required")
-    known = profiles if profiles is not None else BUILTIN_PROFILES
-    profile = known.get(model)
+    if profiles is None:
+        profile = get_profile(model) if model in list_profiles() else None
+    else:
+        profile = profiles.get(model)
     if profile is None:
         raise EmulatorAPIError(
             404,
@@ -393,8 +396,8 @@ def validate_chat_request(
 
     Args:
         body: The decoded JSON body.
-        profiles: The models the server knows (default: the package's builtin
-            profiles); any other model is a 404.
+        profiles: The models the server knows (default: every profile registered in
+            :mod:`langchain_kimi_context.profiles`); any other model is a 404.
         tokenizer: Token counter for the window check (default: the emulator's).
         allow_cache_role: Accept a leading ``role: "cache"`` message (message cache
             mode; the emulator splices it before counting).
@@ -502,8 +505,6 @@ def known_profiles(extra: Sequence[KimiModelProfile] = ()) -> dict[str, KimiMode
         >>> "kimi-k2.5" in known_profiles()
         True
     """
-    from langchain_kimi_context.profiles import list_profiles
-
     out = {name: get_profile(name) for name in list_profiles()}
     for profile in extra:
         out[profile.name] = profile

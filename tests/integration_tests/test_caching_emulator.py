@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableLambda
@@ -73,8 +79,15 @@ def _explicit(emu: KimiEmulator, **kwargs: Any) -> ExplicitContextCache:
     )
 
 
-def _chat_requests(emu: KimiEmulator) -> list[Any]:
-    return [r for r in emu.requests if r.path.endswith("/chat/completions")]
+def _chat_requests(emu: KimiEmulator, *, at_least: int = 0) -> list[Any]:
+    # A streamed request is logged right after its last chunk is written, so the client
+    # may finish first: wait (briefly) until the expected number of requests is logged.
+    deadline = time.monotonic() + 5.0
+    while True:
+        found = [r for r in emu.requests if r.path.endswith("/chat/completions")]
+        if len(found) >= at_least or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
 
 
 def _cache_requests(emu: KimiEmulator, method: str) -> list[Any]:
@@ -335,7 +348,7 @@ def test_automatic_cache_read_equals_server_cached_tokens(emu: KimiEmulator) -> 
                 reply = reply + chunk
         else:
             reply = model.invoke(history)
-        record = _chat_requests(emu)[-1]
+        record = _chat_requests(emu, at_least=turn + 1)[-1]
         _assert_cache_read_matches_server(reply, record)
         hits.append(reply.response_metadata["kimi_cache"]["cache_read"])
         history.append(AIMessage(str(reply.content)))
@@ -366,7 +379,7 @@ async def test_automatic_async_stream_and_invoke(emu: KimiEmulator) -> None:
     reply: Any = None
     async for chunk in model.astream(history, session_id="thread-async"):
         reply = chunk if reply is None else reply + chunk
-    _assert_cache_read_matches_server(reply, _chat_requests(emu)[-1])
+    _assert_cache_read_matches_server(reply, _chat_requests(emu, at_least=2)[-1])
     assert reply.response_metadata["kimi_cache"]["cache_read"] > 0
     assert model.ledger.session("thread-async").calls == 2
 
@@ -395,3 +408,92 @@ def test_off_mode_sends_no_cache_key(emu: KimiEmulator) -> None:
     model.invoke([SystemMessage(SYSTEM_TEXT), HumanMessage("@reply 5")])
     assert "prompt_cache_key" not in _chat_requests(emu)[-1].body
     assert model.ledger.session("s-off").calls == 1
+
+
+def _live_caches(emu: KimiEmulator) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{emu.base_url}/caching", headers={"Authorization": f"Bearer {emu.api_key}"}
+    )
+    response.raise_for_status()
+    now = emu.clock.now()
+    return [c for c in response.json()["data"] if c["expired_at"] > now]
+
+
+def test_concurrent_models_on_one_registry_leave_one_live_cache(emu: KimiEmulator) -> None:
+    registry = StoreCacheRegistry(InMemoryStore())
+    models = [_v1_model(emu, session_id="race", cache_registry=registry) for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(lambda m: m.invoke(_turns(SYSTEM_TEXT, "@reply 5")), models))
+    # Creation may race, but losers delete their copy: one cache stays alive.
+    for model in models:
+        model.invoke(_turns(SYSTEM_TEXT, "@reply 5", "@reply 5"))
+    assert len(_live_caches(emu)) == 1
+    assert len({_header(r, CACHE_HEADER) for r in _chat_requests(emu)[-3:]}) == 1
+    for model in models:
+        model.close()
+    assert _live_caches(emu) == []
+
+
+class _BrokenRegistry:
+    def get(self, key: str) -> Any:
+        raise RuntimeError("registry down")
+
+    def put(self, key: str, entry: Any) -> None:
+        raise RuntimeError("registry down")
+
+    def delete(self, key: str) -> None:
+        raise RuntimeError("registry down")
+
+
+def test_broken_registry_never_breaks_a_call(emu: KimiEmulator) -> None:
+    model = _v1_model(emu, session_id="s-broken", cache_registry=_BrokenRegistry())
+    reply = model.invoke(_turns(SYSTEM_TEXT, "@reply 5"))
+    assert reply.content
+    assert _header(_chat_requests(emu)[-1], CACHE_HEADER) is None
+    model.close()
+
+
+@pytest.mark.subprocess
+def test_caches_are_deleted_at_interpreter_exit(emu: KimiEmulator) -> None:
+    script = textwrap.dedent(
+        f"""
+        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_kimi_context import KimiChatModel
+        from langchain_kimi_context.caching import CachePolicy
+
+        model = KimiChatModel(model={V1!r}, base_url={emu.base_url!r}, api_key={emu.api_key!r},
+                              session_id="exit", cache_policy=CachePolicy(cost_guard=False,
+                              min_prefix_tokens=0))
+        model.invoke([SystemMessage("x" * 4000), HumanMessage("@reply 5")])
+        print("created")
+        # no close(): the atexit hook must delete the cache
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "created" in done.stdout
+    assert len(_cache_requests(emu, "POST")) == 1
+    assert len(_cache_requests(emu, "DELETE")) == 1
+    assert _live_caches(emu) == []
+
+
+def test_rejected_cache_creation_is_not_retried(emu: KimiEmulator) -> None:
+    # Forcing the explicit API on a model family the cache API does not know: the create
+    # call is rejected once, then the session simply runs uncached.
+    model = KimiChatModel(
+        model=K2,
+        base_url=emu.base_url,
+        api_key=emu.api_key,
+        context_cache="explicit",
+        cache_policy=ALWAYS,
+        session_id="s-rejected",
+    )
+    for n in range(3):
+        model.invoke(_turns(SYSTEM_TEXT, *["@reply 5"] * (n + 1)))
+    creates = _cache_requests(emu, "POST")
+    assert len(creates) == 1
+    assert creates[0].status >= 400
+    assert all(_header(r, CACHE_HEADER) is None for r in _chat_requests(emu))
+    model.close()

@@ -662,14 +662,21 @@ def test_image_input_base64(
 
 
 def test_timeout_is_retried(
-    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], sleeps: list[float]
+    make_emulator: Callable[..., KimiEmulator], sleeps: list[float]
 ) -> None:
-    emulator.faults.slow(1.0, at=1)
-    reply = make_model(timeout=0.3).invoke("@say in time")
+    # Own emulator: the server keeps serving the timed-out request after the client gave
+    # up, which must not leak into the shared emulator of other tests.
+    emu = make_emulator()
+
+    def model(**kwargs: Any) -> KimiChatModel:
+        return KimiChatModel(model=MODEL, base_url=emu.base_url, api_key=emu.api_key, **kwargs)
+
+    emu.faults.slow(1.0, at=1)
+    reply = model(timeout=0.3).invoke("@say in time")
     assert reply.content == "in time"
     assert len(sleeps) == 1
-    emulator.faults.slow(1.0, at=1)
-    impatient = make_model(timeout=0.3, max_retries=0)
+    emu.faults.slow(1.0, at=1)
+    impatient = model(timeout=0.3, max_retries=0)
     with pytest.raises(ModelTimeoutError):
         impatient.invoke("@say late")
 
@@ -739,3 +746,38 @@ def test_overflow_never_learns_a_larger_window(
         model.invoke("hi")
     assert info.value.window == 262144
     assert model.model_profile.context_window == 100_000
+
+
+@pytest.mark.parametrize("output_version", [None, "v1"])
+def test_reasoning_content_block_round_trips(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], output_version: str | None
+) -> None:
+    model = make_model(model=THINKING_MODEL, output_version=output_version).bind_tools([read_file])
+    question = HumanMessage('@think 10\n@call read_file {"path": "a.py"}')
+    for step in (model.invoke([question]), _stream(model, [question])):
+        reasoning = step.additional_kwargs["reasoning_content"]
+        blocks = step.content_blocks
+        assert blocks[0]["type"] == "reasoning"
+        assert blocks[0]["reasoning"] == reasoning  # type: ignore[typeddict-item]
+        assert sum(b["type"] == "reasoning" for b in blocks) == 1
+        assert any(b["type"] == "tool_call" for b in blocks)
+        result = ToolMessage("print(1)", tool_call_id=step.tool_calls[0]["id"] or "")
+        assert model.invoke([question, step, result]).content
+        replayed = _chat_requests(emulator)[-1].body["messages"][1]
+        assert replayed["reasoning_content"] == reasoning
+
+
+def test_cache_strategy_record_without_stream_usage(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel]
+) -> None:
+    strategy = RecordingStrategy()
+    model = make_model(cache_strategy=strategy, stream_usage=False, session_id="s-9")
+    chunks = list(model.stream("@say no usage"))
+    assert "stream_options" not in _chat_requests(emulator)[-1].body
+    assert all(c.usage_metadata is None for c in chunks)
+    assert strategy.recorded == [None]
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged = merged + chunk
+    assert merged.content == "no usage"
+    assert merged.response_metadata["kimi_cache"] == {"session": "s-9", "cached": None}

@@ -100,10 +100,11 @@ def test_trigger_fires_at_server_reported_counts(
     totals: list[int] = []
     for i in range(40):
         log.append(HumanMessage(f"turn {i}\n@reply 150", id=f"h{i}"))
-        log.append(model.invoke(log).model_copy(update={"id": f"a{i}"}))
-        usage = emulator.chat_requests[-1].usage
+        reply = model.invoke(log).model_copy(update={"id": f"a{i}"})
+        log.append(reply)
+        usage = reply.usage_metadata  # what the server reported for this call
         assert usage is not None
-        server_total = usage["prompt_tokens"] + usage["completion_tokens"]
+        server_total = usage["input_tokens"] + usage["output_tokens"]
         totals.append(server_total)
         tokens = current_context_tokens(log)
         assert tokens == server_total  # exactly the server's count, no estimate needed

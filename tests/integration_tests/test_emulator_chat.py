@@ -303,3 +303,25 @@ def test_async_clients_across_event_loops(emulator: KimiEmulator) -> None:
 
     assert asyncio.run(ask()) == "loop"
     assert asyncio.run(ask()) == "loop"
+
+
+def test_builtin_web_search_round_trip(emulator: KimiEmulator) -> None:
+    tools = [{"type": "builtin_function", "function": {"name": "$web_search"}}]
+    msgs: list[dict[str, Any]] = [
+        {"role": "user", "content": '@call $web_search {"query": "kimi k2"}\n@say found'}
+    ]
+    first = _post(emulator, {"model": K2, "messages": msgs, "tools": tools}).json()
+    call = first["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "$web_search"
+    assert call["id"] == "functions.$web_search:0"
+    msgs += [
+        first["choices"][0]["message"],
+        {
+            "role": "tool",
+            "tool_call_id": call["id"],
+            "name": "$web_search",
+            "content": call["function"]["arguments"],  # Kimi: echo the arguments back
+        },
+    ]
+    final = _post(emulator, {"model": K2, "messages": msgs, "tools": tools}).json()
+    assert final["choices"][0]["message"]["content"] == "found"

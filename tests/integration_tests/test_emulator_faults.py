@@ -58,6 +58,28 @@ def test_rate_limit_at_request_number_with_retry_after(emulator: KimiEmulator) -
         ),
         (lambda f: f.server_error(), 500, "server_error", "server_error", True),
         (lambda f: f.overflow(), 400, "invalid_request_error", "context_overflow", False),
+        (lambda f: f.content_filter(), 400, "content_filter", "content_filter", False),
+        (
+            lambda f: f.permission_denied(),
+            403,
+            "permission_denied_error",
+            "permission_denied",
+            False,
+        ),
+        (
+            lambda f: f.error(500, "unexpected_output", "garbled"),
+            500,
+            "unexpected_output",
+            "server_error",
+            True,
+        ),
+        (
+            lambda f: f.error(404, "resource_not_found_error", "gone"),
+            404,
+            "resource_not_found_error",
+            "not_found",
+            False,
+        ),
     ],
 )
 def test_error_faults_classify_like_moonshot(

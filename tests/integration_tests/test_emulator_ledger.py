@@ -267,3 +267,28 @@ def test_requests_in_flight_across_reset_are_not_recorded(emulator: KimiEmulator
     assert done.is_set()
     assert emulator.requests == []
     assert emulator.ledger().requests == 0
+
+
+def test_request_is_logged_before_the_client_sees_the_end(emulator: KimiEmulator) -> None:
+    body = {
+        "model": K2,
+        "messages": [{"role": "user", "content": "@reply 5"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    for i in range(15):
+        HTTP.post(f"{emulator.base_url}/chat/completions", json=body, headers=emulator.headers)
+        assert len(emulator.chat_requests) == i + 1
+        assert emulator.chat_requests[-1].usage is not None
+        assert emulator.ledger().requests == i + 1
+
+
+def test_log_bounds_and_bodies_off(make_emulator: Any) -> None:
+    emu = make_emulator(max_logged_requests=3, log_bodies=False)
+    for i in range(5):
+        _post(emu, {"model": K2, "messages": [{"role": "user", "content": f"@say {i}"}]})
+    log = emu.requests
+    assert [r.seq for r in log] == [3, 4, 5]
+    assert all(r.body is None and r.response is None for r in log)
+    assert all(r.usage is not None for r in log)
+    assert emu.ledger().requests == 5  # billing is not bounded by the log

@@ -23,7 +23,8 @@ def test_sixty_turn_session_keeps_the_facts_through_several_compactions(
     summaries = [r for r in result.records if r.summary is not None]
     assert len(result.records) >= 2
     assert len(summaries) >= 2  # the second summary had to fold the first in
-    assert min(result.llm_ratios) >= 4.0
+    assert min(result.llm_ratios) >= 4.0  # view before / after
+    assert min(result.summary_ratios) >= 4.0  # summarised span / summary
     # each later summary request carried the previous summary
     summary_requests = [r.body for r in emulator.chat_requests if not r.body.get("tools")]
     assert (

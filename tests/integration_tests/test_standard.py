@@ -107,20 +107,6 @@ class TestKimiChatModelIntegration(ChatModelIntegrationTests):
 
     @pytest.mark.xfail(
         reason=(
-            "Emulator gap, not a Kimi gap: Kimi decides to call get_weather for 'What is "
-            "the weather in San Francisco, CA?' with tool_choice unset; the emulator's "
-            "scripted agent only calls tools on @call directives or a forced tool_choice. "
-            "The same tool loop is covered by test_chat_models.py::"
-            "test_tool_loop_ids_and_empty_content_omitted."
-        ),
-        strict=False,
-    )
-    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    def test_agent_loop(self, model: BaseChatModel) -> None:
-        super().test_agent_loop(model)
-
-    @pytest.mark.xfail(
-        reason=(
             "The standard test downloads its image from raw.githubusercontent.com; tests "
             "have no network. Image input over HTTP is covered offline by "
             "test_chat_models.py::test_image_input_base64."

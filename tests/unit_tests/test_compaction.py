@@ -432,8 +432,10 @@ class TestLLMCompaction:
     def test_long_tool_loop_cuts_inside_the_turn_and_pins_the_task(self) -> None:
         model = RecordingModel(replies=[SUMMARY])
         log = tool_session([("search", f"q{i}") for i in range(12)])
+        # room (0.6 x target) for the last two tool steps + the final answer, not more
+        target = int(default_token_counter().count_messages(log[-5:]) / 0.6) + 1
         view, report = compact(
-            log, fast_policy(), model=model, strategy=LLMCompaction(model), target_tokens=2_500
+            log, fast_policy(), model=model, strategy=LLMCompaction(model), target_tokens=target
         )
         assert report.record is not None
         assert report.record.pinned_ids == ("h0",)
@@ -504,3 +506,65 @@ class TestLLMCompaction:
         assert report.record.trigger == "ratio"
         _, none = maybe_compact(conversation(2), policy, model=model)
         assert none is None
+
+
+def test_record_survives_a_langgraph_checkpoint_serializer() -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    model = RecordingModel(replies=[SUMMARY])
+    log = tool_session([("read_file", "a.py"), ("read_file", "a.py"), ("search", "x")])
+    log += conversation(6, sys=False)
+    _, report = compact(log, fast_policy(), model=model, target_tokens=300)
+    assert report.record is not None
+    assert report.record.summary is not None
+    assert report.record.replacements
+    serde = JsonPlusSerializer()
+    back = serde.loads_typed(serde.dumps_typed(report.record))
+    assert back == report.record
+    assert apply_compactions(log, [back]) == apply_compactions(log, [report.record])
+
+
+def test_keep_zero_turns_then_new_messages_stay_visible() -> None:
+    model = RecordingModel(replies=[SUMMARY, SUMMARY])
+    log = conversation(6)
+    view, report = compact(log, fast_policy(compact_keep_turns=0), model=model, target_tokens=200)
+    assert report.record is not None
+    assert report.record.first_kept_id is None
+    assert [m.id for m in view] == ["sys", view[1].id]
+    log2 = [*log, HumanMessage("new question", id="new"), AIMessage("answer", id="ans")]
+    assert [m.id for m in apply_compactions(log2, [report.record])][2:] == ["new", "ans"]
+    # a later compaction only summarises what came after the first one
+    more = [HumanMessage(f"more {i} " * 300, id=f"m{i}") for i in range(4)]
+    _, r2 = compact([*log2, *more], fast_policy(), model=model, records=[report.record],
+                    target_tokens=300)  # fmt: skip
+    assert r2.record is not None
+    text = str(model.calls[1][1].content)
+    assert "new question" in text
+    assert "user 0:" not in text
+
+
+def test_report_is_json_serialisable() -> None:
+    log = conversation(8)
+    usage = {"input_tokens": 95_000, "output_tokens": 10, "total_tokens": 95_010}
+    log[-1] = AIMessage("x", id="a7", usage_metadata=usage)  # type: ignore[arg-type]
+    _, report = maybe_compact(
+        log, fast_policy(compact_reserve_tokens=None), model=RecordingModel(replies=[SUMMARY])
+    )
+    assert report is not None
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["decision"]["reason"] == "ratio"
+    assert data["record"]["summary"]["type"] == "system"
+    assert data["ratio"] > 1
+
+
+def test_records_may_be_given_as_dicts_from_a_state_channel() -> None:
+    model = RecordingModel(replies=[SUMMARY, SUMMARY])
+    log = conversation(10)
+    view, report = compact(log, fast_policy(), model=model, target_tokens=keep3(log))
+    assert report.record is not None
+    stored = [json.loads(json.dumps(report.record.to_dict()))]
+    assert apply_compactions(log, stored) == view
+    log2 = [*log, *[HumanMessage(f"more {i} " * 200, id=f"m{i}") for i in range(6)]]
+    _, r2 = compact(log2, fast_policy(), model=model, records=stored, target_tokens=1_500)
+    assert r2.record is not None
+    assert "<previous_summary>" in str(model.calls[-1][1].content)

@@ -241,6 +241,7 @@ def test_compaction_sections_and_extraction() -> None:
     assert section["## Current Task"] == ["- Now make the counter thread-safe please."]
     errors = " ".join(section["## Errors & Solutions"])
     assert "KeyError: 'cl100k'" in errors
+    assert 'File "pkg/tokens.py", line 3' in errors  # stack-trace frames are kept
     assert "Traceback" in errors
     assert "Fixed by caching the encoding." in errors
     code = " ".join(section["## Code"])
@@ -248,6 +249,12 @@ def test_compaction_sections_and_extraction() -> None:
         assert path in code
     assert "Python 3.11" in " ".join(section["## System Context"])
     assert section["## Design Decisions"] == ["- Decision: memoise counts by message id."]
+    # markers on one line are split: "Decision: x. TODO: y" -> one item each
+    mixed, _ = _compact(
+        [TRANSCRIPT[0], {"role": "user", "content": "Decision: a. TODO: b\n" + "pad " * 200}]
+    )
+    assert "- Decision: a.\n" in mixed
+    assert "- TODO: b\n" in mixed
     todo = " ".join(section["## TODO"])
     assert "TODO: add a benchmark" in todo
     assert "TODO: document the cache size" in todo
@@ -318,3 +325,46 @@ def test_auto_tool_choice_calls_tool_named_in_plain_text() -> None:
     assert _ask([{"role": "user", "content": "weather?\n@say no"}], tools=weather).content == "no"
     off = ScriptedAgentResponder(auto_tool_calls=False)
     assert off(ResponderRequest.from_messages(msgs[:1], tools=weather)).tool_calls == ()
+
+
+def test_compaction_of_a_rendered_transcript_with_previous_summary() -> None:
+    previous = (
+        "## Current Task\n- Port the CLI to click\n## Errors & Solutions\n- none\n"
+        "## Code\n- cli/main.py\n## System Context\n- none\n"
+        "## Design Decisions\n- Decision: keep argparse flags as aliases\n## TODO\n- none"
+    )
+    transcript = "\n\n".join(
+        [
+            "[user]: Add a --verbose flag to cli/main.py\n@call read_file {}",
+            '[assistant]: [calls: read_file({"path": "cli/main.py"})]',
+            "[tool result (read_file)]: FileNotFoundError: cli/main.py missing",
+            "[assistant]: Created it. Running on Python 3.12 in the project venv.",
+            "[system]: Working directory /repo",
+            "[user]: Now wire the flag into logging",
+            *["[assistant]: filler text here " * 30 for _ in range(10)],
+        ]
+    )
+    messages = [
+        {"role": "system", "content": "You compact conversation context."},
+        {"role": "user", "content": f"Previous summary:\n{previous}\n\nTranscript:\n{transcript}"},
+    ]
+    text, request = _compact(messages)
+    assert "- Now wire the flag into logging" in text
+    assert "FileNotFoundError: cli/main.py missing" in text
+    assert "Decision: keep argparse flags as aliases" in text  # folded from the summary
+    assert "cli/main.py" in text
+    assert "Python 3.12" in text
+    assert "Working directory /repo" in text
+    assert "## Errors & Solutions\n- ## " not in text
+    assert "- none" not in text.replace("- (none)", "")
+    assert TOK.count_text(text) <= request.prompt_tokens // 4
+    # A transcript chunk without user turns keeps the previous summary's task.
+    only_tools = [
+        messages[0],
+        {
+            "role": "user",
+            "content": f"Previous summary:\n{previous}\n\nTranscript:\n"
+            + "[tool result (run)]: ok\n" * 200,
+        },
+    ]
+    assert "- Port the CLI to click" in _compact(only_tools)[0]

@@ -339,3 +339,11 @@ def test_clean_history_is_returned_as_is() -> None:
     out, report = repair_tool_pairing(history, POLICY)
     assert out is history
     assert not report.changed
+
+
+def test_messages_without_ids_are_named_by_their_input_position() -> None:
+    history = [ToolMessage("stray", tool_call_id="zz"), HumanMessage("q"), _ai("c1")]
+    out, report = repair_tool_pairing(history, POLICY)
+    assert report.dropped_orphans == ("@0",)
+    assert report.added_synthetic_results[0].assistant_id == "@2"
+    assert out[-1].id == "@2:synthetic-result:c1"

@@ -153,3 +153,23 @@ def test_session_key_picks_the_limit_by_kind() -> None:
 def test_learned_window_int_profile_is_used_by_the_guard() -> None:
     _, report = prepare_context([HumanMessage("hi")], ContextPolicy(), profile=131_072)
     assert (report.guard.window, report.guard.window_source) == (131_072, "learned")
+
+
+def test_interleaved_sessions_sharing_a_system_prompt_object_get_their_own_results() -> None:
+    from langchain_kimi_context.context.pipeline import _reset_memos
+
+    system = SystemMessage("shared prompt", id="s")
+    a = [system, HumanMessage("alice 1", id="a1"), AIMessage("hi alice", id="a2")]
+    b = [system, HumanMessage("bob 1", id="b1"), HumanMessage("bob 2", id="b2")]
+    policy = ContextPolicy()
+    results = []
+    for step in range(3):
+        a = [*a, HumanMessage(f"alice {step}", id=f"ax{step}"), AIMessage("ok", id=f"ay{step}")]
+        b = [*b, AIMessage(f"to bob {step}", id=f"bx{step}"), HumanMessage("more", id=f"by{step}")]
+        results.append((list(a), prepare_context(a, policy)[0]))
+        results.append((list(b), prepare_context(b, policy)[0]))
+    _reset_memos()
+    for history, warm in reversed(results):
+        fresh = prepare_context(history, policy)[0]
+        assert [m.model_dump_json() for m in fresh] == [m.model_dump_json() for m in warm]
+    assert results[1][1][1].content == "bob 1\n\nbob 2"

@@ -140,6 +140,11 @@ def test_approximate_code_counts_punctuation_digits_and_indentation() -> None:
 
 
 def test_approximate_edge_cases() -> None:
+    with pytest.raises(KimiConfigurationError, match="digits_per_token"):
+        ApproximateBackend(digits_per_token=0)
+    with pytest.raises(KimiConfigurationError, match="cjk_tokens_per_char"):
+        ApproximateBackend(cjk_tokens_per_char=-1)
+    assert ApproximateBackend(cjk_tokens_per_char=1.5).count("你好世界") == 6
     backend = ApproximateBackend()
     assert backend.count("") == 0
     assert backend.count(" ") == 1
@@ -442,24 +447,36 @@ def test_tool_message_counts_tool_call_id() -> None:
     assert long > short
 
 
-def test_reasoning_content_counted_unless_disabled() -> None:
+def test_reasoning_counted_where_it_is_replayed() -> None:
     reasoning = "First I will check the config loader, then the tests. " * 10
-    msg = AIMessage(
-        "",
-        tool_calls=[{"name": "ls", "args": {}, "id": "ls:0"}],
-        additional_kwargs={"reasoning_content": reasoning},
+    call = {"name": "ls", "args": {}, "id": "ls:0"}
+    with_call = AIMessage("", tool_calls=[call], additional_kwargs={"reasoning_content": reasoning})
+    bare_call = AIMessage("", tool_calls=[call])
+    text_reply = AIMessage("done", additional_kwargs={"reasoning_content": reasoning})
+    bare_reply = AIMessage("done")
+    counter = approx_counter()  # default: reasoning is replayed on tool-call turns only
+    assert counter.count_message(with_call) - counter.count_message(bare_call) == (
+        counter.count_text(reasoning)
     )
-    without = AIMessage("", tool_calls=[{"name": "ls", "args": {}, "id": "ls:0"}])
-    counter = approx_counter()
-    assert counter.count_message(msg) - counter.count_message(without) == counter.count_text(
-        reasoning
+    assert counter.count_message(text_reply) == counter.count_message(bare_reply)
+    everything = approx_counter(reasoning="all")
+    assert everything.count_message(text_reply) - everything.count_message(bare_reply) == (
+        everything.count_text(reasoning)
     )
-    quiet = approx_counter(count_reasoning=False)
-    assert quiet.count_message(msg) == quiet.count_message(without)
-    block = AIMessage(
-        [{"type": "reasoning", "reasoning": reasoning}, {"type": "text", "text": "x"}]
+    nothing = approx_counter(reasoning="none")
+    assert nothing.count_message(with_call) == nothing.count_message(bare_call)
+    # Reasoning content blocks are used when there is no reasoning_content.
+    blocks = AIMessage(
+        [{"type": "reasoning", "reasoning": reasoning}, {"type": "text", "text": "x"}],
+        tool_calls=[call],
     )
-    assert counter.count_message(block) > quiet.count_message(block)
+    plain = AIMessage([{"type": "text", "text": "x"}], tool_calls=[call])
+    assert counter.count_message(blocks) - counter.count_message(plain) == (
+        counter.count_text(reasoning)
+    )
+    assert nothing.count_message(blocks) == nothing.count_message(plain)
+    with pytest.raises(KimiConfigurationError, match="reasoning"):
+        approx_counter(reasoning="some")
 
 
 def test_content_blocks_text_and_images() -> None:
@@ -616,13 +633,17 @@ def test_fields_reassigned_in_place_are_detected() -> None:
     counter = approx_counter()
     history = make_history(30)
     counter.count_messages(history)
+    before = counter.count_messages(history)
     history[4].content = CHINESE * 3  # same object, new content
     assert counter.count_messages(history) == approx_counter().count_messages(history)
+    assert counter.count_messages(history) != before
     ai = next(m for m in history if isinstance(m, AIMessage))
     ai.tool_calls = [{"name": "run", "args": {"cmd": CODE}, "id": "run:9", "type": "tool_call"}]
     assert counter.count_messages(history) == approx_counter().count_messages(history)
-    history[1].additional_kwargs = {"reasoning_content": ENGLISH * 4}
+    before = counter.count_messages(history)
+    ai.additional_kwargs = {"reasoning_content": ENGLISH * 4}  # replayed on tool-call turns
     assert counter.count_messages(history) == approx_counter().count_messages(history)
+    assert counter.count_messages(history) > before
 
 
 def test_rebuilt_system_prompt_reuses_the_running_totals() -> None:

@@ -51,7 +51,9 @@ from langchain_kimi_context.context.compaction.llm import (
 from langchain_kimi_context.context.compaction.records import (
     CompactionRecord,
     CompactionRecordError,
+    RecordLike,
     apply_compactions,
+    as_records,
 )
 from langchain_kimi_context.context.compaction.recovery import (
     OverflowRecovery,
@@ -95,6 +97,7 @@ __all__ = [
     "DedupeFileReads",
     "LLMCompaction",
     "OverflowRecovery",
+    "RecordLike",
     "RecoveryOutcome",
     "TokenCounterLike",
     "TriggerReason",
@@ -102,6 +105,7 @@ __all__ = [
     "acompact",
     "amaybe_compact",
     "apply_compactions",
+    "as_records",
     "collapse_code",
     "compact",
     "current_context_tokens",

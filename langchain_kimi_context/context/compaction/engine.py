@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,9 @@ from langchain_kimi_context.context.compaction.base import (
 from langchain_kimi_context.context.compaction.llm import LLMCompaction
 from langchain_kimi_context.context.compaction.records import (
     CompactionRecord,
+    RecordLike,
     apply_compactions,
+    as_records,
 )
 from langchain_kimi_context.context.compaction.structural import (
     ClearToolResults,
@@ -111,6 +114,33 @@ class CompactionReport:
         """``tokens_before / tokens_after`` (1.0 when nothing changed)."""
         return self.tokens_before / self.tokens_after if self.tokens_after else 1.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON types (the record via its ``to_dict``).
+
+        Returns:
+            A dict that ``json.dumps`` accepts.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> _, report = compact([HumanMessage("hi")], ContextPolicy(context_window=50_000))
+            >>> report.to_dict()["record"] is None, report.to_dict()["stage"]
+            (True, 'compaction')
+        """
+        data = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("record", "decision")
+        }
+        data["failures"] = list(self.failures)
+        data["ratio"] = round(self.ratio, 3)
+        data["record"] = self.record.to_dict() if self.record is not None else None
+        data["decision"] = (
+            None
+            if self.decision is None
+            else {**dataclasses.asdict(self.decision), "reasons": list(self.decision.reasons)}
+        )
+        return data
+
 
 def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction:
     """The default pipeline: structural strategies first, then a summary if a model is given.
@@ -138,7 +168,7 @@ def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction
 def _setup(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None,
-    records: Sequence[CompactionRecord],
+    records: Sequence[RecordLike],
     window: int | None,
     profile: KimiModelProfile | None,
     token_counter: TokenCounterLike | None,
@@ -153,7 +183,7 @@ def _setup(
     )
     ctx = CompactionContext(
         log=log,
-        records=tuple(records),
+        records=tuple(as_records(records)),
         policy=policy,
         token_counter=resolve_token_counter(token_counter),
         window=resolved,
@@ -235,7 +265,7 @@ def compact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,
@@ -243,7 +273,6 @@ def compact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    _decision: CompactionDecision | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     r"""Compact the view of ``messages`` (the full log) and return ``(view, report)``.
 
@@ -256,7 +285,7 @@ def compact(
         policy: Thresholds (default ``ContextPolicy()``).
         model: Summariser for the default pipeline (``None``: structural only).
         strategy: A custom strategy (default :func:`default_compaction`).
-        records: Earlier records of this log, oldest first.
+        records: Earlier records of this log (or their ``to_dict()`` forms), oldest first.
         window: The window (default: policy, then profile, then policy default).
         profile: The model profile, for the window.
         token_counter: Counter (default: the package's).
@@ -307,7 +336,7 @@ def compact(
         trigger=trigger,
         snapshot_id=snapshot_id,
         started=started,
-        decision=_decision,
+        decision=None,
     )
 
 
@@ -317,7 +346,7 @@ async def acompact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,
@@ -325,7 +354,6 @@ async def acompact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    _decision: CompactionDecision | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     """Async variant of :func:`compact` (same arguments, same all-or-nothing result).
 
@@ -374,25 +402,26 @@ async def acompact(
         trigger=trigger,
         snapshot_id=snapshot_id,
         started=started,
-        decision=_decision,
+        decision=None,
     )
 
 
 def _decide(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy,
-    records: Sequence[CompactionRecord],
+    records: Sequence[RecordLike],
     window: int | None,
     profile: KimiModelProfile | None,
     token_counter: TokenCounterLike | None,
     tools: Sequence[Any] | None,
     tracker: ContextSizeTracker | None,
 ) -> tuple[CompactionDecision, list[BaseMessage]]:
-    view = apply_compactions(messages, records)
+    parsed = as_records(records)
+    view = apply_compactions(messages, parsed)
     if tracker is not None:
         tokens = tracker.current_size(view, tools)
     else:
-        covered = records[-1].covered_until_id if records else None
+        covered = parsed[-1].covered_until_id if parsed else None
         tokens = current_context_tokens(
             view, token_counter=token_counter, tools=tools, usage_valid_after=covered
         )
@@ -421,7 +450,7 @@ def maybe_compact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,
@@ -465,7 +494,7 @@ def maybe_compact(
     )
     if not decision:
         return view, None
-    return compact(
+    view, report = compact(
         messages,
         policy,
         model=model,
@@ -478,8 +507,8 @@ def maybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
-        _decision=decision,
     )
+    return view, dataclasses.replace(report, decision=decision)
 
 
 async def amaybe_compact(
@@ -488,7 +517,7 @@ async def amaybe_compact(
     *,
     model: SummaryModel | None = None,
     strategy: Compaction | None = None,
-    records: Sequence[CompactionRecord] = (),
+    records: Sequence[RecordLike] = (),
     window: int | None = None,
     profile: KimiModelProfile | None = None,
     token_counter: TokenCounterLike | None = None,
@@ -528,7 +557,7 @@ async def amaybe_compact(
     )
     if not decision:
         return view, None
-    return await acompact(
+    view, report = await acompact(
         messages,
         policy,
         model=model,
@@ -541,5 +570,5 @@ async def amaybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
-        _decision=decision,
     )
+    return view, dataclasses.replace(report, decision=decision)

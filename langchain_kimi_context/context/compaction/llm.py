@@ -163,10 +163,15 @@ class _Plan:
 
 def _anchor_of(ctx: CompactionContext, draft: CompactionDraft) -> tuple[Any, ...] | None:
     if draft.summary is not None:
-        return (draft.summary, draft.first_kept_id, draft.pinned_ids)
+        return (draft.summary, draft.first_kept_id, draft.pinned_ids, None)
     for record in reversed(ctx.records):
         if record.summary is not None:
-            return (record.summary, record.first_kept_id, record.pinned_ids)
+            return (
+                record.summary,
+                record.first_kept_id,
+                record.pinned_ids,
+                record.covered_until_id,
+            )
     return None
 
 
@@ -241,11 +246,15 @@ class LLMCompaction:
         prev_cut = 0
         prev_pinned: set[str] = set()
         if anchor is not None:
-            summary, first_kept, pinned = anchor
+            summary, first_kept, pinned, covered = anchor
             previous = _strip_header(message_text(summary))
-            prev_cut = n
+            ids = [m.id for m in log]
             if first_kept is not None:
-                prev_cut = next(i for i, m in enumerate(log) if m.id == first_kept)
+                prev_cut = ids.index(first_kept)
+            elif covered is not None:
+                prev_cut = ids.index(covered) + 1
+            else:
+                prev_cut = n
             prev_pinned = set(pinned)
         live = [
             i
@@ -273,7 +282,7 @@ class LLMCompaction:
         if not viable:
             return None
         replacements = dict(draft.replacements)
-        for record in ctx.records:
+        for record in reversed(ctx.records):  # the draft, then the newest record, wins
             for key, value in record.replacements.items():
                 replacements.setdefault(key, value)
         budget = int(ctx.target_tokens * self.max_tail_share)
@@ -368,10 +377,16 @@ class LLMCompaction:
             f"{plan.first_kept_id}|{text}".encode(), usedforsecurity=False
         ).hexdigest()[:16]
         message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}", id=f"kc-summary-{digest}")
+        rendered = render_transcript(plan.span)
+        summarized = self._text_tokens(ctx, rendered)
+        if plan.previous_summary:
+            summarized += self._text_tokens(ctx, plan.previous_summary)
         return with_marker(
             message,
             "summary",
             summarized_messages=len(plan.span),
+            summarized_tokens=summarized,
+            summary_tokens=self._text_tokens(ctx, text),
             first_kept_id=plan.first_kept_id,
             folded_previous_summary=plan.previous_summary is not None,
         )

@@ -28,8 +28,15 @@ from langchain_core.messages import AnyMessage, BaseMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_kimi_context.context.compaction._common import ensure_message_ids, is_system
+from langchain_kimi_context.context.markers import get_marker
 
-__all__ = ["CompactionRecord", "CompactionRecordError", "apply_compactions"]
+__all__ = [
+    "CompactionRecord",
+    "CompactionRecordError",
+    "RecordLike",
+    "apply_compactions",
+    "as_records",
+]
 
 
 class CompactionRecordError(ValueError):
@@ -56,7 +63,8 @@ class CompactionRecord(BaseModel):
         snapshot_id: Where the pre-compaction state can be found (a checkpoint id or an
             archive key given by the caller); ``None`` if the caller gave none.
         summary: The summary message (marked ``"summary"``), ``None`` when structural.
-        first_kept_id: Id of the first log message kept verbatim after the summary.
+        first_kept_id: Id of the first log message kept verbatim after the summary
+            (``None``: nothing was kept; messages after ``covered_until_id`` follow).
         pinned_ids: Ids of earlier log messages also kept verbatim, in log order.
         replacements: Structural edits ``{message_id: replacement}``.
         covered_until_id: Id of the last log message when the compaction ran (server
@@ -88,6 +96,30 @@ class CompactionRecord(BaseModel):
     replacements: dict[str, AnyMessage] = Field(default_factory=dict)
     covered_until_id: str | None = None
     summary_model_calls: int = 0
+
+    @property
+    def summary_ratio(self) -> float | None:
+        """Compression of the summary: summarised tokens / summary tokens (``None`` if none).
+
+        The summarised tokens are the transcript of the span (plus the earlier summary it
+        folded in); the seed's "4 -> 1" target is about this number.
+
+        Example:
+            >>> from langchain_core.messages import SystemMessage
+            >>> from langchain_kimi_context.context.markers import with_marker
+            >>> s = with_marker(SystemMessage("S"), "summary", summarized_tokens=800,
+            ...     summary_tokens=200)
+            >>> CompactionRecord(record_id="r", trigger="m", strategy="llm_summary",
+            ...     tokens_before=9, tokens_after=3, ratio=3.0, summary=s).summary_ratio
+            4.0
+        """
+        if self.summary is None:
+            return None
+        marker = get_marker(self.summary) or {}
+        before, after = marker.get("summarized_tokens"), marker.get("summary_tokens")
+        if not before or not after:
+            return None
+        return round(before / after, 3)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict (``json.dumps`` works on it).
@@ -151,8 +183,33 @@ def _index_of(log: Sequence[BaseMessage], message_id: str, record: CompactionRec
     raise CompactionRecordError(msg)
 
 
+RecordLike = CompactionRecord | Mapping[str, Any]
+"""A record or its ``to_dict()`` form (as stored in a LangGraph state channel)."""
+
+
+def as_records(records: Sequence[RecordLike] | None) -> list[CompactionRecord]:
+    """Return ``records`` as :class:`CompactionRecord` objects (dicts are parsed).
+
+    Args:
+        records: Records or their ``to_dict()`` forms, oldest first (``None`` = none).
+
+    Returns:
+        The records.
+
+    Example:
+        >>> rec = CompactionRecord(record_id="r", trigger="manual", strategy="x",
+        ...     tokens_before=2, tokens_after=1, ratio=2.0)
+        >>> as_records([rec.to_dict()]) == [rec]
+        True
+    """
+    return [
+        r if isinstance(r, CompactionRecord) else CompactionRecord.from_dict(r)
+        for r in records or ()
+    ]
+
+
 def apply_compactions(
-    log: Sequence[BaseMessage], records: Sequence[CompactionRecord]
+    log: Sequence[BaseMessage], records: Sequence[RecordLike] | None
 ) -> list[BaseMessage]:
     """Rebuild what the model sees from the full log and the compaction records.
 
@@ -164,7 +221,7 @@ def apply_compactions(
 
     Args:
         log: The full, append-only message log.
-        records: The records, oldest first.
+        records: The records (or their ``to_dict()`` forms), oldest first.
 
     Returns:
         The messages to send to the model.
@@ -188,18 +245,20 @@ def apply_compactions(
     messages = ensure_message_ids(log)
     replacements: dict[str, BaseMessage] = {}
     anchor: CompactionRecord | None = None
-    for record in records:
+    for record in as_records(records):
         replacements.update(record.replacements)
         if record.summary is not None:
             anchor = record
     if anchor is None or anchor.summary is None:
         view = list(messages)
     else:
-        cut = (
-            len(messages)
-            if anchor.first_kept_id is None
-            else _index_of(messages, anchor.first_kept_id, anchor)
-        )
+        if anchor.first_kept_id is not None:
+            cut = _index_of(messages, anchor.first_kept_id, anchor)
+        elif anchor.covered_until_id is not None:
+            # everything up to the compaction was summarised; later messages follow
+            cut = _index_of(messages, anchor.covered_until_id, anchor) + 1
+        else:
+            cut = len(messages)
         pinned = set(anchor.pinned_ids)
         head = [m for m in messages[:cut] if is_system(m)]
         kept = [m for m in messages[:cut] if m.id in pinned and not is_system(m)]

@@ -43,7 +43,9 @@ from langchain_kimi_context.context.compaction.engine import (
 )
 from langchain_kimi_context.context.compaction.records import (
     CompactionRecord,
+    RecordLike,
     apply_compactions,
+    as_records,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import GuardReport
@@ -182,8 +184,8 @@ def ensure_fits(report: GuardReport, *, model: str | None = None) -> None:
     Example:
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_kimi_context.context.guard import preflight_guard
-        >>> _, report = preflight_guard([HumanMessage("hi " * 30_000)],
-        ...     ContextPolicy(context_window=20_000))
+        >>> _, report = preflight_guard([HumanMessage("hi " * 60_000)],
+        ...     ContextPolicy(context_window=40_000))
         >>> ensure_fits(report)
         Traceback (most recent call last):
         ...
@@ -417,11 +419,11 @@ class OverflowRecovery:
     def _flow(
         self,
         messages: Sequence[BaseMessage],
-        records: Sequence[CompactionRecord],
+        records: Sequence[RecordLike],
         snapshot_id: str | None,
     ) -> Generator[_Op, Any, RecoveryOutcome[Any]]:
         log = ensure_message_ids(messages)
-        all_records = list(records)
+        all_records = as_records(records)
         new: list[CompactionRecord] = []
         steps: list[str] = ["call"]
         view = apply_compactions(log, all_records)
@@ -496,7 +498,7 @@ class OverflowRecovery:
         call: Callable[[list[BaseMessage]], T],
         messages: Sequence[BaseMessage],
         *,
-        records: Sequence[CompactionRecord] = (),
+        records: Sequence[RecordLike] = (),
         snapshot_id: str | None = None,
     ) -> RecoveryOutcome[T]:
         """Call ``call(view)``; on overflow run the recovery chain.
@@ -545,7 +547,7 @@ class OverflowRecovery:
         call: Callable[[list[BaseMessage]], Awaitable[T]],
         messages: Sequence[BaseMessage],
         *,
-        records: Sequence[CompactionRecord] = (),
+        records: Sequence[RecordLike] = (),
         snapshot_id: str | None = None,
     ) -> RecoveryOutcome[T]:
         """Async variant of :meth:`invoke` (``call`` is a coroutine function).

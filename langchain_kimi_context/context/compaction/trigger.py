@@ -14,7 +14,7 @@ from ``benchmarks/bench_compaction.py``): every request re-sends the whole view,
 session's input cost follows the *average* view size, while each compaction costs a
 summariser call and one cache miss (the new prefix is paid for once, then cached). The
 cost is U-shaped in the trigger: on the emulator's 60-turn session (24K window) compacting
-at 60% cost +3.4% (7 compactions, 3 summaries) and at 95% +2.8% (larger requests) against
+at 60% cost +1.8% (7 compactions, more cache misses) and at 95% +2.6% (larger requests) against
 the 75-85% band, which was cheapest. The upper limit is safety: the reply
 (``reserved_output_tokens``), the next tool results and the estimate error must still
 fit; 50K of reserve (about 19% of a 262K window) covers a maximal tool result (40,000
