@@ -58,6 +58,7 @@ from langchain_core.messages import (
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -1127,10 +1128,10 @@ class RollingSnapshotMemory:
         return self._end_turn(session_id, out, before, records_before)
 
     async def achat(self, session_id: str, user_input: str | BaseMessage) -> AIMessage:
-        """Async variant of :meth:`chat`.
+        """Async variant of :meth:`chat` (``graph.ainvoke``).
 
-        The turn runs in a worker thread (the default SQLite checkpointer is
-        synchronous), so the event loop is never blocked.
+        With a checkpointer that has no async API (LangGraph's plain ``SqliteSaver``)
+        the turn runs in a worker thread instead, so the event loop is never blocked.
 
         Args:
             session_id: The session.
@@ -1154,7 +1155,22 @@ class RollingSnapshotMemory:
             ...     print(asyncio.run(mem.achat(sid, "@say async done")).content)
             async done
         """
-        return await asyncio.to_thread(self.chat, session_id, user_input)
+        if not self._async_checkpointer():
+            return await asyncio.to_thread(self.chat, session_id, user_input)
+        graph, config, before, records_before = await asyncio.to_thread(
+            self._begin_turn, session_id, user_input
+        )
+        try:
+            out = await graph.ainvoke({"messages": [self._user_message(user_input)]}, config)
+        except Exception as exc:
+            await asyncio.to_thread(self._fail_turn, session_id, before, exc)
+        return await asyncio.to_thread(self._end_turn, session_id, out, before, records_before)
+
+    def _async_checkpointer(self) -> bool:
+        method = type(self.checkpointer).aget_tuple
+        return method is not BaseCheckpointSaver.aget_tuple and not (
+            isinstance(self.checkpointer, SqliteSaver) and method is SqliteSaver.aget_tuple
+        )
 
     @staticmethod
     def _user_message(user_input: str | BaseMessage) -> BaseMessage:

@@ -538,3 +538,31 @@ def test_sessions_are_threads_of_the_kimi_agent_graph(
     assert out["messages"][-1].content == "from the graph"
     assert [m.content for m in memory.log(sid)][-2:] == ["@say from the graph", "from the graph"]
     assert memory.usage(sid).calls == 2  # one usage record for both faces
+
+
+def test_achat_on_a_sync_only_checkpointer_and_its_failure_path(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    saver = SqliteSaver(sqlite3.connect(str(tmp_path / "plain.db"), check_same_thread=False))
+    saver.setup()
+    mem = RollingSnapshotMemory(_model(emulator), checkpointer=saver, sleep=lambda s: None)
+    sid = mem.create_session(system="sys")
+    assert asyncio.run(mem.achat(sid, "@say threaded")).content == "threaded"
+    emulator.faults.quota_exceeded(at={1})
+    with pytest.raises(SessionTurnError):
+        asyncio.run(mem.achat(sid, "fails"))
+    assert [m.type for m in mem.log(sid)] == ["system", "human", "ai"]
+
+
+def test_achat_failure_rolls_back_on_the_async_default_checkpointer(
+    memory: RollingSnapshotMemory, emulator: KimiEmulator
+) -> None:
+    sid = memory.create_session(system="sys")
+    emulator.faults.quota_exceeded(at={1})
+    with pytest.raises(SessionTurnError):
+        asyncio.run(memory.achat(sid, "fails"))
+    assert [m.type for m in memory.log(sid)] == ["system"]
