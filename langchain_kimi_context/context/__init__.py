@@ -1,10 +1,7 @@
 """The context pipeline: pure, typed, idempotent stages.
 
 Each stage is ``(messages, policy, ...) -> (messages, report)``; ``prepare_context`` runs
-them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> estimate ->
-truncate). The output of ``prepare_context`` is a fixpoint of every stage (running any
-of them on it changes nothing), so callers such as graph nodes may also run the stages
-one by one.
+them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> truncate).
 
 No I/O happens in this package; the orchestration layer (graph nodes, memory API,
 middleware) calls these functions.
@@ -43,9 +40,16 @@ from langchain_kimi_context.context.guard import (
     preflight_guard,
     resolve_context_window,
 )
-from langchain_kimi_context.context.pairing import repair_tool_pairing, synthetic_tool_result
-from langchain_kimi_context.context.pipeline import prepare_context
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.pairing import (
+    repair_tool_pairing,
+    synthetic_tool_result,
+)
+from langchain_kimi_context.context.pipeline import (
+    prepare_context,
+)
+from langchain_kimi_context.context.policy import (
+    ContextPolicy,
+)
 from langchain_kimi_context.context.reports import (
     DroppedToolCall,
     GuardReport,

@@ -1,0 +1,254 @@
+"""Adapters from the graph nodes to the context-layer stage functions.
+
+Nothing here transforms messages itself: each function calls one stage of
+:mod:`langchain_kimi_context.context` and turns its report into a small dict for the
+graph state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AnyMessage, BaseMessage, ToolMessage
+
+from langchain_kimi_context.context import (
+    estimate_request,
+    limit_history_turns,
+    repair_tool_pairing,
+    resolve_context_window,
+    sanitize_messages,
+    truncate_tool_results,
+)
+from langchain_kimi_context.context._common import content_text_length
+from langchain_kimi_context.context.compaction import (
+    CompactionRecord,
+    apply_compactions,
+    compact,
+    maybe_compact,
+    should_compact,
+)
+from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.tokens import TokenCounter
+
+__all__ = [
+    "apply_records",
+    "compaction_due",
+    "guard",
+    "load_records",
+    "run_compaction",
+    "run_stage",
+]
+
+
+def _small(report: Any) -> dict[str, Any]:
+    data: dict[str, Any] = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    changed = getattr(report, "changed", None)
+    if isinstance(changed, bool):
+        data["changed"] = changed
+    return data
+
+
+def guard(
+    view: Sequence[BaseMessage],
+    policy: ContextPolicy,
+    *,
+    profile: KimiModelProfile,
+    token_counter: TokenCounter,
+    tools: Sequence[Any],
+    estimated_tokens: int | None = None,
+) -> dict[str, Any]:
+    """Run the preflight guard (window check + estimate + route) on ``view``.
+
+    Args:
+        view: The messages about to be prepared.
+        policy: Thresholds.
+        profile: Model profile.
+        token_counter: Counter.
+        tools: Tool schemas.
+        estimated_tokens: Unused here (the node records the calibrated size).
+
+    Returns:
+        The guard report as a dict.
+
+    Raises:
+        ContextWindowTooSmallError: The window is below the hard minimum.
+    """
+    from langchain_kimi_context.context import preflight_guard
+
+    _, report = preflight_guard(
+        view, policy, profile=profile, token_counter=token_counter, tools=list(tools) or None
+    )
+    return _small(report)
+
+
+def run_stage(
+    name: str,
+    view: list[AnyMessage],
+    policy: ContextPolicy,
+    *,
+    profile: KimiModelProfile,
+    token_counter: TokenCounter,
+    tools: Sequence[Any],
+    session_key: str | None,
+) -> tuple[list[AnyMessage], dict[str, Any]]:
+    """Apply pipeline stage ``name`` to ``view``.
+
+    Args:
+        name: ``sanitize``, ``limit_turns``, ``repair_pairing`` or ``truncate_results``.
+        view: The stage input.
+        policy: Thresholds.
+        profile: Model profile.
+        token_counter: Counter.
+        tools: Tool schemas.
+        session_key: Session key for the history limit.
+
+    Returns:
+        ``(new view, report dict)``.
+
+    Raises:
+        ValueError: Unknown stage name.
+    """
+    out: Sequence[BaseMessage]
+    report: Any
+    if name == "sanitize":
+        out, report = sanitize_messages(view, policy, profile=profile)
+    elif name == "limit_turns":
+        out, report = limit_history_turns(view, policy, session_key=session_key)
+    elif name == "repair_pairing":
+        out, report = repair_tool_pairing(view, policy)
+    elif name == "truncate_results":
+        return _truncate(view, policy, profile, token_counter, tools)
+    else:
+        raise ValueError(f"unknown pipeline stage {name!r}")
+    return list(out), _small(report)  # type: ignore[arg-type]
+
+
+def _truncate(
+    view: list[AnyMessage],
+    policy: ContextPolicy,
+    profile: KimiModelProfile,
+    token_counter: TokenCounter,
+    tools: Sequence[Any],
+) -> tuple[list[AnyMessage], dict[str, Any]]:
+    """Tool-result truncation with the same decision rule as ``prepare_context``."""
+    mode = policy.tool_result_truncation
+    info = resolve_context_window(policy, profile)
+    estimate = estimate_request(view, policy, info, token_counter=token_counter, tools=tools)
+    if not (mode == "always" or (mode == "auto" and estimate.route != "none")):
+        return view, {"applied": False, "route": estimate.route}
+    budget = None
+    if estimate.overflow_tokens and estimate.tool_result_tokens:
+        tool_chars = sum(content_text_length(m.content) for m in view if isinstance(m, ToolMessage))
+        per_token = tool_chars / estimate.tool_result_tokens
+        budget = max(0, tool_chars - int(estimate.overflow_tokens * per_token + 0.999))
+    out, report = truncate_tool_results(view, policy, window=info.window, budget_chars=budget)
+    data = _small(report)
+    data["applied"] = True
+    return list(out), data  # type: ignore[arg-type]
+
+
+def load_records(records: Sequence[Any] | None) -> list[CompactionRecord]:
+    """Compaction records from the state (stored as plain dicts).
+
+    Args:
+        records: ``CompactionRecord.to_dict()`` values (or records).
+
+    Returns:
+        The records.
+    """
+    return [
+        r if isinstance(r, CompactionRecord) else CompactionRecord.from_dict(r)
+        for r in records or []
+    ]
+
+
+def apply_records(log: list[AnyMessage], records: Sequence[Any] | None) -> list[AnyMessage]:
+    """The model's view of ``log`` after the compaction records (``apply_compactions``).
+
+    Args:
+        log: The full message log.
+        records: Compaction records (dicts), oldest first.
+
+    Returns:
+        The view (a new list).
+    """
+    if not records:
+        return list(log)
+    return list(apply_compactions(log, load_records(records)))  # type: ignore[arg-type]
+
+
+def compaction_due(tokens: int, policy: ContextPolicy, profile: KimiModelProfile) -> str | None:
+    """The compaction trigger (``should_compact``) for a request of ``tokens``.
+
+    Args:
+        tokens: The calibrated size of the request.
+        policy: Trigger thresholds.
+        profile: Model profile (window).
+
+    Returns:
+        The trigger reason, or ``None`` when it does not fire.
+    """
+    window = resolve_context_window(policy, profile).window
+    decision = should_compact(tokens, window, policy)
+    return (decision.reason or "trigger") if decision else None
+
+
+def run_compaction(
+    log: list[AnyMessage],
+    records: Sequence[Any],
+    policy: ContextPolicy,
+    *,
+    model: Any,
+    profile: KimiModelProfile,
+    token_counter: TokenCounter,
+    tools: Sequence[Any],
+    trigger: str | None,
+    snapshot_id: str | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Compact now (``trigger`` given) or only if the trigger fires (``maybe_compact``).
+
+    Args:
+        log: The full log.
+        records: Earlier records (dicts).
+        policy: Thresholds.
+        model: The summariser.
+        profile: Model profile.
+        token_counter: Counter.
+        tools: Tool schemas.
+        trigger: Why a compaction is forced, or ``None`` for the end-of-turn check.
+        snapshot_id: The checkpoint holding the pre-compaction state.
+
+    Returns:
+        ``(new record as a dict or None, report dict)``.
+    """
+    common: dict[str, Any] = {
+        "model": model,
+        "records": load_records(records),
+        "profile": profile,
+        "token_counter": token_counter,
+        "tools": list(tools) or None,
+        "snapshot_id": snapshot_id,
+    }
+    if trigger is None:
+        _, report = maybe_compact(log, policy, **common)
+        if report is None:
+            return None, {"ran": False}
+    else:
+        _, report = compact(log, policy, trigger=trigger, **common)
+    data = {
+        "ran": True,
+        "changed": report.changed,
+        "trigger": report.trigger,
+        "strategy": report.strategy,
+        "tokens_before": report.tokens_before,
+        "tokens_after": report.tokens_after,
+        "model_calls": report.model_calls,
+        "failures": list(report.failures),
+        "timed_out": report.timed_out,
+    }
+    record = report.record.to_dict() if report.record is not None else None
+    if record is not None:
+        data["record_id"] = record["record_id"]
+    return record, data

@@ -1,0 +1,185 @@
+"""``create_kimi_agent``: the checkpointed LangGraph agent for long Kimi sessions.
+
+Graph (every arrow is a checkpointed superstep)::
+
+    START -> preflight -> sanitize -> limit_turns -> repair_pairing -> truncate_results
+          -> call_model -> tools -> preflight ...            (tool loop)
+                        -> compact (maybe-compact) -> END     (final answer)
+    preflight -> compact -> preflight                        (guard / trigger asked)
+    call_model -> call_model                                 (failed step, retried)
+    call_model -> compact -> preflight                       (overflow recovery)
+
+Each node stores its small report under ``state["reports"][node]``, so the checkpoint
+history shows what each stage did; the prepared view itself travels in a transient
+channel and is never stored.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._constants import CONFIG_KEY_DURABILITY
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+
+from langchain_kimi_context.agent.nodes import PIPELINE_STAGES, AgentRuntime
+from langchain_kimi_context.agent.state import (
+    AgentSettings,
+    KimiAgentInput,
+    KimiAgentState,
+    _GraphState,
+)
+from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.agent.tools import ToolRunner
+from langchain_kimi_context.chat_models import KimiChatModel
+from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.errors import KimiConfigurationError
+from langchain_kimi_context.profiles import get_profile
+from langchain_kimi_context.tokens import TokenCounter, default_token_counter
+
+__all__ = ["create_kimi_agent"]
+
+
+def _resolve_model(model: KimiChatModel | BaseChatModel | str) -> BaseChatModel:
+    if isinstance(model, str):
+        return KimiChatModel(model=model, max_retries=0)
+    if isinstance(model, KimiChatModel):
+        # The agent retries (and counts failed steps); the model must not retry too.
+        return model.model_copy(update={"max_retries": 0}) if model.max_retries else model
+    if isinstance(model, BaseChatModel):
+        return model
+    raise KimiConfigurationError(
+        f"model must be a KimiChatModel, another LangChain chat model or a model name, "
+        f"got {type(model).__name__}"
+    )
+
+
+def create_kimi_agent(
+    model: KimiChatModel | BaseChatModel | str,
+    tools: Sequence[BaseTool | Callable[..., Any]] = (),
+    *,
+    system_prompt: str | None = None,
+    policy: ContextPolicy | None = None,
+    settings: AgentSettings | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | bool | None = None,
+    store: BaseStore | None = None,
+    db_path: str | os.PathLike[str] | None = None,
+    token_counter: TokenCounter | None = None,
+    name: str = "kimi_agent",
+    sleep: Callable[[float], None] = time.sleep,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Build the checkpointed agent graph for long Kimi sessions.
+
+    Invoke it the LangGraph way:
+    ``agent.invoke({"messages": [...]}, {"configurable": {"thread_id": "..."}})``.
+    After a crash, ``agent.invoke(None, config)`` finishes the interrupted turn from the
+    last checkpoint (a new message also works: the turn is then abandoned and the
+    pipeline repairs any dangling tool call in what the model sees).
+
+    Args:
+        model: A :class:`~langchain_kimi_context.KimiChatModel` (its own retries are
+            switched off: the agent retries), another LangChain chat model, or a Kimi
+            model name.
+        tools: LangChain tools or plain functions.
+        system_prompt: Prepended to every request as a system message (not stored in
+            the log).
+        policy: Context thresholds (default ``ContextPolicy()``).
+        settings: Retry/tool/step limits (default ``AgentSettings()``).
+        checkpointer: Any ``BaseCheckpointSaver`` (Postgres, memory...). ``None`` =
+            SQLite at ``db_path`` or the default path (``$KIMI_CONTEXT_DB`` or
+            ``~/.local/share/langchain-kimi-context/checkpoints.sqlite``), created on
+            first use. ``False`` = no persistence (not recommended).
+        store: Optional LangGraph store for cross-thread memory.
+        db_path: SQLite file for the default checkpointer.
+        token_counter: Token counter (default: the process-wide one).
+        name: Graph name.
+        sleep: Sleep function used for retry backoff (tests pass a fast one).
+
+    Returns:
+        The compiled graph.
+
+    Raises:
+        KimiConfigurationError: Invalid model, tools or settings.
+
+    Example:
+        >>> import tempfile, os
+        >>> from langchain_kimi_context import KimiChatModel
+        >>> model = KimiChatModel(model="kimi-k2.5", api_key="sk-test")
+        >>> db = os.path.join(tempfile.mkdtemp(), "kimi.sqlite")
+        >>> agent = create_kimi_agent(model, db_path=db)
+        >>> [n for n in agent.get_graph().nodes if not n.startswith("__")][:3]
+        ['preflight', 'sanitize', 'limit_turns']
+        >>> agent.invoke({"messages": [("user", "hi")]},
+        ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
+    """
+    chat_model = _resolve_model(model)
+    settings = settings or AgentSettings()
+    policy = policy or ContextPolicy()
+    runner = ToolRunner(
+        tools,
+        timeout_s=settings.tool_timeout_s,
+        timeouts=settings.tool_timeouts,
+        warn_at=settings.repeat_warn_at,
+        stop_at=settings.repeat_stop_at,
+    )
+    tool_list = list(runner.tools.values())
+    bound: Any = chat_model.bind_tools(tool_list) if tool_list else chat_model
+    if isinstance(chat_model, KimiChatModel):
+        profile = chat_model.model_profile
+    else:
+        profile = get_profile(str(getattr(chat_model, "model_name", "") or "kimi-k2.5"))
+    runtime = AgentRuntime(
+        model=chat_model,
+        bound_model=bound,
+        runner=runner,
+        policy=policy,
+        settings=settings,
+        profile=profile,
+        token_counter=token_counter or default_token_counter(),
+        tool_schemas=[convert_to_openai_tool(t) for t in tool_list],
+        sleep=sleep,
+        system_prompt=system_prompt,
+    )
+
+    graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
+    # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
+    nodes: dict[str, Any] = {"preflight": runtime.preflight}
+    for stage in PIPELINE_STAGES[1:]:
+        nodes[stage] = runtime.make_stage_node(stage)
+    nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)
+    for node_name, fn in nodes.items():
+        graph.add_node(node_name, fn)
+
+    graph.add_edge(START, "preflight")
+    graph.add_conditional_edges(
+        "preflight", runtime.route_after_preflight, ["compact", PIPELINE_STAGES[1]]
+    )
+    for a, b in zip(PIPELINE_STAGES[1:], (*PIPELINE_STAGES[2:], "call_model"), strict=True):
+        graph.add_edge(a, b)
+    graph.add_conditional_edges(
+        "call_model", runtime.route_after_model, ["call_model", "tools", "compact"]
+    )
+    graph.add_conditional_edges("tools", runtime.route_after_tools, ["preflight", "compact"])
+    graph.add_conditional_edges("compact", runtime.route_after_compact, ["preflight", END])
+
+    saver: BaseCheckpointSaver[Any] | bool | None
+    if checkpointer is None:
+        saver = open_sqlite_checkpointer(db_path)
+    elif checkpointer is False:
+        saver = None
+    else:
+        saver = checkpointer
+    compiled = graph.compile(checkpointer=saver, store=store, name=name)
+    # One step = the pipeline nodes + call_model + tools; leave room for compactions.
+    limit = settings.max_steps_per_turn * (len(PIPELINE_STAGES) + 3) + 50
+    return compiled.with_config(
+        recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
+    )

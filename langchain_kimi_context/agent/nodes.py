@@ -1,0 +1,461 @@
+"""The nodes of the Kimi agent graph: thin wrappers over the context-layer stages.
+
+Each pipeline node takes the prepared view left by the previous node (a transient,
+never-checkpointed channel), applies ONE stage function from
+:mod:`langchain_kimi_context.context`, and stores only that stage's small report in the
+state. If the view is missing (the process restarted between two nodes), the node
+rebuilds it deterministically from the log and the compaction records by re-running
+the earlier stages, which are pure functions. The model node sends the view; its reply
+(and the tools node's results) are appended to the log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.types import interrupt
+
+from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
+from langchain_kimi_context.agent.state import AgentSettings, KimiMaxStepsExceededError
+from langchain_kimi_context.agent.tools import ToolRunner
+from langchain_kimi_context.context.compaction import OverflowRecovery
+from langchain_kimi_context.context.markers import is_marked
+from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
+
+__all__ = ["PIPELINE_STAGES", "AgentRuntime"]
+
+PIPELINE_STAGES: tuple[str, ...] = (
+    "preflight",
+    "sanitize",
+    "limit_turns",
+    "repair_pairing",
+    "truncate_results",
+)
+"""Pipeline nodes, in order, before ``call_model``."""
+
+_ABORT_WORDS = {"abort", "stop", "cancel"}
+
+
+def _last_user_message(log: Sequence[BaseMessage]) -> BaseMessage | None:
+    for m in reversed(log):
+        if isinstance(m, HumanMessage) and not is_marked(m, "summary", "bootstrap"):
+            return m
+    return None
+
+
+def _is_abort(answer: Any) -> bool:
+    if isinstance(answer, str):
+        return answer.strip().lower() in _ABORT_WORDS
+    if isinstance(answer, Mapping):
+        return str(answer.get("action", "")).lower() in _ABORT_WORDS
+    return answer is False
+
+
+@dataclass
+class AgentRuntime:
+    """Everything the nodes share: model, tools, policy, settings, counters.
+
+    Built by :func:`~langchain_kimi_context.agent.create_kimi_agent`; not usually
+    constructed directly.
+
+    Attributes:
+        model: The chat model (its own retries off: the agent retries).
+        bound_model: The model with the tools bound.
+        runner: The tool runner.
+        policy: Context thresholds.
+        settings: Reliability settings.
+        profile: The model profile (window, max output).
+        token_counter: The token counter.
+        tool_schemas: OpenAI tool schemas (for token counts).
+        sleep: Sleep function used between retries.
+        system_prompt: System prompt prepended to every view (not stored in the log).
+
+    Example:
+        >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
+        >>> agent = create_kimi_agent(KimiChatModel(api_key="k"), checkpointer=False)
+        >>> [n for n in agent.get_graph().nodes if n in PIPELINE_STAGES] == list(PIPELINE_STAGES)
+        True
+    """
+
+    model: BaseChatModel
+    bound_model: Runnable[Any, Any]
+    runner: ToolRunner
+    policy: ContextPolicy
+    settings: AgentSettings
+    profile: KimiModelProfile
+    token_counter: TokenCounter
+    tool_schemas: list[dict[str, Any]] = field(default_factory=list)
+    sleep: Callable[[float], None] = time.sleep
+    system_prompt: str | None = None
+
+    # ------------------------------------------------------------------ helpers --
+    def _tracker(self, state: Mapping[str, Any]) -> ContextSizeTracker:
+        data = (state.get("context") or {}).get("tracker")
+        if data:
+            return ContextSizeTracker.from_dict(data, self.token_counter)
+        return ContextSizeTracker(self.token_counter)
+
+    def base_view(self, state: Mapping[str, Any]) -> list[AnyMessage]:
+        """The log with the compaction records applied (before the pipeline).
+
+        Args:
+            state: The graph state.
+
+        Returns:
+            The messages the pipeline starts from.
+        """
+        view = _stages.apply_records(list(state.get("messages") or []), state.get("compactions"))
+        if self.system_prompt:
+            view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
+        return view
+
+    def view_before(self, state: Mapping[str, Any], stage: str) -> list[AnyMessage]:
+        """The view as the node ``stage`` receives it (rebuilt if not passed along).
+
+        Args:
+            state: The graph state.
+            stage: A name from :data:`PIPELINE_STAGES` or ``"call_model"``.
+
+        Returns:
+            The prepared messages.
+        """
+        view = state.get("kimi_view")
+        if view is not None and stage != "preflight":
+            return list(view)
+        view = self.base_view(state)
+        stages = (*PIPELINE_STAGES, "call_model")
+        for name in stages[1 : stages.index(stage)]:
+            view, _ = self.apply_stage(name, view, state)
+        return view
+
+    def apply_stage(
+        self, name: str, view: list[AnyMessage], state: Mapping[str, Any]
+    ) -> tuple[list[AnyMessage], dict[str, Any]]:
+        """Run pipeline stage ``name`` on ``view``.
+
+        Args:
+            name: The stage.
+            view: Its input.
+            state: The graph state (for the session key).
+
+        Returns:
+            ``(new view, report dict)``.
+        """
+        return _stages.run_stage(
+            name,
+            view,
+            self.policy,
+            profile=self.profile,
+            token_counter=self.token_counter,
+            tools=self.tool_schemas,
+            session_key=_session_key(state),
+        )
+
+    def prepare(self, raw_view: Sequence[BaseMessage], state: Mapping[str, Any]) -> list[Any]:
+        """Run the pipeline stages (after the guard) on a freshly rebuilt view.
+
+        Args:
+            raw_view: ``apply_compactions(log, records)``.
+            state: The graph state.
+
+        Returns:
+            The messages to send.
+        """
+        view: list[Any] = list(raw_view)
+        if self.system_prompt:
+            view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
+        for name in PIPELINE_STAGES[1:]:
+            view, _ = self.apply_stage(name, view, state)
+        return view
+
+    def _learned_window(self, model_name: str, window: int) -> None:
+        learn = getattr(self.model, "learn_context_window", None)
+        if callable(learn):
+            learn(window, model=model_name)
+
+    # ------------------------------------------------------------------- nodes --
+    def preflight(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        """Window guard: resolve the window, estimate the request, pick a route.
+
+        Also starts a new turn's bookkeeping when a new user message arrived, and asks
+        for a compaction first when the trigger fires or the request does not fit.
+        """
+        log = list(state.get("messages") or [])
+        turn = dict(state.get("turn") or {})
+        last_user = _last_user_message(log)
+        if last_user is not None and turn.get("id") != last_user.id:
+            turn = {"id": last_user.id, "steps": 0, "failed_steps": 0}
+        view = self.base_view(state)
+        tracker = self._tracker(state)
+        size = tracker.current_size(view, self.tool_schemas or None)
+        report = _stages.guard(
+            view,
+            self.policy,
+            profile=self.profile,
+            token_counter=self.token_counter,
+            tools=self.tool_schemas,
+        )
+        report["calibrated_tokens"] = size
+        reason = _stages.compaction_due(size, self.policy, self.profile)
+        if reason is None and report.get("route") in ("compact", "compact_then_truncate"):
+            reason = "preflight"
+        # compact at most once per log length, so a compaction that cannot help
+        # does not loop; the truncate stage and overflow recovery take it from there
+        if reason is not None and turn.get("compacted_at") != len(log):
+            turn["compact_reason"] = reason
+        else:
+            turn.pop("compact_reason", None)
+        report["compact"] = turn.get("compact_reason")
+        return {"kimi_view": view, "turn": turn, "reports": {"preflight": report}}
+
+    def route_after_preflight(self, state: Mapping[str, Any]) -> str:
+        """``compact`` when the guard asked for it (once per step), else ``sanitize``."""
+        turn = state.get("turn") or {}
+        return "compact" if turn.get("compact_reason") else "sanitize"
+
+    def make_stage_node(
+        self, name: str
+    ) -> Callable[[Mapping[str, Any], RunnableConfig], dict[str, Any]]:
+        """A node applying pipeline stage ``name`` to the view and storing its report.
+
+        Args:
+            name: The stage name.
+
+        Returns:
+            The node function.
+        """
+
+        def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            view = self.view_before(state, name)
+            new_view, report = self.apply_stage(name, view, state)
+            return {"kimi_view": new_view, "reports": {name: report}}
+
+        node.__name__ = name
+        return node
+
+    def call_model(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        """Send the view to the model with retries; append the reply to the log."""
+        turn = dict(state.get("turn") or {})
+        settings = self.settings
+        if turn.get("failed_steps", 0) >= settings.max_consecutive_failures:
+            summary = {
+                "reason": "consecutive_failures",
+                "failed_steps": turn.get("failed_steps", 0),
+                "failures": turn.get("failures", []),
+                "message": (
+                    f"The model call failed in {turn.get('failed_steps', 0)} consecutive "
+                    f"steps ({_failure_text(turn.get('failures', []))}). Resume with "
+                    f"Command(resume='retry') to try again from the last checkpoint, or "
+                    f"Command(resume='abort') to end the turn."
+                ),
+            }
+            answer = interrupt(summary)
+            turn["failed_steps"] = 0
+            turn["failures"] = []
+            if _is_abort(answer):
+                turn["stop_reason"] = "aborted_after_failures"
+                note = AIMessage(
+                    "[The turn was stopped after repeated model-call failures: "
+                    f"{_failure_text(summary['failures'])}.]"
+                )
+                return {"messages": [note], "turn": turn, "reports": {"call_model": summary}}
+        steps = int(turn.get("steps", 0))
+        if steps >= settings.max_steps_per_turn:
+            raise KimiMaxStepsExceededError(steps=steps + 1, limit=settings.max_steps_per_turn)
+        prepared = self.view_before(state, "call_model")
+        log = list(state.get("messages") or [])
+        records = _stages.load_records(state.get("compactions"))
+        sent: list[list[AnyMessage]] = []
+
+        def send(raw_view: list[BaseMessage]) -> tuple[Any, list[Any]]:
+            # the first call sends the prepared view; after an overflow compaction the
+            # new view goes through the same pipeline stages again
+            view = prepared if not sent else self.prepare(raw_view, state)
+            sent.append(view)
+            return call_with_retry(
+                lambda: self.bound_model.invoke(view, config),
+                settings.retry,
+                sleep=self.sleep,
+            )
+
+        recovery = OverflowRecovery(
+            self.policy,
+            model=self.model,
+            model_name=self.profile.name,
+            profile=self.profile,
+            token_counter=self.token_counter,
+            tools=self.tool_schemas or None,
+            on_window_learned=self._learned_window,
+        )
+        started = time.perf_counter()
+        try:
+            outcome = recovery.invoke(
+                send, log, records=records, snapshot_id=_checkpoint_id(config)
+            )
+        except RetryExhaustedError as exc:
+            turn["failed_steps"] = int(turn.get("failed_steps", 0)) + 1
+            turn["failures"] = [
+                *turn.get("failures", []),
+                *(a.to_dict() for a in exc.attempts),
+            ][-3 * settings.max_consecutive_failures :]
+            report = {
+                "ok": False,
+                "attempts": [a.to_dict() for a in exc.attempts],
+                "failed_steps": turn["failed_steps"],
+            }
+            return {"turn": turn, "reports": {"call_model": report}}
+        reply, failures = outcome.result
+        view = sent[-1]
+        model_ms = (time.perf_counter() - started) * 1000
+        tracker = self._tracker(state)
+        tracker.record_response(view, reply, tools=self.tool_schemas or None)
+        usage = _add_usage(state.get("usage") or {}, reply)
+        turn.update(steps=steps + 1, failed_steps=0, failures=[])
+        report = {
+            "ok": True,
+            "sent_messages": len(view),
+            "retries": [a.to_dict() for a in failures],
+            "tool_calls": len(reply.tool_calls) if isinstance(reply, AIMessage) else 0,
+            "model_ms": round(model_ms, 1),
+        }
+        if outcome.steps != ("call",):
+            report["overflow_recovery"] = list(outcome.steps)
+        context = dict(state.get("context") or {})
+        context.update(
+            tracker=tracker.to_dict(),
+            window=self.profile.context_window,
+            last_prompt_tokens=tracker.last_prompt_tokens,
+        )
+        update: dict[str, Any] = {
+            "messages": [reply],
+            "turn": turn,
+            "usage": usage,
+            "context": context,
+            "reports": {"call_model": report},
+        }
+        if outcome.records:
+            update["compactions"] = [r.to_dict() for r in outcome.records]
+            update["snapshots"] = [r.snapshot_id for r in outcome.records if r.snapshot_id]
+        return update
+
+    def route_after_model(self, state: Mapping[str, Any]) -> str:
+        """Route after the model: retry step, tools, or maybe-compact then END."""
+        report = (state.get("reports") or {}).get("call_model") or {}
+        turn = state.get("turn") or {}
+        if report.get("ok") is False and "attempts" in report:
+            return "call_model"
+        log = state.get("messages") or []
+        last = log[-1] if log else None
+        if isinstance(last, AIMessage) and last.tool_calls and not turn.get("stop_reason"):
+            return "tools"
+        return "compact"
+
+    def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        """Run the tool calls of the last assistant message."""
+        log = list(state.get("messages") or [])
+        last = log[-1] if log else None
+        if not isinstance(last, AIMessage):
+            raise RuntimeError("the tools node needs an assistant message with tool calls last")
+        results, report = self.runner.run(last, log)
+        out: list[AnyMessage] = list(results)
+        turn = dict(state.get("turn") or {})
+        if report.stopped:
+            turn["stop_reason"] = "repeated_tool_call"
+            out.append(
+                AIMessage(
+                    f"[Stopped: the tool call {report.stopped} was repeated "
+                    f"{self.settings.repeat_stop_at} times with identical arguments in this "
+                    f"turn. Send a new message to continue.]"
+                )
+            )
+        return {"messages": out, "turn": turn, "reports": {"tools": report.to_dict()}}
+
+    def route_after_tools(self, state: Mapping[str, Any]) -> str:
+        """Back to ``preflight`` for the next step, or ``compact`` when the turn stopped."""
+        turn = state.get("turn") or {}
+        return "compact" if turn.get("stop_reason") else "preflight"
+
+    def compact(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        """Compaction before a call (trigger/guard asked) or at the end of a turn."""
+        log = list(state.get("messages") or [])
+        turn = dict(state.get("turn") or {})
+        reason = turn.pop("compact_reason", None)
+        record, report = _stages.run_compaction(
+            log,
+            state.get("compactions") or [],
+            self.policy,
+            model=self.model,
+            profile=self.profile,
+            token_counter=self.token_counter,
+            tools=self.tool_schemas,
+            trigger=reason,
+            snapshot_id=_checkpoint_id(config),
+        )
+        report["phase"] = "before_call" if reason else "end_of_turn"
+        turn["compacted_at"] = len(log)
+        update: dict[str, Any] = {"turn": turn, "reports": {"compact": report}}
+        if record is not None:
+            update["compactions"] = [record]
+            if record.get("snapshot_id"):
+                update["snapshots"] = [record["snapshot_id"]]
+        return update
+
+    def route_after_compact(self, state: Mapping[str, Any]) -> str:
+        """END when the turn is over, else back to ``preflight``."""
+        turn = state.get("turn") or {}
+        log = state.get("messages") or []
+        last = log[-1] if log else None
+        if turn.get("stop_reason") or (isinstance(last, AIMessage) and not last.tool_calls):
+            return "__end__"
+        return "preflight"
+
+
+def _checkpoint_id(config: RunnableConfig) -> str | None:
+    """Id of the checkpoint the running node started from (the pre-node state)."""
+    conf = config.get("configurable") or {}
+    value = conf.get("checkpoint_id") or (conf.get("checkpoint_map") or {}).get("")
+    return str(value) if value else None
+
+
+def _session_key(state: Mapping[str, Any]) -> str | None:
+    key = (state.get("context") or {}).get("session_key")
+    return str(key) if key else None
+
+
+def _failure_text(failures: Sequence[Mapping[str, Any]]) -> str:
+    if not failures:
+        return "no details"
+    kinds: dict[str, int] = {}
+    for f in failures:
+        kinds[str(f.get("error_type"))] = kinds.get(str(f.get("error_type")), 0) + 1
+    last = failures[-1].get("message", "")
+    return ", ".join(f"{k} x{v}" for k, v in kinds.items()) + f"; last error: {last}"
+
+
+def _add_usage(usage: Mapping[str, Any], reply: Any) -> dict[str, Any]:
+    out = dict(usage)
+    out["calls"] = int(out.get("calls", 0)) + 1
+    meta = getattr(reply, "usage_metadata", None) or {}
+    out["input_tokens"] = int(out.get("input_tokens", 0)) + int(meta.get("input_tokens", 0))
+    out["output_tokens"] = int(out.get("output_tokens", 0)) + int(meta.get("output_tokens", 0))
+    cached = (meta.get("input_token_details") or {}).get("cache_read", 0) or 0
+    out["cache_read_tokens"] = int(out.get("cache_read_tokens", 0)) + int(cached)
+    cost = (getattr(reply, "response_metadata", None) or {}).get("cost")
+    if isinstance(cost, Mapping) and isinstance(cost.get("total"), int | float):
+        out["cost"] = round(float(out.get("cost", 0.0)) + float(cost["total"]), 8)
+    return out
