@@ -2,16 +2,19 @@
 
 Graph (every arrow is a checkpointed superstep)::
 
-    START -> preflight -> sanitize -> limit_turns -> repair_pairing -> truncate_results
-          -> call_model -> tools -> preflight ...            (tool loop)
-                        -> compact (maybe-compact) -> END     (final answer)
-    preflight -> compact -> preflight                        (guard / trigger asked)
-    call_model -> call_model                                 (failed step, retried)
-    call_model -> compact -> preflight                       (overflow recovery)
+    START -> preflight -> sanitize -> repair_pairing -> limit_turns -> repair_after_limit
+          -> truncate_results -> call_model -> tools -> preflight ...   (tool loop)
+                                           -> compact (maybe-compact) -> END
+    preflight -> compact -> preflight              (guard / trigger asked)
+    call_model -> call_model                       (failed step, retried)
+    call_model -> compact -> preflight             (overflow recovery)
 
-Each node stores its small report under ``state["reports"][node]``, so the checkpoint
-history shows what each stage did; the prepared view itself travels in a transient
-channel and is never stored.
+The nodes between ``preflight`` and ``call_model`` are built from
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (one node per stage, same
+name, same order): the tuple ``prepare_context`` runs too, so the agent sends what
+``prepare_context`` returns for the same view. Each node stores its small report under
+``state["reports"][node]``, so the checkpoint history shows what each stage did; the
+prepared view itself travels in a transient channel and is never stored.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
-from langchain_kimi_context.agent.nodes import PIPELINE_STAGES, AgentRuntime
+from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.agent.state import (
     AgentSettings,
     KimiAgentInput,
@@ -40,6 +43,7 @@ from langchain_kimi_context.agent.state import (
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
+from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.profiles import get_profile
@@ -116,7 +120,7 @@ def create_kimi_agent(
         >>> db = os.path.join(tempfile.mkdtemp(), "kimi.sqlite")
         >>> agent = create_kimi_agent(model, db_path=db)
         >>> [n for n in agent.get_graph().nodes if not n.startswith("__")][:3]
-        ['preflight', 'sanitize', 'limit_turns']
+        ['preflight', 'sanitize', 'repair_pairing']
         >>> agent.invoke({"messages": [("user", "hi")]},
         ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
     """
@@ -152,17 +156,17 @@ def create_kimi_agent(
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
     # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
     nodes: dict[str, Any] = {"preflight": runtime.preflight}
-    for stage in PIPELINE_STAGES[1:]:
-        nodes[stage] = runtime.make_stage_node(stage)
+    for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
+        nodes[stage.name] = runtime.make_stage_node(stage)
     nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)
     for node_name, fn in nodes.items():
         graph.add_node(node_name, fn)
 
     graph.add_edge(START, "preflight")
     graph.add_conditional_edges(
-        "preflight", runtime.route_after_preflight, ["compact", PIPELINE_STAGES[1]]
+        "preflight", runtime.route_after_preflight, ["compact", PIPELINE_NODES[1]]
     )
-    for a, b in zip(PIPELINE_STAGES[1:], (*PIPELINE_STAGES[2:], "call_model"), strict=True):
+    for a, b in zip(PIPELINE_NODES[1:], (*PIPELINE_NODES[2:], "call_model"), strict=True):
         graph.add_edge(a, b)
     graph.add_conditional_edges(
         "call_model", runtime.route_after_model, ["call_model", "tools", "compact"]
@@ -179,7 +183,7 @@ def create_kimi_agent(
         saver = checkpointer
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
-    limit = settings.max_steps_per_turn * (len(PIPELINE_STAGES) + 3) + 50
+    limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50
     return compiled.with_config(
         recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
     )

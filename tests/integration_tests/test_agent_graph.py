@@ -177,8 +177,15 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
     # the second turn's path through the graph, every node a checkpoint
     start = len(nodes) - 1 - nodes[::-1].index("__start__")
     turn = nodes[start + 1 :]
-    pipeline = ["preflight", "sanitize", "limit_turns", "repair_pairing", "truncate_results"]
-    assert turn[:7] == [*pipeline, "call_model", "tools"]
+    pipeline = [
+        "preflight",
+        "sanitize",
+        "repair_pairing",
+        "limit_turns",
+        "repair_after_limit",
+        "truncate_results",
+    ]
+    assert turn[:8] == [*pipeline, "call_model", "tools"]
     assert turn[-2:] == ["call_model", "compact"]
     assert turn.count("call_model") == 2
     reports = dict(ran)  # last report of each node in the history
@@ -189,6 +196,14 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
     # the dangling call got a synthetic result in the view
     repairs = [r for n, r in ran if n == "repair_pairing" and r.get("changed")]
     assert any(r["added_synthetic_results"] for r in repairs)
+    # the repair after the limit runs only when the limit cut, and says so when it did not
+    seen_after_limit = set()
+    for (first, limit), (second, after) in itertools.pairwise(ran):
+        if second == "repair_after_limit":
+            assert first == "limit_turns"
+            assert after.get("ran", True) is bool(limit["changed"])
+            seen_after_limit.add(bool(limit["changed"]))
+    assert seen_after_limit == {True, False}
     assert reports["truncate_results"]["applied"]
     assert reports["truncate_results"]["truncated"]
     assert reports["tools"]["calls"] == 1
