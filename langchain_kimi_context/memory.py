@@ -7,8 +7,9 @@ THIN FACE over :func:`~langchain_kimi_context.agent.create_kimi_agent`:
 
 * a session is a LangGraph thread of the agent graph (session id = thread id), on the
   same checkpointer (default: the graph's embedded SQLite file);
-* ``chat`` is one ``graph.invoke``: preflight, sanitize, limit, repair, truncate, call
-  (retries + overflow recovery), tools, maybe-compact: the graph's nodes, nothing else;
+* ``chat`` is one ``graph.invoke``: preflight, the pipeline stages (sanitize, repair,
+  limit, repair after a cut, truncate: ``PIPELINE_STAGES``), call (retries + overflow
+  recovery), tools, maybe-compact: the graph's nodes, nothing else;
 * a snapshot is a checkpoint id (taking one writes one tiny registry event, it never
   copies the history); ``rollback`` forks the thread from that checkpoint; ``share``
   copies the state at a checkpoint into a new thread;
@@ -1088,8 +1089,9 @@ class RollingSnapshotMemory:
     def chat(self, session_id: str, user_input: str | BaseMessage) -> AIMessage:
         """One round of the seed's ``chat_round``, done by the agent graph.
 
-        Appends the user message, then the graph runs preflight, sanitize, limit,
-        repair, truncate, the model call (retries, overflow recovery), tools, and
+        Appends the user message, then the graph runs preflight, the pipeline stages
+        (sanitize, repair, limit, repair after a cut, truncate), the model call
+        (retries, overflow recovery), tools, and
         maybe-compact; usage is recorded in the state. When the context passes the
         policy's trigger, a snapshot is registered and the context compacted (or
         truncated, ``on_threshold="truncate"``). On failure the session is rolled back

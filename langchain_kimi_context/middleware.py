@@ -2,8 +2,10 @@
 
 * :class:`KimiContextMiddleware` for ``langchain.agents.create_agent(model, tools,
   middleware=[...])``: in ``wrap_model_call`` it runs the maybe-compact trigger, the
-  pipeline (:func:`~langchain_kimi_context.prepare_context`: window guard, sanitize,
-  limit turns, repair pairing, tool-result truncation) on the compacted view, and calls
+  pipeline (:func:`~langchain_kimi_context.prepare_context`: window guard, then the
+  stages of :data:`~langchain_kimi_context.PIPELINE_STAGES`: sanitize, repair pairing,
+  limit turns, repair pairing after a cut, tool-result truncation) on the compacted
+  view, and calls
   the model through :class:`~langchain_kimi_context.OverflowRecovery` (a context
   overflow is caught, the history compacted and the call retried). Compaction records
   are kept in the agent state (``kimi_compactions``); the ``messages`` key is never
@@ -191,7 +193,8 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     Per model call: maybe-compact (structural first, then a structured summary; the
     record goes to ``state["kimi_compactions"]``, ``messages`` is untouched) -> window
-    guard, sanitize, limit turns, repair pairing, tool-result truncation -> the call,
+    guard, sanitize, repair pairing, limit turns, repair pairing after a cut, tool-result
+    truncation (``prepare_context``) -> the call,
     with overflow recovery (compact, truncate, retry; a readable
     ``KimiContextOverflowError`` if nothing fits).
 
