@@ -131,14 +131,11 @@ class AgentRuntime:
             view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
         return view
 
-    def stage_context(
-        self, state: Mapping[str, Any], *, window_warning: str | None = None
-    ) -> StageContext:
+    def stage_context(self, state: Mapping[str, Any]) -> StageContext:
         """The context the first pipeline stage gets for this state.
 
         Args:
             state: The graph state (for the session key).
-            window_warning: The guard's small-window warning, if any.
 
         Returns:
             A fresh :class:`~langchain_kimi_context.context.pipeline.StageContext`.
@@ -149,7 +146,6 @@ class AgentRuntime:
             token_counter=self.token_counter,
             tools=self.tool_schemas,
             session_key=_session_key(state),
-            window_warning=window_warning,
         )
 
     def stage_input(
@@ -232,10 +228,9 @@ class AgentRuntime:
         else:
             turn.pop("compact_reason", None)
         report["compact"] = turn.get("compact_reason")
-        ctx = self.stage_context(state, window_warning=report.get("warning"))
         return {
             "kimi_view": view,
-            "kimi_stage_context": ctx,
+            "kimi_stage_context": self.stage_context(state),
             "turn": turn,
             "reports": {"preflight": report},
         }

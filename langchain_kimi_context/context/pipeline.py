@@ -31,6 +31,7 @@ from langchain_kimi_context.context.guard import (
     SupportsTokenCounting,
     WindowInfo,
     _check_window,
+    _window_warning,
     resolve_context_window,
     resolve_token_counter,
 )
@@ -105,9 +106,8 @@ class StageContext:
         token_counter: SupportsTokenCounting | None = None,
         tools: Sequence[Any] | None = None,
         session_key: str | None = None,
-        window_warning: str | None = None,
     ) -> StageContext:
-        """Resolve the window and the counter (no check, no warning: the guard does that).
+        """Resolve the window and the counter (no check, nothing emitted: the guard does).
 
         Args:
             policy: Every threshold.
@@ -115,7 +115,6 @@ class StageContext:
             token_counter: Counter (``None`` = the package default).
             tools: Tool schemas that will be sent.
             session_key: Picks the history limit by session kind.
-            window_warning: The guard's small-window warning, to repeat in the report.
 
         Returns:
             The context for the first stage.
@@ -126,14 +125,15 @@ class StageContext:
             >>> ctx.window.window, ctx.profile.name
             (262144, 'kimi-k2.5')
         """
+        window = resolve_context_window(policy, profile)
         return cls(
             policy=policy,
-            window=resolve_context_window(policy, profile),
+            window=window,
             token_counter=resolve_token_counter(token_counter),
             profile=profile if isinstance(profile, KimiModelProfile) else None,
             tools=tools,
             session_key=session_key,
-            window_warning=window_warning,
+            window_warning=_window_warning(policy, window),
         )
 
     def after(self, report: StageReport | None) -> StageContext:
