@@ -10,22 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.types import Command
 
-from langchain_kimi_context import ContextPolicy, KimiChatModel
+from langchain_kimi_context import ContextPolicy, KimiChatModel, prepare_context
 from langchain_kimi_context.agent import (
     AgentSettings,
     KimiMaxStepsExceededError,
     RetrySettings,
     create_kimi_agent,
 )
+from langchain_kimi_context.caching import canonicalize_messages
 from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.errors import (
     KimiAuthenticationError,
     KimiQuotaExceededError,
 )
 from langchain_kimi_context.testing import KimiEmulator, directive_values
+from langchain_kimi_context.tokens import default_token_counter
+from tests.unit_tests.test_pipeline_properties import to_wire
 
 
 @pytest.fixture(autouse=True)
@@ -469,3 +473,50 @@ async def test_ainvoke_on_the_default_sqlite_checkpointer(
     assert [m.id for m in state.values["messages"]] == [m.id for m in out["messages"]]
     # the sync API sees the same thread
     assert agent.get_state(cfg).values["messages"] == state.values["messages"]
+
+
+@pytest.mark.filterwarnings("ignore::langchain_kimi_context.context.ContextWindowWarning")
+def test_the_request_body_is_prepare_context_of_the_view(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    # One pipeline: what the agent sends is exactly prepare_context(view), converted the
+    # way the chat model converts. The history has a user message typed while a tool
+    # ran (inside the tool-call span): repaired BEFORE the limit, it survives (merged
+    # into the next user turn) and the whole tool span is kept; a big result is cut.
+    policy = ContextPolicy(history_limit=2, tool_result_truncation="always")
+    prompt = "You are a careful coding agent."
+    agent = _agent(emulator, tmp_path, policy=policy, system_prompt=prompt)
+    call = {"id": "read_file:0", "name": "read_file", "args": {"path": "a.py"}}
+    big = "\n".join(f"line {i} of a.py: " + "x" * 40 for i in range(1_500))  # ~80K chars
+    history = [
+        HumanMessage("read a.py", id="u1"),
+        AIMessage("", tool_calls=[call], id="a1", additional_kwargs={"reasoning_content": "r"}),
+        HumanMessage("only the imports", id="u2"),  # typed while the tool ran
+        ToolMessage(big, tool_call_id="read_file:0", id="t1"),
+        HumanMessage("@say done", id="u3"),
+    ]
+    out = agent.invoke({"messages": history}, _cfg("one-pipeline"))
+    assert out["messages"][-1].content == "done"
+    (request,) = _chat_requests(emulator)
+    sent = request.body["messages"]
+
+    log = out["messages"][:-1]  # the log as it was when the model was called
+    assert [m.id for m in log] == ["u1", "a1", "u2", "t1", "u3"]
+    view = [SystemMessage(prompt, id="kimi-agent-system-prompt"), *log]
+    expected, report = prepare_context(
+        view,
+        policy,
+        profile=KimiChatModel(api_key="k").model_profile,
+        token_counter=default_token_counter(),
+        tools=[convert_to_openai_tool(read_file)],
+    )
+    # (the cache strategy sends tool-call arguments in canonical JSON, nothing else differs)
+    assert sent == canonicalize_messages(to_wire(expected))
+    # the case is the one that used to differ: repair moved u2, the limit kept the span
+    assert report.pairing.moved_messages == ("u2",)
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "user"]
+    assert sent[-1]["content"] == "only the imports\n\n@say done"
+    assert report.truncation is not None
+    assert report.truncation.truncated[0].message_id == "t1"
+    assert "characters removed" in sent[3]["content"]
+    assert len(sent[3]["content"]) < len(big)
