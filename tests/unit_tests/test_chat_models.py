@@ -447,7 +447,7 @@ def test_fixed_params_follow_the_thinking_toggle() -> None:
 
     KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=0.6)
     KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=1.0)
-    with pytest.raises(KimiConfigurationError, match="fixes temperature to 0.6"):
+    with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 0\.6"):
         KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=1.0)
-    with pytest.raises(KimiConfigurationError, match="fixes temperature to 1.0"):
+    with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 1\.0"):
         KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=0.6)

@@ -213,5 +213,5 @@ def test_fixed_params_follow_the_thinking_toggle() -> None:
     base = {"model": "kimi-k2.5", "messages": [{"role": "user", "content": "hi"}]}
     validate_chat_request({**base, "temperature": 1.0})
     validate_chat_request({**base, "temperature": 0.6, "thinking": {"type": "disabled"}})
-    with pytest.raises(EmulatorAPIError, match="only 0.6 is allowed"):
+    with pytest.raises(EmulatorAPIError, match=r"only 0\.6 is allowed"):
         validate_chat_request({**base, "temperature": 1.0, "thinking": {"type": "disabled"}})
