@@ -645,6 +645,7 @@ class KimiChatModel(BaseChatOpenAI):
             {"temperature": self.temperature, "top_p": self.top_p, "n": self.n},
             profile,
             where="KimiChatModel(...)",
+            thinking=self._thinking_on(self.thinking, profile),
         )
         self._validate_stop(self.stop)
         self._validate_thinking(self.thinking, profile)
@@ -665,8 +666,17 @@ class KimiChatModel(BaseChatOpenAI):
         return self
 
     @staticmethod
+    def _thinking_on(thinking: bool | None, profile: KimiModelProfile) -> bool:
+        """Whether a request runs with thinking (the profile's mode + the toggle)."""
+        if profile.thinking == "always":
+            return True
+        if profile.thinking == "off":
+            return False
+        return thinking is not False
+
+    @staticmethod
     def _validate_sampling(
-        params: Mapping[str, Any], profile: KimiModelProfile, *, where: str
+        params: Mapping[str, Any], profile: KimiModelProfile, *, where: str, thinking: bool
     ) -> None:
         temperature = params.get("temperature")
         if temperature is not None and not 0.0 <= float(temperature) <= 1.0:
@@ -675,7 +685,7 @@ class KimiChatModel(BaseChatOpenAI):
                 f"(in {where}; model {profile.name!r}, default {profile.default_temperature})."
             )
             raise KimiConfigurationError(msg)
-        for name, fixed in profile.fixed_params.items():
+        for name, fixed in profile.fixed_params_for(thinking=thinking).items():
             value = params.get(name)
             if value is not None and value != fixed:
                 msg = (
@@ -957,11 +967,14 @@ class KimiChatModel(BaseChatOpenAI):
         messages = self._convert_input(input_).to_messages()
         payload = super()._get_request_payload(messages, stop=stop, **kwargs)
         profile = self._profile_for(payload.get("model"))
-        self._validate_sampling(payload, profile, where="the call's parameters")
+        thinking_on = self._thinking_on(thinking, profile)
+        self._validate_sampling(
+            payload, profile, where="the call's parameters", thinking=thinking_on
+        )
         if stop is not None:
             self._validate_stop(stop)
         self._validate_thinking(thinking, profile)
-        for name in profile.fixed_params:  # the server fixes them: send nothing
+        for name in profile.fixed_params_for(thinking=thinking_on):  # fixed: send nothing
             payload.pop(name, None)
         if "max_tokens" not in payload and "max_completion_tokens" not in payload:
             payload["max_tokens"] = profile.default_max_tokens

@@ -439,3 +439,15 @@ def test_user_supplied_langchain_profile_is_kept() -> None:
     model.learn_context_window(500)
     assert model.profile == {"max_input_tokens": 1000, "tool_calling": True}
     assert model.model_profile.context_window == 500
+
+
+def test_fixed_params_follow_the_thinking_toggle() -> None:
+    """k2.5 fixes temperature 1.0 with thinking on and 0.6 with thinking off."""
+    from langchain_kimi_context import KimiChatModel, KimiConfigurationError
+
+    KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=0.6)
+    KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=1.0)
+    with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 0\.6"):
+        KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=1.0)
+    with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 1\.0"):
+        KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=0.6)
