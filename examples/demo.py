@@ -4,7 +4,7 @@ What it shows, in one run (about 20 s offline):
 
 1. ``create_kimi_agent`` with two tools, checkpointed in a SQLite file.
 2. A multi-turn refactoring session whose history grows by a large file read each turn:
-   every request goes through the pipeline (guard, sanitize, limit, repair, truncate),
+   every request goes through the pipeline (guard, sanitize, repair, limit, truncate),
    the provider's prefix cache keeps hitting, and the session is compacted when it nears
    the (deliberately small) window, without ever losing the full record.
 3. Transient provider failures (a 429 and a 500 injected on the emulator) retried
