@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._config import ensure_config
 from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
@@ -64,6 +66,43 @@ def _resolve_model(model: KimiChatModel | BaseChatModel | str) -> BaseChatModel:
         f"model must be a KimiChatModel, another LangChain chat model or a model name, "
         f"got {type(model).__name__}"
     )
+
+
+_THREAD_KEYS = ("thread_id", "checkpoint_id")
+
+
+def _require_thread(config: RunnableConfig | None) -> None:
+    """Raise a clear error when a checkpointed run is started without a thread id.
+
+    LangGraph makes this check itself only while ``configurable`` is empty; the agent's
+    default ``durability`` lives there, so without this a missing ``thread_id`` surfaced
+    as the saver's bare ``KeyError: 'thread_id'``.
+    """
+    configurable = (config or {}).get("configurable") or {}
+    if any(configurable.get(key) is not None for key in _THREAD_KEYS):
+        return
+    msg = (
+        "create_kimi_agent(...) checkpoints every step, so each run needs a thread id: "
+        'agent.invoke(input, {"configurable": {"thread_id": "session-1"}}) (the same id '
+        "resumes the session). Build it with checkpointer=False to run without persistence."
+    )
+    raise KimiConfigurationError(msg)
+
+
+class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
+    """The compiled agent graph; runs check for a thread id before touching the saver."""
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        _require_thread(ensure_config(self.config, config))
+        return super().stream(input, config, **kwargs)
+
+    def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        _require_thread(ensure_config(self.config, config))
+        return super().astream(input, config, **kwargs)
 
 
 def create_kimi_agent(
@@ -184,6 +223,9 @@ def create_kimi_agent(
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
     limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50
-    return compiled.with_config(
+    if saver is None:  # durability means nothing without a checkpointer (and breaks "sync")
+        return compiled.with_config(recursion_limit=limit)
+    agent = _KimiAgentGraph(**{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"})
+    return agent.with_config(
         recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
     )

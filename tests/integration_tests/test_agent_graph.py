@@ -25,6 +25,7 @@ from langchain_kimi_context.caching import canonicalize_messages
 from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.errors import (
     KimiAuthenticationError,
+    KimiConfigurationError,
     KimiQuotaExceededError,
 )
 from langchain_kimi_context.testing import KimiEmulator, directive_values
@@ -520,3 +521,81 @@ def test_the_request_body_is_prepare_context_of_the_view(
     assert report.truncation.truncated[0].message_id == "t1"
     assert "characters removed" in sent[3]["content"]
     assert len(sent[3]["content"]) < len(big)
+
+
+def test_a_run_without_thread_id_is_a_clear_error(emulator: KimiEmulator, tmp_path: Path) -> None:
+    # The agent's default durability lives in `configurable`, which used to switch off
+    # LangGraph's own check: the saver then failed with a bare KeyError('thread_id').
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    for agent in (
+        _agent(emulator, tmp_path),
+        _agent(emulator, tmp_path, checkpointer=InMemorySaver()),
+    ):
+        with pytest.raises(KimiConfigurationError, match=r"thread_id.*checkpointer=False"):
+            agent.invoke({"messages": [("user", "hi")]})
+        with pytest.raises(KimiConfigurationError, match="thread_id"):
+            agent.invoke({"messages": [("user", "hi")]}, {"configurable": {"user": "u1"}})
+        assert _chat_requests(emulator) == []  # refused before anything was sent
+        # a thread id given through with_config is a thread id too
+        out = agent.with_config(configurable={"thread_id": "w"}).invoke(
+            {"messages": [("user", "@say bound")]}
+        )
+        assert out["messages"][-1].content == "bound"
+        emulator.reset()
+
+
+async def test_an_async_run_without_thread_id_is_a_clear_error(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    with pytest.raises(KimiConfigurationError, match="thread_id"):
+        await _agent(emulator, tmp_path).ainvoke({"messages": [("user", "hi")]})
+
+
+def test_checkpointer_false_runs_without_persistence(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    # Documented ("checkpointer=False disables persistence"); the sync durability default
+    # used to crash LangGraph's loop (no '_put_checkpoint_fut' without a saver).
+    agent = _agent(emulator, tmp_path, checkpointer=False)
+    out = agent.invoke({"messages": [("user", '@call read_file {"path": "a.py"}\n@say done')]})
+    assert [type(m).__name__ for m in out["messages"]] == [
+        "HumanMessage",
+        "AIMessage",
+        "ToolMessage",
+        "AIMessage",
+    ]
+    assert out["messages"][-1].content == "done"
+    assert not (tmp_path / "a.sqlite").exists()
+
+
+def test_the_api_key_never_reaches_the_checkpoint_db(
+    emulator: KimiEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-qa-distinctive-secret-7f3a9c51e2"
+    emulator.add_api_key(secret)
+    monkeypatch.setenv("MOONSHOT_API_KEY", secret)
+    monkeypatch.setenv("MOONSHOT_BASE_URL", emulator.base_url)
+    db = tmp_path / "secret.sqlite"
+    small = ContextPolicy(
+        context_window=32_000,
+        compact_trigger_tokens=2_000,
+        compact_trigger_ratio=None,
+        compact_reserve_tokens=None,
+        compact_target_share=0.05,
+    )
+    agent = create_kimi_agent("kimi-k2.5", [read_file], db_path=db, policy=small)
+    for i in range(4):
+        agent.invoke(
+            {"messages": [("user", f'@call read_file {{"path": "m{i}.py"}}\n@reply 400')]},
+            _cfg("secret"),
+        )
+    state = agent.get_state(_cfg("secret")).values
+    assert state["compactions"], "the run should also have stored a compaction record"
+    agent.checkpointer.conn.close()
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("secret.sqlite")]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert secret.encode() not in data, path.name
+        assert secret[-10:].encode() not in data, path.name  # nor a redacted form's tail
