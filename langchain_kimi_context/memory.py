@@ -64,7 +64,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from langchain_kimi_context.agent import _stages
-from langchain_kimi_context.agent.graph import create_kimi_agent
+from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer, records_channel
@@ -80,7 +80,7 @@ from langchain_kimi_context.context.compaction import (
 from langchain_kimi_context.context.compaction._common import is_real_user_turn, is_system
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import with_marker
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.history import KimiChatMessageHistory
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
@@ -583,7 +583,12 @@ class RollingSnapshotMemory:
             )
         if max_sessions < 1:
             raise KimiConfigurationError(f"max_sessions must be >= 1 (got {max_sessions})")
-        self.policy = policy or ContextPolicy()
+        self.policy = as_context_policy(policy, owner="RollingSnapshotMemory")
+        if not isinstance(model, str | BaseChatModel):
+            raise KimiConfigurationError(
+                "RollingSnapshotMemory(model) must be a KimiChatModel, another LangChain chat "
+                f"model or a Kimi model name such as 'kimi-k2.5', got {type(model).__name__}"
+            )
         if preserve_len < self.policy.min_preserve_tokens:
             raise PreserveTooSmallError(
                 preserve_len=preserve_len, minimum=self.policy.min_preserve_tokens
@@ -599,7 +604,7 @@ class RollingSnapshotMemory:
         self.checkpointer: BaseCheckpointSaver[Any] = checkpointer or open_sqlite_checkpointer(
             db_path
         )
-        self.settings = settings or AgentSettings()
+        self.settings = _resolve_settings(settings, owner="RollingSnapshotMemory")
         self.on_threshold = on_threshold
         self.preserve_len = preserve_len
         self.max_sessions = max_sessions

@@ -48,7 +48,7 @@ from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.pipeline import prepare_context
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.profiles import DEFAULT_MODEL, KimiModelProfile, get_profile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
@@ -101,8 +101,9 @@ class _ContextCore:
         model_name: str | None,
         token_counter: TokenCounter | None,
         compaction: bool,
+        owner: str,
     ) -> None:
-        self.policy = policy or ContextPolicy()
+        self.policy = as_context_policy(policy, owner=owner)
         self.summary_model = summary_model
         self.model_name = model_name
         self.token_counter = token_counter or default_token_counter()
@@ -238,7 +239,9 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     ) -> None:
         super().__init__()
         self.tools = []
-        self._core = _ContextCore(policy, summary_model, model_name, token_counter, compaction)
+        self._core = _ContextCore(
+            policy, summary_model, model_name, token_counter, compaction, "KimiContextMiddleware"
+        )
 
     @property
     def policy(self) -> ContextPolicy:
@@ -360,7 +363,9 @@ class KimiPreModelHook:
         token_counter: TokenCounter | None = None,
         store_records: bool = True,
     ) -> None:
-        self._core = _ContextCore(policy, model, model_name, token_counter, model is not None)
+        self._core = _ContextCore(
+            policy, model, model_name, token_counter, model is not None, "KimiPreModelHook"
+        )
         self.model = model
         self.tools = list(tools)
         self.store_records = store_records

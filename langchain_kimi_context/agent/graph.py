@@ -46,7 +46,7 @@ from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
@@ -66,6 +66,19 @@ def _resolve_model(model: KimiChatModel | BaseChatModel | str) -> BaseChatModel:
         f"model must be a KimiChatModel, another LangChain chat model or a model name, "
         f"got {type(model).__name__}"
     )
+
+
+def _resolve_settings(settings: object, *, owner: str) -> AgentSettings:
+    if settings is None:
+        return AgentSettings()
+    if isinstance(settings, AgentSettings):
+        return settings
+    msg = (
+        f"{owner}(settings=...) must be an AgentSettings, got {type(settings).__name__}; "
+        "pass AgentSettings(max_steps_per_turn=..., ...) "
+        "(from langchain_kimi_context import AgentSettings)."
+    )
+    raise KimiConfigurationError(msg)
 
 
 _THREAD_KEYS = ("thread_id", "checkpoint_id")
@@ -164,8 +177,8 @@ def create_kimi_agent(
         ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
     """
     chat_model = _resolve_model(model)
-    settings = settings or AgentSettings()
-    policy = policy or ContextPolicy()
+    settings = _resolve_settings(settings, owner="create_kimi_agent")
+    policy = as_context_policy(policy, owner="create_kimi_agent")
     runner = ToolRunner(
         tools,
         timeout_s=settings.tool_timeout_s,

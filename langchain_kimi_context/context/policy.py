@@ -308,3 +308,44 @@ class ContextPolicy:
             5
         """
         return dataclasses.replace(self, **changes)
+
+
+def as_context_policy(policy: object, *, owner: str) -> ContextPolicy:
+    """Return ``policy`` (default ``ContextPolicy()``) or a typed error naming the fix.
+
+    The faces (agent, memory, middleware, hook) take ``policy=``; a dict or a model
+    name there used to fail much later with ``AttributeError: 'dict' object has no
+    attribute ...`` inside a graph node.
+
+    Args:
+        policy: What the caller passed (``None`` = the defaults).
+        owner: The function or class that received it, for the message.
+
+    Returns:
+        The policy.
+
+    Raises:
+        KimiConfigurationError: If ``policy`` is not a :class:`ContextPolicy`.
+
+    Example:
+        >>> as_context_policy(None, owner="create_kimi_agent").compact_trigger_ratio
+        0.85
+        >>> as_context_policy({"context_window": 64_000}, owner="create_kimi_agent")
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiConfigurationError: create_kimi_agent(policy=...) ...
+    """
+    if policy is None:
+        return ContextPolicy()
+    if isinstance(policy, ContextPolicy):
+        return policy
+    hint = (
+        f"ContextPolicy(**{dict(policy)!r})"
+        if isinstance(policy, Mapping)
+        else "ContextPolicy(context_window=..., ...)"
+    )
+    msg = (
+        f"{owner}(policy=...) must be a ContextPolicy, got {type(policy).__name__}; "
+        f"pass {hint} (from langchain_kimi_context import ContextPolicy)."
+    )
+    raise KimiConfigurationError(msg)
