@@ -120,7 +120,7 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
 
 def create_kimi_agent(
     model: KimiChatModel | BaseChatModel | str,
-    tools: Sequence[BaseTool | Callable[..., Any]] = (),
+    tools: Sequence[BaseTool | Callable[..., Any]] | None = (),
     *,
     system_prompt: str | None = None,
     policy: ContextPolicy | None = None,
@@ -144,7 +144,7 @@ def create_kimi_agent(
         model: A :class:`~langchain_kimi_context.KimiChatModel` (its own retries are
             switched off: the agent retries), another LangChain chat model, or a Kimi
             model name.
-        tools: LangChain tools or plain functions.
+        tools: LangChain tools or plain functions (``None`` = no tools).
         system_prompt: Prepended to every request as a system message (not stored in
             the log).
         policy: Context thresholds (default ``ContextPolicy()``).

@@ -132,7 +132,7 @@ class ToolRunner:
     """Runs the tool calls of an assistant message with timeouts and error capture.
 
     Args:
-        tools: LangChain tools or plain functions (converted with ``@tool``).
+        tools: LangChain tools or plain functions (converted with ``@tool``); ``None`` = none.
         timeout_s: Default per-call timeout in seconds.
         timeouts: Per-tool overrides ``{tool name: seconds}``.
         warn_at: Identical calls in one turn from which results carry a warning.
@@ -154,7 +154,7 @@ class ToolRunner:
 
     def __init__(
         self,
-        tools: Sequence[BaseTool | Callable[..., Any]] = (),
+        tools: Sequence[BaseTool | Callable[..., Any]] | None = (),
         *,
         timeout_s: float = 60.0,
         timeouts: Mapping[str, float] | None = None,
@@ -162,6 +162,8 @@ class ToolRunner:
         stop_at: int = 8,
         max_workers: int = 8,
     ) -> None:
+        if tools is None:  # as in LangChain's create_agent: no tools
+            tools = ()
         if isinstance(tools, BaseTool | str | bytes | Mapping) or callable(tools):
             # a lone tool is iterable (pydantic yields (field, value) pairs): say what to do
             raise KimiConfigurationError(

@@ -143,3 +143,7 @@ def test_tool_mistakes_say_how_to_fix_them() -> None:
         ToolRunner([no_doc])
     with pytest.raises(KimiConfigurationError, match=r"\['echo'\] appear more than once"):
         ToolRunner([echo, echo])
+
+
+def test_no_tools_may_be_none_as_in_create_agent() -> None:
+    assert ToolRunner(None).tools == {}  # used to be TypeError: 'NoneType' is not iterable
