@@ -640,6 +640,16 @@ class KimiChatModel(BaseChatOpenAI):
         if self.max_retries is not None and self.max_retries < 0:
             msg = f"max_retries={self.max_retries} must be >= 0."
             raise KimiConfigurationError(msg)
+        base = self.openai_api_base
+        if base is not None and not base.lower().startswith(("http://", "https://")):
+            # without a scheme every call ends, after the retries, in "Connection error."
+            example = f"'https://{base.lstrip('/')}'" if base.strip() else "unset it"
+            msg = (
+                f"base_url {base!r} (MOONSHOT_BASE_URL or base_url=...) must be a full URL "
+                f"with http:// or https:// (e.g. {example}); Moonshot's are "
+                "https://api.moonshot.cn/v1 (the default) and https://api.moonshot.ai/v1."
+            )
+            raise KimiConfigurationError(msg)
         profile = self.model_profile
         self._validate_sampling(
             {"temperature": self.temperature, "top_p": self.top_p, "n": self.n},

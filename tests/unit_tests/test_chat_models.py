@@ -59,6 +59,16 @@ def test_defaults_base_url_to_moonshot() -> None:
     assert _model().openai_api_base == DEFAULT_BASE_URL == "https://api.moonshot.cn/v1"
 
 
+def test_a_base_url_without_scheme_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Used to be accepted; every call then failed, after the retries, with "Connection error."
+    with pytest.raises(KimiConfigurationError, match=r"e\.g\. 'https://api\.moonshot\.cn/v1'"):
+        _model(base_url="api.moonshot.cn/v1")
+    monkeypatch.setenv("MOONSHOT_BASE_URL", "")
+    with pytest.raises(KimiConfigurationError, match=r"MOONSHOT_BASE_URL.*unset it"):
+        KimiChatModel(api_key=KEY)
+    assert _model(base_url="http://127.0.0.1:8765/v1").openai_api_base.startswith("http://")
+
+
 def test_missing_key_is_a_clear_error_and_openai_key_is_never_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
