@@ -131,8 +131,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # keep the output readable (tokenizer fallback etc.)
 
-    workdir = Path(tempfile.mkdtemp(prefix="kimi-demo-"))
-    db_path = Path(args.db) if args.db else workdir / "session.sqlite"
+    # a temp dir only when no --db was given (kept: the printed path can be inspected)
+    db_path = (
+        Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="kimi-demo-")) / "session.sqlite"
+    )
     # A small window so the demo compacts within a few turns; real sessions use the
     # model's 256K window from its profile.
     policy = ContextPolicy(context_window=args.window, compact_keep_turns=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ def test_demo_runs_offline_and_keeps_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MOONSHOT_API_KEY", raising=False)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     numbers = demo.main(["--turns", "8", "--window", "24000", "--db", str(tmp_path / "d.db")])
 
     # Every turn = one tool call + one answer; nothing lost across the simulated crash
@@ -25,3 +29,5 @@ def test_demo_runs_offline_and_keeps_the_session(
     assert numbers["cached_share"] > 0.5
     assert numbers["cost"] < 0.6 * numbers["cost_uncached"]
     assert numbers["db_bytes"] > 0
+    # with --db the demo leaves nothing behind (it used to create an empty kimi-demo-* dir)
+    assert not any(p.name.startswith("kimi-demo-") for p in scratch.iterdir())
