@@ -46,18 +46,26 @@ from langchain_kimi_context.chat_models import (
     resolve_session_id,
 )
 from langchain_kimi_context.context import (
+    PIPELINE_STAGES,
     ContextWindowWarning,
     GuardReport,
     LimitReport,
     PairingReport,
     PipelineReport,
+    PipelineStage,
+    RequestTruncationReport,
     SanitizeReport,
+    StageContext,
+    StageFunction,
+    StageReport,
     TruncationReport,
     limit_history_turns,
     preflight_guard,
     prepare_context,
     repair_tool_pairing,
+    run_stages,
     sanitize_messages,
+    truncate_for_request,
     truncate_tool_results,
 )
 from langchain_kimi_context.context.compaction import (
@@ -104,7 +112,9 @@ from langchain_kimi_context.errors import (
     KimiServerError,
     is_retryable_error,
 )
-from langchain_kimi_context.history import KimiChatMessageHistory
+from langchain_kimi_context.history import (
+    KimiChatMessageHistory,
+)
 from langchain_kimi_context.memory import (
     AppendTooLargeError,
     CompressResult,
@@ -151,7 +161,7 @@ from langchain_kimi_context.tokens import (
 
 __version__ = "0.1.0"
 
-__all__ = [  # noqa: RUF022 (plain sorted(), as tests/unit_tests/test_pipeline.py checks)
+__all__ = [  # noqa: RUF022 (plain sorted order)
     "AgentSettings",
     "AppendTooLargeError",
     "ApproximateBackend",
@@ -207,14 +217,17 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/unit_tests/test_pipeline.p
     "LimitReport",
     "NoContextCache",
     "OverflowRecovery",
+    "PIPELINE_STAGES",
     "PairingReport",
     "PassThroughCacheStrategy",
     "PipelineReport",
+    "PipelineStage",
     "PrefixBreak",
     "PrefixStabilityChecker",
     "PreserveTooSmallError",
     "Pricing",
     "RecoveryOutcome",
+    "RequestTruncationReport",
     "RetrySettings",
     "RollingSnapshotMemory",
     "SanitizeReport",
@@ -227,6 +240,9 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/unit_tests/test_pipeline.p
     "SessionUsage",
     "SnapshotInfo",
     "SnapshotSessionMismatchError",
+    "StageContext",
+    "StageFunction",
+    "StageReport",
     "StoreCacheRegistry",
     "SubtaskResult",
     "TiktokenBackend",
@@ -269,8 +285,10 @@ __all__ = [  # noqa: RUF022 (plain sorted(), as tests/unit_tests/test_pipeline.p
     "register_profile",
     "repair_tool_pairing",
     "resolve_session_id",
+    "run_stages",
     "sanitize_messages",
     "set_default_token_counter",
     "should_compact",
+    "truncate_for_request",
     "truncate_tool_results",
 ]

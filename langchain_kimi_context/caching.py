@@ -78,6 +78,7 @@ from langchain_kimi_context.profiles import (
     KimiModelProfile,
     Pricing,
 )
+from langchain_kimi_context.tokens import default_token_counter
 
 __all__ = [
     "CACHE_HEADER",
@@ -160,7 +161,6 @@ class CachePolicy:
         expected_lifetime_minutes: Minutes a cache is assumed to live (storage is billed
             per minute until it is deleted or expires).
         usd_per_unit: Exchange rates to USD of the currencies in the price tables.
-        chars_per_token: Used to estimate a prefix's tokens before the server counts it.
         verify_after_seconds: Re-check a cache with ``GET /v1/caching/{id}`` when it was
             not confirmed for this long (it may have been deleted elsewhere).
         expiry_margin_seconds: Treat a cache as expired this long before its expiry.
@@ -191,7 +191,6 @@ class CachePolicy:
     expected_hits: int = 20
     expected_lifetime_minutes: float = 10.0
     usd_per_unit: Mapping[str, float] = field(default_factory=_frozen_rates)
-    chars_per_token: float = 4.0
     verify_after_seconds: float = 300.0
     expiry_margin_seconds: float = 5.0
     create_retry_after_seconds: float = 30.0
@@ -225,8 +224,8 @@ class CachePolicy:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
-        if self.chars_per_token <= 0 or self.http_timeout_seconds <= 0:
-            problems.append("chars_per_token and http_timeout_seconds must be > 0")
+        if self.http_timeout_seconds <= 0:
+            problems.append("http_timeout_seconds must be > 0")
         if any(rate <= 0 for rate in self.usd_per_unit.values()):
             problems.append("usd_per_unit rates must be > 0")
         if problems:
@@ -1914,8 +1913,9 @@ class ExplicitContextCache(_BaseStrategy):
             return self._locks.setdefault(key, threading.Lock())
 
     def _estimate_tokens(self, messages: Sequence[Mapping[str, Any]], tools: Any) -> int:
+        """The package token counter's estimate of a prefix before the server counts it."""
         text = canonical_json({"messages": list(messages), "tools": list(tools or ())})
-        return math.ceil(len(text) / self.policy.chars_per_token)
+        return default_token_counter().count_text(text)
 
     def _alive_holders(self, entry: CacheEntry, now: float) -> dict[str, float]:
         horizon = now - self.policy.ttl_seconds

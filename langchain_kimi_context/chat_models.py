@@ -640,11 +640,22 @@ class KimiChatModel(BaseChatOpenAI):
         if self.max_retries is not None and self.max_retries < 0:
             msg = f"max_retries={self.max_retries} must be >= 0."
             raise KimiConfigurationError(msg)
+        base = self.openai_api_base
+        if base is not None and not base.lower().startswith(("http://", "https://")):
+            # without a scheme every call ends, after the retries, in "Connection error."
+            example = f"'https://{base.lstrip('/')}'" if base.strip() else "unset it"
+            msg = (
+                f"base_url {base!r} (MOONSHOT_BASE_URL or base_url=...) must be a full URL "
+                f"with http:// or https:// (e.g. {example}); Moonshot's are "
+                "https://api.moonshot.cn/v1 (the default) and https://api.moonshot.ai/v1."
+            )
+            raise KimiConfigurationError(msg)
         profile = self.model_profile
         self._validate_sampling(
             {"temperature": self.temperature, "top_p": self.top_p, "n": self.n},
             profile,
             where="KimiChatModel(...)",
+            thinking=self._thinking_on(self.thinking, profile),
         )
         self._validate_stop(self.stop)
         self._validate_thinking(self.thinking, profile)
@@ -665,8 +676,17 @@ class KimiChatModel(BaseChatOpenAI):
         return self
 
     @staticmethod
+    def _thinking_on(thinking: bool | None, profile: KimiModelProfile) -> bool:
+        """Whether a request runs with thinking (the profile's mode + the toggle)."""
+        if profile.thinking == "always":
+            return True
+        if profile.thinking == "off":
+            return False
+        return thinking is not False
+
+    @staticmethod
     def _validate_sampling(
-        params: Mapping[str, Any], profile: KimiModelProfile, *, where: str
+        params: Mapping[str, Any], profile: KimiModelProfile, *, where: str, thinking: bool
     ) -> None:
         temperature = params.get("temperature")
         if temperature is not None and not 0.0 <= float(temperature) <= 1.0:
@@ -675,7 +695,7 @@ class KimiChatModel(BaseChatOpenAI):
                 f"(in {where}; model {profile.name!r}, default {profile.default_temperature})."
             )
             raise KimiConfigurationError(msg)
-        for name, fixed in profile.fixed_params.items():
+        for name, fixed in profile.fixed_params_for(thinking=thinking).items():
             value = params.get(name)
             if value is not None and value != fixed:
                 msg = (
@@ -957,11 +977,14 @@ class KimiChatModel(BaseChatOpenAI):
         messages = self._convert_input(input_).to_messages()
         payload = super()._get_request_payload(messages, stop=stop, **kwargs)
         profile = self._profile_for(payload.get("model"))
-        self._validate_sampling(payload, profile, where="the call's parameters")
+        thinking_on = self._thinking_on(thinking, profile)
+        self._validate_sampling(
+            payload, profile, where="the call's parameters", thinking=thinking_on
+        )
         if stop is not None:
             self._validate_stop(stop)
         self._validate_thinking(thinking, profile)
-        for name in profile.fixed_params:  # the server fixes them: send nothing
+        for name in profile.fixed_params_for(thinking=thinking_on):  # fixed: send nothing
             payload.pop(name, None)
         if "max_tokens" not in payload and "max_completion_tokens" not in payload:
             payload["max_tokens"] = profile.default_max_tokens

@@ -441,6 +441,35 @@ _KIND_TO_CLASS: dict[str, type[openai.APIStatusError]] = {
 }
 
 
+def _endpoint(exc: openai.APIStatusError) -> str:
+    """``scheme://host/v1`` the failed request went to (never carries credentials)."""
+    try:
+        url = exc.response.request.url
+    except (AttributeError, RuntimeError):
+        return "the configured base URL"
+    path = str(url.path)
+    prefix = path[: path.find("/v1") + 3] if "/v1" in path else ""
+    return f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}{prefix}"
+
+
+def _fix_hint(kind: str, exc: openai.APIStatusError) -> str:
+    """What the user should do about a non-retryable error of this kind ('' = nothing)."""
+    if kind == "authentication":
+        return (
+            f" (HTTP 401 from {_endpoint(exc)}). Check the API key (MOONSHOT_API_KEY or "
+            "KimiChatModel(api_key=...)) and that it belongs to this endpoint's platform: "
+            "platform.moonshot.cn keys work with https://api.moonshot.cn/v1, "
+            "platform.moonshot.ai keys with https://api.moonshot.ai/v1 (MOONSHOT_BASE_URL)."
+        )
+    if kind == "not_found":
+        return (
+            f" (HTTP 404 from {_endpoint(exc)}). Check the model name (e.g. 'kimi-k2.5'); "
+            "GET /v1/models (KimiChatModel(...).refresh_profile()) lists the models your "
+            "key can use."
+        )
+    return ""
+
+
 def from_openai_error(exc: BaseException) -> BaseException:
     """Translate an ``openai`` SDK (or langchain-openai) error into the package's type.
 
@@ -475,6 +504,7 @@ def from_openai_error(exc: BaseException) -> BaseException:
     cls = _KIND_TO_CLASS.get(info.kind)
     if cls is None:
         return exc
+    message += _fix_hint(info.kind, exc)
     new = cls(message, response=exc.response, body=exc.body)
     new.info = info  # type: ignore[attr-defined]
     return new

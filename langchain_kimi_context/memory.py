@@ -7,8 +7,9 @@ THIN FACE over :func:`~langchain_kimi_context.agent.create_kimi_agent`:
 
 * a session is a LangGraph thread of the agent graph (session id = thread id), on the
   same checkpointer (default: the graph's embedded SQLite file);
-* ``chat`` is one ``graph.invoke``: preflight, sanitize, limit, repair, truncate, call
-  (retries + overflow recovery), tools, maybe-compact: the graph's nodes, nothing else;
+* ``chat`` is one ``graph.invoke``: preflight, the pipeline stages (sanitize, repair,
+  limit, repair after a cut, truncate: ``PIPELINE_STAGES``), call (retries + overflow
+  recovery), tools, maybe-compact: the graph's nodes, nothing else;
 * a snapshot is a checkpoint id (taking one writes one tiny registry event, it never
   copies the history); ``rollback`` forks the thread from that checkpoint; ``share``
   copies the state at a checkpoint into a new thread;
@@ -63,7 +64,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from langchain_kimi_context.agent import _stages
-from langchain_kimi_context.agent.graph import create_kimi_agent
+from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer, records_channel
@@ -79,7 +80,7 @@ from langchain_kimi_context.context.compaction import (
 from langchain_kimi_context.context.compaction._common import is_real_user_turn, is_system
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import with_marker
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.history import KimiChatMessageHistory
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
@@ -582,7 +583,12 @@ class RollingSnapshotMemory:
             )
         if max_sessions < 1:
             raise KimiConfigurationError(f"max_sessions must be >= 1 (got {max_sessions})")
-        self.policy = policy or ContextPolicy()
+        self.policy = as_context_policy(policy, owner="RollingSnapshotMemory")
+        if not isinstance(model, str | BaseChatModel):
+            raise KimiConfigurationError(
+                "RollingSnapshotMemory(model) must be a KimiChatModel, another LangChain chat "
+                f"model or a Kimi model name such as 'kimi-k2.5', got {type(model).__name__}"
+            )
         if preserve_len < self.policy.min_preserve_tokens:
             raise PreserveTooSmallError(
                 preserve_len=preserve_len, minimum=self.policy.min_preserve_tokens
@@ -598,7 +604,7 @@ class RollingSnapshotMemory:
         self.checkpointer: BaseCheckpointSaver[Any] = checkpointer or open_sqlite_checkpointer(
             db_path
         )
-        self.settings = settings or AgentSettings()
+        self.settings = _resolve_settings(settings, owner="RollingSnapshotMemory")
         self.on_threshold = on_threshold
         self.preserve_len = preserve_len
         self.max_sessions = max_sessions
@@ -1088,8 +1094,9 @@ class RollingSnapshotMemory:
     def chat(self, session_id: str, user_input: str | BaseMessage) -> AIMessage:
         """One round of the seed's ``chat_round``, done by the agent graph.
 
-        Appends the user message, then the graph runs preflight, sanitize, limit,
-        repair, truncate, the model call (retries, overflow recovery), tools, and
+        Appends the user message, then the graph runs preflight, the pipeline stages
+        (sanitize, repair, limit, repair after a cut, truncate), the model call
+        (retries, overflow recovery), tools, and
         maybe-compact; usage is recorded in the state. When the context passes the
         policy's trigger, a snapshot is registered and the context compacted (or
         truncated, ``on_threshold="truncate"``). On failure the session is rolled back

@@ -2,8 +2,10 @@
 
 * :class:`KimiContextMiddleware` for ``langchain.agents.create_agent(model, tools,
   middleware=[...])``: in ``wrap_model_call`` it runs the maybe-compact trigger, the
-  pipeline (:func:`~langchain_kimi_context.prepare_context`: window guard, sanitize,
-  limit turns, repair pairing, tool-result truncation) on the compacted view, and calls
+  pipeline (:func:`~langchain_kimi_context.prepare_context`: window guard, then the
+  stages of :data:`~langchain_kimi_context.PIPELINE_STAGES`: sanitize, repair pairing,
+  limit turns, repair pairing after a cut, tool-result truncation) on the compacted
+  view, and calls
   the model through :class:`~langchain_kimi_context.OverflowRecovery` (a context
   overflow is caught, the history compacted and the call retried). Compaction records
   are kept in the agent state (``kimi_compactions``); the ``messages`` key is never
@@ -46,7 +48,7 @@ from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.pipeline import prepare_context
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.profiles import DEFAULT_MODEL, KimiModelProfile, get_profile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
@@ -99,8 +101,9 @@ class _ContextCore:
         model_name: str | None,
         token_counter: TokenCounter | None,
         compaction: bool,
+        owner: str,
     ) -> None:
-        self.policy = policy or ContextPolicy()
+        self.policy = as_context_policy(policy, owner=owner)
         self.summary_model = summary_model
         self.model_name = model_name
         self.token_counter = token_counter or default_token_counter()
@@ -191,7 +194,8 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     Per model call: maybe-compact (structural first, then a structured summary; the
     record goes to ``state["kimi_compactions"]``, ``messages`` is untouched) -> window
-    guard, sanitize, limit turns, repair pairing, tool-result truncation -> the call,
+    guard, sanitize, repair pairing, limit turns, repair pairing after a cut, tool-result
+    truncation (``prepare_context``) -> the call,
     with overflow recovery (compact, truncate, retry; a readable
     ``KimiContextOverflowError`` if nothing fits).
 
@@ -235,7 +239,9 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     ) -> None:
         super().__init__()
         self.tools = []
-        self._core = _ContextCore(policy, summary_model, model_name, token_counter, compaction)
+        self._core = _ContextCore(
+            policy, summary_model, model_name, token_counter, compaction, "KimiContextMiddleware"
+        )
 
     @property
     def policy(self) -> ContextPolicy:
@@ -357,7 +363,9 @@ class KimiPreModelHook:
         token_counter: TokenCounter | None = None,
         store_records: bool = True,
     ) -> None:
-        self._core = _ContextCore(policy, model, model_name, token_counter, model is not None)
+        self._core = _ContextCore(
+            policy, model, model_name, token_counter, model is not None, "KimiPreModelHook"
+        )
         self.model = model
         self.tools = list(tools)
         self.store_records = store_records

@@ -114,6 +114,9 @@ class KimiModelProfile:
             disabled with ``extra_body={"thinking": {"type": "disabled"}}``) or ``"off"``.
         default_temperature: The server's default temperature for the model.
         fixed_params: Sampling parameters the model fixes; other values are rejected.
+        fixed_params_thinking_off: The fixed values when thinking is disabled on a
+            ``"default_on"`` model (k2.5/k2.6 fix temperature 0.6 instead of 1.0); empty
+            means the same as ``fixed_params``.
         supports_tool_calling: Whether the model accepts ``tools``.
         source: Where the numbers came from (``"builtin"``, ``"user"``, ``"/v1/models"``).
 
@@ -134,8 +137,31 @@ class KimiModelProfile:
     thinking: ThinkingMode = "off"
     default_temperature: float = 0.6
     fixed_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    fixed_params_thinking_off: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     supports_tool_calling: bool = True
     source: str = "builtin"
+
+    def fixed_params_for(self, *, thinking: bool) -> Mapping[str, Any]:
+        """Return the sampling parameters the model fixes with thinking on or off.
+
+        Args:
+            thinking: Whether the request runs with thinking enabled.
+
+        Returns:
+            Parameter name -> the only accepted value.
+
+        Example:
+            >>> p = get_profile("kimi-k2.5")
+            >>> p.fixed_params_for(thinking=True)["temperature"]
+            1.0
+            >>> p.fixed_params_for(thinking=False)["temperature"]
+            0.6
+        """
+        if not thinking and self.fixed_params_thinking_off:
+            return self.fixed_params_thinking_off
+        return self.fixed_params
 
     def replace(self, **changes: Any) -> KimiModelProfile:
         """Return a copy with ``changes`` applied.
@@ -181,6 +207,7 @@ class KimiModelProfile:
 _K2_CLASSIC = Pricing(currency="USD", input_cache_hit=0.15, input_cache_miss=0.60, output=2.50)
 _K2_TURBO = Pricing(currency="USD", input_cache_hit=0.15, input_cache_miss=1.15, output=8.00)
 _FIXED_K25 = MappingProxyType({"temperature": 1.0, "top_p": 0.95, "n": 1})
+_FIXED_K25_NO_THINKING = MappingProxyType({"temperature": 0.6, "top_p": 0.95, "n": 1})
 
 
 def _v1(name: str, window: int, price_in: float, price_out: float) -> KimiModelProfile:
@@ -238,6 +265,7 @@ BUILTIN_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
                 thinking="default_on",
                 default_temperature=1.0,
                 fixed_params=_FIXED_K25,
+                fixed_params_thinking_off=_FIXED_K25_NO_THINKING,
             ),
             KimiModelProfile(
                 name="kimi-k2.6",
@@ -248,6 +276,7 @@ BUILTIN_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
                 thinking="default_on",
                 default_temperature=1.0,
                 fixed_params=_FIXED_K25,
+                fixed_params_thinking_off=_FIXED_K25_NO_THINKING,
             ),
             KimiModelProfile(
                 name="kimi-k3",

@@ -142,7 +142,10 @@ def _warn_fallback(reason: str) -> None:
         f"For exact local counts set {KIMI_TOKENIZER_PATH_ENV} to a Kimi tiktoken.model "
         f"file, or pass TokenCounter(vocab_path=...) / TokenCounter(encoding=...)."
     )
-    logger.warning(message)
+    # One user-visible report: the warning (filterable by category). A WARNING log
+    # record too would reach stderr a second time through logging's last-resort handler
+    # and could not be silenced with warnings filters.
+    logger.info(message)
     warnings.warn(message, TokenizerFallbackWarning, stacklevel=3)
 
 

@@ -1,8 +1,10 @@
-"""Adapters from the graph nodes to the context-layer stage functions.
+"""Adapters from the graph nodes to the context-layer functions.
 
-Nothing here transforms messages itself: each function calls one stage of
-:mod:`langchain_kimi_context.context` and turns its report into a small dict for the
-graph state.
+Nothing here transforms messages itself: each function calls the context layer
+(:mod:`langchain_kimi_context.context`) and turns its report into a small dict for the
+graph state. The pipeline stages themselves run straight from
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (see ``nodes.py``);
+:func:`stage_report` only formats their reports.
 """
 
 from __future__ import annotations
@@ -10,17 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AnyMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AnyMessage, BaseMessage
 
-from langchain_kimi_context.context import (
-    estimate_request,
-    limit_history_turns,
-    repair_tool_pairing,
-    resolve_context_window,
-    sanitize_messages,
-    truncate_tool_results,
-)
-from langchain_kimi_context.context._common import content_text_length
+from langchain_kimi_context.context import resolve_context_window
 from langchain_kimi_context.context.compaction import (
     CompactionRecord,
     apply_compactions,
@@ -28,7 +22,9 @@ from langchain_kimi_context.context.compaction import (
     maybe_compact,
     should_compact,
 )
+from langchain_kimi_context.context.pipeline import StageReport
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.reports import RequestTruncationReport
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import TokenCounter
 
@@ -38,7 +34,7 @@ __all__ = [
     "guard",
     "load_records",
     "run_compaction",
-    "run_stage",
+    "stage_report",
 ]
 
 
@@ -83,70 +79,34 @@ def guard(
     return _small(report)
 
 
-def run_stage(
-    name: str,
-    view: list[AnyMessage],
-    policy: ContextPolicy,
-    *,
-    profile: KimiModelProfile,
-    token_counter: TokenCounter,
-    tools: Sequence[Any],
-    session_key: str | None,
-) -> tuple[list[AnyMessage], dict[str, Any]]:
-    """Apply pipeline stage ``name`` to ``view``.
+def stage_report(report: StageReport | None) -> dict[str, Any]:
+    """The small dict a pipeline node stores for its stage's report.
 
     Args:
-        name: ``sanitize``, ``limit_turns``, ``repair_pairing`` or ``truncate_results``.
-        view: The stage input.
-        policy: Thresholds.
-        profile: Model profile.
-        token_counter: Counter.
-        tools: Tool schemas.
-        session_key: Session key for the history limit.
+        report: What the stage returned (``None``: it had nothing to do, e.g.
+            ``repair_after_limit`` when the limit cut nothing).
 
     Returns:
-        ``(new view, report dict)``.
-
-    Raises:
-        ValueError: Unknown stage name.
+        The report as plain JSON types, with ``changed``. The truncation stage's report
+        is flattened: ``applied``, ``mode``, ``route``, the final estimate's size and fit,
+        and the truncation report's fields when it ran.
     """
-    out: Sequence[BaseMessage]
-    report: Any
-    if name == "sanitize":
-        out, report = sanitize_messages(view, policy, profile=profile)
-    elif name == "limit_turns":
-        out, report = limit_history_turns(view, policy, session_key=session_key)
-    elif name == "repair_pairing":
-        out, report = repair_tool_pairing(view, policy)
-    elif name == "truncate_results":
-        return _truncate(view, policy, profile, token_counter, tools)
-    else:
-        raise ValueError(f"unknown pipeline stage {name!r}")
-    return list(out), _small(report)  # type: ignore[arg-type]
-
-
-def _truncate(
-    view: list[AnyMessage],
-    policy: ContextPolicy,
-    profile: KimiModelProfile,
-    token_counter: TokenCounter,
-    tools: Sequence[Any],
-) -> tuple[list[AnyMessage], dict[str, Any]]:
-    """Tool-result truncation with the same decision rule as ``prepare_context``."""
-    mode = policy.tool_result_truncation
-    info = resolve_context_window(policy, profile)
-    estimate = estimate_request(view, policy, info, token_counter=token_counter, tools=tools)
-    if not (mode == "always" or (mode == "auto" and estimate.route != "none")):
-        return view, {"applied": False, "route": estimate.route}
-    budget = None
-    if estimate.overflow_tokens and estimate.tool_result_tokens:
-        tool_chars = sum(content_text_length(m.content) for m in view if isinstance(m, ToolMessage))
-        per_token = tool_chars / estimate.tool_result_tokens
-        budget = max(0, tool_chars - int(estimate.overflow_tokens * per_token + 0.999))
-    out, report = truncate_tool_results(view, policy, window=info.window, budget_chars=budget)
-    data = _small(report)
-    data["applied"] = True
-    return list(out), data  # type: ignore[arg-type]
+    if report is None:
+        return {"ran": False, "changed": False, "reason": "the limit cut nothing"}
+    if isinstance(report, RequestTruncationReport):
+        data: dict[str, Any] = {
+            "applied": report.applied,
+            "mode": report.mode,
+            "route": report.route,
+            "estimated_tokens": report.guard.estimated_tokens,
+            "required_tokens": report.guard.required_tokens,
+            "fits": report.guard.fits,
+        }
+        if report.truncation is not None:
+            data.update(report.truncation.to_dict())
+        data["changed"] = report.changed
+        return data
+    return _small(report)
 
 
 def load_records(records: Sequence[Any] | None) -> list[CompactionRecord]:

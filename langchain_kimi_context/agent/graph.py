@@ -2,35 +2,40 @@
 
 Graph (every arrow is a checkpointed superstep)::
 
-    START -> preflight -> sanitize -> limit_turns -> repair_pairing -> truncate_results
-          -> call_model -> tools -> preflight ...            (tool loop)
-                        -> compact (maybe-compact) -> END     (final answer)
-    preflight -> compact -> preflight                        (guard / trigger asked)
-    call_model -> call_model                                 (failed step, retried)
-    call_model -> compact -> preflight                       (overflow recovery)
+    START -> preflight -> sanitize -> repair_pairing -> limit_turns -> repair_after_limit
+          -> truncate_results -> call_model -> tools -> preflight ...   (tool loop)
+                                           -> compact (maybe-compact) -> END
+    preflight -> compact -> preflight              (guard / trigger asked)
+    call_model -> call_model                       (failed step, retried)
+    call_model -> compact -> preflight             (overflow recovery)
 
-Each node stores its small report under ``state["reports"][node]``, so the checkpoint
-history shows what each stage did; the prepared view itself travels in a transient
-channel and is never stored.
+The nodes between ``preflight`` and ``call_model`` are built from
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (one node per stage, same
+name, same order): the tuple ``prepare_context`` runs too, so the agent sends what
+``prepare_context`` returns for the same view. Each node stores its small report under
+``state["reports"][node]``, so the checkpoint history shows what each stage did; the
+prepared view itself travels in a transient channel and is never stored.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._config import ensure_config
 from langgraph._internal._constants import CONFIG_KEY_DURABILITY
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
-from langchain_kimi_context.agent.nodes import PIPELINE_STAGES, AgentRuntime
+from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.agent.state import (
     AgentSettings,
     KimiAgentInput,
@@ -40,7 +45,8 @@ from langchain_kimi_context.agent.state import (
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
-from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
+from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
@@ -62,9 +68,59 @@ def _resolve_model(model: KimiChatModel | BaseChatModel | str) -> BaseChatModel:
     )
 
 
+def _resolve_settings(settings: object, *, owner: str) -> AgentSettings:
+    if settings is None:
+        return AgentSettings()
+    if isinstance(settings, AgentSettings):
+        return settings
+    msg = (
+        f"{owner}(settings=...) must be an AgentSettings, got {type(settings).__name__}; "
+        "pass AgentSettings(max_steps_per_turn=..., ...) "
+        "(from langchain_kimi_context import AgentSettings)."
+    )
+    raise KimiConfigurationError(msg)
+
+
+_THREAD_KEYS = ("thread_id", "checkpoint_id")
+
+
+def _require_thread(config: RunnableConfig | None) -> None:
+    """Raise a clear error when a checkpointed run is started without a thread id.
+
+    LangGraph makes this check itself only while ``configurable`` is empty; the agent's
+    default ``durability`` lives there, so without this a missing ``thread_id`` surfaced
+    as the saver's bare ``KeyError: 'thread_id'``.
+    """
+    configurable = (config or {}).get("configurable") or {}
+    if any(configurable.get(key) is not None for key in _THREAD_KEYS):
+        return
+    msg = (
+        "create_kimi_agent(...) checkpoints every step, so each run needs a thread id: "
+        'agent.invoke(input, {"configurable": {"thread_id": "session-1"}}) (the same id '
+        "resumes the session). Build it with checkpointer=False to run without persistence."
+    )
+    raise KimiConfigurationError(msg)
+
+
+class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
+    """The compiled agent graph; runs check for a thread id before touching the saver."""
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        _require_thread(ensure_config(self.config, config))
+        return super().stream(input, config, **kwargs)
+
+    def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        _require_thread(ensure_config(self.config, config))
+        return super().astream(input, config, **kwargs)
+
+
 def create_kimi_agent(
     model: KimiChatModel | BaseChatModel | str,
-    tools: Sequence[BaseTool | Callable[..., Any]] = (),
+    tools: Sequence[BaseTool | Callable[..., Any]] | None = (),
     *,
     system_prompt: str | None = None,
     policy: ContextPolicy | None = None,
@@ -88,7 +144,7 @@ def create_kimi_agent(
         model: A :class:`~langchain_kimi_context.KimiChatModel` (its own retries are
             switched off: the agent retries), another LangChain chat model, or a Kimi
             model name.
-        tools: LangChain tools or plain functions.
+        tools: LangChain tools or plain functions (``None`` = no tools).
         system_prompt: Prepended to every request as a system message (not stored in
             the log).
         policy: Context thresholds (default ``ContextPolicy()``).
@@ -116,13 +172,13 @@ def create_kimi_agent(
         >>> db = os.path.join(tempfile.mkdtemp(), "kimi.sqlite")
         >>> agent = create_kimi_agent(model, db_path=db)
         >>> [n for n in agent.get_graph().nodes if not n.startswith("__")][:3]
-        ['preflight', 'sanitize', 'limit_turns']
+        ['preflight', 'sanitize', 'repair_pairing']
         >>> agent.invoke({"messages": [("user", "hi")]},
         ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
     """
     chat_model = _resolve_model(model)
-    settings = settings or AgentSettings()
-    policy = policy or ContextPolicy()
+    settings = _resolve_settings(settings, owner="create_kimi_agent")
+    policy = as_context_policy(policy, owner="create_kimi_agent")
     runner = ToolRunner(
         tools,
         timeout_s=settings.tool_timeout_s,
@@ -152,17 +208,17 @@ def create_kimi_agent(
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
     # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
     nodes: dict[str, Any] = {"preflight": runtime.preflight}
-    for stage in PIPELINE_STAGES[1:]:
-        nodes[stage] = runtime.make_stage_node(stage)
+    for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
+        nodes[stage.name] = runtime.make_stage_node(stage)
     nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)
     for node_name, fn in nodes.items():
         graph.add_node(node_name, fn)
 
     graph.add_edge(START, "preflight")
     graph.add_conditional_edges(
-        "preflight", runtime.route_after_preflight, ["compact", PIPELINE_STAGES[1]]
+        "preflight", runtime.route_after_preflight, ["compact", PIPELINE_NODES[1]]
     )
-    for a, b in zip(PIPELINE_STAGES[1:], (*PIPELINE_STAGES[2:], "call_model"), strict=True):
+    for a, b in zip(PIPELINE_NODES[1:], (*PIPELINE_NODES[2:], "call_model"), strict=True):
         graph.add_edge(a, b)
     graph.add_conditional_edges(
         "call_model", runtime.route_after_model, ["call_model", "tools", "compact"]
@@ -179,7 +235,10 @@ def create_kimi_agent(
         saver = checkpointer
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
-    limit = settings.max_steps_per_turn * (len(PIPELINE_STAGES) + 3) + 50
-    return compiled.with_config(
+    limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50
+    if saver is None:  # durability means nothing without a checkpointer (and breaks "sync")
+        return compiled.with_config(recursion_limit=limit)
+    agent = _KimiAgentGraph(**{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"})
+    return agent.with_config(
         recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
     )

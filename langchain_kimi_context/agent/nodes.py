@@ -1,12 +1,16 @@
 """The nodes of the Kimi agent graph: thin wrappers over the context-layer stages.
 
-Each pipeline node takes the prepared view left by the previous node (a transient,
-never-checkpointed channel), applies ONE stage function from
-:mod:`langchain_kimi_context.context`, and stores only that stage's small report in the
-state. If the view is missing (the process restarted between two nodes), the node
-rebuilds it deterministically from the log and the compaction records by re-running
-the earlier stages, which are pure functions. The model node sends the view; its reply
-(and the tools node's results) are appended to the log.
+After ``preflight`` (the window guard), the graph has one node per stage of
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`, named after it and in
+its order: the very tuple ``prepare_context`` folds, so the agent's request is by
+construction what ``prepare_context`` returns for the same view. Each pipeline node takes
+the prepared view and the :class:`~langchain_kimi_context.context.pipeline.StageContext`
+left by the previous node (transient, never-checkpointed channels), runs ONE stage, and
+stores only that stage's small report in the state. If they are missing (the process
+restarted between two nodes), the node rebuilds them deterministically from the log and
+the compaction records by re-running the earlier stages, which are pure functions. The
+model node sends the view; its reply (and the tools node's results) are appended to the
+log.
 """
 
 from __future__ import annotations
@@ -33,20 +37,23 @@ from langchain_kimi_context.agent.state import AgentSettings, KimiMaxStepsExceed
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.markers import is_marked
+from langchain_kimi_context.context.pipeline import (
+    PIPELINE_STAGES,
+    PipelineStage,
+    StageContext,
+    run_stages,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
 
-__all__ = ["PIPELINE_STAGES", "AgentRuntime"]
+__all__ = ["PIPELINE_NODES", "AgentRuntime"]
 
-PIPELINE_STAGES: tuple[str, ...] = (
-    "preflight",
-    "sanitize",
-    "limit_turns",
-    "repair_pairing",
-    "truncate_results",
-)
-"""Pipeline nodes, in order, before ``call_model``."""
+PIPELINE_NODES: tuple[str, ...] = ("preflight", *(stage.name for stage in PIPELINE_STAGES))
+"""The nodes before ``call_model``, in order: ``preflight``, then one node per stage of
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (same names, same order)."""
+
+_STAGE_NAMES: tuple[str, ...] = PIPELINE_NODES[1:]
 
 _ABORT_WORDS = {"abort", "stop", "cancel"}
 
@@ -88,7 +95,7 @@ class AgentRuntime:
     Example:
         >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
         >>> agent = create_kimi_agent(KimiChatModel(api_key="k"), checkpointer=False)
-        >>> [n for n in agent.get_graph().nodes if n in PIPELINE_STAGES] == list(PIPELINE_STAGES)
+        >>> [n for n in agent.get_graph().nodes if n in PIPELINE_NODES] == list(PIPELINE_NODES)
         True
     """
 
@@ -124,47 +131,48 @@ class AgentRuntime:
             view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
         return view
 
-    def view_before(self, state: Mapping[str, Any], stage: str) -> list[AnyMessage]:
-        """The view as the node ``stage`` receives it (rebuilt if not passed along).
+    def stage_context(self, state: Mapping[str, Any]) -> StageContext:
+        """The context the first pipeline stage gets for this state.
 
         Args:
-            state: The graph state.
-            stage: A name from :data:`PIPELINE_STAGES` or ``"call_model"``.
-
-        Returns:
-            The prepared messages.
-        """
-        view = state.get("kimi_view")
-        if view is not None and stage != "preflight":
-            return list(view)
-        view = self.base_view(state)
-        stages = (*PIPELINE_STAGES, "call_model")
-        for name in stages[1 : stages.index(stage)]:
-            view, _ = self.apply_stage(name, view, state)
-        return view
-
-    def apply_stage(
-        self, name: str, view: list[AnyMessage], state: Mapping[str, Any]
-    ) -> tuple[list[AnyMessage], dict[str, Any]]:
-        """Run pipeline stage ``name`` on ``view``.
-
-        Args:
-            name: The stage.
-            view: Its input.
             state: The graph state (for the session key).
 
         Returns:
-            ``(new view, report dict)``.
+            A fresh :class:`~langchain_kimi_context.context.pipeline.StageContext`.
         """
-        return _stages.run_stage(
-            name,
-            view,
+        return StageContext.build(
             self.policy,
             profile=self.profile,
             token_counter=self.token_counter,
             tools=self.tool_schemas,
             session_key=_session_key(state),
         )
+
+    def stage_input(
+        self, state: Mapping[str, Any], node: str
+    ) -> tuple[list[AnyMessage], StageContext]:
+        """The view and stage context as the node ``node`` receives them.
+
+        They come from the previous node through transient channels; when missing (a
+        restarted process resuming mid-pipeline) they are rebuilt by re-running the
+        stages before ``node`` on the log's view.
+
+        Args:
+            state: The graph state.
+            node: A stage name from :data:`PIPELINE_NODES` or ``"call_model"``.
+
+        Returns:
+            ``(view, ctx)``.
+        """
+        view = state.get("kimi_view")
+        ctx = state.get("kimi_stage_context")
+        if view is not None and isinstance(ctx, StageContext):
+            return list(view), ctx
+        upto = _STAGE_NAMES.index(node) if node in _STAGE_NAMES else len(_STAGE_NAMES)
+        out, ctx, _ = run_stages(
+            self.base_view(state), self.stage_context(state), PIPELINE_STAGES[:upto]
+        )
+        return list(out), ctx  # type: ignore[arg-type]
 
     def prepare(self, raw_view: Sequence[BaseMessage], state: Mapping[str, Any]) -> list[Any]:
         """Run the pipeline stages (after the guard) on a freshly rebuilt view.
@@ -179,9 +187,8 @@ class AgentRuntime:
         view: list[Any] = list(raw_view)
         if self.system_prompt:
             view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
-        for name in PIPELINE_STAGES[1:]:
-            view, _ = self.apply_stage(name, view, state)
-        return view
+        out, _, _ = run_stages(view, self.stage_context(state))
+        return list(out)
 
     def _learned_window(self, model_name: str, window: int) -> None:
         learn = getattr(self.model, "learn_context_window", None)
@@ -221,29 +228,40 @@ class AgentRuntime:
         else:
             turn.pop("compact_reason", None)
         report["compact"] = turn.get("compact_reason")
-        return {"kimi_view": view, "turn": turn, "reports": {"preflight": report}}
+        return {
+            "kimi_view": view,
+            "kimi_stage_context": self.stage_context(state),
+            "turn": turn,
+            "reports": {"preflight": report},
+        }
 
     def route_after_preflight(self, state: Mapping[str, Any]) -> str:
-        """``compact`` when the guard asked for it (once per step), else ``sanitize``."""
+        """``compact`` when the guard asked for it (once per step), else the first stage."""
         turn = state.get("turn") or {}
-        return "compact" if turn.get("compact_reason") else "sanitize"
+        return "compact" if turn.get("compact_reason") else _STAGE_NAMES[0]
 
     def make_stage_node(
-        self, name: str
+        self, stage: PipelineStage
     ) -> Callable[[Mapping[str, Any], RunnableConfig], dict[str, Any]]:
-        """A node applying pipeline stage ``name`` to the view and storing its report.
+        """A node running one pipeline stage on the view and storing its report.
 
         Args:
-            name: The stage name.
+            stage: A stage of
+                :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`.
 
         Returns:
-            The node function.
+            The node function (named after the stage).
         """
+        name, run = stage
 
         def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-            view = self.view_before(state, name)
-            new_view, report = self.apply_stage(name, view, state)
-            return {"kimi_view": new_view, "reports": {name: report}}
+            view, ctx = self.stage_input(state, name)
+            new_view, report = run(view, ctx)
+            return {
+                "kimi_view": list(new_view),
+                "kimi_stage_context": ctx.after(report),
+                "reports": {name: _stages.stage_report(report)},
+            }
 
         node.__name__ = name
         return node
@@ -277,7 +295,7 @@ class AgentRuntime:
         steps = int(turn.get("steps", 0))
         if steps >= settings.max_steps_per_turn:
             raise KimiMaxStepsExceededError(steps=steps + 1, limit=settings.max_steps_per_turn)
-        prepared = self.view_before(state, "call_model")
+        prepared, _ = self.stage_input(state, "call_model")
         log = list(state.get("messages") or [])
         records = _stages.load_records(state.get("compactions"))
         sent: list[list[AnyMessage]] = []

@@ -37,6 +37,7 @@ from langchain_kimi_context.agent.storage import (
     messages_channel,
     records_channel,
 )
+from langchain_kimi_context.context.pipeline import StageContext
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = [
@@ -77,9 +78,14 @@ class KimiAgentState(TypedDict, total=False):
 
 
 class _GraphState(KimiAgentState, total=False):
-    """Internal state: adds the transient (never checkpointed) prepared view."""
+    """Internal state: adds transient (never checkpointed) pipeline channels.
+
+    ``kimi_view`` is the prepared view; ``kimi_stage_context`` the pipeline's stage
+    context (what earlier stages decided in this pass).
+    """
 
     kimi_view: Annotated[list[AnyMessage], UntrackedValue(list)]
+    kimi_stage_context: Annotated[StageContext, UntrackedValue(StageContext)]
 
 
 class KimiMaxStepsExceededError(RuntimeError):

@@ -58,6 +58,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
+from langchain_kimi_context.errors import KimiConfigurationError
+
 __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_SNAPSHOT_FREQUENCY",
@@ -483,6 +485,10 @@ def open_sqlite_checkpointer(path: str | os.PathLike[str] | None = None) -> Kimi
     Returns:
         A ready :class:`KimiSqliteSaver`.
 
+    Raises:
+        KimiConfigurationError: If the file cannot be created or opened (the message
+            names the path, where it came from and the alternatives).
+
     Example:
         >>> import tempfile, os
         >>> d = tempfile.mkdtemp()
@@ -492,10 +498,24 @@ def open_sqlite_checkpointer(path: str | os.PathLike[str] | None = None) -> Kimi
         >>> saver.conn.close()
     """
     target = Path(path).expanduser() if path is not None else default_checkpoint_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(target), check_same_thread=False)
-    saver = KimiSqliteSaver(conn)
-    saver.setup()  # creates the tables, switches to WAL
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(target), check_same_thread=False)
+        saver = KimiSqliteSaver(conn)
+        saver.setup()  # creates the tables, switches to WAL
+    except (OSError, sqlite3.Error) as exc:
+        if path is not None:
+            source = "from db_path="
+        elif os.environ.get(DB_ENV_VAR):
+            source = f"from ${DB_ENV_VAR}"
+        else:
+            source = "the default path"
+        msg = (
+            f"Cannot open the checkpoint database {str(target)!r} ({source}): {exc}. Point "
+            f"{DB_ENV_VAR} or db_path= at a writable file (not a directory), or pass "
+            "checkpointer=... (e.g. InMemorySaver()) or checkpointer=False."
+        )
+        raise KimiConfigurationError(msg) from exc
     # WAL + synchronous=NORMAL: a committed checkpoint survives the process being killed
     # at any point (the WAL is in the OS page cache); only a power loss/OS crash may
     # lose the last few commits. Saves one fsync per node.

@@ -132,7 +132,7 @@ class ToolRunner:
     """Runs the tool calls of an assistant message with timeouts and error capture.
 
     Args:
-        tools: LangChain tools or plain functions (converted with ``@tool``).
+        tools: LangChain tools or plain functions (converted with ``@tool``); ``None`` = none.
         timeout_s: Default per-call timeout in seconds.
         timeouts: Per-tool overrides ``{tool name: seconds}``.
         warn_at: Identical calls in one turn from which results carry a warning.
@@ -154,7 +154,7 @@ class ToolRunner:
 
     def __init__(
         self,
-        tools: Sequence[BaseTool | Callable[..., Any]] = (),
+        tools: Sequence[BaseTool | Callable[..., Any]] | None = (),
         *,
         timeout_s: float = 60.0,
         timeouts: Mapping[str, float] | None = None,
@@ -162,19 +162,41 @@ class ToolRunner:
         stop_at: int = 8,
         max_workers: int = 8,
     ) -> None:
+        if tools is None:  # as in LangChain's create_agent: no tools
+            tools = ()
+        if isinstance(tools, BaseTool | str | bytes | Mapping) or callable(tools):
+            # a lone tool is iterable (pydantic yields (field, value) pairs): say what to do
+            raise KimiConfigurationError(
+                f"tools must be a list of LangChain tools or functions, e.g. [read_file], "
+                f"got a single {type(tools).__name__}"
+            )
         converted: list[BaseTool] = []
         for t in tools:
             if isinstance(t, BaseTool):
                 converted.append(t)
             elif callable(t):
-                converted.append(as_tool(t))
+                try:
+                    converted.append(as_tool(t))
+                except ValueError as exc:  # e.g. no docstring: LangChain needs a description
+                    name = getattr(t, "__name__", type(t).__name__)
+                    raise KimiConfigurationError(
+                        f"tool {name!r} cannot be turned into a LangChain tool: {exc} "
+                        "Add a docstring (the model reads it) or wrap it with @tool."
+                    ) from exc
             else:
                 raise KimiConfigurationError(
-                    f"tools must be LangChain tools or functions, got {type(t).__name__}"
+                    f"tools must be LangChain tools or functions, got {type(t).__name__} "
+                    f"{t!r:.60}"
+                    + (" (pass the function or tool itself, not its name)" * isinstance(t, str))
                 )
         self.tools: dict[str, BaseTool] = {t.name: t for t in converted}
         if len(self.tools) != len(converted):
-            raise KimiConfigurationError("tool names must be unique")
+            names = [t.name for t in converted]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise KimiConfigurationError(
+                f"tool names must be unique; {twice} appear more than once (rename one, "
+                "e.g. @tool('read_file_v2'))"
+            )
         if timeout_s <= 0 or any(v <= 0 for v in (timeouts or {}).values()):
             raise KimiConfigurationError("tool timeouts must be > 0 seconds")
         unknown = set(timeouts or {}) - set(self.tools)

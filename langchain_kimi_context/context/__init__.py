@@ -1,7 +1,9 @@
 """The context pipeline: pure, typed, idempotent stages.
 
-Each stage is ``(messages, policy, ...) -> (messages, report)``; ``prepare_context`` runs
-them in the canonical order (guard -> sanitize -> repair -> limit -> repair -> truncate).
+Each stage is ``(messages, policy, ...) -> (messages, report)``. ``PIPELINE_STAGES`` is
+the canonical order as data (guard -> sanitize -> repair -> limit -> repair -> truncate),
+each stage wrapped as ``(messages, StageContext) -> (messages, report | None)``;
+``prepare_context`` and the agent's graph nodes both run that one tuple.
 
 No I/O happens in this package; the orchestration layer (graph nodes, memory API,
 middleware) calls these functions.
@@ -45,7 +47,13 @@ from langchain_kimi_context.context.pairing import (
     synthetic_tool_result,
 )
 from langchain_kimi_context.context.pipeline import (
+    PIPELINE_STAGES,
+    PipelineStage,
+    StageContext,
+    StageFunction,
+    StageReport,
     prepare_context,
+    run_stages,
 )
 from langchain_kimi_context.context.policy import (
     ContextPolicy,
@@ -58,6 +66,7 @@ from langchain_kimi_context.context.reports import (
     PairingReport,
     PipelineReport,
     RecoveryRoute,
+    RequestTruncationReport,
     SanitizeReport,
     SyntheticToolResult,
     TruncatedToolResult,
@@ -70,6 +79,7 @@ from langchain_kimi_context.context.sanitize import (
 )
 from langchain_kimi_context.context.truncation import (
     per_result_cap_chars,
+    truncate_for_request,
     truncate_text,
     truncate_tool_results,
 )
@@ -82,6 +92,7 @@ from langchain_kimi_context.context.turns import (
 )
 
 __all__ = [
+    "PIPELINE_STAGES",
     "ClearToolResults",
     "CollapseCodeBlocks",
     "Compaction",
@@ -101,10 +112,15 @@ __all__ = [
     "OverflowRecovery",
     "PairingReport",
     "PipelineReport",
+    "PipelineStage",
     "RecoveryOutcome",
     "RecoveryRoute",
+    "RequestTruncationReport",
     "SanitizeReport",
     "SessionKey",
+    "StageContext",
+    "StageFunction",
+    "StageReport",
     "SupportsTokenCounting",
     "SyntheticToolResult",
     "TruncatedToolResult",
@@ -131,10 +147,12 @@ __all__ = [
     "repair_tool_pairing",
     "resolve_context_window",
     "resolve_history_limit",
+    "run_stages",
     "sanitize_messages",
     "should_compact",
     "synthetic_tool_result",
     "tool_call_problem",
+    "truncate_for_request",
     "truncate_text",
     "truncate_tool_results",
 ]

@@ -179,15 +179,21 @@ def _check_window(
         raise ContextWindowTooSmallError(
             window=info.window, source=info.source, minimum=policy.hard_min_context_window
         )
-    warning = None
-    if info.window < policy.warn_below_context_window:
-        warning = (
-            f"Context window of {info.window} tokens (from {info.source}) is below "
-            f"{policy.warn_below_context_window} tokens: long sessions will compact often. "
-            "Prefer a model with a larger window."
-        )
+    warning = _window_warning(policy, info)
+    if warning is not None:
         warnings.warn(warning, ContextWindowWarning, stacklevel=3)
     return info, warning
+
+
+def _window_warning(policy: ContextPolicy, info: WindowInfo) -> str | None:
+    """The small-window warning text for ``info`` (``None`` when the window is large)."""
+    if info.window >= policy.warn_below_context_window:
+        return None
+    return (
+        f"Context window of {info.window} tokens (from {info.source}) is below "
+        f"{policy.warn_below_context_window} tokens: long sessions will compact often. "
+        "Prefer a model with a larger window."
+    )
 
 
 def _is_truncated(message: BaseMessage) -> bool:

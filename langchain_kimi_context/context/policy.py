@@ -25,6 +25,41 @@ def _frozen_map(value: Mapping[str, int] | None = None) -> Mapping[str, int]:
     return MappingProxyType(dict(value or {}))
 
 
+# Scalar field annotations (strings: ``from __future__ import annotations``) -> accepted
+# types and how to name them in an error. Checked before any range check compares them.
+_SCALAR_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "True or False"),
+    "str": ((str,), "a string"),
+}
+_NAME_SETS = ("allowed_tool_names", "builtin_tool_names", "errored_finish_reasons")
+
+
+def _type_problems(policy: ContextPolicy) -> list[str]:
+    """Fields whose value has the wrong type (e.g. ``context_window="128k"``)."""
+    problems: list[str] = []
+    for f in dataclasses.fields(policy):
+        value = getattr(policy, f.name)
+        if f.name in _NAME_SETS or f.name == "debug_payload_keys":
+            if isinstance(value, str):  # frozenset("read_file") would be a set of letters
+                problems.append(
+                    f"{f.name} must be a collection of names, e.g. {{{value!r}}}, not a string"
+                )
+            continue
+        base, _, rest = str(f.type).partition(" | ")
+        known = _SCALAR_KINDS.get(base)
+        if known is None or rest not in ("", "None"):
+            continue
+        if value is None and rest == "None":
+            continue
+        kinds, label = known
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            label += " or None" if rest == "None" else ""
+            problems.append(f"{f.name} must be {label} (got {value!r})")
+    return problems
+
+
 @dataclass(frozen=True, kw_only=True)
 class ContextPolicy:
     """All thresholds of the context pipeline, compaction and overflow recovery.
@@ -168,6 +203,8 @@ class ContextPolicy:
     min_preserve_tokens: int = 4_096
 
     def __post_init__(self) -> None:
+        if wrong_types := _type_problems(self):
+            raise KimiConfigurationError("Invalid ContextPolicy: " + "; ".join(wrong_types))
         if not isinstance(self.dm_user_history_limits, MappingProxyType):
             object.__setattr__(
                 self, "dm_user_history_limits", _frozen_map(self.dm_user_history_limits)
@@ -271,3 +308,44 @@ class ContextPolicy:
             5
         """
         return dataclasses.replace(self, **changes)
+
+
+def as_context_policy(policy: object, *, owner: str) -> ContextPolicy:
+    """Return ``policy`` (default ``ContextPolicy()``) or a typed error naming the fix.
+
+    The faces (agent, memory, middleware, hook) take ``policy=``; a dict or a model
+    name there used to fail much later with ``AttributeError: 'dict' object has no
+    attribute ...`` inside a graph node.
+
+    Args:
+        policy: What the caller passed (``None`` = the defaults).
+        owner: The function or class that received it, for the message.
+
+    Returns:
+        The policy.
+
+    Raises:
+        KimiConfigurationError: If ``policy`` is not a :class:`ContextPolicy`.
+
+    Example:
+        >>> as_context_policy(None, owner="create_kimi_agent").compact_trigger_ratio
+        0.85
+        >>> as_context_policy({"context_window": 64_000}, owner="create_kimi_agent")
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiConfigurationError: create_kimi_agent(policy=...) ...
+    """
+    if policy is None:
+        return ContextPolicy()
+    if isinstance(policy, ContextPolicy):
+        return policy
+    hint = (
+        f"ContextPolicy(**{dict(policy)!r})"
+        if isinstance(policy, Mapping)
+        else "ContextPolicy(context_window=..., ...)"
+    )
+    msg = (
+        f"{owner}(policy=...) must be a ContextPolicy, got {type(policy).__name__}; "
+        f"pass {hint} (from langchain_kimi_context import ContextPolicy)."
+    )
+    raise KimiConfigurationError(msg)

@@ -22,6 +22,7 @@ __all__ = [
     "PairingReport",
     "PipelineReport",
     "RecoveryRoute",
+    "RequestTruncationReport",
     "SanitizeReport",
     "SyntheticToolResult",
     "TruncatedToolResult",
@@ -396,6 +397,43 @@ class TruncationReport(_ReportMixin):
     def changed(self) -> bool:
         """Whether the stage changed anything."""
         return bool(self.truncated)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestTruncationReport(_ReportMixin):
+    """What ``truncate_for_request`` decided and did: the last stage of the pipeline.
+
+    Attributes:
+        mode: ``policy.tool_result_truncation`` (``"auto"``, ``"always"`` or ``"never"``).
+        route: The recovery route of the estimate taken before truncating.
+        applied: Whether truncation ran: ``mode == "always"``, or ``"auto"`` with the
+            route ``"truncate_tool_results"``.
+        truncation: What truncation changed (``None`` when it did not run).
+        guard: The estimate of the final messages (taken again after a truncation that
+            changed something).
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_kimi_context.context.guard import resolve_context_window
+        >>> from langchain_kimi_context.context.policy import ContextPolicy
+        >>> from langchain_kimi_context.context.truncation import truncate_for_request
+        >>> policy = ContextPolicy()
+        >>> _, r = truncate_for_request([HumanMessage("hi")], policy,
+        ...                             resolve_context_window(policy))
+        >>> r.applied, r.route, r.changed, r.guard.fits
+        (False, 'none', False, True)
+    """
+
+    mode: Literal["auto", "always", "never"]
+    route: RecoveryRoute
+    applied: bool
+    truncation: TruncationReport | None
+    guard: GuardReport
+
+    @property
+    def changed(self) -> bool:
+        """Whether the stage changed anything."""
+        return self.truncation is not None and self.truncation.changed
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,12 @@ results over the budget are trimmed newest first, down to ``tool_result_min_keep
 
 Truncated results are copies marked ``"truncated_tool_result"``; an already-truncated
 result is never truncated again, so the stage is idempotent.
+
+:func:`truncate_for_request` is the pipeline's last stage: it estimates the request,
+decides whether to truncate (``policy.tool_result_truncation`` and the estimate's route),
+derives the budget from the overflow, truncates and estimates again. It is THE
+truncation decision: ``prepare_context`` and the agent's ``truncate_results`` node both
+run it (through ``context.pipeline.PIPELINE_STAGES``).
 """
 
 from __future__ import annotations
@@ -23,13 +29,28 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage, ToolMessage
 
-from langchain_kimi_context.context.guard import resolve_context_window
+from langchain_kimi_context.context._common import content_text_length
+from langchain_kimi_context.context.guard import (
+    SupportsTokenCounting,
+    WindowInfo,
+    estimate_request,
+    resolve_context_window,
+)
 from langchain_kimi_context.context.markers import MARKER_KEY, with_marker
 from langchain_kimi_context.context.policy import ContextPolicy
-from langchain_kimi_context.context.reports import TruncatedToolResult, TruncationReport
+from langchain_kimi_context.context.reports import (
+    RequestTruncationReport,
+    TruncatedToolResult,
+    TruncationReport,
+)
 from langchain_kimi_context.profiles import KimiModelProfile
 
-__all__ = ["per_result_cap_chars", "truncate_text", "truncate_tool_results"]
+__all__ = [
+    "per_result_cap_chars",
+    "truncate_for_request",
+    "truncate_text",
+    "truncate_tool_results",
+]
 
 _TAIL_CUE = re.compile(
     r"error|exception|traceback|fail|fatal|panic|warning|summary|total|passed|exit code|"
@@ -267,6 +288,79 @@ def truncate_tool_results(
         budget_chars=budget_chars,
         truncated=tuple(truncated),
         skipped_already_truncated=tuple(_ref(messages, i) for i in skipped),
+    )
+
+
+def truncate_for_request(
+    messages: Sequence[BaseMessage],
+    policy: ContextPolicy,
+    window: WindowInfo,
+    *,
+    token_counter: SupportsTokenCounting | None = None,
+    tools: Sequence[Any] | None = None,
+    warning: str | None = None,
+) -> tuple[Sequence[BaseMessage], RequestTruncationReport]:
+    """Estimate the request, truncate tool results when the policy and route say so.
+
+    Truncation runs when ``policy.tool_result_truncation`` is ``"always"``, or ``"auto"``
+    and the estimate's route is ``"truncate_tool_results"``. When the request overflows,
+    all tool results together get a character budget: their current length minus the
+    overflow converted at their own characters-per-token ratio (rounded up), so the cut
+    frees about as many tokens as the overflow. A truncation that changed something is
+    followed by a fresh estimate, so the report's ``guard`` describes what will be sent.
+
+    Args:
+        messages: The prepared messages (never mutated).
+        policy: ``tool_result_truncation``, the caps and cut rules, the estimate's
+            thresholds.
+        window: The resolved window (``resolve_context_window``).
+        token_counter: Counter (``None`` = the package default).
+        tools: Tool schemas sent with the request.
+        warning: The small-window warning text to put in the guard report, if any.
+
+    Returns:
+        ``(messages, report)``; the very same sequence when nothing was cut.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+        >>> from langchain_kimi_context.tokens import ApproximateBackend, TokenCounter
+        >>> counter = TokenCounter(backend=ApproximateBackend())
+        >>> call = {"id": "c1", "name": "cat", "args": {}}
+        >>> history = [HumanMessage("cat it"), AIMessage("", tool_calls=[call]),
+        ...            ToolMessage("data " * 20_000, tool_call_id="c1")]
+        >>> policy = ContextPolicy(context_window=20_000, reserved_output_tokens=1_000)
+        >>> window = resolve_context_window(policy)
+        >>> out, report = truncate_for_request(history, policy, window, token_counter=counter)
+        >>> report.route, report.applied, report.guard.fits
+        ('truncate_tool_results', True, True)
+        >>> truncate_for_request(out, policy, window, token_counter=counter)[0] is out
+        True
+    """
+    guard = estimate_request(
+        messages, policy, window, token_counter=token_counter, tools=tools, warning=warning
+    )
+    mode = policy.tool_result_truncation
+    route = guard.route
+    if not (mode == "always" or (mode == "auto" and route == "truncate_tool_results")):
+        return messages, RequestTruncationReport(
+            mode=mode, route=route, applied=False, truncation=None, guard=guard
+        )
+    budget = None
+    if guard.overflow_tokens and guard.tool_result_tokens:
+        tool_chars = sum(
+            content_text_length(m.content) for m in messages if isinstance(m, ToolMessage)
+        )
+        chars_per_token = tool_chars / guard.tool_result_tokens
+        budget = max(0, tool_chars - int(guard.overflow_tokens * chars_per_token + 0.999))
+    out, truncation = truncate_tool_results(
+        messages, policy, window=window.window, budget_chars=budget
+    )
+    if truncation.changed:
+        guard = estimate_request(
+            out, policy, window, token_counter=token_counter, tools=tools, warning=warning
+        )
+    return out, RequestTruncationReport(
+        mode=mode, route=route, applied=True, truncation=truncation, guard=guard
     )
 
 

@@ -200,7 +200,8 @@ def _check_sampling(body: Mapping[str, Any], profile: KimiModelProfile) -> int:
     n = 1 if n_raw is None else n_raw
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 5:
         raise _invalid(f"Invalid request: n {n_raw} is out of range, it must be in [1, 5]")
-    for param, fixed in profile.fixed_params.items():
+    fixed_params = profile.fixed_params_for(thinking=thinking_enabled(profile, body))
+    for param, fixed in fixed_params.items():
         value = body.get(param)
         if value is not None and value != fixed:
             raise _invalid(

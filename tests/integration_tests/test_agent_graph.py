@@ -10,22 +10,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.types import Command
 
-from langchain_kimi_context import ContextPolicy, KimiChatModel
+from langchain_kimi_context import ContextPolicy, KimiChatModel, prepare_context
 from langchain_kimi_context.agent import (
     AgentSettings,
     KimiMaxStepsExceededError,
     RetrySettings,
     create_kimi_agent,
 )
+from langchain_kimi_context.caching import canonicalize_messages
 from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.errors import (
     KimiAuthenticationError,
+    KimiConfigurationError,
     KimiQuotaExceededError,
 )
 from langchain_kimi_context.testing import KimiEmulator, directive_values
+from langchain_kimi_context.tokens import default_token_counter
+from tests.unit_tests.test_pipeline_properties import to_wire
 
 
 @pytest.fixture(autouse=True)
@@ -177,8 +182,15 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
     # the second turn's path through the graph, every node a checkpoint
     start = len(nodes) - 1 - nodes[::-1].index("__start__")
     turn = nodes[start + 1 :]
-    pipeline = ["preflight", "sanitize", "limit_turns", "repair_pairing", "truncate_results"]
-    assert turn[:7] == [*pipeline, "call_model", "tools"]
+    pipeline = [
+        "preflight",
+        "sanitize",
+        "repair_pairing",
+        "limit_turns",
+        "repair_after_limit",
+        "truncate_results",
+    ]
+    assert turn[:8] == [*pipeline, "call_model", "tools"]
     assert turn[-2:] == ["call_model", "compact"]
     assert turn.count("call_model") == 2
     reports = dict(ran)  # last report of each node in the history
@@ -189,6 +201,14 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
     # the dangling call got a synthetic result in the view
     repairs = [r for n, r in ran if n == "repair_pairing" and r.get("changed")]
     assert any(r["added_synthetic_results"] for r in repairs)
+    # the repair after the limit runs only when the limit cut, and says so when it did not
+    seen_after_limit = set()
+    for (first, limit), (second, after) in itertools.pairwise(ran):
+        if second == "repair_after_limit":
+            assert first == "limit_turns"
+            assert after.get("ran", True) is bool(limit["changed"])
+            seen_after_limit.add(bool(limit["changed"]))
+    assert seen_after_limit == {True, False}
     assert reports["truncate_results"]["applied"]
     assert reports["truncate_results"]["truncated"]
     assert reports["tools"]["calls"] == 1
@@ -454,3 +474,128 @@ async def test_ainvoke_on_the_default_sqlite_checkpointer(
     assert [m.id for m in state.values["messages"]] == [m.id for m in out["messages"]]
     # the sync API sees the same thread
     assert agent.get_state(cfg).values["messages"] == state.values["messages"]
+
+
+@pytest.mark.filterwarnings("ignore::langchain_kimi_context.context.ContextWindowWarning")
+def test_the_request_body_is_prepare_context_of_the_view(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    # One pipeline: what the agent sends is exactly prepare_context(view), converted the
+    # way the chat model converts. The history has a user message typed while a tool
+    # ran (inside the tool-call span): repaired BEFORE the limit, it survives (merged
+    # into the next user turn) and the whole tool span is kept; a big result is cut.
+    policy = ContextPolicy(history_limit=2, tool_result_truncation="always")
+    prompt = "You are a careful coding agent."
+    agent = _agent(emulator, tmp_path, policy=policy, system_prompt=prompt)
+    call = {"id": "read_file:0", "name": "read_file", "args": {"path": "a.py"}}
+    big = "\n".join(f"line {i} of a.py: " + "x" * 40 for i in range(1_500))  # ~80K chars
+    history = [
+        HumanMessage("read a.py", id="u1"),
+        AIMessage("", tool_calls=[call], id="a1", additional_kwargs={"reasoning_content": "r"}),
+        HumanMessage("only the imports", id="u2"),  # typed while the tool ran
+        ToolMessage(big, tool_call_id="read_file:0", id="t1"),
+        HumanMessage("@say done", id="u3"),
+    ]
+    out = agent.invoke({"messages": history}, _cfg("one-pipeline"))
+    assert out["messages"][-1].content == "done"
+    (request,) = _chat_requests(emulator)
+    sent = request.body["messages"]
+
+    log = out["messages"][:-1]  # the log as it was when the model was called
+    assert [m.id for m in log] == ["u1", "a1", "u2", "t1", "u3"]
+    view = [SystemMessage(prompt, id="kimi-agent-system-prompt"), *log]
+    expected, report = prepare_context(
+        view,
+        policy,
+        profile=KimiChatModel(api_key="k").model_profile,
+        token_counter=default_token_counter(),
+        tools=[convert_to_openai_tool(read_file)],
+    )
+    # (the cache strategy sends tool-call arguments in canonical JSON, nothing else differs)
+    assert sent == canonicalize_messages(to_wire(expected))
+    # the case is the one that used to differ: repair moved u2, the limit kept the span
+    assert report.pairing.moved_messages == ("u2",)
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "user"]
+    assert sent[-1]["content"] == "only the imports\n\n@say done"
+    assert report.truncation is not None
+    assert report.truncation.truncated[0].message_id == "t1"
+    assert "characters removed" in sent[3]["content"]
+    assert len(sent[3]["content"]) < len(big)
+
+
+def test_a_run_without_thread_id_is_a_clear_error(emulator: KimiEmulator, tmp_path: Path) -> None:
+    # The agent's default durability lives in `configurable`, which used to switch off
+    # LangGraph's own check: the saver then failed with a bare KeyError('thread_id').
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    for agent in (
+        _agent(emulator, tmp_path),
+        _agent(emulator, tmp_path, checkpointer=InMemorySaver()),
+    ):
+        with pytest.raises(KimiConfigurationError, match=r"thread_id.*checkpointer=False"):
+            agent.invoke({"messages": [("user", "hi")]})
+        with pytest.raises(KimiConfigurationError, match="thread_id"):
+            agent.invoke({"messages": [("user", "hi")]}, {"configurable": {"user": "u1"}})
+        assert _chat_requests(emulator) == []  # refused before anything was sent
+        # a thread id given through with_config is a thread id too
+        out = agent.with_config(configurable={"thread_id": "w"}).invoke(
+            {"messages": [("user", "@say bound")]}
+        )
+        assert out["messages"][-1].content == "bound"
+        emulator.reset()
+
+
+async def test_an_async_run_without_thread_id_is_a_clear_error(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    with pytest.raises(KimiConfigurationError, match="thread_id"):
+        await _agent(emulator, tmp_path).ainvoke({"messages": [("user", "hi")]})
+
+
+def test_checkpointer_false_runs_without_persistence(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    # Documented ("checkpointer=False disables persistence"); the sync durability default
+    # used to crash LangGraph's loop (no '_put_checkpoint_fut' without a saver).
+    agent = _agent(emulator, tmp_path, checkpointer=False)
+    out = agent.invoke({"messages": [("user", '@call read_file {"path": "a.py"}\n@say done')]})
+    assert [type(m).__name__ for m in out["messages"]] == [
+        "HumanMessage",
+        "AIMessage",
+        "ToolMessage",
+        "AIMessage",
+    ]
+    assert out["messages"][-1].content == "done"
+    assert not (tmp_path / "a.sqlite").exists()
+
+
+def test_the_api_key_never_reaches_the_checkpoint_db(
+    emulator: KimiEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-qa-distinctive-secret-7f3a9c51e2"
+    emulator.add_api_key(secret)
+    monkeypatch.setenv("MOONSHOT_API_KEY", secret)
+    monkeypatch.setenv("MOONSHOT_BASE_URL", emulator.base_url)
+    db = tmp_path / "secret.sqlite"
+    small = ContextPolicy(
+        context_window=32_000,
+        compact_trigger_tokens=2_000,
+        compact_trigger_ratio=None,
+        compact_reserve_tokens=None,
+        compact_target_share=0.05,
+    )
+    agent = create_kimi_agent("kimi-k2.5", [read_file], db_path=db, policy=small)
+    for i in range(4):
+        agent.invoke(
+            {"messages": [("user", f'@call read_file {{"path": "m{i}.py"}}\n@reply 400')]},
+            _cfg("secret"),
+        )
+    state = agent.get_state(_cfg("secret")).values
+    assert state["compactions"], "the run should also have stored a compaction record"
+    agent.checkpointer.conn.close()
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("secret.sqlite")]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        assert secret.encode() not in data, path.name
+        assert secret[-10:].encode() not in data, path.name  # nor a redacted form's tail

@@ -797,3 +797,24 @@ def test_cache_strategy_record_without_stream_usage(
         merged = merged + chunk
     assert merged.content == "no usage"
     assert merged.response_metadata["kimi_cache"] == {"session": "s-9", "cached": None}
+
+
+def test_auth_and_not_found_errors_say_how_to_fix_them(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], sleeps: list[float]
+) -> None:
+    # They used to carry only the server's text ("Invalid Authentication").
+    secret = "sk-wrong-key-for-the-hint-test-0987654321"
+    with pytest.raises(KimiAuthenticationError) as auth:
+        make_model(api_key=secret).invoke("@say x")
+    text = str(auth.value)
+    assert text.startswith("Invalid Authentication (HTTP 401 from " + emulator.base_url + ")")
+    assert "MOONSHOT_API_KEY" in text
+    assert "https://api.moonshot.ai/v1" in text
+    assert "https://api.moonshot.cn/v1" in text
+    assert secret not in f"{text} {auth.value!r} {auth.value.message}"
+    assert auth.value.info.message == "Invalid Authentication"  # the server's own words
+    with pytest.raises(KimiNotFoundError) as missing:
+        make_model(model="kimi-k9").invoke("@say x")
+    assert "Not found the model kimi-k9" in str(missing.value)
+    assert "Check the model name" in str(missing.value)
+    assert "refresh_profile()" in str(missing.value)

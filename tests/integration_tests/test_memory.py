@@ -566,3 +566,31 @@ def test_achat_failure_rolls_back_on_the_async_default_checkpointer(
     with pytest.raises(SessionTurnError):
         asyncio.run(memory.achat(sid, "fails"))
     assert [m.type for m in memory.log(sid)] == ["system"]
+
+
+def test_wrong_model_policy_or_settings_types_are_clear_errors(tmp_path: Path) -> None:
+    model = KimiChatModel(model="kimi-k2.5", api_key="sk-unit")
+    # all three used to be accepted and fail later (AttributeError on a dict, or at the
+    # first chat for a non-model)
+    with pytest.raises(KimiConfigurationError, match=r"RollingSnapshotMemory\(model\) .* got int"):
+        RollingSnapshotMemory(42, db_path=tmp_path / "m.sqlite")  # type: ignore[arg-type]
+    with pytest.raises(KimiConfigurationError, match=r"policy=\.\.\.\) must be a ContextPolicy"):
+        RollingSnapshotMemory(
+            model, policy={"context_window": 64_000}, db_path=tmp_path / "m.sqlite"
+        )  # type: ignore[arg-type]
+    with pytest.raises(KimiConfigurationError, match=r"settings=\.\.\.\) must be an AgentSettings"):
+        RollingSnapshotMemory(
+            model, settings={"max_steps_per_turn": 3}, db_path=tmp_path / "m.sqlite"
+        )  # type: ignore[arg-type]
+
+
+def test_a_model_name_is_enough(
+    emulator: KimiEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOONSHOT_API_KEY", emulator.api_key)
+    monkeypatch.setenv("MOONSHOT_BASE_URL", emulator.base_url)
+    memory = RollingSnapshotMemory("kimi-k2.5", db_path=tmp_path / "m.sqlite")
+    sid = memory.create_session(system="You refactor the shop package.")
+    assert memory.chat(sid, "@say split done").content == "split done"
+    assert memory.model.model_name == "kimi-k2.5"
+    assert _chat_requests(emulator)[-1].body["model"] == "kimi-k2.5"

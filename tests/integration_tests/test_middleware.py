@@ -16,6 +16,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langchain_kimi_context import (
     ContextPolicy,
     KimiChatModel,
+    KimiConfigurationError,
     KimiContextMiddleware,
     KimiPreModelHook,
 )
@@ -218,3 +219,11 @@ def test_middleware_rejects_a_too_small_window(emulator: KimiEmulator) -> None:
     with pytest.raises(ContextWindowTooSmallError):
         agent.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "t6"}})
     assert _chat_requests(emulator) == []
+
+
+def test_a_dict_policy_is_a_clear_error() -> None:
+    # used to be accepted and fail inside the first model call with an AttributeError
+    with pytest.raises(KimiConfigurationError, match=r"KimiContextMiddleware\(policy=\.\.\.\)"):
+        KimiContextMiddleware({"context_window": 64_000})  # type: ignore[arg-type]
+    with pytest.raises(KimiConfigurationError, match=r"KimiPreModelHook\(policy=\.\.\.\)"):
+        KimiPreModelHook("strict")  # type: ignore[arg-type]

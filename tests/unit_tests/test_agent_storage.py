@@ -16,6 +16,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 
+from langchain_kimi_context import KimiConfigurationError
 from langchain_kimi_context.agent.storage import (
     DB_ENV_VAR,
     KimiSqliteSaver,
@@ -215,6 +216,23 @@ def test_default_path_env_var_and_creation(tmp_path: Path, monkeypatch: pytest.M
     assert default_checkpoint_path() == (
         tmp_path / "xdg" / "langchain-kimi-context" / "checkpoints.sqlite"
     )
+
+
+def test_an_unusable_db_path_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Used to be sqlite3.OperationalError("unable to open database file") for a directory
+    # and FileExistsError/NotADirectoryError for a path under a file, naming neither the
+    # setting nor the way out.
+    with pytest.raises(KimiConfigurationError, match=r"\(from db_path=\).*not a directory") as info:
+        open_sqlite_checkpointer(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    assert isinstance(info.value.__cause__, sqlite3.Error)
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("x")
+    monkeypatch.setenv(DB_ENV_VAR, str(a_file / "kimi.sqlite"))
+    with pytest.raises(KimiConfigurationError, match=r"from \$KIMI_CONTEXT_DB.*checkpointer=False"):
+        open_sqlite_checkpointer()
 
 
 def test_kimi_saver_handles_forks_from_old_checkpoints(tmp_path: Path) -> None:

@@ -120,3 +120,30 @@ def test_bad_configuration_is_a_clear_error() -> None:
         ToolRunner([echo], warn_at=5, stop_at=2)
     with pytest.raises(KimiConfigurationError, match="tools must be"):
         ToolRunner([42])  # type: ignore[list-item]
+
+
+def test_tool_mistakes_say_how_to_fix_them() -> None:
+    # A lone tool used to be iterated as a pydantic model: "got tuple".
+    with pytest.raises(
+        KimiConfigurationError, match=r"a list .* e\.g\. \[read_file\], got a single StructuredTool"
+    ):
+        ToolRunner(echo)  # type: ignore[arg-type]
+    with pytest.raises(KimiConfigurationError, match="got a single function"):
+        ToolRunner(call_signature)  # type: ignore[arg-type]
+    with pytest.raises(
+        KimiConfigurationError, match=r"got str 'echo' \(pass the function or tool itself"
+    ):
+        ToolRunner(["echo"])  # type: ignore[list-item]
+
+    def no_doc(x: int) -> int:
+        return x
+
+    # LangChain's bare ValueError, now typed and with the fix
+    with pytest.raises(KimiConfigurationError, match=r"'no_doc' .*docstring.*Add a docstring"):
+        ToolRunner([no_doc])
+    with pytest.raises(KimiConfigurationError, match=r"\['echo'\] appear more than once"):
+        ToolRunner([echo, echo])
+
+
+def test_no_tools_may_be_none_as_in_create_agent() -> None:
+    assert ToolRunner(None).tools == {}  # used to be TypeError: 'NoneType' is not iterable

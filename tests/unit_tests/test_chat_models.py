@@ -59,6 +59,16 @@ def test_defaults_base_url_to_moonshot() -> None:
     assert _model().openai_api_base == DEFAULT_BASE_URL == "https://api.moonshot.cn/v1"
 
 
+def test_a_base_url_without_scheme_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Used to be accepted; every call then failed, after the retries, with "Connection error."
+    with pytest.raises(KimiConfigurationError, match=r"e\.g\. 'https://api\.moonshot\.cn/v1'"):
+        _model(base_url="api.moonshot.cn/v1")
+    monkeypatch.setenv("MOONSHOT_BASE_URL", "")
+    with pytest.raises(KimiConfigurationError, match=r"MOONSHOT_BASE_URL.*unset it"):
+        KimiChatModel(api_key=KEY)
+    assert _model(base_url="http://127.0.0.1:8765/v1").openai_api_base.startswith("http://")
+
+
 def test_missing_key_is_a_clear_error_and_openai_key_is_never_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -439,3 +449,15 @@ def test_user_supplied_langchain_profile_is_kept() -> None:
     model.learn_context_window(500)
     assert model.profile == {"max_input_tokens": 1000, "tool_calling": True}
     assert model.model_profile.context_window == 500
+
+
+def test_fixed_params_follow_the_thinking_toggle() -> None:
+    """k2.5 fixes temperature 1.0 with thinking on and 0.6 with thinking off."""
+    from langchain_kimi_context import KimiChatModel, KimiConfigurationError
+
+    KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=0.6)
+    KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=1.0)
+    with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 0\.6"):
+        KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=1.0)
+    with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 1\.0"):
+        KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=0.6)

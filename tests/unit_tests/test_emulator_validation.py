@@ -207,3 +207,11 @@ def test_partial_mode_only_on_last_assistant_message() -> None:
     assert "partial is only allowed" in _err(_body([USER, partial, USER])).message
     user_partial = {"role": "user", "content": "x", "partial": True}
     assert "partial is only allowed" in _err(_body([user_partial])).message
+
+
+def test_fixed_params_follow_the_thinking_toggle() -> None:
+    base = {"model": "kimi-k2.5", "messages": [{"role": "user", "content": "hi"}]}
+    validate_chat_request({**base, "temperature": 1.0})
+    validate_chat_request({**base, "temperature": 0.6, "thinking": {"type": "disabled"}})
+    with pytest.raises(EmulatorAPIError, match=r"only 0\.6 is allowed"):
+        validate_chat_request({**base, "temperature": 1.0, "thinking": {"type": "disabled"}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import logging
 import threading
 import warnings
 import weakref
@@ -877,3 +878,23 @@ def test_tracker_records_from_usage_metadata() -> None:
     assert tracker.last_prompt_tokens == 321
     with pytest.raises(ValueError, match="prompt_tokens"):
         tracker.record_usage(history, -1)
+
+
+def test_fallback_is_reported_once_as_a_filterable_warning(
+    caplog: pytest.LogCaptureFixture,
+    reset_fallback_warning: None,
+    no_vocab_env: None,
+) -> None:
+    # It used to be a WARNING log record as well: with no logging configured, Python's
+    # last-resort handler printed it to stderr a second time, and a warnings filter for
+    # TokenizerFallbackWarning could not silence that copy (README: "with one warning").
+    with caplog.at_level(logging.DEBUG, logger="langchain_kimi_context"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            TokenCounter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TokenizerFallbackWarning)
+            TokenCounter()  # already reported: nothing more
+    assert [w.category for w in caught] == [TokenizerFallbackWarning]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("no tokenizer vocabulary" in r.getMessage() for r in caplog.records)
