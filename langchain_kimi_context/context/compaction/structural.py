@@ -132,7 +132,26 @@ def _protected_start(view: Sequence[BaseMessage], keep_turns: int) -> int:
     return starts[-keep_turns]
 
 
-class DedupeFileReads:
+class _NoIOCompaction:
+    """Base of the structural strategies: no I/O, so ``acompact`` is ``compact``."""
+
+    def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+        raise NotImplementedError
+
+    async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+        """Async variant of :meth:`compact` (no I/O).
+
+        Args:
+            ctx: Run inputs.
+            draft: The draft so far.
+
+        Returns:
+            The updated draft.
+        """
+        return self.compact(ctx, draft)
+
+
+class DedupeFileReads(_NoIOCompaction):
     r"""Keep only the newest read of each file; older reads become a short placeholder.
 
     A read with the same path and the same range arguments as a newer one, or any
@@ -205,20 +224,8 @@ class DedupeFileReads:
                 )
         return draft.with_replacements(self.name, edits)
 
-    async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Async variant of :meth:`compact` (no I/O).
 
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
-        return self.compact(ctx, draft)
-
-
-class CollapseCodeBlocks:
+class CollapseCodeBlocks(_NoIOCompaction):
     r"""Collapse long code (fenced blocks; whole read results of code files) to signatures.
 
     Messages of the last ``policy.compact_keep_turns`` user turns, user messages and
@@ -299,20 +306,8 @@ class CollapseCodeBlocks:
                 )
         return draft.with_replacements(self.name, edits)
 
-    async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Async variant of :meth:`compact` (no I/O).
 
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
-        return self.compact(ctx, draft)
-
-
-class ClearToolResults:
+class ClearToolResults(_NoIOCompaction):
     """Replace all but the newest tool results with a placeholder (ids kept).
 
     Args:
@@ -372,15 +367,3 @@ class ClearToolResults:
                 replacement, "cleared_tool_result", reason="old_tool_result", original_chars=size
             )
         return draft.with_replacements(self.name, edits)
-
-    async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Async variant of :meth:`compact` (no I/O).
-
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
-        return self.compact(ctx, draft)
