@@ -122,6 +122,10 @@ class ContextPolicy:
         compact_target_share: Compaction stops once the view is at or below this share
             of the window (structural strategies first; a summary only if still above).
         compact_summary_min_tokens: Smallest length budget given to the summariser.
+        compact_min_span_share: LLM compaction makes no model call (and stores no record)
+            when the span it would summarise is under this share of the messages it
+            would see, e.g. when the current turn's own huge tool result dominates and
+            the tool-result truncation stage is what helps.
         collapse_code_min_lines: Code blocks of at most this many lines are kept whole
             by the structural code-collapsing strategy.
         clear_tool_results_keep: Structural stage: newest tool results kept verbatim.
@@ -190,6 +194,7 @@ class ContextPolicy:
     compact_chunk_tokens: int = 60_000
     compact_target_share: float = 0.5
     compact_summary_min_tokens: int = 400
+    compact_min_span_share: float = 0.05
     collapse_code_min_lines: int = 20
     clear_tool_results_keep: int = 3
     clear_tool_results_placeholder: str = "[tool result cleared to save context]"
@@ -232,6 +237,10 @@ class ContextPolicy:
             problems.append(
                 f"compact_trigger_ratio must be in (0, 1] or None (got "
                 f"{self.compact_trigger_ratio})"
+            )
+        if not 0 <= self.compact_min_span_share < 1:
+            problems.append(
+                f"compact_min_span_share must be in [0, 1) (got {self.compact_min_span_share})"
             )
         if not 0 < self.compact_target_share <= 1:
             problems.append(

@@ -332,6 +332,33 @@ class TestLLMCompaction:
         assert report.record.first_kept_id == "h17"
         assert report.ratio >= 4
 
+    def test_no_summary_call_for_a_span_tiny_next_to_the_kept_tail(self) -> None:
+        """The current turn's huge tool result dominates: a summary of the few small
+        earlier messages would buy nothing, so no model call and no record."""
+        model = RecordingModel(replies=[SUMMARY])
+        call = {"id": "functions.fetch:0", "name": "fetch", "args": {"url": "x"}}
+        log: list[BaseMessage] = [
+            SystemMessage("sys", id="sys"),
+            HumanMessage("hi", id="h0"),
+            AIMessage("hello", id="a0"),
+            HumanMessage("fetch x", id="h1"),
+            AIMessage("", id="a1", tool_calls=[call]),
+            ToolMessage("word " * 40_000, tool_call_id="functions.fetch:0", id="t1"),
+        ]
+        policy = fast_policy(compact_keep_turns=1)
+        view, report = compact(log, policy, strategy=LLMCompaction(model), target_tokens=2_000)
+        assert model.calls == []
+        assert report.record is None
+        assert view == log
+        # with the floor switched off the same call is made (and saves next to nothing)
+        compact(
+            log,
+            policy.replace(compact_min_span_share=0.0),
+            strategy=LLMCompaction(model),
+            target_tokens=2_000,
+        )
+        assert len(model.calls) == 1
+
     def test_summariser_sees_whole_span_without_thinking_and_no_tools(self) -> None:
         model = RecordingModel(replies=[SUMMARY])
         log = conversation(6)

@@ -294,10 +294,19 @@ class LLMCompaction:
                 chosen = (cut, pinned)
                 break
         cut, pinned = chosen
+        span_ids = span_of(cut, pinned)
+        if previous is None and ctx.policy.compact_min_span_share > 0:
+            # a summary of a span this small next to what stays verbatim buys nothing:
+            # no model call, no record (the truncate stage handles a dominant tail)
+            every = [replacements.get(log[i].id or "", log[i]) for i in live]
+            span = [replacements.get(log[i].id or "", log[i]) for i in span_ids]
+            total = ctx.token_counter.count_messages(every)
+            if ctx.token_counter.count_messages(span) < ctx.policy.compact_min_span_share * total:
+                return None
         return _Plan(
             first_kept_id=log[cut].id if cut < n else None,
             pinned_ids=tuple(log[i].id or "" for i in pinned),
-            span=tuple(log[i] for i in span_of(cut, pinned)),
+            span=tuple(log[i] for i in span_ids),
             previous_summary=previous,
         )
 
