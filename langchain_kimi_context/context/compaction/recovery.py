@@ -203,6 +203,21 @@ def ensure_fits(report: GuardReport, *, model: str | None = None) -> None:
     )
 
 
+def _call(view: list[BaseMessage]) -> Generator[_Op, Any, tuple[bool, Any]]:
+    """One model call in the recovery flow.
+
+    Returns ``(True, result)``, or ``(False, overflow error)`` when the provider said the
+    request is too long; any other error propagates.
+    """
+    try:
+        return True, (yield _Call(view))
+    except Exception as exc:
+        overflow = _as_overflow(exc)
+        if overflow is None:
+            raise
+        return False, overflow
+
+
 def _as_overflow(exc: BaseException) -> ContextOverflowError | None:
     if isinstance(exc, ContextOverflowError):
         return exc
@@ -432,13 +447,10 @@ class OverflowRecovery:
         def outcome(result: Any) -> RecoveryOutcome[Any]:
             return RecoveryOutcome(result, view, tuple(new), tuple(steps), learned)
 
-        try:
-            return outcome((yield _Call(view)))
-        except Exception as exc:
-            overflow = _as_overflow(exc)
-            if overflow is None:
-                raise
-            last = overflow
+        ok, value = yield from _call(view)
+        if ok:
+            return outcome(value)
+        last = value
         steps.append("overflow")
         learned = self._learn(last) or learned
         attempts = 0
@@ -458,13 +470,10 @@ class OverflowRecovery:
             new.append(report.record)
             view = new_view
             steps.append("call")
-            try:
-                return outcome((yield _Call(view)))
-            except Exception as exc:
-                overflow = _as_overflow(exc)
-                if overflow is None:
-                    raise
-                last = overflow
+            ok, value = yield from _call(view)
+            if ok:
+                return outcome(value)
+            last = value
             steps.append("overflow")
             learned = self._learn(last) or learned
         for attempt in range(1, self.policy.overflow_truncate_attempts + 1):
@@ -478,13 +487,10 @@ class OverflowRecovery:
             new.append(record)
             view = apply_compactions(log, all_records)
             steps.append("call")
-            try:
-                return outcome((yield _Call(view)))
-            except Exception as exc:
-                overflow = _as_overflow(exc)
-                if overflow is None:
-                    raise
-                last = overflow
+            ok, value = yield from _call(view)
+            if ok:
+                return outcome(value)
+            last = value
             steps.append("overflow")
             learned = self._learn(last) or learned
         steps.append("give_up")
