@@ -30,6 +30,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph._internal._config import ensure_config
 from langgraph._internal._constants import CONFIG_KEY_DURABILITY
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -210,7 +211,9 @@ def create_kimi_agent(
     nodes: dict[str, Any] = {"preflight": runtime.preflight}
     for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
         nodes[stage.name] = runtime.make_stage_node(stage)
-    nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)
+    # the tools node has both paths: ainvoke awaits async tools on the caller's loop
+    tools_node = RunnableCallable(runtime.tools, runtime.atools, name="tools")
+    nodes.update(call_model=runtime.call_model, tools=tools_node, compact=runtime.compact)
     for node_name, fn in nodes.items():
         graph.add_node(node_name, fn)
 

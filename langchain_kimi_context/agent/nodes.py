@@ -34,7 +34,7 @@ from langgraph.types import interrupt
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
 from langchain_kimi_context.agent.state import AgentSettings, KimiMaxStepsExceededError
-from langchain_kimi_context.agent.tools import ToolRunner
+from langchain_kimi_context.agent.tools import ToolRunner, ToolRunReport
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.pipeline import (
@@ -384,12 +384,26 @@ class AgentRuntime:
         return "compact"
 
     def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        """Run the tool calls of the last assistant message."""
+        """Run the tool calls of the last assistant message (the ``invoke`` path)."""
+        last, log = self._tool_message(state)
+        return self._tools_update(state, *self.runner.run(last, log))
+
+    async def atools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        """Run the tool calls on the caller's event loop (the ``ainvoke`` path)."""
+        last, log = self._tool_message(state)
+        return self._tools_update(state, *(await self.runner.arun(last, log)))
+
+    @staticmethod
+    def _tool_message(state: Mapping[str, Any]) -> tuple[AIMessage, list[AnyMessage]]:
         log = list(state.get("messages") or [])
         last = log[-1] if log else None
         if not isinstance(last, AIMessage):
             raise RuntimeError("the tools node needs an assistant message with tool calls last")
-        results, report = self.runner.run(last, log)
+        return last, log
+
+    def _tools_update(
+        self, state: Mapping[str, Any], results: Sequence[AnyMessage], report: ToolRunReport
+    ) -> dict[str, Any]:
         out: list[AnyMessage] = list(results)
         turn = dict(state.get("turn") or {})
         if report.stopped:
