@@ -15,6 +15,7 @@ are.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,6 +55,7 @@ __all__ = [
     "classify_moonshot_error",
     "from_openai_error",
     "is_retryable_error",
+    "is_unreachable_error",
     "parse_context_overflow",
 ]
 
@@ -457,6 +459,34 @@ class KimiConnectionError(openai.APIConnectionError, ModelConnectionError):
             "MOONSHOT_BASE_URL): the host, the port and that a server is listening there."
         )
         super().__init__(message=message, request=request)
+
+
+def is_unreachable_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) failed at the connect step.
+
+    Connection refused or a host name that does not resolve: the endpoint was never
+    reached (unlike a timeout or a connection dropped mid-reply).
+
+    Args:
+        exc: Any exception.
+
+    Returns:
+        ``True`` when the endpoint was never reached.
+
+    Example:
+        >>> is_unreachable_error(ConnectionRefusedError(111, "Connection refused"))
+        True
+        >>> is_unreachable_error(TimeoutError())
+        False
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KimiConnectionError | ConnectionRefusedError | socket.gaierror):
+            return True
+        if type(seen).__name__ == "ConnectError":  # httpx's / httpcore's (any vendoring)
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class KimiInputError(ValueError):

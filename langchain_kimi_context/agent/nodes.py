@@ -44,6 +44,7 @@ from langchain_kimi_context.context.pipeline import (
     run_stages,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.errors import is_retryable_error, is_unreachable_error
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
 
@@ -300,6 +301,15 @@ class AgentRuntime:
         records = _stages.load_records(state.get("compactions"))
         sent: list[list[AnyMessage]] = []
 
+        # before the session's first answer an unreachable endpoint is a wrong base_url:
+        # raised at once (resuming cannot fix it); later it is a blip, retried
+        first_call = not int((state.get("usage") or {}).get("calls", 0))
+
+        def retryable(exc: BaseException) -> bool:
+            if first_call and is_unreachable_error(exc):
+                return False
+            return is_retryable_error(exc)
+
         def send(raw_view: list[BaseMessage]) -> tuple[Any, list[Any]]:
             # the first call sends the prepared view; after an overflow compaction the
             # new view goes through the same pipeline stages again
@@ -309,6 +319,7 @@ class AgentRuntime:
                 lambda: self.bound_model.invoke(view, config),
                 settings.retry,
                 sleep=self.sleep,
+                is_retryable=retryable,
             )
 
         recovery = OverflowRecovery(
