@@ -404,6 +404,8 @@ class SessionUsage:
         view_messages: Messages the model would see next.
         compactions: Compaction/truncation records stored.
         snapshots: Snapshots of the session.
+        context_window: The window the session's next call is checked against (the
+            policy's, else the model's, a window learned from the server included).
 
     Example:
         >>> SessionUsage(1, 10, 0, 5, 15, 0.0, "USD", 12, {"user": 12}, 2, 2, 0, 1).total_tokens
@@ -423,6 +425,7 @@ class SessionUsage:
     view_messages: int
     compactions: int
     snapshots: int
+    context_window: int = 0
 
 
 @dataclass(frozen=True)
@@ -1704,6 +1707,7 @@ class RollingSnapshotMemory:
             view_messages=len(view),
             compactions=len(state.get("compactions") or []),
             snapshots=len(self.list_snapshots(session_id)),
+            context_window=resolve_context_window(self.policy, runtime.profile).window,
         )
 
     def history(self, session_id: str, *, system: str | None = None) -> KimiChatMessageHistory:

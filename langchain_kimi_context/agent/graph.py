@@ -50,7 +50,6 @@ from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
-from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = ["create_kimi_agent"]
@@ -241,17 +240,12 @@ def create_kimi_agent(
     )
     tool_list = list(runner.tools.values())
     bound: Any = chat_model.bind_tools(tool_list) if tool_list else chat_model
-    if isinstance(chat_model, KimiChatModel):
-        profile = chat_model.model_profile
-    else:
-        profile = get_profile(str(getattr(chat_model, "model_name", "") or "kimi-k2.5"))
     runtime = AgentRuntime(
         model=chat_model,
         bound_model=bound,
         runner=runner,
         policy=policy,
         settings=settings,
-        profile=profile,
         token_counter=token_counter or default_token_counter(),
         tool_schemas=[convert_to_openai_tool(t) for t in tool_list],
         sleep=sleep,
