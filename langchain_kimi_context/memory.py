@@ -68,6 +68,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.concurrency import thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
+from langchain_kimi_context.agent.inputs import clean_messages
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer, records_channel
@@ -959,6 +960,7 @@ class RollingSnapshotMemory:
 
     def _append(self, session_id: str, messages: Sequence[BaseMessage]) -> list[str]:
         msgs = [m if m.id else m.model_copy(update={"id": _new_id("msg")}) for m in messages]
+        msgs = clean_messages(msgs, where=f"session {session_id!r}")
         self._write(session_id, {"messages": msgs})
         return [str(m.id) for m in msgs]
 

@@ -37,6 +37,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
 from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
+from langchain_kimi_context.agent.inputs import check_agent_input
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -139,6 +140,7 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
     ) -> Iterator[Any]:
         merged = ensure_config(self.config, config)
         _require_thread(merged)
+        input = check_agent_input(input)
         busy = self._busy_args(merged)
         if busy is None:
             return super().stream(input, config, **kwargs)
@@ -156,6 +158,7 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
     ) -> AsyncIterator[Any]:
         merged = ensure_config(self.config, config)
         _require_thread(merged)
+        input = check_agent_input(input)
         busy = self._busy_args(merged)
         if busy is None:
             return super().astream(input, config, **kwargs)
