@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import threading
 import time
@@ -65,6 +66,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.concurrency import thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
@@ -109,6 +111,8 @@ __all__ = [
 ]
 
 _REGISTRY_PREFIX = "__kimi_memory_registry__"
+
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -783,6 +787,19 @@ class RollingSnapshotMemory:
                 "reason": reason,
             }
         )
+        progress.report(
+            logger,
+            "snapshot",
+            "snapshot %s of session %s (%s) at checkpoint %s",
+            snapshot_id,
+            session_id,
+            reason,
+            checkpoint_id,
+            thread_id=session_id,
+            checkpoint_id=checkpoint_id,
+            snapshot_id=snapshot_id,
+            reason=reason,
+        )
         return snapshot_id
 
     def _view(self, state: Mapping[str, Any]) -> list[BaseMessage]:
@@ -1034,7 +1051,7 @@ class RollingSnapshotMemory:
             list(state.get("messages") or []),
             state.get("compactions") or [],
             runtime.policy,
-            model=runtime.model,
+            model=runtime.summary_model,
             profile=runtime.profile,
             token_counter=self.token_counter,
             tools=runtime.tool_schemas,
@@ -1587,7 +1604,7 @@ class RollingSnapshotMemory:
         _, report = compact(
             log,
             self.policy.replace(compact_target_ratio=float(ratio)),
-            strategy=LLMCompaction(runtime.model),
+            strategy=LLMCompaction(runtime.summary_model),
             records=records,
             profile=runtime.profile,
             token_counter=self.token_counter,
