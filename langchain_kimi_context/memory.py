@@ -708,8 +708,10 @@ class RollingSnapshotMemory:
     def _record(self, event: dict[str, Any]) -> None:
         event.setdefault("at", time.time())
         registry_thread = str(self._registry_config["configurable"]["thread_id"])
-        # one writer at a time (threads and processes): no sibling registry checkpoints
-        with self._registry_lock, self._hold(registry_thread):
+        # one writer at a time (threads and processes): no sibling registry checkpoints;
+        # always queued (a short write), whatever the sessions' multitask strategy
+        queued = self._guard.hold(registry_thread, "enqueue", self.settings.busy_timeout_s)
+        with self._registry_lock, queued:
             self._registry_graph.update_state(
                 self._registry_config, {"events": [event]}, as_node="registry"
             )

@@ -339,3 +339,19 @@ def test_unsupported_strategies_are_build_time_errors() -> None:
         AgentSettings(multitask_strategy="interrupt")  # type: ignore[arg-type]
     with pytest.raises(KimiConfigurationError, match="busy_timeout_s"):
         AgentSettings(busy_timeout_s=0)
+
+
+def test_memory_sessions_in_parallel_are_never_refused(emulator: KimiEmulator, store: str) -> None:
+    """'reject' refuses a second turn on ONE session, never turns on different sessions
+    (their shared registry writes queue)."""
+    memory = _memory(emulator, store, "reject")
+    sids = [memory.create_session() for _ in range(N_CALLERS)]
+
+    def caller(i: int) -> None:
+        for j in range(3):
+            memory.chat(sids[i], _text(f"{i}-{j}"))
+
+    _run_threads(N_CALLERS, caller)
+    for i, sid in enumerate(sids):
+        sent = {str(i): [f"{i}-{j}" for j in range(3)]}
+        assert_turns(memory.log(sid), sent, set(sent[str(i)]))
