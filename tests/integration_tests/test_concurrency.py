@@ -197,23 +197,21 @@ def test_agent_concurrent_ainvoke_on_one_thread_id(emulator: KimiEmulator, store
 
 
 def _subprocess_callers(
-    emu: KimiEmulator, store: str, face: str, thread: str, n: int, m: int, strategy: str
-) -> tuple[dict[str, list[str]], set[str], list[str]]:
+    emu: KimiEmulator, store: str, thread: str, session: str, n: int, m: int
+) -> dict[str, tuple[dict[str, list[str]], set[str], list[str]]]:
+    """Run ``n`` processes of ``m`` turns each on the agent thread and the memory session."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [store, emu.base_url, emu.api_key, thread, session]
     procs = [
         subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "tests.integration_tests._concurrency_worker",
-                store,
-                emu.base_url,
-                emu.api_key,
-                face,
-                thread,
+                *args,
                 f"p{i}",
                 str(m),
-                strategy,
+                "enqueue",
             ],
             cwd=ROOT,
             env=env,
@@ -223,31 +221,38 @@ def _subprocess_callers(
         )
         for i in range(n)
     ]
-    kept: set[str] = set()
-    refused: list[str] = []
+    sent = {f"p{i}": [f"p{i}-{j}" for j in range(m)] for i in range(n)}
+    out: dict[str, tuple[dict[str, list[str]], set[str], list[str]]] = {
+        face: (sent, set(), []) for face in ("agent", "memory")
+    }
     for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err[-2000:]
-        for line in out.splitlines():
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr[-2000:]
+        for line in stdout.splitlines():
             row = json.loads(line)
+            _, kept, refused = out[row["face"]]
             if row["ok"]:
                 kept.add(row["tag"])
             else:
                 assert "is busy" in row["error"], row
                 refused.append(row["tag"])
-    sent = {f"p{i}": [f"p{i}-{j}" for j in range(m)] for i in range(n)}
-    return sent, kept, refused
+    return out
 
 
 @pytest.mark.subprocess
-def test_agent_subprocesses_on_one_thread_id(emulator: KimiEmulator, store: str) -> None:
+def test_subprocesses_on_one_thread_and_one_session(emulator: KimiEmulator, store: str) -> None:
+    """2 processes x 3 turns on one agent thread AND one memory session of one store."""
     thread = f"p-{uuid.uuid4().hex[:8]}"
-    sent, kept, refused = _subprocess_callers(emulator, store, "agent", thread, 2, 4, "enqueue")
-    assert not refused
-    assert len(kept) == 8
+    memory = _memory(emulator, store)
+    sid = memory.create_session(system="Be terse.")
+    results = _subprocess_callers(emulator, store, thread, sid, 2, 3)
+    for face, (_sent, kept, refused) in results.items():
+        assert not refused, face
+        assert len(kept) == 6, face
     agent = create_kimi_agent(_model(emulator), checkpointer=_saver(store))
     state = agent.get_state({"configurable": {"thread_id": thread}})
-    assert_turns(state.values["messages"], sent, kept)
+    assert_turns(state.values["messages"], *results["agent"][:2])
+    assert_turns(memory.log(sid), *results["memory"][:2])
 
 
 # ----------------------------------------------------------------------------- memory
@@ -296,15 +301,6 @@ def test_memory_concurrent_achat(emulator: KimiEmulator, store: str) -> None:
 
     asyncio.run(main())
     assert_turns(memory.log(sid), sent, {t for tags in sent.values() for t in tags})
-
-
-@pytest.mark.subprocess
-def test_memory_subprocesses_on_one_session(emulator: KimiEmulator, store: str) -> None:
-    sid = _memory(emulator, store).create_session(system="Be terse.")
-    sent, kept, refused = _subprocess_callers(emulator, store, "memory", sid, 2, 4, "enqueue")
-    assert not refused
-    assert len(kept) == 8
-    assert_turns(_memory(emulator, store).log(sid), sent, kept)
 
 
 # ----------------------------------------------------------------------------- parallel
