@@ -201,7 +201,8 @@ def _subprocess_callers(
 ) -> dict[str, tuple[dict[str, list[str]], set[str], list[str]]]:
     """Run ``n`` processes of ``m`` turns each on the agent thread and the memory session."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [store, emu.base_url, emu.api_key, thread, session]
+    worker = [sys.executable, "-m", "tests.integration_tests._concurrency_worker"]
+    args = [*worker, store, emu.base_url, emu.api_key, thread, session]
     procs = [
         subprocess.Popen(
             [
