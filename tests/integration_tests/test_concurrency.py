@@ -205,15 +205,7 @@ def _subprocess_callers(
     args = [*worker, store, emu.base_url, emu.api_key, thread, session]
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration_tests._concurrency_worker",
-                *args,
-                f"p{i}",
-                str(m),
-                "enqueue",
-            ],
+            [*args, f"p{i}", str(m), "enqueue"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
