@@ -344,3 +344,36 @@ def test_memory_sessions_in_parallel_are_never_refused(emulator: KimiEmulator, s
     for i, sid in enumerate(sids):
         sent = {str(i): [f"{i}-{j}" for j in range(3)]}
         assert_turns(memory.log(sid), sent, set(sent[str(i)]))
+
+
+def test_plain_langgraph_on_the_same_load_for_comparison(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    """The same 4 threads x 5 turns on LangChain's create_agent + SqliteSaver (printed)."""
+    import sqlite3
+
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(str(tmp_path / "plain.sqlite"), check_same_thread=False)
+    plain = create_agent(_model(emulator), checkpointer=SqliteSaver(conn))
+    ours = create_kimi_agent(
+        _model(emulator), db_path=tmp_path / "ours.sqlite", settings=_settings()
+    )
+    kept = {}
+    for name, agent in (("plain create_agent", plain), ("create_kimi_agent", ours)):
+        cfg = {"configurable": {"thread_id": "same"}}
+
+        def caller(i: int, agent: Any = agent, cfg: Any = cfg) -> None:
+            for j in range(M_TURNS):
+                agent.invoke({"messages": [HumanMessage(_text(f"{i}-{j}"))]}, cfg)
+
+        _run_threads(N_CALLERS, caller)
+        log = agent.get_state(cfg).values["messages"]
+        kept[name] = sum(isinstance(m, HumanMessage) for m in log)
+    conn.close()
+    print(
+        f"\n[concurrency] {N_CALLERS} threads x {M_TURNS} invoke on one thread_id, turns kept: "
+        + ", ".join(f"{name} {n}/{N_CALLERS * M_TURNS}" for name, n in kept.items())
+    )
+    assert kept["create_kimi_agent"] == N_CALLERS * M_TURNS
