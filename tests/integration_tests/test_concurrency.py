@@ -377,3 +377,40 @@ def test_plain_langgraph_on_the_same_load_for_comparison(
         + ", ".join(f"{name} {n}/{N_CALLERS * M_TURNS}" for name, n in kept.items())
     )
     assert kept["create_kimi_agent"] == N_CALLERS * M_TURNS
+
+
+_HOLDER = """
+import sys, time
+from langchain_kimi_context.agent.concurrency import store_lock_for
+from tests.integration_tests._concurrency_worker import open_store
+lock = store_lock_for(open_store(sys.argv[1]))
+assert lock.try_acquire("crash-thread") is not None
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_crashed_holder_never_leaves_the_thread_locked(store: str) -> None:
+    from langchain_kimi_context.agent.concurrency import store_lock_for
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, store], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        lock = store_lock_for(_saver(store))
+        assert lock.try_acquire("crash-thread") is None  # another process holds it
+        handle = lock.try_acquire("other-thread")  # other threads are free
+        assert handle is not None
+        lock.release(handle)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    deadline = time.monotonic() + 10
+    while (handle := lock.try_acquire("crash-thread")) is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server notices a dead Postgres session within moments
+    assert handle is not None
+    lock.release(handle)
