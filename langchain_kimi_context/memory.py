@@ -1218,12 +1218,13 @@ class RollingSnapshotMemory:
             ...     print(asyncio.run(mem.achat(sid, "@say async done")).content)
             async done
         """
-        if not self._async_checkpointer():
-            return await asyncio.to_thread(self.chat, session_id, user_input)
         settings = self.settings
+        # waiting for a busy session polls on the loop: no worker thread is blocked
         async with self._guard.ahold(
             session_id, settings.multitask_strategy, settings.busy_timeout_s
         ):
+            if not self._async_checkpointer():
+                return await asyncio.to_thread(self.chat, session_id, user_input)
             graph, config, before, records_before = await asyncio.to_thread(
                 self._begin_turn, session_id, user_input
             )
