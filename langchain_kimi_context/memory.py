@@ -68,7 +68,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
-from langchain_kimi_context.agent.concurrency import thread_guard
+from langchain_kimi_context.agent.concurrency import Holding, thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
 from langchain_kimi_context.agent.inputs import clean_messages
 from langchain_kimi_context.agent.nodes import AgentRuntime
@@ -656,7 +656,7 @@ class RollingSnapshotMemory:
         self._registry_lock = threading.RLock()
         self._guard = thread_guard(self.checkpointer)
 
-    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[None]:
+    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[Holding]:
         settings = self.settings
         return self._guard.hold(thread_id, settings.multitask_strategy, settings.busy_timeout_s)
 
