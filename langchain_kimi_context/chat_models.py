@@ -115,6 +115,9 @@ _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
 _LOGGER = logging.getLogger(__name__)
+_MIN_OUTPUT_BUDGET: Final = 1_024
+_PROMPT_ESTIMATE_MARGIN: Final = 1.05
+"""Local prompt estimates are approximate: keep 5% headroom when sizing max_tokens."""
 _PROVIDER: Final = "moonshot"
 """``response_metadata["model_provider"]`` of replies (and ``ls_provider``)."""
 
@@ -1142,12 +1145,14 @@ class KimiChatModel(BaseChatOpenAI):
             _LOGGER.debug("%s Sending thinking disabled for this call.", plan.reason or web.reason)
             thinking, thinks = False, False
         # Locked sampling parameters: validated above, never sent (in either mode).
-        for name in {*profile.fixed_params_for(thinking=True), *profile.fixed_params}:
-            payload.pop(name, None)
-        for name in profile.fixed_params_for(thinking=False):
+        locked = {
+            *profile.fixed_params_for(thinking=True),
+            *profile.fixed_params_for(thinking=False),
+        }
+        for name in locked:
             payload.pop(name, None)
         if "max_tokens" not in payload and "max_completion_tokens" not in payload:
-            payload["max_tokens"] = profile.default_max_tokens
+            payload["max_tokens"] = self._default_output_budget(messages, payload, profile)
         if thinking is not None and profile.thinking == "default_on" and profile.thinking_switch:
             extra = dict(payload.get("extra_body") or {})
             extra.setdefault("thinking", {"type": "enabled" if thinking else "disabled"})
@@ -1157,6 +1162,22 @@ class KimiChatModel(BaseChatOpenAI):
             for message, converted in zip(messages, payload["messages"], strict=True)
         ]
         return payload
+
+    @staticmethod
+    def _default_output_budget(
+        messages: Sequence[BaseMessage], payload: Mapping[str, Any], profile: KimiModelProfile
+    ) -> int:
+        """``max_tokens`` when the caller set none: the profile's, within the window's room.
+
+        Thinking models need a large budget (reasoning is output), but input + max_tokens
+        must fit the window or the request is refused; the budget shrinks to the room
+        left by the (locally estimated, with a margin) prompt, never below
+        ``_MIN_OUTPUT_BUDGET`` (a prompt that leaves less overflows either way).
+        """
+        budget = profile.default_max_tokens
+        estimate = count_tokens_for_model(messages, payload.get("tools"), model=profile.name)
+        room = profile.context_window - int(estimate * _PROMPT_ESTIMATE_MARGIN)
+        return max(min(budget, room), min(budget, _MIN_OUTPUT_BUDGET))
 
     def _refuse_retired(self, profile: KimiModelProfile) -> None:
         """Raise the retired-model error before a request to Moonshot's own endpoints."""

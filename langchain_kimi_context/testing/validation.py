@@ -7,10 +7,12 @@ needs to serve the request (profile, thinking flag, prompt tokens, max tokens).
 
 Rules (in the order they are checked):
 
-1. ``model`` must be a known model: 404 ``resource_not_found_error``
-   ``Not found the model <m> or Permission denied``.
+1. ``model`` must be a served model: 404 ``resource_not_found_error``
+   ``Not found the model <m> or Permission denied`` (also for retired models, as the live
+   API answers since the 2026 retirements: diillson/chatcli issue #1344).
 2. Sampling parameters: ``temperature`` in [0, 1]; models with fixed parameters
-   (kimi-k2.6: temperature/top_p/n/penalties) reject other values; ``n`` in [1, 5] and ``n > 1``
+   (kimi-k2.6: temperature/top_p/n/penalties) reject other values (cline PR #11109,
+   big-AGI issue #1161; the emulator's wording is its own); ``n`` in [1, 5] and ``n > 1``
    needs a temperature above ~0; ``stop`` is at most 5 strings of at most 32 bytes;
    ``max_tokens`` / ``max_completion_tokens`` positive integers.
 3. Tools: ``type`` ``function`` (or ``builtin_function`` ``$web_search``), function names
@@ -23,7 +25,8 @@ Rules (in the order they are checked):
    must not carry an empty text part (optionally not even ``content: ""``); with
    thinking enabled every assistant tool-call message carries ``reasoning_content``
    (``thinking is enabled but reasoning_content is missing in assistant tool call
-   message at index N``).
+   message at index N``, quoted by MoonshotAI/kimi-agent-sdk issue #169 and others; an
+   empty string is accepted, as Moonshot's kosong client relies on).
 5. Window: prompt tokens + ``max_tokens`` (default 1024) must fit the model window:
    ``Invalid request: Your request exceeded model token limit: <window> (requested: <n>)``.
 6. Thinking rules, from each model's profile (public evidence in
@@ -188,6 +191,8 @@ def _resolve_profile(
     else:
         profile = profiles.get(model)
     if profile is None:
+        # Unknown and retired ids alike (the live API after the 2026 retirements, probed
+        # 2026-09-02 by diillson/chatcli issue #1344).
         raise EmulatorAPIError(
             404,
             "resource_not_found_error",

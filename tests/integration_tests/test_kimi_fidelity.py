@@ -601,3 +601,14 @@ def test_memory_runs_a_thinking_tool_loop_with_reason_free_turns(
     logged = [m for m in memory.log(sid) if isinstance(m, AIMessage)]
     assert "" in [m.additional_kwargs.get("reasoning_content") for m in logged]
     json.dumps([m.model_dump() for m in logged])  # what is stored stays serialisable
+
+
+def test_default_output_budget_shrinks_to_the_room_left_in_the_window(
+    emulator: KimiEmulator,
+) -> None:
+    # 250K-token prompt on kimi-k2.6 (262,144): the 32,768 default would overflow.
+    reply = _model(emulator, "kimi-k2.6").invoke("word " * 250_000 + "\n@say fits")
+    assert reply.content == "fits"
+    body = _chats(emulator)[-1].body
+    assert 1_024 <= body["max_tokens"] < 32_768
+    assert _chats(emulator)[-1].status == 200
