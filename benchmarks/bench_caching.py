@@ -176,6 +176,12 @@ def cost(result: RunResult, *, no_cache: bool = False, explicit: bool = False) -
     return total + (0.0 if no_cache else result.extra_cost)
 
 
+# Plain ChatOpenAI cannot run a thinking tool loop on kimi-k2.6 (it drops
+# reasoning_content, which the API requires back), so every row runs with thinking off:
+# the rows then differ only in how they cache.
+NO_THINKING = {"thinking": {"type": "disabled"}}
+
+
 def kimi(emu: KimiEmulator, model: str, mode: str) -> Callable[[], BaseChatModel]:
     return lambda: KimiChatModel(
         model=model,
@@ -184,12 +190,18 @@ def kimi(emu: KimiEmulator, model: str, mode: str) -> Callable[[], BaseChatModel
         context_cache=mode,  # type: ignore[arg-type]
         session_id=f"bench-{mode}",
         max_tokens=512,
+        thinking=False,
     )
 
 
 def plain(emu: KimiEmulator, model: str) -> Callable[[], BaseChatModel]:
     return lambda: ChatOpenAI(
-        model=model, base_url=emu.base_url, api_key=emu.api_key, max_tokens=512, max_retries=0
+        model=model,
+        base_url=emu.base_url,
+        api_key=emu.api_key,
+        max_tokens=512,
+        max_retries=0,
+        extra_body=NO_THINKING,
     )
 
 

@@ -320,28 +320,29 @@ def _v1(name: str, window: int, price_in: float, price_out: float) -> KimiModelP
     )
 
 
-def _k27_code(name: str) -> KimiModelProfile:
-    # Coding models: always reason; the only accepted `thinking` value is enabled+keep=all,
-    # so the package sends none (opencode-kimi-full PR #11 quoting Moonshot's docs). Prices
-    # are not published: kimi-k2.6's are used until the server or the user says otherwise.
-    return KimiModelProfile(
-        name=name,
-        context_window=262_144,
-        max_output_tokens=65_536,
-        default_max_tokens=_THINKING_MAX_TOKENS,
-        pricing=Pricing(
-            currency="USD",
-            input_cache_hit=0.16,
-            input_cache_miss=0.95,
-            output=4.00,
-            web_search_call=_WEB_SEARCH_FEE,
-        ),
-        thinking="always",
-        thinking_switch=False,
-        default_temperature=1.0,
-        fixed_params=_FIXED_THINKING,
+def _usd(miss: float, hit: float, output: float) -> Pricing:
+    return Pricing(
+        currency="USD",
+        input_cache_miss=miss,
+        input_cache_hit=hit,
+        output=output,
+        web_search_call=_WEB_SEARCH_FEE,
     )
 
+
+def _current(name: str, **fields: Any) -> KimiModelProfile:
+    """A current thinking-generation model: the fields they share, then its own."""
+    shared: dict[str, Any] = {
+        "context_window": 262_144,
+        "max_output_tokens": 65_536,
+        "default_max_tokens": _THINKING_MAX_TOKENS,
+        "default_temperature": 1.0,
+        "fixed_params": _FIXED_THINKING,
+    }
+    return KimiModelProfile(name=name, **{**shared, **fields})
+
+
+_K26_PRICES = _usd(0.95, 0.16, 4.00)
 
 CURRENT_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
     {
@@ -353,47 +354,33 @@ CURRENT_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
             # #17272 saw only "max" accepted at launch); drop the thinking switch for it.
             # Forced tool_choice: "required" works while thinking, a named function is a
             # 400 (inspect_ai PR #5152, oh-my-pi PR #5994, big-AGI #1161).
-            KimiModelProfile(
-                name="kimi-k3",
+            _current(
+                "kimi-k3",
                 context_window=1_048_576,
                 max_output_tokens=131_072,
-                default_max_tokens=_THINKING_MAX_TOKENS,
-                pricing=Pricing(
-                    currency="USD",
-                    input_cache_hit=0.30,
-                    input_cache_miss=3.00,
-                    output=15.00,
-                    web_search_call=_WEB_SEARCH_FEE,
-                ),
+                pricing=_usd(3.00, 0.30, 15.00),
                 thinking="always",
                 thinking_switch=False,
                 reasoning_efforts=("low", "high", "max"),
                 forced_tool_choice_with_thinking=frozenset({"required"}),
-                default_temperature=1.0,
-                fixed_params=_FIXED_THINKING,
             ),
             # kimi-k2.6: 262,144 window, USD 0.95 / 0.16 / 4.00 (cline PR #11109, chatcli
             # PR #911); thinking on by default, switchable; forced tool_choice is a 400
             # while thinking (oh-my-pi #1077, inspect_ai PR #5152).
-            KimiModelProfile(
-                name="kimi-k2.6",
-                context_window=262_144,
-                max_output_tokens=65_536,
-                default_max_tokens=_THINKING_MAX_TOKENS,
-                pricing=Pricing(
-                    currency="USD",
-                    input_cache_hit=0.16,
-                    input_cache_miss=0.95,
-                    output=4.00,
-                    web_search_call=_WEB_SEARCH_FEE,
-                ),
+            _current(
+                "kimi-k2.6",
+                pricing=_K26_PRICES,
                 thinking="default_on",
-                default_temperature=1.0,
-                fixed_params=_FIXED_THINKING,
                 fixed_params_thinking_off=_FIXED_NO_THINKING,
             ),
-            _k27_code("kimi-k2.7-code"),
-            _k27_code("kimi-k2.7-code-highspeed"),
+            # Coding models: always reason; the only accepted `thinking` value is
+            # enabled+keep=all, so the package sends none (opencode-kimi-full PR #11 quoting
+            # Moonshot's docs). Prices are not published: kimi-k2.6's are used until the
+            # server or the user says otherwise.
+            *(
+                _current(name, pricing=_K26_PRICES, thinking="always", thinking_switch=False)
+                for name in ("kimi-k2.7-code", "kimi-k2.7-code-highspeed")
+            ),
         )
     }
 )
