@@ -573,6 +573,12 @@ class KimiChatModel(BaseChatOpenAI):
                 cause = (error.get("ctx") or {}).get("error")
                 if isinstance(cause, KimiConfigurationError):
                     raise cause from None
+                if error.get("loc") == ("reasoning_effort",):
+                    msg = (
+                        f"reasoning_effort={error.get('input')!r} is not a Kimi reasoning "
+                        "effort: use 'low', 'high' or 'max' (kimi-k3), or None."
+                    )
+                    raise KimiConfigurationError(msg) from None
             raise
         # A LangChain profile given by the caller is kept as is; ours follows the data.
         self._auto_profile = kwargs.get("profile") is None

@@ -19,7 +19,7 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from langchain_kimi_context import (
     DEFAULT_MODEL,
@@ -323,7 +323,7 @@ def test_reasoning_effort_is_typed_and_no_thinking_switch_is_sent(
     body = _chats(emulator)[-1].body
     assert body["reasoning_effort"] == "low"
     assert "thinking" not in body
-    with pytest.raises(ValidationError):
+    with pytest.raises(KimiConfigurationError, match="'low', 'high' or 'max'"):
         _model(emulator, "kimi-k3", reasoning_effort="medium")
     with pytest.raises(KimiConfigurationError, match="takes no reasoning_effort"):
         _model(emulator, "kimi-k2.6", reasoning_effort="high")
@@ -505,6 +505,15 @@ def test_prefix_cache_does_not_depend_on_prompt_cache_key(emulator: KimiEmulator
     bodies = [r.body for r in _chats(emulator)]
     assert bodies[0]["prompt_cache_key"] != bodies[1]["prompt_cache_key"]
     assert second.response_metadata["kimi_cache"]["cache_read"] > 0
+
+
+def test_switching_reasoning_effort_breaks_the_prefix_cache(emulator: KimiEmulator) -> None:
+    history = [("system", SYSTEM), ("user", "@say one")]
+    _model(emulator, "kimi-k3", reasoning_effort="high").invoke(history)
+    same = _model(emulator, "kimi-k3", reasoning_effort="high").invoke(history)
+    switched = _model(emulator, "kimi-k3", reasoning_effort="low").invoke(history)
+    assert same.response_metadata["kimi_cache"]["cache_read"] > 0
+    assert switched.response_metadata["kimi_cache"]["cache_read"] == 0
 
 
 @pytest.mark.parametrize("model_id", CURRENT)
