@@ -621,3 +621,19 @@ def test_default_output_budget_shrinks_to_the_room_left_in_the_window(
     body = _chats(emulator)[-1].body
     assert 1_024 <= body["max_tokens"] < 32_768
     assert _chats(emulator)[-1].status == 200
+
+
+@pytest.mark.parametrize("model_id", CURRENT)
+def test_create_agent_structured_response_on_thinking_model(
+    emulator: KimiEmulator, model_id: str
+) -> None:
+    # LangChain's create_agent picks its strategy from model.profile: json_schema where
+    # the profile says structured_output, else a forced tool (which the model makes work).
+    model = _model(emulator, model_id)
+    agent = create_agent(model, tools=[read_file], response_format=Weather)
+    out = agent.invoke({"messages": [("user", "Weather in 'Oslo': 3 degrees")]})
+    assert out["structured_response"] == Weather(city="Oslo", celsius=3)
+    assert all(r.status == 200 for r in _chats(emulator))
+    body = _chats(emulator)[-1].body
+    profile = model.profile or {}
+    assert ("response_format" in body) == bool(profile.get("structured_output"))
