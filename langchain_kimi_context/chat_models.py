@@ -115,6 +115,7 @@ _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
 _LOGGER = logging.getLogger(__name__)
+_REFRESH_LOCK = threading.Lock()
 _MIN_OUTPUT_BUDGET: Final = 1_024
 _PROMPT_ESTIMATE_MARGIN: Final = 1.05
 """Local prompt estimates are approximate: keep 5% headroom when sizing max_tokens."""
@@ -921,8 +922,9 @@ class KimiChatModel(BaseChatOpenAI):
         """
         if self._refresh_tried or self.root_client is None:
             return
-        self._refresh_tried = True
-        if not self.model_profile.is_guess:
+        with _REFRESH_LOCK:  # concurrent first calls start one refresh
+            claimed, self._refresh_tried = not self._refresh_tried, True
+        if not claimed or not self.model_profile.is_guess:
             return
         thread = threading.Thread(
             target=self._refresh_quietly, name="kimi-refresh-profile", daemon=True
