@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,24 @@ def test_unknown_model_window_is_refreshed_once_from_models_endpoint(
     dead = KimiChatModel(model=other, api_key="sk-x", base_url="http://127.0.0.1:9/v1")
     dead._refresh_quietly()
     assert dead.model_profile.is_guess
+
+
+def test_concurrent_first_calls_refresh_a_guessed_profile_once(
+    make_emulator: Callable[..., KimiEmulator],
+) -> None:
+    name = f"kimi-k9-preview-{uuid.uuid4().hex[:8]}"
+    served = KimiModelProfile(
+        name=name, context_window=300_000, pricing=get_profile("kimi-k2.6").pricing
+    )
+    emu = make_emulator(profiles={**known_profiles(), name: served})
+    model = _model(emu, name)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda i: model.invoke(f"@say {i}").content, range(8)))
+    assert replies == [str(i) for i in range(8)]
+    assert model._refresh_thread is not None
+    model._refresh_thread.join(10)
+    assert [r.path for r in emu.requests].count("/v1/models") == 1
+    assert model.model_profile.context_window == 300_000
 
 
 # ----------------------------------------------------------------------------- thinking
