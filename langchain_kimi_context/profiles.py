@@ -435,27 +435,22 @@ RETIRED_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
                 ),
                 _RETIRED_K2_PREVIEWS,
             ),
-            _retired(
-                KimiModelProfile(
-                    name="kimi-k2-thinking",
-                    context_window=262_144,
-                    pricing=_K2_CLASSIC,
-                    thinking="always",
-                    thinking_switch=False,
-                    default_temperature=1.0,
-                ),
-                _RETIRED_K2_PREVIEWS,
-            ),
-            _retired(
-                KimiModelProfile(
-                    name="kimi-k2-thinking-turbo",
-                    context_window=262_144,
-                    pricing=_K2_TURBO,
-                    thinking="always",
-                    thinking_switch=False,
-                    default_temperature=1.0,
-                ),
-                _RETIRED_K2_PREVIEWS,
+            *(
+                _retired(
+                    KimiModelProfile(
+                        name=name,
+                        context_window=262_144,
+                        pricing=pricing,
+                        thinking="always",
+                        thinking_switch=False,
+                        default_temperature=1.0,
+                    ),
+                    _RETIRED_K2_PREVIEWS,
+                )
+                for name, pricing in (
+                    ("kimi-k2-thinking", _K2_CLASSIC),
+                    ("kimi-k2-thinking-turbo", _K2_TURBO),
+                )
             ),
             _retired(
                 KimiModelProfile(

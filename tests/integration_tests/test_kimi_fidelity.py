@@ -164,14 +164,21 @@ def test_retired_model_error_names_replacement(
     assert _chats(legacy_emulator)[-1].body["model"] == retired
 
 
+def _serving_unknown_model(
+    make_emulator: Callable[..., KimiEmulator], window: int
+) -> tuple[KimiEmulator, str]:
+    """An emulator that serves a model id the package has no profile for."""
+    name = f"kimi-k9-preview-{uuid.uuid4().hex[:8]}"
+    served = KimiModelProfile(
+        name=name, context_window=window, pricing=get_profile("kimi-k2.6").pricing
+    )
+    return make_emulator(profiles={**known_profiles(), name: served}), name
+
+
 def test_unknown_model_window_is_refreshed_once_from_models_endpoint(
     make_emulator: Callable[..., KimiEmulator],
 ) -> None:
-    name = f"kimi-k9-preview-{uuid.uuid4().hex[:8]}"
-    served = KimiModelProfile(
-        name=name, context_window=500_000, pricing=get_profile("kimi-k2.6").pricing
-    )
-    emu = make_emulator(profiles={**known_profiles(), name: served})
+    emu, name = _serving_unknown_model(make_emulator, 500_000)
     model = _model(emu, name)
     assert model.model_profile.is_guess
     for i in range(3):
@@ -194,11 +201,7 @@ def test_unknown_model_window_is_refreshed_once_from_models_endpoint(
 def test_concurrent_first_calls_refresh_a_guessed_profile_once(
     make_emulator: Callable[..., KimiEmulator],
 ) -> None:
-    name = f"kimi-k9-preview-{uuid.uuid4().hex[:8]}"
-    served = KimiModelProfile(
-        name=name, context_window=300_000, pricing=get_profile("kimi-k2.6").pricing
-    )
-    emu = make_emulator(profiles={**known_profiles(), name: served})
+    emu, name = _serving_unknown_model(make_emulator, 300_000)
     model = _model(emu, name)
     with ThreadPoolExecutor(max_workers=8) as pool:
         replies = list(pool.map(lambda i: model.invoke(f"@say {i}").content, range(8)))
