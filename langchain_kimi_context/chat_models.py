@@ -100,7 +100,7 @@ DEFAULT_BASE_URL: Final = "https://api.moonshot.ai/v1"
 clients); the China platform's is ``https://api.moonshot.cn/v1``. A key of one platform gets
 401 on the other: set ``MOONSHOT_BASE_URL`` or ``base_url=...`` to switch."""
 
-MOONSHOT_HOSTS: Final = frozenset({"api.moonshot.ai", "api.moonshot.cn"})
+_MOONSHOT_HOSTS: Final = frozenset({"api.moonshot.ai", "api.moonshot.cn"})
 """Moonshot's own API hosts: only there is a retired model refused before the request."""
 
 WEB_SEARCH_TOOL: Final[Mapping[str, Any]] = {
@@ -1192,7 +1192,7 @@ class KimiChatModel(BaseChatOpenAI):
         if profile.lifecycle != "retired":
             return
         host = urlsplit(self.openai_api_base or DEFAULT_BASE_URL).hostname or ""
-        if host.lower() in MOONSHOT_HOSTS:
+        if host.lower() in _MOONSHOT_HOSTS:
             raise KimiModelRetiredError(
                 profile.name, retired_on=profile.retired_on, replacement=profile.replacement
             )
