@@ -23,7 +23,7 @@ Example:
     >>> import os, tempfile
     >>> from langchain_kimi_context import RollingSnapshotMemory
     >>> memory = RollingSnapshotMemory(
-    ...     "kimi-k2.5", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+    ...     "kimi-k2.6", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
     >>> sid = memory.create_session(system="You are a careful refactoring assistant.")
     >>> snap = memory.snapshot(sid, name="start")
     >>> _ = memory.append_message(sid, "Decision: keep the public API stable.")
@@ -580,7 +580,7 @@ class RollingSnapshotMemory:
 
     Example:
         >>> import os, tempfile
-        >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test", max_sessions=1,
+        >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test", max_sessions=1,
         ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> sid = mem.create_session(system="Be terse.")
         >>> mem.create_session()
@@ -617,7 +617,7 @@ class RollingSnapshotMemory:
         if not isinstance(model, str | BaseChatModel):
             raise KimiConfigurationError(
                 "RollingSnapshotMemory(model) must be a KimiChatModel, another LangChain chat "
-                f"model or a Kimi model name such as 'kimi-k2.5', got {type(model).__name__}"
+                f"model or a Kimi model name such as 'kimi-k2.6', got {type(model).__name__}"
             )
         if preserve_len < self.policy.min_preserve_tokens:
             raise PreserveTooSmallError(
@@ -834,7 +834,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.create_session(session_id="refactor-1")
             'refactor-1'
@@ -883,7 +883,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> def ls() -> str:
             ...     '''List files.'''
@@ -902,7 +902,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.sessions()
             []
@@ -922,7 +922,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mem.close_session(sid); mem.sessions()
@@ -966,7 +966,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mid = mem.append_message(sid, ("system", "Code style: black, 100 cols."))
@@ -1006,7 +1006,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> len(mem.append_messages(sid, ["question", AIMessage("answer")]))
@@ -1036,7 +1036,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.maintain(mem.create_session(system="sys"))
             False
@@ -1103,7 +1103,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> _ = mem.append_stream(sid, iter(["part one, ", "part two"]))
@@ -1133,7 +1133,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import asyncio, os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> async def gen():
@@ -1173,7 +1173,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1210,7 +1210,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1304,7 +1304,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid, name="before-refactor")
@@ -1327,7 +1327,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> [s.reason for s in mem.list_snapshots(sid)]
@@ -1360,7 +1360,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid)
@@ -1392,7 +1392,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> _ = mem.append_message(sid, "context")
@@ -1462,7 +1462,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> for i in range(6):
@@ -1576,7 +1576,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1650,7 +1650,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> [m.content for m in mem.messages(sid)]
@@ -1672,7 +1672,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.log(mem.create_session(system="sys"))[0].content
             'sys'
@@ -1690,7 +1690,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> u = mem.usage(mem.create_session(system="Be terse."))
             >>> u.calls, u.context_by_role["system"] > 0, u.snapshots
@@ -1747,7 +1747,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> type(mem.history("s1")).__name__
             'KimiChatMessageHistory'
@@ -1785,7 +1785,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
