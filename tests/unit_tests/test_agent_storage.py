@@ -136,9 +136,7 @@ def _text(rng: random.Random, chars: int) -> str:
     return " ".join(out)
 
 
-def test_kimi_saver_loads_the_same_state_as_stock_sqlite_saver(tmp_path: Path) -> None:
-    db = tmp_path / "c.sqlite"
-    saver = open_sqlite_checkpointer(db)
+def _session(saver: Any) -> Any:
     app = _graph(saver)
     cfg = {"configurable": {"thread_id": "t"}}
     rng = random.Random(0)
@@ -147,13 +145,28 @@ def test_kimi_saver_loads_the_same_state_as_stock_sqlite_saver(tmp_path: Path) -
     # update_state between runs (a fork-free manual edit) must also be replayed
     app.update_state(cfg, {"messages": [HumanMessage("manual", id="manual")]})
     app.invoke({"messages": [HumanMessage("last")]}, cfg)
+    return app
 
-    cached = [(s.config, _key(s.values["messages"])) for s in app.get_state_history(cfg)]
-    # a fresh process: stock saver with the same serializer, no cache
-    conn = sqlite3.connect(db, check_same_thread=False)
-    stock = SqliteSaver(conn, serde=saver.serde)
-    fresh = _graph(stock)
-    for config, values in cached:
+
+def test_pruned_saver_loads_every_kept_state_as_the_unpruned_one(tmp_path: Path) -> None:
+    cfg = {"configurable": {"thread_id": "t"}}
+    full = _session(open_sqlite_checkpointer(tmp_path / "full.sqlite", prune_turns=False))
+    # ids of input messages are random per run: compare types and contents across runs
+    by_step = {
+        s.metadata["step"]: [(m.type, m.content) for m in s.values["messages"]]
+        for s in full.get_state_history(cfg)
+    }
+    db = tmp_path / "pruned.sqlite"
+    pruned = _session(open_sqlite_checkpointer(db))
+    kept = [(s.config, s.metadata["step"], _key(s.values["messages"]))
+            for s in pruned.get_state_history(cfg)]
+    # one checkpoint per finished turn (12 turns + the update) + the whole last turn
+    assert len(kept) < len(by_step) / 2
+    for _config, step, values in kept:
+        assert [(typ, content) for typ, _id, content in values] == by_step[step]
+    # a fresh process (nothing remembered) reads the same states
+    fresh = _graph(open_sqlite_checkpointer(db))
+    for config, _step, values in kept:
         assert _key(fresh.get_state(config).values["messages"]) == values
     final = fresh.get_state(cfg).values["messages"]
     assert len(final) == 2 * 13 + 1
