@@ -42,7 +42,11 @@ from langchain_kimi_context.agent.state import (
     KimiAgentState,
     _GraphState,
 )
-from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.agent.storage import (
+    apruned_stream,
+    open_sqlite_checkpointer,
+    pruned_stream,
+)
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
@@ -108,14 +112,16 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        _require_thread(ensure_config(self.config, config))
-        return super().stream(input, config, **kwargs)
+        merged = ensure_config(self.config, config)
+        _require_thread(merged)
+        return pruned_stream(super().stream(input, config, **kwargs), self.checkpointer, merged)
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        _require_thread(ensure_config(self.config, config))
-        return super().astream(input, config, **kwargs)
+        merged = ensure_config(self.config, config)
+        _require_thread(merged)
+        return apruned_stream(super().astream(input, config, **kwargs), self.checkpointer, merged)
 
 
 def create_kimi_agent(

@@ -31,7 +31,7 @@ import threading
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ __all__ = [
     "merge_dicts",
     "messages_channel",
     "open_sqlite_checkpointer",
+    "prune_after_run",
     "records_channel",
 ]
 
@@ -223,8 +224,9 @@ _Memo = OrderedDict[str, tuple[ChainNode, dict[str, DeltaChannelHistory]]]
 class KimiSqliteSaver(SqliteSaver):
     """``SqliteSaver`` that keeps long sessions small and fast to browse.
 
-    * **Turn pruning** (``prune_turns=True``): when a run starts a new turn, the node
-      checkpoints of the finished turns before it are squashed: one checkpoint per
+    * **Turn pruning** (``prune_turns=True``): after each run of the agent
+      (:func:`prune_after_run`), the node checkpoints of the turns before the latest
+      one are squashed: one checkpoint per
       finished turn stays (the last one, whose id never changes), its delta-channel
       writes move into an *incoming* record stored next to it
       (:mod:`~langchain_kimi_context.agent.delta_chain`), and every state that stays
@@ -249,7 +251,8 @@ class KimiSqliteSaver(SqliteSaver):
         serde: Serializer; default = LangGraph's ``JsonPlusSerializer`` wrapped in
             ``EncryptedSerializer(ZlibCodec())`` (compressed blobs).
         cache_threads: Threads whose histories are kept in memory (LRU).
-        prune_turns: Squash the node checkpoints of finished turns automatically.
+        prune_turns: Let :func:`prune_after_run` squash the node checkpoints of
+            finished turns after each agent run (``put`` itself never prunes).
         pin_channel: Channel whose writes name checkpoints that must stay.
 
     Example:
@@ -473,7 +476,7 @@ class KimiSqliteSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint; a new turn's input checkpoint prunes the finished turns.
+        """Store a checkpoint (see ``SqliteSaver.put``).
 
         Args:
             config: Where to store (its ``checkpoint_id`` is the parent).
@@ -491,16 +494,7 @@ class KimiSqliteSaver(SqliteSaver):
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
         self._drop(thread_id, ns, [checkpoint["id"]], children=False)
-        stored = super().put(config, checkpoint, metadata, new_versions)
-        parent = conf.get("checkpoint_id")
-        if (
-            self.prune_turns
-            and parent
-            and metadata.get("source") == "input"
-            and not conf.get("checkpoint_ns")
-        ):
-            self._prune_finished(str(conf["thread_id"]), "", str(parent), max_nodes=256)
-        return stored
+        return super().put(config, checkpoint, metadata, new_versions)
 
     def put_writes(
         self,
@@ -1022,6 +1016,68 @@ class KimiSqliteSaver(SqliteSaver):
         return await asyncio.to_thread(
             lambda: self.get_delta_channel_history(config=config, channels=channels)
         )
+
+
+def prune_after_run(saver: object, config: RunnableConfig) -> None:
+    """Squash the finished turns of the run's thread on a saver that prunes turns.
+
+    Called by the agent when a run ends: on a :class:`KimiSqliteSaver` with
+    ``prune_turns=True`` every turn before the latest keeps one checkpoint (see
+    :meth:`KimiSqliteSaver.prune`); any other saver is left alone.
+
+    Args:
+        saver: The graph's checkpointer (anything).
+        config: The run's config (its ``thread_id`` is pruned).
+
+    Example:
+        >>> prune_after_run(None, {"configurable": {"thread_id": "t"}})
+    """
+    if not isinstance(saver, KimiSqliteSaver) or not saver.prune_turns:
+        return
+    thread_id = (config.get("configurable") or {}).get("thread_id")
+    if thread_id is not None:
+        saver.prune([str(thread_id)], strategy="keep_turns")
+
+
+def pruned_stream(stream: Iterator[Any], saver: object, config: RunnableConfig) -> Iterator[Any]:
+    """Yield from a run's stream, then :func:`prune_after_run` (when it completed).
+
+    Args:
+        stream: The graph's stream.
+        saver: The graph's checkpointer.
+        config: The run's config.
+
+    Yields:
+        The stream's items.
+
+    Example:
+        >>> list(pruned_stream(iter([1, 2]), None, {}))
+        [1, 2]
+    """
+    yield from stream
+    prune_after_run(saver, config)
+
+
+async def apruned_stream(
+    stream: AsyncIterator[Any], saver: object, config: RunnableConfig
+) -> AsyncIterator[Any]:
+    """Async :func:`pruned_stream` (the pruning runs in a worker thread).
+
+    Args:
+        stream: The graph's async stream.
+        saver: The graph's checkpointer.
+        config: The run's config.
+
+    Yields:
+        The stream's items.
+
+    Example:
+        >>> apruned_stream.__name__
+        'apruned_stream'
+    """
+    async for item in stream:
+        yield item
+    await asyncio.to_thread(prune_after_run, saver, config)
 
 
 def _delta_like(node: ChainNode) -> list[str]:

@@ -24,6 +24,7 @@ from langchain_kimi_context.agent.storage import (
     fold_messages,
     messages_channel,
     open_sqlite_checkpointer,
+    prune_after_run,
 )
 
 # ----------------------------------------------------------------- fold_messages --
@@ -142,9 +143,11 @@ def _session(saver: Any) -> Any:
     rng = random.Random(0)
     for i in range(12):
         app.invoke({"messages": [HumanMessage(f"turn {i} " + _text(rng, 300))]}, cfg)
+        prune_after_run(saver, cfg)  # what create_kimi_agent does after each run
     # update_state between runs (a fork-free manual edit) must also be replayed
     app.update_state(cfg, {"messages": [HumanMessage("manual", id="manual")]})
     app.invoke({"messages": [HumanMessage("last")]}, cfg)
+    prune_after_run(saver, cfg)
     return app
 
 
