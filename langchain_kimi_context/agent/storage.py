@@ -679,11 +679,11 @@ class KimiSqliteSaver(SqliteSaver):
                 ).fetchone()
                 keep = self._load_node(cur, thread_id, ns, row[0])
                 assert keep is not None
-                hist, _ = walk(
-                    keep,
-                    _delta_like(keep),
-                    lambda cid, ns=ns: self._load_node(cur, thread_id, ns, cid),
-                )
+
+                def load(cid: str, ns: str = ns) -> ChainNode | None:
+                    return self._load_node(cur, thread_id, ns, cid)
+
+                hist, _ = walk(keep, _delta_like(keep), load)
                 others = (thread_id, ns, keep.checkpoint_id)
                 for table in ("checkpoints", "writes", "kimi_incoming"):
                     cur.execute(
@@ -748,8 +748,8 @@ class KimiSqliteSaver(SqliteSaver):
                 ).fetchall()
             )
             pins: set[str] = set()
-            for n in chain:
-                for w in n.writes:
+            for link in chain:
+                for w in link.writes:
                     if w[1] == self.pin_channel:
                         pins.update(str(v) for v in (w[2] if isinstance(w[2], list) else [w[2]]))
             # chain[i + 1] is the parent of chain[i]; chain[0] is kept
