@@ -161,8 +161,10 @@ def test_pruned_saver_loads_every_kept_state_as_the_unpruned_one(tmp_path: Path)
     }
     db = tmp_path / "pruned.sqlite"
     pruned = _session(open_sqlite_checkpointer(db))
-    kept = [(s.config, s.metadata["step"], _key(s.values["messages"]))
-            for s in pruned.get_state_history(cfg)]
+    kept = [
+        (s.config, s.metadata["step"], _key(s.values["messages"]))
+        for s in pruned.get_state_history(cfg)
+    ]
     # one checkpoint per finished turn (12 turns + the update) + the whole last turn
     assert len(kept) < len(by_step) / 2
     for _config, step, values in kept:

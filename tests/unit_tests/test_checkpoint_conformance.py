@@ -35,8 +35,6 @@ async def test_default_saver_passes_base_and_extended_conformance(tmp_path: Path
     expected = {c.value for c in capabilities.ALL_CAPABILITIES}
     detected = {name for name, r in report.results.items() if r.detected}
     assert detected == expected, f"not implemented: {expected - detected}"
-    failures = {
-        name: r.failures for name, r in report.results.items() if not r.passed
-    }
+    failures = {name: r.failures for name, r in report.results.items() if not r.passed}
     assert not failures, failures
     assert all(r.tests_passed > 0 for r in report.results.values())
