@@ -56,7 +56,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
+from langgraph.checkpoint.sqlite.utils import load_pending_writes
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from langchain_kimi_context.agent._zdict import ZDICT_V1
@@ -220,6 +220,9 @@ CREATE TABLE IF NOT EXISTS kimi_incoming (
 
 _Memo = OrderedDict[str, tuple[ChainNode, dict[str, DeltaChannelHistory]]]
 
+_CHAIN_PAGE = 512
+"""Ancestors fetched per round trip when a history is read cold (3 statements a page)."""
+
 
 class KimiSqliteSaver(SqliteSaver):
     """``SqliteSaver`` that keeps long sessions small and fast to browse.
@@ -365,31 +368,77 @@ class KimiSqliteSaver(SqliteSaver):
     def _load_node(
         self, cur: sqlite3.Cursor, thread_id: str, ns: str, checkpoint_id: str
     ) -> ChainNode | None:
-        row = cur.execute(
-            "SELECT parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
-            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-            (thread_id, ns, checkpoint_id),
-        ).fetchone()
-        if row is None:
-            return None
-        parent_id, type_, blob, metadata = row
-        checkpoint = self.serde.loads_typed((type_, blob))
-        cur.execute(pending_writes_sql(self._has_task_path), (thread_id, ns, checkpoint_id))
-        writes = load_pending_writes(cur.fetchall(), self.serde)
-        inc = cur.execute(
-            "SELECT type, value FROM kimi_incoming "
-            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-            (thread_id, ns, checkpoint_id),
-        ).fetchone()
-        return ChainNode(
-            checkpoint_id=checkpoint_id,
-            parent_id=parent_id,
-            values=checkpoint["channel_values"],
-            writes=writes,
-            incoming=decode_incoming(self.serde.loads_typed(inc)) if inc else {},
-            source=(json.loads(metadata) if metadata else {}).get("source"),
-            versions=frozenset(checkpoint["channel_versions"]),
+        return self._load_chain(cur, thread_id, ns, checkpoint_id, depth=1).get(checkpoint_id)
+
+    def _load_chain(
+        self, cur: sqlite3.Cursor, thread_id: str, ns: str, checkpoint_id: str, *, depth: int
+    ) -> dict[str, ChainNode]:
+        """``checkpoint_id`` and up to ``depth - 1`` ancestors, in three statements."""
+        rows = cur.execute(
+            "WITH RECURSIVE chain(cid, parent, depth) AS ("
+            " SELECT checkpoint_id, parent_checkpoint_id, 1 FROM checkpoints"
+            " WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+            " UNION ALL SELECT c.checkpoint_id, c.parent_checkpoint_id, chain.depth + 1"
+            " FROM checkpoints c JOIN chain ON c.checkpoint_id = chain.parent"
+            " WHERE c.thread_id = ? AND c.checkpoint_ns = ? AND chain.depth < ?)"
+            " SELECT c.checkpoint_id, c.parent_checkpoint_id, c.type, c.checkpoint, c.metadata"
+            " FROM chain JOIN checkpoints c ON c.thread_id = ? AND c.checkpoint_ns = ?"
+            " AND c.checkpoint_id = chain.cid",
+            (thread_id, ns, checkpoint_id, thread_id, ns, depth, thread_id, ns),
+        ).fetchall()
+        if not rows:
+            return {}
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        task_path = "task_path" if self._has_task_path else "''"
+        writes: dict[str, list[Any]] = {cid: [] for cid in ids}
+        for row in cur.execute(
+            f"SELECT checkpoint_id, task_id, channel, type, value, {task_path}, idx "  # noqa: S608
+            f"FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
+            (thread_id, ns, *ids),
+        ).fetchall():
+            writes[row[0]].append(row[1:])
+        incoming = dict(
+            (row[0], (row[1], row[2]))
+            for row in cur.execute(
+                "SELECT checkpoint_id, type, value FROM kimi_incoming WHERE thread_id = ? "  # noqa: S608
+                f"AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
+                (thread_id, ns, *ids),
+            ).fetchall()
         )
+        out: dict[str, ChainNode] = {}
+        for cid, parent_id, type_, blob, metadata in rows:
+            checkpoint = self.serde.loads_typed((type_, blob))
+            inc = incoming.get(cid)
+            out[cid] = ChainNode(
+                checkpoint_id=cid,
+                parent_id=parent_id,
+                values=checkpoint["channel_values"],
+                writes=load_pending_writes(writes[cid], self.serde),
+                incoming=decode_incoming(self.serde.loads_typed(inc)) if inc else {},
+                source=(json.loads(metadata) if metadata else {}).get("source"),
+                versions=frozenset(checkpoint["channel_versions"]),
+            )
+        return out
+
+    def _chain_loader(
+        self, cur: sqlite3.Cursor, thread_id: str, ns: str
+    ) -> Callable[[str], ChainNode | None]:
+        """A node loader fetching ancestors in pages of 8, 16, ... ``_CHAIN_PAGE`` checkpoints.
+
+        A walk that meets a remembered ancestor soon reads little; a cold walk over a
+        long session takes a few round trips (3 statements a page).
+        """
+        cache: dict[str, ChainNode] = {}
+        page = [8]
+
+        def load(cid: str) -> ChainNode | None:
+            if cid not in cache:
+                cache.update(self._load_chain(cur, thread_id, ns, cid, depth=page[0]))
+                page[0] = min(page[0] * 4, _CHAIN_PAGE)
+            return cache.get(cid)
+
+        return load
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -458,12 +507,13 @@ class KimiSqliteSaver(SqliteSaver):
                     entry = memo.get(cid)
                 return entry[1] if entry else None
 
-            hist, _ = walk(
-                target,
-                channels,
-                lambda cid: self._load_node(cur, thread_id, ns, cid),
-                known=known,
+            warm = target.parent_id is not None and known(target.parent_id) is not None
+            load = (
+                (lambda cid: self._load_node(cur, thread_id, ns, cid))
+                if warm
+                else self._chain_loader(cur, thread_id, ns)
             )
+            hist, _ = walk(target, channels, load, known=known)
             self._remember(memo, target, hist)
             return _copy_hist(hist, channels)
 
