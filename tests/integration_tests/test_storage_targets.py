@@ -68,10 +68,10 @@ def test_short_chat_stays_small_and_reads_in_constant_round_trips(
     emulator: KimiEmulator, tmp_path: Path
 ) -> None:
     db = tmp_path / "chat.sqlite"
-    _chat(emulator, db, "short", 30)
-    agent, raw = _chat(emulator, db, "long", 150)
+    _short, raw_short = _chat(emulator, db, "short", 30)
+    _long, raw = _chat(emulator, db, "long", 150)
     size = _settled(db)
-    assert size <= 5 * (raw + raw // 5 + 1), (size, raw)  # both threads in the file
+    assert size <= 5 * (raw + raw_short), (size, raw + raw_short)  # both threads in the file
     conn = sqlite3.connect(db)
     kept = conn.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = 'long'").fetchone()[0]
     conn.close()
