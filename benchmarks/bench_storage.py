@@ -170,6 +170,13 @@ def build_kimi(model: ScriptedModel, db: Path) -> Any:
     return create_kimi_agent(model, [], db_path=db, settings=AgentSettings())
 
 
+def build_kimi_unpruned(model: ScriptedModel, db: Path) -> Any:
+    from langchain_kimi_context.agent import open_sqlite_checkpointer
+
+    saver = open_sqlite_checkpointer(db, prune_turns=False)
+    return create_kimi_agent(model, [], checkpointer=saver, settings=AgentSettings())
+
+
 def build_kimi_uncompressed(model: ScriptedModel, db: Path) -> Any:
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -189,7 +196,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=4000, help="tokens per message")
-    parser.add_argument("--only", choices=["plain", "kimi", "kimi-raw"], default=None)
+    parser.add_argument("--only", choices=["plain", "kimi", "kimi-raw", "kimi-full"], default=None)
+    parser.add_argument(
+        "--unpruned", action="store_true", help="also run kimi without turn pruning"
+    )
     parser.add_argument(
         "--short", action="store_true", help="one-line user messages, ~60-token replies"
     )
@@ -210,6 +220,8 @@ def main() -> None:
     ]
     if args.uncompressed or args.only == "kimi-raw":
         variants.append(("kimi-raw", build_kimi_uncompressed))
+    if args.unpruned or args.only == "kimi-full":
+        variants.append(("kimi-full", build_kimi_unpruned))
     for name, build in variants:
         if args.only and args.only != name:
             continue

@@ -424,18 +424,18 @@ class KimiSqliteSaver(SqliteSaver):
     def _chain_loader(
         self, cur: sqlite3.Cursor, thread_id: str, ns: str
     ) -> Callable[[str], ChainNode | None]:
-        """A node loader fetching ancestors in pages of 8, 16, ... ``_CHAIN_PAGE`` checkpoints.
+        """A node loader fetching ancestors in pages of 16, 32, ... ``_CHAIN_PAGE`` checkpoints.
 
         A walk that meets a remembered ancestor soon reads little; a cold walk over a
         long session takes a few round trips (3 statements a page).
         """
         cache: dict[str, ChainNode] = {}
-        page = [8]
+        page = [16]  # a turn is about a dozen checkpoints
 
         def load(cid: str) -> ChainNode | None:
             if cid not in cache:
                 cache.update(self._load_chain(cur, thread_id, ns, cid, depth=page[0]))
-                page[0] = min(page[0] * 4, _CHAIN_PAGE)
+                page[0] = min(page[0] * 2, _CHAIN_PAGE)
             return cache.get(cid)
 
         return load
@@ -705,11 +705,12 @@ class KimiSqliteSaver(SqliteSaver):
     def _turn_start(self, thread_id: str, latest_id: str) -> str | None:
         """Parent of the input checkpoint of the turn in progress (its predecessor)."""
         with self.cursor(transaction=False) as cur:
-            node = self._load_node(cur, thread_id, "", latest_id)
+            load = self._chain_loader(cur, thread_id, "")
+            node = load(latest_id)
             while node is not None and node.source != "input":
                 if node.parent_id is None:
                     return None
-                node = self._load_node(cur, thread_id, "", node.parent_id)
+                node = load(node.parent_id)
             return node.parent_id if node is not None else None
 
     def _keep_latest(self, thread_id: str) -> None:
@@ -777,14 +778,15 @@ class KimiSqliteSaver(SqliteSaver):
         """
         with self.cursor() as cur:
             chain: list[ChainNode] = []
-            node = self._load_node(cur, thread_id, ns, start_id)
+            load = self._chain_loader(cur, thread_id, ns)
+            node = load(start_id)
             while node is not None:
                 chain.append(node)
                 if (len(chain) > 1 and node.incoming) or node.parent_id is None:
                     break
                 if max_nodes is not None and len(chain) >= max_nodes:
                     break
-                node = self._load_node(cur, thread_id, ns, node.parent_id)
+                node = load(node.parent_id)
             if len(chain) < 2:
                 return
             ids = [n.checkpoint_id for n in chain]
