@@ -94,3 +94,49 @@ def test_ainvoke_and_rollback_by_checkpoint_id(emulator: KimiEmulator, checkpoin
     assert [m.content for m in fork["messages"]] == ["@say one", "one", "@say again", "again"]
     latest = agent.get_state(cfg).values["messages"]
     assert [m.content for m in latest][-2:] == ["@say again", "again"]
+
+
+def test_rolling_snapshot_memory_snapshot_rollback_share(
+    emulator: KimiEmulator, checkpointer: str
+) -> None:
+    from langchain_kimi_context import RollingSnapshotMemory
+    from langchain_kimi_context.agent.checkpointer import resolve_checkpointer
+
+    model = KimiChatModel(model="kimi-k2.6", base_url=emulator.base_url, api_key=emulator.api_key)
+    saver = resolve_checkpointer(checkpointer)
+    assert saver is not None
+    mem = RollingSnapshotMemory(model, checkpointer=saver, namespace=f"ns-{uuid.uuid4().hex[:6]}")
+    sid = mem.create_session()
+    mem.chat(sid, "@say first")
+    snap = mem.snapshot(sid, name="after-first")
+    mem.chat(sid, "@say second")
+    assert [m.content for m in mem.messages(sid)][-2:] == ["@say second", "second"]
+    copy = mem.share(snap)
+    mem.rollback(sid, snap)
+    assert [m.content for m in mem.messages(sid)] == ["@say first", "first"]
+    assert [m.content for m in mem.messages(copy)] == ["@say first", "first"]
+
+
+def test_cache_registry_in_a_postgres_store(pg_url: str) -> None:
+    from langchain_kimi_context.agent.checkpointer import open_postgres_store
+    from langchain_kimi_context.caching import CacheEntry, StoreCacheRegistry
+
+    store = open_postgres_store(pg_url)
+    registry = StoreCacheRegistry(store)
+    assert registry.get("missing") is None
+    entry = CacheEntry(
+        cache_id="cache-1",
+        fingerprint="f",
+        session_id="s",
+        family="moonshot-v1",
+        prefix_messages=3,
+        tokens=1200,
+        created_at=1.0,
+        expires_at=3601.0,
+        verified_at=1.0,
+    )
+    registry.put("k", entry)
+    # another process (a second store on the same database) sees the same entry
+    assert StoreCacheRegistry(open_postgres_store(pg_url)).get("k") == entry
+    registry.delete("k")
+    assert registry.get("k") is None

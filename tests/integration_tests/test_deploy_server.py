@@ -134,3 +134,21 @@ def test_turns_concurrent_runs_and_thread_api(server: tuple[str, KimiEmulator]) 
     assert _texts(client.threads.get_state(tid)) == ["@say one", "one", "@say back", "back"]
     # the shared copy kept the whole session
     assert _texts(client.threads.get_state(shared["thread_id"]))[-2:] == ["@say five", "five"]
+
+
+def test_deploy_graph_keeps_the_cache_registry_in_the_given_store(
+    emulator: KimiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langgraph.store.memory import InMemoryStore
+
+    from examples.deploy.graph import build_agent, build_model
+
+    monkeypatch.setenv("MOONSHOT_API_KEY", emulator.api_key)
+    monkeypatch.setenv("MOONSHOT_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("KIMI_MODEL", "kimi-k2.6")
+    store = InMemoryStore()
+    model = build_model(store)
+    assert model.cache_registry.store is store
+    assert model.model_name == "kimi-k2.6"
+    assert model.openai_api_base == emulator.base_url
+    assert build_agent(store).checkpointer is None  # the server's checkpointer persists
