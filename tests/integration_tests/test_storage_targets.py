@@ -1,7 +1,8 @@
 """Storage targets of the default saver on the emulator, asserted as ratios and counts.
 
 * a short-message chat (one-line user message, ~60-token reply) stays <= 5x the raw
-  transcript after 150 turns, with one checkpoint per finished turn;
+  transcript after 150 turns, with one checkpoint per finished turn; ~4K-token
+  messages stay <= 2x;
 * reading the newest states of a session takes the same number of database round
   trips at turn 30 and at turn 150 (the delta walk is paged, not per checkpoint);
 * browsing a 1,000-state history costs the same per state as a 250-state one
@@ -45,13 +46,15 @@ def _settled(db: Path) -> int:
     return sum(os.path.getsize(f"{db}{s}") for s in ("", "-wal") if os.path.exists(f"{db}{s}"))
 
 
-def _chat(emu: KimiEmulator, db: Path, thread: str, turns: int) -> tuple[Any, int]:
+def _chat(
+    emu: KimiEmulator, db: Path, thread: str, turns: int, tokens: int = 60
+) -> tuple[Any, int]:
     model = KimiChatModel(model="kimi-k2.6", base_url=emu.base_url, api_key=emu.api_key)
     agent = create_kimi_agent(model, db_path=db)
     cfg = {"configurable": {"thread_id": thread}}
     raw = 0
     for turn in range(turns):
-        reply = _prose(10_000 + turn, 60)
+        reply = _prose(10_000 + turn, tokens)
         text = f"@say {reply}"  # the one-line user message carries the scripted reply
         out = agent.invoke({"messages": [HumanMessage(text)]}, cfg)
         raw += len(text.encode()) + len(str(out["messages"][-1].content).encode())
@@ -86,6 +89,14 @@ def test_short_chat_stays_small_and_reads_in_constant_round_trips(
         assert len(states) == 10
         costs[thread] = len(seen)
     assert costs["long"] <= costs["short"] + 6, costs  # O(1) in session length, not O(turns)
+
+
+def test_long_messages_stay_under_twice_the_raw_transcript(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    db = tmp_path / "long.sqlite"
+    _agent, raw = _chat(emulator, db, "4k", 20, tokens=4000)  # ~16 KB per message
+    assert _settled(db) <= 2 * raw, (_settled(db), raw)
 
 
 class _S(TypedDict, total=False):

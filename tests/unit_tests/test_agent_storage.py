@@ -269,3 +269,40 @@ def test_kimi_saver_handles_forks_from_old_checkpoints(tmp_path: Path) -> None:
     assert _key(stock.get_state(cfg).values["messages"]) == forked
     # the original branch is still intact
     assert len(_key(app.get_state(old.config).values["messages"])) == 4
+
+
+class _Snap(TypedDict, total=False):
+    messages: Annotated[list[Any], messages_channel(snapshot_frequency=3)]
+    note: str
+
+
+def test_pruning_keeps_delta_snapshots_and_other_connections_read_the_same(
+    tmp_path: Path,
+) -> None:
+    """Seeds written mid-turn move into the kept checkpoint; a second connection with
+    its own memory of the thread (another process) reads every state identically."""
+    g = StateGraph(_Snap)
+    g.add_node("a", lambda s: {"note": f"a{len(s['messages'])}"})
+    g.add_node("model", lambda s: {"messages": [AIMessage(f"reply {len(s['messages'])}")]})
+    g.add_edge(START, "a")
+    g.add_edge("a", "model")
+    g.add_edge("model", END)
+    db = tmp_path / "snap.sqlite"
+    writer = open_sqlite_checkpointer(db)
+    reader = open_sqlite_checkpointer(db)
+    app, other = g.compile(checkpointer=writer), g.compile(checkpointer=reader)
+    cfg = {"configurable": {"thread_id": "s"}}
+    expected: list[str] = []
+    for i in range(15):
+        out = app.invoke({"messages": [HumanMessage(f"q{i}")]}, cfg)
+        prune_after_run(writer, cfg)
+        expected += [f"q{i}", f"reply {2 * i + 1}"]
+        assert [m.content for m in out["messages"]] == expected
+        # the reader remembered older states; the writer pruned under it meanwhile
+        assert [m.content for m in other.get_state(cfg).values["messages"]] == expected
+    seeds = writer.conn.execute("SELECT COUNT(*) FROM kimi_incoming").fetchone()[0]
+    assert seeds >= 14
+    states = list(other.get_state_history(cfg))
+    lengths = [len(s.values.get("messages", [])) for s in states]
+    assert lengths == sorted(lengths, reverse=True)
+    assert lengths[-1] <= 2
