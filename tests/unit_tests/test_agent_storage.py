@@ -306,3 +306,29 @@ def test_pruning_keeps_delta_snapshots_and_other_connections_read_the_same(
     lengths = [len(s.values.get("messages", [])) for s in states]
     assert lengths == sorted(lengths, reverse=True)
     assert lengths[-1] <= 2
+
+
+def test_copy_thread_and_keep_latest_keep_the_state(tmp_path: Path) -> None:
+    saver = open_sqlite_checkpointer(tmp_path / "c.sqlite")
+    app = _session(saver)
+    src = {"configurable": {"thread_id": "t"}}
+    before = _key(app.get_state(src).values["messages"])
+    saver.copy_thread("t", "copy")
+    copy = {"configurable": {"thread_id": "copy"}}
+    assert (
+        _key(
+            _graph(open_sqlite_checkpointer(tmp_path / "c.sqlite"))
+            .get_state(copy)
+            .values["messages"]
+        )
+        == before
+    )
+    # the copy goes on by itself; the source is untouched
+    app.invoke({"messages": [HumanMessage("only in the copy")]}, copy)
+    assert _key(app.get_state(src).values["messages"]) == before
+    saver.prune(["copy"], strategy="keep_latest")
+    assert len(list(app.get_state_history(copy))) == 1
+    fresh = _graph(open_sqlite_checkpointer(tmp_path / "c.sqlite"))
+    values = [m.content for m in fresh.get_state(copy).values["messages"]]
+    assert values[: len(before)] == [c for _t, _i, c in before]
+    assert values[-2:] == ["only in the copy", f"reply {len(before) + 1}"]
