@@ -27,11 +27,10 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import uuid
 import zlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,6 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
-    get_checkpoint_id,
 )
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -60,15 +58,8 @@ from langgraph.checkpoint.sqlite.utils import load_pending_writes
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from langchain_kimi_context.agent._zdict import ZDICT_V1
-from langchain_kimi_context.agent.delta_chain import (
-    RESERVED_PREFIXES,
-    ChainBrokenError,
-    ChainNode,
-    decode_incoming,
-    derive_parent_history,
-    encode_incoming,
-    walk,
-)
+from langchain_kimi_context.agent.delta_chain import ChainNode, decode_incoming, encode_incoming
+from langchain_kimi_context.agent.turn_pruning import PRUNE_STRATEGIES, TurnPruningMixin
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = [
@@ -204,9 +195,6 @@ class ZlibCodec:
         )
 
 
-PRUNE_STRATEGIES = ("keep_turns", "keep_latest", "delete")
-"""Strategies of :meth:`KimiSqliteSaver.prune`."""
-
 _INCOMING_DDL = """
 CREATE TABLE IF NOT EXISTS kimi_incoming (
     thread_id TEXT NOT NULL,
@@ -218,13 +206,8 @@ CREATE TABLE IF NOT EXISTS kimi_incoming (
 )
 """
 
-_Memo = OrderedDict[str, tuple[ChainNode, dict[str, DeltaChannelHistory]]]
 
-_CHAIN_PAGE = 512
-"""Ancestors fetched per round trip when a history is read cold (3 statements a page)."""
-
-
-class KimiSqliteSaver(SqliteSaver):
+class KimiSqliteSaver(TurnPruningMixin, SqliteSaver):
     """``SqliteSaver`` that keeps long sessions small and fast to browse.
 
     * **Turn pruning** (``prune_turns=True``): after each run of the agent
@@ -277,11 +260,9 @@ class KimiSqliteSaver(SqliteSaver):
         if serde is None:
             serde = EncryptedSerializer(ZlibCodec(), JsonPlusSerializer())
         super().__init__(conn, serde=serde)
-        self._memo: OrderedDict[tuple[str, str], _Memo] = OrderedDict()
-        self._memo_lock = threading.RLock()
-        self._cache_threads = cache_threads
-        self.prune_turns = prune_turns
-        self.pin_channel = pin_channel
+        self._init_pruning(
+            cache_threads=cache_threads, prune_turns=prune_turns, pin_channel=pin_channel
+        )
 
     def setup(self) -> None:
         """Create the tables (LangGraph's plus ``kimi_incoming``) if missing.
@@ -318,57 +299,7 @@ class KimiSqliteSaver(SqliteSaver):
             return super().get_next_version(current, channel)
         return int(current or 0) + 1
 
-    # --- memo of delta histories --------------------------------------------------
-
-    def _thread_memo(self, thread_id: str, ns: str) -> _Memo:
-        key = (thread_id, ns)
-        with self._memo_lock:
-            memo = self._memo.get(key)
-            if memo is None:
-                memo = self._memo[key] = OrderedDict()
-            self._memo.move_to_end(key)
-            while len(self._memo) > self._cache_threads:
-                self._memo.popitem(last=False)
-            return memo
-
-    def _remember(
-        self, memo: _Memo, node: ChainNode, hist: Mapping[str, DeltaChannelHistory]
-    ) -> None:
-        with self._memo_lock:
-            old = memo.get(node.checkpoint_id)
-            merged = {**(old[1] if old else {}), **hist}
-            memo[node.checkpoint_id] = (node, merged)
-            memo.move_to_end(node.checkpoint_id)
-            while len(memo) > 16:
-                memo.popitem(last=False)
-
-    def _drop(
-        self, thread_id: str, ns: str, checkpoint_ids: Sequence[str], *, children: bool
-    ) -> None:
-        with self._memo_lock:
-            memo = self._memo.get((thread_id, ns))
-            if memo is None:
-                return
-            gone = set(checkpoint_ids)
-            if children:
-                gone.update(k for k, (node, _) in memo.items() if node.parent_id in gone)
-            for cid in gone:
-                memo.pop(cid, None)
-
-    def _forget(self, thread_id: str | None = None) -> None:
-        with self._memo_lock:
-            if thread_id is None:
-                self._memo.clear()
-                return
-            for key in [k for k in self._memo if k[0] == thread_id]:
-                del self._memo[key]
-
-    # --- loading chain nodes --------------------------------------------------------
-
-    def _load_node(
-        self, cur: sqlite3.Cursor, thread_id: str, ns: str, checkpoint_id: str
-    ) -> ChainNode | None:
-        return self._load_chain(cur, thread_id, ns, checkpoint_id, depth=1).get(checkpoint_id)
+    # --- storage primitives of TurnPruningMixin ---------------------------------------
 
     def _load_chain(
         self, cur: sqlite3.Cursor, thread_id: str, ns: str, checkpoint_id: str, *, depth: int
@@ -421,101 +352,121 @@ class KimiSqliteSaver(SqliteSaver):
             )
         return out
 
-    def _chain_loader(
-        self, cur: sqlite3.Cursor, thread_id: str, ns: str
-    ) -> Callable[[str], ChainNode | None]:
-        """A node loader fetching ancestors in pages of 16, 32, ... ``_CHAIN_PAGE`` checkpoints.
+    def _reading(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return self.cursor(transaction=False)
 
-        A walk that meets a remembered ancestor soon reads little; a cold walk over a
-        long session takes a few round trips (3 statements a page).
-        """
-        cache: dict[str, ChainNode] = {}
-        page = [16]  # a turn is about a dozen checkpoints
+    def _writing(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return self.cursor(transaction=True)
 
-        def load(cid: str) -> ChainNode | None:
-            if cid not in cache:
-                cache.update(self._load_chain(cur, thread_id, ns, cid, depth=page[0]))
-                page[0] = min(page[0] * 2, _CHAIN_PAGE)
-            return cache.get(cid)
+    def _child_counts(
+        self, h: sqlite3.Cursor, thread_id: str, ns: str, ids: Sequence[str]
+    ) -> dict[str, int]:
+        marks = ",".join("?" * len(ids))
+        return dict(
+            h.execute(
+                "SELECT parent_checkpoint_id, COUNT(*) FROM checkpoints WHERE "  # noqa: S608
+                f"thread_id = ? AND checkpoint_ns = ? AND parent_checkpoint_id IN ({marks}) "
+                "GROUP BY parent_checkpoint_id",
+                (thread_id, ns, *ids),
+            ).fetchall()
+        )
 
-        return load
+    def _namespaces(self, h: sqlite3.Cursor, thread_id: str) -> list[str]:
+        rows = h.execute(
+            "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = ?", (thread_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
 
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """Delta histories of ``channels`` at the checkpoint of ``config``.
+    def _latest_id(self, h: sqlite3.Cursor, thread_id: str, ns: str) -> str | None:
+        row = h.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id, ns),
+        ).fetchone()
+        return str(row[0]) if row else None
 
-        Walks the chain (incoming records included) only as far as the nearest
-        checkpoint whose history is remembered; a parent of a remembered checkpoint is
-        derived from it without walking.
+    def _store_incoming(
+        self,
+        h: sqlite3.Cursor,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        incoming: Mapping[str, DeltaChannelHistory],
+    ) -> None:
+        type_, blob = self.serde.dumps_typed(encode_incoming(incoming))
+        h.execute(
+            "INSERT OR REPLACE INTO kimi_incoming (thread_id, checkpoint_ns, checkpoint_id, "
+            "type, value) VALUES (?, ?, ?, ?, ?)",
+            (thread_id, ns, checkpoint_id, type_, blob),
+        )
 
-        Args:
-            config: Identifies the target checkpoint.
-            channels: Delta channel names.
-
-        Returns:
-            ``{channel: DeltaChannelHistory}`` (seed + writes).
-
-        Example:
-            >>> import sqlite3
-            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.setup()
-            >>> s.get_delta_channel_history(
-            ...     config={"configurable": {"thread_id": "t"}}, channels=["messages"])
-            {'messages': {'writes': []}}
-        """
-        if not channels:
-            return {}
-        conf = config["configurable"]
-        thread_id = str(conf["thread_id"])
-        ns = str(conf.get("checkpoint_ns", ""))
-        checkpoint_id = get_checkpoint_id(config)
-        if not checkpoint_id:
-            latest = self.get_tuple(config)
-            if latest is None:
-                return {ch: {"writes": []} for ch in channels}
-            checkpoint_id = latest.config["configurable"]["checkpoint_id"]
-        for _attempt in range(3):
-            try:
-                return self._history(thread_id, ns, checkpoint_id, channels)
-            except ChainBrokenError:
-                self._forget(thread_id)  # pruned meanwhile by another connection
-        return self._history(thread_id, ns, checkpoint_id, channels)
-
-    def _history(
-        self, thread_id: str, ns: str, checkpoint_id: str, channels: Sequence[str]
-    ) -> dict[str, DeltaChannelHistory]:
-        with self.cursor(transaction=False) as cur:
-            memo = self._thread_memo(thread_id, ns)
-            with self._memo_lock:
-                hit = memo.get(checkpoint_id)
-                entries = list(memo.values())
-            if hit is not None and all(ch in hit[1] for ch in channels):
-                return _copy_hist(hit[1], channels)
-            target = self._load_node(cur, thread_id, ns, checkpoint_id)
-            if target is None:
-                return {ch: {"writes": []} for ch in channels}
-            for child, child_hist in reversed(entries):
-                if child.parent_id == checkpoint_id:
-                    derived = derive_parent_history(child, child_hist, target, channels)
-                    if derived is not None:
-                        self._remember(memo, target, derived)
-                        return _copy_hist(derived, channels)
-
-            def known(cid: str) -> Mapping[str, DeltaChannelHistory] | None:
-                with self._memo_lock:
-                    entry = memo.get(cid)
-                return entry[1] if entry else None
-
-            warm = target.parent_id is not None and known(target.parent_id) is not None
-            load = (
-                (lambda cid: self._load_node(cur, thread_id, ns, cid))
-                if warm
-                else self._chain_loader(cur, thread_id, ns)
+    def _apply_keep_latest(
+        self,
+        h: sqlite3.Cursor,
+        thread_id: str,
+        ns: str,
+        keep_id: str,
+        incoming: Mapping[str, DeltaChannelHistory],
+    ) -> None:
+        others = (thread_id, ns, keep_id)
+        for table in ("checkpoints", "writes", "kimi_incoming"):
+            h.execute(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608
+                "AND checkpoint_id != ?",
+                others,
             )
-            hist, _ = walk(target, channels, load, known=known)
-            self._remember(memo, target, hist)
-            return _copy_hist(hist, channels)
+        h.execute(
+            "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND checkpoint_id = ?",
+            others,
+        )
+        self._store_incoming(h, thread_id, ns, keep_id, incoming)
+
+    def _apply_squash(
+        self,
+        h: sqlite3.Cursor,
+        thread_id: str,
+        ns: str,
+        *,
+        keep_id: str,
+        removed: Sequence[str],
+        stop_id: str | None,
+        moved: Sequence[str],
+        incoming: Mapping[str, DeltaChannelHistory],
+    ) -> None:
+        rows = [(thread_id, ns, cid) for cid in removed]
+        for table in ("checkpoints", "writes", "kimi_incoming"):
+            h.executemany(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608
+                "AND checkpoint_id = ?",
+                rows,
+            )
+        h.executemany(
+            "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ? AND channel = ?",
+            [(thread_id, ns, stop_id, ch) for ch in moved],
+        )
+        # The snapshot counters only steer the run that resumes from the latest
+        # checkpoint; a finished turn's checkpoint never is (a new turn follows it).
+        row = h.execute(
+            "SELECT metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ?",
+            (thread_id, ns, keep_id),
+        ).fetchone()
+        metadata = json.loads(row[0]) if row and row[0] else {}
+        metadata.pop("counters_since_delta_snapshot", None)
+        h.execute(
+            "UPDATE checkpoints SET parent_checkpoint_id = ?, metadata = ? WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (
+                stop_id,
+                json.dumps(metadata, ensure_ascii=False).encode("utf-8", "ignore"),
+                thread_id,
+                ns,
+                keep_id,
+            ),
+        )
+        self._store_incoming(h, thread_id, ns, keep_id, incoming)
 
     # --- writes that change what the memo knows -------------------------------------
 
@@ -541,9 +492,7 @@ class KimiSqliteSaver(SqliteSaver):
             >>> KimiSqliteSaver.put.__name__
             'put'
         """
-        conf = config["configurable"]
-        thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
-        self._drop(thread_id, ns, [checkpoint["id"]], children=False)
+        self._forget_checkpoint(config, checkpoint["id"])
         return super().put(config, checkpoint, metadata, new_versions)
 
     def put_writes(
@@ -565,9 +514,7 @@ class KimiSqliteSaver(SqliteSaver):
             >>> KimiSqliteSaver.put_writes.__name__
             'put_writes'
         """
-        conf = config["configurable"]
-        thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
-        self._drop(thread_id, ns, [str(conf.get("checkpoint_id"))], children=True)
+        self._forget_writes(config)
         super().put_writes(config, writes, task_id, task_path)
 
     def delete_thread(self, thread_id: str) -> None:
@@ -656,249 +603,6 @@ class KimiSqliteSaver(SqliteSaver):
                     rows,
                 )
         self._forget()
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_turns") -> None:
-        """Prune checkpoints of the given threads; every kept state loads as before.
-
-        Args:
-            thread_ids: Threads to prune.
-            strategy: ``"keep_turns"`` keeps one checkpoint per finished turn (its last)
-                plus every checkpoint of the turn in progress, update checkpoints,
-                forks and pinned snapshots; ``"keep_latest"`` keeps only the latest
-                checkpoint of each namespace (its delta channels' whole history moves
-                into its incoming record); ``"delete"`` deletes the threads.
-
-        Raises:
-            TypeError: ``thread_ids`` is a single string.
-            ValueError: Unknown strategy.
-
-        Example:
-            >>> import sqlite3
-            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.prune(["none"], strategy="keep_latest")
-            >>> s.prune(["none"], strategy="newest")
-            Traceback (most recent call last):
-            ...
-            ValueError: Unknown prune strategy 'newest': use one of keep_turns, keep_latest, delete
-        """
-        if isinstance(thread_ids, str):
-            raise TypeError("thread_ids must be a sequence of thread ids, not a str")
-        if strategy not in PRUNE_STRATEGIES:
-            raise ValueError(
-                f"Unknown prune strategy {strategy!r}: use one of {', '.join(PRUNE_STRATEGIES)}"
-            )
-        for thread_id in (str(t) for t in thread_ids):
-            if strategy == "delete":
-                self.delete_thread(thread_id)
-            elif strategy == "keep_latest":
-                self._keep_latest(thread_id)
-            else:
-                latest = self.get_tuple({"configurable": {"thread_id": thread_id}})
-                if latest is None:
-                    continue
-                start = self._turn_start(thread_id, latest.config["configurable"]["checkpoint_id"])
-                if start is not None:
-                    self._prune_finished(thread_id, "", start, max_nodes=None)
-
-    # --- pruning internals ------------------------------------------------------------
-
-    def _turn_start(self, thread_id: str, latest_id: str) -> str | None:
-        """Parent of the input checkpoint of the turn in progress (its predecessor)."""
-        with self.cursor(transaction=False) as cur:
-            load = self._chain_loader(cur, thread_id, "")
-            node = load(latest_id)
-            while node is not None and node.source != "input":
-                if node.parent_id is None:
-                    return None
-                node = load(node.parent_id)
-            return node.parent_id if node is not None else None
-
-    def _keep_latest(self, thread_id: str) -> None:
-        with self.cursor() as cur:
-            namespaces = [
-                r[0]
-                for r in cur.execute(
-                    "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = ?",
-                    (thread_id,),
-                ).fetchall()
-            ]
-            for ns in namespaces:
-                row = cur.execute(
-                    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND "
-                    "checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
-                    (thread_id, ns),
-                ).fetchone()
-                keep = self._load_node(cur, thread_id, ns, row[0])
-                assert keep is not None
-
-                def load(cid: str, ns: str = ns) -> ChainNode | None:
-                    return self._load_node(cur, thread_id, ns, cid)
-
-                hist, _ = walk(keep, _delta_like(keep), load)
-                others = (thread_id, ns, keep.checkpoint_id)
-                for table in ("checkpoints", "writes", "kimi_incoming"):
-                    cur.execute(
-                        f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608
-                        "AND checkpoint_id != ?",
-                        others,
-                    )
-                cur.execute(
-                    "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ? "
-                    "AND checkpoint_ns = ? AND checkpoint_id = ?",
-                    others,
-                )
-                self._store_incoming(cur, thread_id, ns, keep.checkpoint_id, hist)
-        self._forget(thread_id)
-
-    def _store_incoming(
-        self,
-        cur: sqlite3.Cursor,
-        thread_id: str,
-        ns: str,
-        checkpoint_id: str,
-        hist: Mapping[str, DeltaChannelHistory],
-    ) -> None:
-        kept = {ch: h for ch, h in hist.items() if h["writes"] or "seed" in h}
-        type_, blob = self.serde.dumps_typed(encode_incoming(kept))
-        cur.execute(
-            "INSERT OR REPLACE INTO kimi_incoming (thread_id, checkpoint_ns, checkpoint_id, "
-            "type, value) VALUES (?, ?, ?, ?, ?)",
-            (thread_id, ns, checkpoint_id, type_, blob),
-        )
-
-    def _prune_finished(
-        self, thread_id: str, ns: str, start_id: str, *, max_nodes: int | None
-    ) -> None:
-        """Squash the intermediate checkpoints of finished turns ending at ``start_id``.
-
-        Walks back from ``start_id`` (kept) until a checkpoint that an earlier pruning
-        kept (it has an incoming record), the root, or ``max_nodes``; a checkpoint is
-        intermediate when it is an ``input``/``loop`` checkpoint with exactly one child,
-        a ``loop`` checkpoint, and no pin names it.
-        """
-        with self.cursor() as cur:
-            chain: list[ChainNode] = []
-            load = self._chain_loader(cur, thread_id, ns)
-            node = load(start_id)
-            while node is not None:
-                chain.append(node)
-                if (len(chain) > 1 and node.incoming) or node.parent_id is None:
-                    break
-                if max_nodes is not None and len(chain) >= max_nodes:
-                    break
-                node = load(node.parent_id)
-            if len(chain) < 2:
-                return
-            ids = [n.checkpoint_id for n in chain]
-            marks = ",".join("?" * len(ids))
-            children = dict(
-                cur.execute(
-                    "SELECT parent_checkpoint_id, COUNT(*) FROM checkpoints WHERE "  # noqa: S608
-                    f"thread_id = ? AND checkpoint_ns = ? AND parent_checkpoint_id IN ({marks}) "
-                    "GROUP BY parent_checkpoint_id",
-                    (thread_id, ns, *ids),
-                ).fetchall()
-            )
-            pins: set[str] = set()
-            for link in chain:
-                for w in link.writes:
-                    if w[1] == self.pin_channel:
-                        pins.update(str(v) for v in (w[2] if isinstance(w[2], list) else [w[2]]))
-            # chain[i + 1] is the parent of chain[i]; chain[0] is kept
-            n = len(chain)
-
-            def intermediate(i: int) -> bool:
-                node, child = chain[i], chain[i - 1]
-                return (
-                    node.source in ("input", "loop")
-                    and child.source == "loop"
-                    and children.get(node.checkpoint_id) == 1
-                    and node.checkpoint_id not in pins
-                    and not node.incoming
-                    and (i < n - 1 or node.parent_id is None)
-                )
-
-            changed: list[str] = []
-            kept: list[str] = []
-            i = 1
-            while i < n:
-                if not intermediate(i):
-                    i += 1
-                    continue
-                first = i
-                while i < n and intermediate(i):
-                    i += 1
-                stop = chain[i] if i < n else None
-                if stop is None or children.get(stop.checkpoint_id) == 1:
-                    keep = chain[first - 1]
-                    self._squash(cur, thread_id, ns, keep=keep, run=chain[first:i])
-                    changed.extend(n.checkpoint_id for n in chain[first:i])
-                    if stop is not None:
-                        changed.append(stop.checkpoint_id)
-                    kept.append(keep.checkpoint_id)
-            # a kept checkpoint's value is unchanged: remember it with its new shape
-            self._drop(thread_id, ns, changed, children=False)
-            memo = self._thread_memo(thread_id, ns)
-            for cid in kept:
-                with self._memo_lock:
-                    entry = memo.get(cid)
-                fresh = self._load_node(cur, thread_id, ns, cid)
-                if entry is not None and fresh is not None:
-                    with self._memo_lock:
-                        memo[cid] = (fresh, entry[1])
-
-    def _squash(
-        self,
-        cur: sqlite3.Cursor,
-        thread_id: str,
-        ns: str,
-        *,
-        keep: ChainNode,
-        run: list[ChainNode],
-    ) -> None:
-        """Fold ``run`` (newest first, all between ``keep`` and its new parent) away."""
-        stop = run[-1].parent_id
-        by_id = {n.checkpoint_id: n for n in run}
-
-        def load(cid: str) -> ChainNode | None:
-            return by_id.get(cid) or self._load_node(cur, thread_id, ns, cid)
-
-        hist, _ = walk(keep, _delta_like(keep), load, stop_at=stop)
-        removed = [(thread_id, ns, n.checkpoint_id) for n in run]
-        for table in ("checkpoints", "writes", "kimi_incoming"):
-            cur.executemany(
-                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608
-                "AND checkpoint_id = ?",
-                removed,
-            )
-        if stop is not None:
-            moved = [ch for ch, h in hist.items() if h["writes"]]
-            cur.executemany(
-                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
-                "AND checkpoint_id = ? AND channel = ?",
-                [(thread_id, ns, stop, ch) for ch in moved],
-            )
-        # The snapshot counters only steer the run that resumes from the latest
-        # checkpoint; a finished turn's checkpoint never is (a new turn follows it).
-        row = cur.execute(
-            "SELECT metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-            "AND checkpoint_id = ?",
-            (thread_id, ns, keep.checkpoint_id),
-        ).fetchone()
-        metadata = json.loads(row[0]) if row and row[0] else {}
-        metadata.pop("counters_since_delta_snapshot", None)
-        cur.execute(
-            "UPDATE checkpoints SET parent_checkpoint_id = ?, metadata = ? WHERE thread_id = ? "
-            "AND checkpoint_ns = ? AND checkpoint_id = ?",
-            (
-                stop,
-                json.dumps(metadata, ensure_ascii=False).encode("utf-8", "ignore"),
-                thread_id,
-                ns,
-                keep.checkpoint_id,
-            ),
-        )
-        self._store_incoming(cur, thread_id, ns, keep.checkpoint_id, hist)
 
     # --- async API: the sync implementation in a worker thread ---------------------
     # (SqliteSaver itself refuses async use; this lets ``agent.ainvoke`` work on the
@@ -1130,25 +834,6 @@ async def apruned_stream(
     async for item in stream:
         yield item
     await asyncio.to_thread(prune_after_run, saver, config)
-
-
-def _delta_like(node: ChainNode) -> list[str]:
-    """Channels of ``node`` whose value is rebuilt from writes (versioned, not stored)."""
-    return sorted(
-        ch for ch in node.versions if ch not in node.values and not ch.startswith(RESERVED_PREFIXES)
-    )
-
-
-def _copy_hist(
-    hist: Mapping[str, DeltaChannelHistory], channels: Sequence[str]
-) -> dict[str, DeltaChannelHistory]:
-    out: dict[str, DeltaChannelHistory] = {}
-    for ch in channels:
-        entry: DeltaChannelHistory = {"writes": list(hist[ch]["writes"])}
-        if "seed" in hist[ch]:
-            entry["seed"] = hist[ch]["seed"]
-        out[ch] = entry
-    return out
 
 
 def open_sqlite_checkpointer(
