@@ -18,6 +18,7 @@ registry of the package live in any LangGraph ``BaseStore``). Postgres needs the
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -64,8 +65,9 @@ def is_postgres_url(value: object) -> bool:
 def _postgres_modules() -> tuple[Any, Any, Any]:
     try:
         import psycopg_pool
-        from langgraph.checkpoint.postgres import PostgresSaver
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        from langchain_kimi_context.agent.postgres_saver import KimiPostgresSaver
     except ImportError as exc:  # pragma: no cover - depends on the install
         msg = (
             "A postgresql:// checkpointer needs the postgres extra: pip install "
@@ -73,7 +75,7 @@ def _postgres_modules() -> tuple[Any, Any, Any]:
             f"psycopg[binary,pool]); missing: {exc.name}"
         )
         raise KimiConfigurationError(msg) from exc
-    return psycopg_pool, PostgresSaver, AsyncPostgresSaver
+    return psycopg_pool, KimiPostgresSaver, AsyncPostgresSaver
 
 
 _CONN_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
@@ -82,10 +84,13 @@ _CONN_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 class PostgresCheckpointer(BaseCheckpointSaver[str]):
     """LangGraph's Postgres savers behind one object: a sync pool and an async pool.
 
-    Sync calls (``invoke``, ``get_state``) go to a ``PostgresSaver`` on a
-    ``psycopg_pool.ConnectionPool``; async calls (``ainvoke``, ``astream``) go to an
-    ``AsyncPostgresSaver`` on an ``AsyncConnectionPool`` opened on first async use (in
-    the running event loop). Tables are created on first use.
+    Sync calls (``invoke``, ``get_state``) go to a
+    :class:`~langchain_kimi_context.agent.postgres_saver.KimiPostgresSaver` (turn
+    pruning, remembered histories) on a ``psycopg_pool.ConnectionPool``; async checkpoint
+    reads and writes (``ainvoke``, ``astream``) go to an ``AsyncPostgresSaver`` on an
+    ``AsyncConnectionPool`` opened on first async use (in the running event loop), and
+    async history reads and pruning to the first one in a worker thread (both see the
+    same tables). Tables are created on first use.
 
     Args:
         url: ``postgresql://user@host:port/db`` (options such as ``?options=-csearch_path%3Dx``
@@ -124,6 +129,16 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
 
     def __repr__(self) -> str:
         return f"PostgresCheckpointer({_redact(self.url)!r})"
+
+    @property
+    def prune_turns(self) -> bool:
+        """Whether the agent prunes finished turns after each run (the sync saver's flag).
+
+        Example:
+            >>> PostgresCheckpointer.prune_turns.__doc__.split()[0]
+            'Whether'
+        """
+        return bool(self.sync.prune_turns)
 
     async def _asaver(self) -> Any:
         if self._async is None:
@@ -190,7 +205,7 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
     def delete_thread(self, thread_id: str) -> None:  # noqa: D102
         self.sync.delete_thread(thread_id)
 
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:  # noqa: D102
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_turns") -> None:  # noqa: D102
         self.sync.prune(thread_ids, strategy=strategy)
 
     def get_delta_channel_history(  # noqa: D102
@@ -236,18 +251,31 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
         await (await self._asaver()).aput_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:  # noqa: D102
-        await (await self._asaver()).adelete_thread(thread_id)
+        await asyncio.to_thread(self.sync.delete_thread, thread_id)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:  # noqa: D102
+        self.sync.copy_thread(source_thread_id, target_thread_id)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:  # noqa: D102
+        self.sync.delete_for_runs(run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:  # noqa: D102
+        await asyncio.to_thread(self.sync.copy_thread, source_thread_id, target_thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:  # noqa: D102
+        await asyncio.to_thread(self.sync.delete_for_runs, run_ids)
 
     async def aprune(  # noqa: D102
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest"
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_turns"
     ) -> None:
-        await (await self._asaver()).aprune(thread_ids, strategy=strategy)
+        await asyncio.to_thread(lambda: self.sync.prune(thread_ids, strategy=strategy))
 
     async def aget_delta_channel_history(  # noqa: D102
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        saver = await self._asaver()
-        return await saver.aget_delta_channel_history(config=config, channels=channels)
+        return await asyncio.to_thread(
+            lambda: self.sync.get_delta_channel_history(config=config, channels=channels)
+        )
 
 
 def _redact(url: str) -> str:
@@ -267,7 +295,7 @@ def open_postgres_store(url: str) -> Any:
         url: ``postgresql://...``.
 
     Returns:
-        The store (a ``BaseStore``).
+        The store (a ``BaseStore``; ``store.conn`` is its pool, close it when done).
 
     Raises:
         KimiConfigurationError: The postgres extra is missing.
@@ -279,7 +307,9 @@ def open_postgres_store(url: str) -> Any:
     pool_mod, _, _ = _postgres_modules()
     from langgraph.store.postgres import PostgresStore
 
-    pool = pool_mod.ConnectionPool(url, min_size=1, max_size=4, kwargs=dict(_CONN_KWARGS))
+    pool = pool_mod.ConnectionPool(
+        url, min_size=1, max_size=4, kwargs=dict(_CONN_KWARGS), open=True
+    )
     store = PostgresStore(pool)
     store.setup()
     return store

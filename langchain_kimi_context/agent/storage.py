@@ -777,9 +777,11 @@ class KimiSqliteSaver(TurnPruningMixin, SqliteSaver):
 def prune_after_run(saver: object, config: RunnableConfig) -> None:
     """Squash the finished turns of the run's thread on a saver that prunes turns.
 
-    Called by the agent when a run ends: on a :class:`KimiSqliteSaver` with
-    ``prune_turns=True`` every turn before the latest keeps one checkpoint (see
-    :meth:`KimiSqliteSaver.prune`); any other saver is left alone.
+    Called by the agent when a run ends: on a saver with ``prune_turns=True``
+    (:class:`KimiSqliteSaver`, the Postgres checkpointer of ``checkpointer="postgresql://"``)
+    every turn before the latest keeps one checkpoint (see
+    :meth:`~langchain_kimi_context.agent.turn_pruning.TurnPruningMixin.prune`); any
+    other saver is left alone.
 
     Args:
         saver: The graph's checkpointer (anything).
@@ -788,11 +790,11 @@ def prune_after_run(saver: object, config: RunnableConfig) -> None:
     Example:
         >>> prune_after_run(None, {"configurable": {"thread_id": "t"}})
     """
-    if not isinstance(saver, KimiSqliteSaver) or not saver.prune_turns:
+    if not getattr(saver, "prune_turns", False):
         return
     thread_id = (config.get("configurable") or {}).get("thread_id")
     if thread_id is not None:
-        saver.prune([str(thread_id)], strategy="keep_turns")
+        saver.prune([str(thread_id)], strategy="keep_turns")  # type: ignore[attr-defined]
 
 
 def pruned_stream(stream: Iterator[Any], saver: object, config: RunnableConfig) -> Iterator[Any]:

@@ -70,7 +70,10 @@ def test_runs_resumes_and_reads_history(emulator: KimiEmulator, checkpointer: st
     assert [m.id for m in state.values["messages"]] == [m.id for m in out["messages"]]
     assert state.values["reports"]["call_model"]["ok"] is True
     history = list(again.get_state_history(cfg))
-    assert len(history) >= 10  # the last turn keeps every node checkpoint
+    # the last turn keeps every node checkpoint, each finished turn one (its last)
+    last_input = next(i for i, s in enumerate(history) if s.metadata["source"] == "input")
+    assert last_input >= 9
+    assert len(history) - (last_input + 1) == 1
     # time travel: the state after the first turn is still addressable and exact
     first = next(s for s in history if len(s.values.get("messages", [])) == 4 and not s.next)
     assert first.values["messages"][-1].content == out["messages"][3].content
@@ -121,7 +124,7 @@ def test_cache_registry_in_a_postgres_store(pg_url: str) -> None:
     from langchain_kimi_context.agent.checkpointer import open_postgres_store
     from langchain_kimi_context.caching import CacheEntry, StoreCacheRegistry
 
-    store = open_postgres_store(pg_url)
+    store, other = open_postgres_store(pg_url), open_postgres_store(pg_url)
     registry = StoreCacheRegistry(store)
     assert registry.get("missing") is None
     entry = CacheEntry(
@@ -137,6 +140,8 @@ def test_cache_registry_in_a_postgres_store(pg_url: str) -> None:
     )
     registry.put("k", entry)
     # another process (a second store on the same database) sees the same entry
-    assert StoreCacheRegistry(open_postgres_store(pg_url)).get("k") == entry
+    assert StoreCacheRegistry(other).get("k") == entry
     registry.delete("k")
     assert registry.get("k") is None
+    store.conn.close()
+    other.conn.close()
