@@ -6,7 +6,9 @@ turn the benchmark records the wall time and the time spent inside the model cal
 callback on the chat model), so the *overhead* is the agent's own time: checkpoint
 reads and writes, the context pipeline, turn pruning, waiting for the saver.
 
-Printed per backend and concurrency: turns/s, p50/p99 per-turn overhead, errors and
+Printed per backend and concurrency, for ``create_kimi_agent`` ("kimi") and for the plain
+LangGraph way ("plain": ``create_react_agent`` on ``AsyncSqliteSaver`` /
+``AsyncPostgresSaver``, same model): turns/s, p50/p99 per-turn overhead, errors and
 lost turns (a turn whose messages are not in the thread afterwards; must be 0).
 
 Run: ``.venv/bin/python benchmarks/bench_load.py [--sessions 16 64] [--turns 10]``
@@ -25,6 +27,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -117,31 +120,56 @@ def postgres_url() -> tuple[str, Any] | None:
     return f"{DSN}{sep}options=-csearch_path%3D{schema}", (conn, schema)
 
 
+async def plain_agent(model: Any, backend: str, target: str, stack: AsyncExitStack) -> Any:
+    """``create_react_agent`` on LangGraph's own async saver for the same backend."""
+    from langgraph.prebuilt import create_react_agent
+
+    if backend == "sqlite":
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        saver: Any = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(target))
+    else:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg_pool import AsyncConnectionPool
+
+        pool = AsyncConnectionPool(
+            target, max_size=16, kwargs={"autocommit": True, "prepare_threshold": 0}, open=False
+        )
+        await pool.open(wait=True)
+        stack.push_async_callback(pool.close)
+        saver = AsyncPostgresSaver(pool)
+        await saver.setup()
+    return create_react_agent(model, tools=[], checkpointer=saver)
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with KimiEmulator() as emu:
         model = KimiChatModel(model="kimi-k2.6", base_url=emu.base_url, api_key=emu.api_key)
-        backends: list[tuple[str, Any]] = [
-            ("sqlite", str(Path(tempfile.mkdtemp(prefix="bench-load-")) / "load.sqlite"))
+        workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+        backends: list[tuple[str, str, str]] = [
+            ("sqlite", "kimi", str(workdir / "kimi.sqlite")),
+            ("sqlite", "plain", str(workdir / "plain.sqlite")),
         ]
         pg = postgres_url()
         if pg is not None:
-            backends.append(("postgres", pg[0]))
-        rows = []
+            backends += [("postgres", "kimi", pg[0]), ("postgres", "plain", pg[0])]
         try:
-            for name, checkpointer in backends:
-                agent = create_kimi_agent(model, checkpointer=checkpointer)
-                if name == "postgres":
-                    agent.checkpointer.max_size = max(args.sessions)
-                for n in args.sessions:
-                    rows.append((name, n, await run(agent, n, args.turns)))
-                    r = rows[-1][2]
-                    print(
-                        f"{name:<9}{n:>9}{r['turns_s']:>10.1f}{r['p50']:>11.1f}"
-                        f"{r['p99']:>11.1f}{r['errors']:>8}{r['lost']:>6}",
-                        flush=True,
-                    )
-                if name == "postgres":
-                    await agent.checkpointer.aclose()
+            for backend, kind, target in backends:
+                async with AsyncExitStack() as stack:
+                    if kind == "kimi":
+                        agent = create_kimi_agent(model, checkpointer=target)
+                        if backend == "postgres":
+                            agent.checkpointer.max_size = 16
+                            stack.push_async_callback(agent.checkpointer.aclose)
+                    else:
+                        agent = await plain_agent(model, backend, target, stack)
+                    for n in args.sessions:
+                        r = await run(agent, n, args.turns)
+                        print(
+                            f"{backend:<9}{kind:<7}{n:>9}{r['turns_s']:>10.1f}{r['p50']:>11.1f}"
+                            f"{r['p99']:>11.1f}{r['errors']:>8}{r['lost']:>6}",
+                            flush=True,
+                        )
         finally:
             if pg is not None:
                 conn, schema = pg[1]
@@ -156,7 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.turns} turns per session, sessions at once; overhead = turn minus model time")
     print(
-        f"{'backend':<9}{'sessions':>9}{'turns/s':>10}{'p50 ms':>11}{'p99 ms':>11}"
+        f"{'backend':<9}{'agent':<7}{'sessions':>9}{'turns/s':>10}{'p50 ms':>11}{'p99 ms':>11}"
         f"{'errors':>8}{'lost':>6}"
     )
     asyncio.run(main_async(args))
