@@ -260,6 +260,14 @@ class TurnPruningMixin:
 
         Returns:
             ``{channel: DeltaChannelHistory}`` (seed + writes).
+
+        Example:
+            >>> import sqlite3
+            >>> from langchain_kimi_context.agent.storage import KimiSqliteSaver
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> s.get_delta_channel_history(
+            ...     config={"configurable": {"thread_id": "t"}}, channels=["messages"])
+            {'messages': {'writes': []}}
         """
         if not channels:
             return {}
@@ -330,6 +338,16 @@ class TurnPruningMixin:
         Raises:
             TypeError: ``thread_ids`` is a single string.
             ValueError: Unknown strategy.
+
+        Example:
+            >>> import sqlite3
+            >>> from langchain_kimi_context.agent.storage import KimiSqliteSaver
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> s.prune(["none"], strategy="keep_latest")
+            >>> s.prune(["none"], strategy="newest")
+            Traceback (most recent call last):
+            ...
+            ValueError: Unknown prune strategy 'newest': use one of keep_turns, keep_latest, delete
         """
         if isinstance(thread_ids, str):
             raise TypeError("thread_ids must be a sequence of thread ids, not a str")
