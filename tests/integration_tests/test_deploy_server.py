@@ -121,6 +121,12 @@ def test_turns_concurrent_runs_and_thread_api(server: tuple[str, KimiEmulator]) 
     # snapshot = a checkpoint id; rollback = run from it; share = threads.copy
     history = client.threads.get_history(tid, limit=200)
     snap = next(s for s in history if len(s["values"].get("messages", [])) == 2 and not s["next"])
+    # a named snapshot index in the server's store: name -> checkpoint id
+    index = ("kimi_context", "snapshots", tid)
+    client.store.put_item(
+        index, "after-first", {"checkpoint_id": snap["checkpoint"]["checkpoint_id"]}
+    )
+    named = client.store.get_item(index, "after-first")["value"]["checkpoint_id"]
     shared = client.threads.copy(tid)
     assert _texts(client.threads.get_state(shared["thread_id"])) == _texts(
         client.threads.get_state(tid)
@@ -129,7 +135,7 @@ def test_turns_concurrent_runs_and_thread_api(server: tuple[str, KimiEmulator]) 
         tid,
         "agent",
         input={"messages": [{"role": "user", "content": "@say back"}]},
-        checkpoint_id=snap["checkpoint"]["checkpoint_id"],
+        checkpoint_id=named,
     )
     assert _texts(client.threads.get_state(tid)) == ["@say one", "one", "@say back", "back"]
     # the shared copy kept the whole session
