@@ -15,11 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.postgres import PostgresSaver
@@ -113,54 +109,7 @@ class KimiPostgresSaver(TurnPruningMixin, PostgresSaver):
         with self._cursor() as cur:
             cur.execute(_INCOMING_DDL)
 
-    # --- memory invalidation around LangGraph's writes --------------------------------
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Store a checkpoint (see ``PostgresSaver.put``).
-
-        Args:
-            config: Where to store.
-            checkpoint: The checkpoint.
-            metadata: Its metadata.
-            new_versions: Channel versions written.
-
-        Returns:
-            The config of the stored checkpoint.
-
-        Example:
-            >>> KimiPostgresSaver.put.__name__
-            'put'
-        """
-        self._forget_checkpoint(config, checkpoint["id"])
-        return super().put(config, checkpoint, metadata, new_versions)
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes (see ``PostgresSaver.put_writes``).
-
-        Args:
-            config: The checkpoint the writes belong to.
-            writes: ``(channel, value)`` pairs.
-            task_id: The task that wrote them.
-            task_path: The task's path.
-
-        Example:
-            >>> KimiPostgresSaver.put_writes.__name__
-            'put_writes'
-        """
-        self._forget_writes(config)
-        super().put_writes(config, writes, task_id, task_path)
+    # --- deleting ------------------------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread's checkpoints, writes, blobs and incoming records.

@@ -468,54 +468,7 @@ class KimiSqliteSaver(TurnPruningMixin, SqliteSaver):
         )
         self._store_incoming(h, thread_id, ns, keep_id, incoming)
 
-    # --- writes that change what the memo knows -------------------------------------
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Store a checkpoint (see ``SqliteSaver.put``).
-
-        Args:
-            config: Where to store (its ``checkpoint_id`` is the parent).
-            checkpoint: The checkpoint.
-            metadata: Its metadata.
-            new_versions: Channel versions written.
-
-        Returns:
-            The config of the stored checkpoint.
-
-        Example:
-            >>> KimiSqliteSaver.put.__name__
-            'put'
-        """
-        self._forget_checkpoint(config, checkpoint["id"])
-        return super().put(config, checkpoint, metadata, new_versions)
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes (see ``SqliteSaver.put_writes``).
-
-        Args:
-            config: The checkpoint the writes belong to.
-            writes: ``(channel, value)`` pairs.
-            task_id: The task that wrote them.
-            task_path: The task's path.
-
-        Example:
-            >>> KimiSqliteSaver.put_writes.__name__
-            'put_writes'
-        """
-        self._forget_writes(config)
-        super().put_writes(config, writes, task_id, task_path)
+    # --- deleting ------------------------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete a thread's checkpoints, writes and incoming records.

@@ -27,7 +27,13 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import DeltaChannelHistory, get_checkpoint_id
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    DeltaChannelHistory,
+    get_checkpoint_id,
+)
 
 from langchain_kimi_context.agent.delta_chain import (
     RESERVED_PREFIXES,
@@ -98,8 +104,8 @@ class TurnPruningMixin:
     Subclasses call :meth:`_init_pruning` in ``__init__`` and implement the primitives
     (``_reading``, ``_writing``, ``_load_chain``, ``_child_counts``, ``_apply_squash``,
     ``_apply_keep_latest``, ``_namespaces``, ``_latest_id``), list it before the
-    LangGraph saver class, and route ``put``/``put_writes``/``delete_thread`` through
-    :meth:`_forget_checkpoint` / :meth:`_forget_writes` / :meth:`_forget`.
+    LangGraph saver class (its ``put``/``put_writes`` wrap the saver's), and forget a
+    deleted thread in ``delete_thread`` (:meth:`_forget`).
     """
 
     prune_turns: bool
@@ -243,6 +249,45 @@ class TurnPruningMixin:
             [str(conf.get("checkpoint_id"))],
             children=True,
         )
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint (the saver's own ``put``); a re-put id is forgotten.
+
+        Args:
+            config: Where to store.
+            checkpoint: The checkpoint.
+            metadata: Its metadata.
+            new_versions: Channel versions written.
+
+        Returns:
+            The config of the stored checkpoint.
+        """
+        self._forget_checkpoint(config, checkpoint["id"])
+        return super().put(config, checkpoint, metadata, new_versions)  # type: ignore[misc]
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes (the saver's own ``put_writes``), forgetting what they change.
+
+        Args:
+            config: The checkpoint the writes belong to.
+            writes: ``(channel, value)`` pairs.
+            task_id: The task that wrote them.
+            task_path: The task's path.
+        """
+        self._forget_writes(config)
+        super().put_writes(config, writes, task_id, task_path)  # type: ignore[misc]
 
     # --- reading ---------------------------------------------------------------------
 
