@@ -332,6 +332,8 @@ def store_lock_for(checkpointer: Any) -> StoreLock:
         True
     """
     conn = getattr(checkpointer, "conn", None)
+    if conn is None:  # a wrapper over a sync saver (the 'postgresql://...' checkpointer)
+        conn = getattr(getattr(checkpointer, "sync", None), "conn", None)
     lock: StoreLock | None = None
     if isinstance(conn, sqlite3.Connection) and _fcntl is not None:
         path = _sqlite_path(conn, getattr(checkpointer, "lock", None))
