@@ -195,6 +195,7 @@ def run_session(
     *,
     way: str = "",
     turns: int = 100,
+    **compact_kwargs: Any,
 ) -> SessionResult:
     """Run the session on ``emu`` and bill it (``policy=None``: unmanaged).
 
@@ -206,6 +207,7 @@ def run_session(
         policy: The compaction policy, or ``None`` for the full history on every call.
         way: The label of the result.
         turns: Session length.
+        **compact_kwargs: Passed on to ``maybe_compact`` (e.g. ``strategy=``).
 
     Returns:
         The result.
@@ -243,7 +245,13 @@ def run_session(
             break
         if policy is not None:
             _, report = maybe_compact(
-                log, policy, model=chat, records=records, tools=TOOLS, profile=profile
+                log,
+                policy,
+                model=chat,
+                records=records,
+                tools=TOOLS,
+                profile=profile,
+                **compact_kwargs,
             )
             if report is not None and report.record is not None:
                 records.append(report.record)
