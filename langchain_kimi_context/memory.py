@@ -23,7 +23,7 @@ Example:
     >>> import os, tempfile
     >>> from langchain_kimi_context import RollingSnapshotMemory
     >>> memory = RollingSnapshotMemory(
-    ...     "kimi-k2.5", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+    ...     "kimi-k2.6", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
     >>> sid = memory.create_session(system="You are a careful refactoring assistant.")
     >>> snap = memory.snapshot(sid, name="start")
     >>> _ = memory.append_message(sid, "Decision: keep the public API stable.")
@@ -554,7 +554,7 @@ class RollingSnapshotMemory:
 
     Example:
         >>> import os, tempfile
-        >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test", max_sessions=1,
+        >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test", max_sessions=1,
         ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> sid = mem.create_session(system="Be terse.")
         >>> mem.create_session()
@@ -591,7 +591,7 @@ class RollingSnapshotMemory:
         if not isinstance(model, str | BaseChatModel):
             raise KimiConfigurationError(
                 "RollingSnapshotMemory(model) must be a KimiChatModel, another LangChain chat "
-                f"model or a Kimi model name such as 'kimi-k2.5', got {type(model).__name__}"
+                f"model or a Kimi model name such as 'kimi-k2.6', got {type(model).__name__}"
             )
         if preserve_len < self.policy.min_preserve_tokens:
             raise PreserveTooSmallError(
@@ -785,7 +785,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.create_session(session_id="refactor-1")
             'refactor-1'
@@ -834,7 +834,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> def ls() -> str:
             ...     '''List files.'''
@@ -853,7 +853,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.sessions()
             []
@@ -873,7 +873,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mem.close_session(sid); mem.sessions()
@@ -917,7 +917,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mid = mem.append_message(sid, ("system", "Code style: black, 100 cols."))
@@ -956,7 +956,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> len(mem.append_messages(sid, ["question", AIMessage("answer")]))
@@ -985,7 +985,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.maintain(mem.create_session(system="sys"))
             False
@@ -1052,7 +1052,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> _ = mem.append_stream(sid, iter(["part one, ", "part two"]))
@@ -1082,7 +1082,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import asyncio, os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> async def gen():
@@ -1121,7 +1121,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1158,7 +1158,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1247,7 +1247,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid, name="before-refactor")
@@ -1270,7 +1270,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> [s.reason for s in mem.list_snapshots(sid)]
@@ -1302,7 +1302,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid)
@@ -1334,7 +1334,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> _ = mem.append_message(sid, "context")
@@ -1403,7 +1403,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> for i in range(6):
@@ -1516,7 +1516,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1590,7 +1590,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> [m.content for m in mem.messages(sid)]
@@ -1612,7 +1612,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.log(mem.create_session(system="sys"))[0].content
             'sys'
@@ -1630,7 +1630,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> u = mem.usage(mem.create_session(system="Be terse."))
             >>> u.calls, u.context_by_role["system"] > 0, u.snapshots
@@ -1689,7 +1689,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> type(mem.history("s1")).__name__
             'KimiChatMessageHistory'
@@ -1727,7 +1727,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
