@@ -1008,6 +1008,7 @@ class RollingSnapshotMemory:
             tools=runtime.tool_schemas,
             trigger=None,
             snapshot_id=head,
+            prepare=lambda view: runtime.prepare(view, state),
         )
         if record is None:
             return False

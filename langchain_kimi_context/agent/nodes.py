@@ -423,6 +423,7 @@ class AgentRuntime:
             tools=self.tool_schemas,
             trigger=reason,
             snapshot_id=_checkpoint_id(config),
+            prepare=lambda view: self.prepare(view, state),
         )
         report["phase"] = "before_call" if reason else "end_of_turn"
         turn["compacted_at"] = len(log)
