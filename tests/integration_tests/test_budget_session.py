@@ -10,6 +10,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -245,3 +246,37 @@ def test_the_agent_compacts_at_the_price_budget_by_default(
         if not is_summary_request(r.body)
     ]
     assert max(agent_prompts) < 75_000  # the 14-turn session reaches ~75K unmanaged
+
+
+def test_the_middleware_compacts_at_the_budget_from_the_cached_prefix(emu: KimiEmulator) -> None:
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from langchain_kimi_context import KimiContextMiddleware
+
+    emu.reset()
+    facts = planted_facts(14)
+
+    @tool
+    def inspect_module(module: str) -> str:
+        """Print a module of the repository with its build notes."""
+        return tool_output(int(module.lstrip("m")), facts)
+
+    model = KimiChatModel(model=K3, base_url=emu.base_url, api_key=emu.api_key, max_retries=0)
+    agent = create_agent(
+        model,
+        tools=[inspect_module],
+        system_prompt="You are a careful coding agent.",
+        middleware=[KimiContextMiddleware(ContextPolicy(compact_budget=30_000))],
+        checkpointer=InMemorySaver(),
+    )
+    cfg: Any = {"configurable": {"thread_id": "mw"}}
+    for turn in range(8):
+        agent.invoke({"messages": [HumanMessage(user_line(turn, facts))]}, cfg)
+    assert agent.get_state(cfg).values.get("kimi_compactions")
+    summaries = [r for r in emu.chat_requests if is_summary_request(r.body)]
+    assert summaries
+    for request in summaries:
+        assert request.body["messages"][0]["content"] == "You are a careful coding agent."
+        usage = request.usage or {}
+        assert usage["cached_tokens"] >= 0.8 * usage["prompt_tokens"]
