@@ -140,19 +140,28 @@ def apply_records(log: list[AnyMessage], records: Sequence[Any] | None) -> list[
     return list(apply_compactions(log, load_records(records)))  # type: ignore[arg-type]
 
 
-def compaction_due(tokens: int, policy: ContextPolicy, profile: KimiModelProfile) -> str | None:
+def compaction_due(
+    tokens: int,
+    policy: ContextPolicy,
+    profile: KimiModelProfile,
+    records: Sequence[Any] | None = None,
+) -> str | None:
     """The compaction trigger (``should_compact``) for a request of ``tokens``.
 
     Args:
         tokens: The calibrated size of the request.
         policy: Trigger thresholds.
         profile: Model profile (window; prices for the price budget).
+        records: The compaction records (the newest one's ``tokens_after`` is the price
+            budget's floor, as in ``maybe_compact``).
 
     Returns:
         The trigger reason, or ``None`` when it does not fire.
     """
     window = resolve_context_window(policy, profile).window
-    decision = should_compact(tokens, window, policy, profile=profile)
+    last = load_records(records[-1:]) if records else []
+    floor = last[0].tokens_after if last else None
+    decision = should_compact(tokens, window, policy, profile=profile, floor_tokens=floor)
     return (decision.reason or "trigger") if decision else None
 
 
