@@ -83,10 +83,11 @@ from langchain_kimi_context.context.compaction import (
     compact,
     should_compact,
 )
-from langchain_kimi_context.context.compaction._common import is_real_user_turn, is_system
 from langchain_kimi_context.context.compaction.savings import SavingsLedger, savings_ledger
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import with_marker
+from langchain_kimi_context.context.messages import is_system
+from langchain_kimi_context.context.messages import is_user_turn as is_real_user_turn
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.history import KimiChatMessageHistory

@@ -23,7 +23,6 @@ The default checkpointer is a SQLite file: ``$KIMI_CONTEXT_DB`` if set, else
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import sqlite3
@@ -60,6 +59,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langchain_kimi_context.agent._zdict import ZDICT_V1
 from langchain_kimi_context.agent.delta_chain import ChainNode, decode_incoming, encode_incoming
 from langchain_kimi_context.agent.turn_pruning import PRUNE_STRATEGIES, TurnPruningMixin
+from langchain_kimi_context.context.messages import message_digest
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = [
@@ -848,18 +848,6 @@ def open_sqlite_checkpointer(
     return saver
 
 
-def _content_digest(message: BaseMessage) -> str:
-    content = message.content
-    raw = content if isinstance(content, str) else json.dumps(content, sort_keys=True, default=str)
-    h = hashlib.sha1(raw.encode("utf-8", "surrogatepass"), usedforsecurity=False)
-    if message.type == "ai":
-        calls = getattr(message, "tool_calls", None) or []
-        h.update(json.dumps(calls, sort_keys=True, default=str).encode())
-    elif message.type == "tool":
-        h.update(str(getattr(message, "tool_call_id", "")).encode())
-    return h.hexdigest()
-
-
 def _coerce(write: Any) -> list[BaseMessage]:
     items = write if isinstance(write, list) else [write]
     if all(isinstance(m, BaseMessage) and not isinstance(m, BaseMessageChunk) for m in items):
@@ -927,7 +915,7 @@ def fold_messages(state: Sequence[AnyMessage] | None, writes: Sequence[Any]) -> 
                 if index is None:
                     index = {m.id: i for i, m in enumerate(merged) if m.id is not None}
                 salt = 0
-                digest = _content_digest(message)
+                digest = message_digest(message)
                 while True:
                     new_id = str(
                         uuid.uuid5(_ID_NAMESPACE, f"{len(merged)}:{salt}:{message.type}:{digest}")

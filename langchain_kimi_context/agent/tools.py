@@ -29,11 +29,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, ToolCall, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langchain_core.tools import tool as as_tool
 
-from langchain_kimi_context.context.markers import is_marked
+from langchain_kimi_context.context.messages import is_user_turn
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = ["ToolRunReport", "ToolRunner", "call_signature", "count_repeats", "is_async_only"]
@@ -94,7 +94,7 @@ def call_signature(call: Mapping[str, Any]) -> str:
 def _turn_start(log: Sequence[AnyMessage]) -> int:
     for i in range(len(log) - 1, -1, -1):
         m = log[i]
-        if isinstance(m, HumanMessage) and not is_marked(m, "summary", "bootstrap"):
+        if is_user_turn(m):
             return i
     return 0
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
-    HumanMessage,
-    SystemMessage,
     ToolMessage,
 )
 
-from langchain_kimi_context.context.markers import is_marked
+from langchain_kimi_context.context.messages import (
+    is_system,
+    message_digest,
+    message_text,
+)
+from langchain_kimi_context.context.messages import is_user_turn as is_real_user_turn
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import default_token_counter
@@ -24,6 +25,7 @@ __all__ = [
     "TokenCounterLike",
     "ensure_message_ids",
     "is_real_user_turn",
+    "is_system",
     "message_text",
     "resolve_token_counter",
     "resolve_window",
@@ -67,45 +69,6 @@ def resolve_token_counter(counter: TokenCounterLike | None) -> TokenCounterLike:
     return resolved
 
 
-def message_text(message: BaseMessage) -> str:
-    """Return the visible text of ``message`` (reasoning/thinking parts excluded).
-
-    Args:
-        message: Any message.
-
-    Returns:
-        The concatenated text blocks.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage
-        >>> message_text(AIMessage("hi", additional_kwargs={"reasoning_content": "hmm"}))
-        'hi'
-    """
-    if isinstance(message.content, str):
-        return message.content
-    parts: list[str] = []
-    for block in message.content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return "".join(parts)
-
-
-def _digest(message: BaseMessage) -> str:
-    payload = {
-        "type": message.type,
-        "content": message.content,
-        "tool_call_id": getattr(message, "tool_call_id", None),
-        "tool_calls": [
-            {"name": c["name"], "args": c["args"], "id": c.get("id")}
-            for c in getattr(message, "tool_calls", None) or []
-        ],
-    }
-    raw = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha1(raw.encode("utf-8"), usedforsecurity=False).hexdigest()[:12]
-
-
 def ensure_message_ids(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """Return the messages with an id on every one (copies for those lacking one).
 
@@ -134,28 +97,9 @@ def ensure_message_ids(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
         if message.id:
             out.append(message)
         else:
-            out.append(message.model_copy(update={"id": f"kc-{index}-{_digest(message)}"}))
+            digest = message_digest(message)[:12]
+            out.append(message.model_copy(update={"id": f"kc-{index}-{digest}"}))
     return out
-
-
-def is_real_user_turn(message: BaseMessage) -> bool:
-    """Return whether ``message`` starts a user turn (a summary or bootstrap never does).
-
-    Args:
-        message: Any message.
-
-    Returns:
-        ``True`` for a human message the package did not create.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> from langchain_kimi_context.context.markers import with_marker
-        >>> is_real_user_turn(HumanMessage("fix it"))
-        True
-        >>> is_real_user_turn(with_marker(HumanMessage("s"), "summary"))
-        False
-    """
-    return isinstance(message, HumanMessage) and not is_marked(message, "summary", "bootstrap")
 
 
 def resolve_window(
@@ -186,11 +130,6 @@ def resolve_window(
     if policy.agent_context_cap:
         resolved = min(resolved, policy.agent_context_cap)
     return int(resolved)
-
-
-def is_system(message: BaseMessage) -> bool:
-    """Return whether ``message`` is a system message that is not a summary."""
-    return isinstance(message, SystemMessage) and not is_marked(message, "summary")
 
 
 def tool_call_index(messages: Sequence[BaseMessage]) -> dict[str, tuple[str, dict[str, Any]]]:
