@@ -36,7 +36,6 @@ import importlib
 import importlib.util
 import json
 import logging
-import random
 import threading
 import time
 import weakref
@@ -67,6 +66,12 @@ from langchain_core.utils import from_env, secret_from_env
 from langchain_openai.chat_models.base import BaseChatOpenAI, _create_usage_metadata
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
+from langchain_kimi_context.backoff import (
+    arun_with_retries,
+    backoff_delay,
+    retry_after_of,
+    run_with_retries,
+)
 from langchain_kimi_context.errors import (
     KimiAPIContextOverflowError,
     KimiConfigurationError,
@@ -1316,11 +1321,10 @@ class KimiChatModel(BaseChatOpenAI):
         """Seconds to wait before retrying ``err``, or ``None`` to give up."""
         if attempt >= (self.max_retries or 0) or not is_retryable_error(err):
             return None
-        info = getattr(err, "info", None)
-        hint = getattr(info, "retry_after", None)
+        hint = retry_after_of(err)
         if hint is not None:
-            return float(hint) if hint <= self.max_retry_wait else None
-        return min(0.5 * 2**attempt, 8.0) * (0.5 + random.random() / 2)  # noqa: S311
+            return hint if hint <= self.max_retry_wait else None
+        return backoff_delay(attempt + 1, initial=0.5, max_delay=8.0, jitter=0.25)
 
     def _fail(
         self, exc: Exception, model: str | None, attempt: int, *, retry: bool = True
@@ -1424,18 +1428,18 @@ class KimiChatModel(BaseChatOpenAI):
         session, model = self._call_context(kwargs, run_manager)
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
         payload = self._cache_strategy.prepare(payload, session_id=session)
-        attempt = 0
-        while True:
-            try:
-                result = super()._generate(
-                    messages, stop, run_manager, _kimi_payload=dict(payload), **kwargs
-                )
-                for generation in result.generations:
-                    self._check_reply(generation, payload)
-                break
-            except Exception as exc:
-                _sleep(self._fail(exc, model, attempt))
-                attempt += 1
+
+        def call() -> ChatResult:
+            result = super(KimiChatModel, self)._generate(
+                messages, stop, run_manager, _kimi_payload=dict(payload), **kwargs
+            )
+            for generation in result.generations:
+                self._check_reply(generation, payload)
+            return result
+
+        result = run_with_retries(
+            call, lambda exc, n: self._fail(exc, model, n - 1), sleep=lambda d: _sleep(d)
+        )
         return self._finish_result(result, payload, session)
 
     async def _agenerate(
@@ -1449,18 +1453,18 @@ class KimiChatModel(BaseChatOpenAI):
         session, model = self._call_context(kwargs, run_manager)
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
         payload = await self._cache_strategy.aprepare(payload, session_id=session)
-        attempt = 0
-        while True:
-            try:
-                result = await super()._agenerate(
-                    messages, stop, run_manager, _kimi_payload=dict(payload), **kwargs
-                )
-                for generation in result.generations:
-                    self._check_reply(generation, payload)
-                break
-            except Exception as exc:
-                await _async_sleep(self._fail(exc, model, attempt))
-                attempt += 1
+
+        async def call() -> ChatResult:
+            result = await super(KimiChatModel, self)._agenerate(
+                messages, stop, run_manager, _kimi_payload=dict(payload), **kwargs
+            )
+            for generation in result.generations:
+                self._check_reply(generation, payload)
+            return result
+
+        result = await arun_with_retries(
+            call, lambda exc, n: self._fail(exc, model, n - 1), sleep=lambda d: _async_sleep(d)
+        )
         return self._finish_result(result, payload, session)
 
     def _finish_result(

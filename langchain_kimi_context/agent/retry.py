@@ -1,12 +1,13 @@
 """Retry policy for model calls: exponential backoff with jitter, typed decisions.
 
-The retry decision is :func:`langchain_kimi_context.errors.is_retryable_error` and
-nothing else: overload/rate limits, 5xx, timeouts, connection errors and empty replies
-are retried; context overflow, invalid requests, authentication, permission, quota and
-content-filter errors never are. (LangGraph's default ``RetryPolicy.retry_on`` retries
-overflow errors, which only burns money: the same request overflows again.) A
-``Retry-After`` hint from the server (header or message) is honoured when it asks for a
-longer wait than the backoff.
+The delay formula, the ``Retry-After`` reading and the sync driver are
+:mod:`langchain_kimi_context.backoff`'s. The retry decision is
+:func:`langchain_kimi_context.errors.is_retryable_error` and nothing else: overload/rate
+limits, 5xx, timeouts, connection errors and empty replies are retried; context overflow,
+invalid requests, authentication, permission, quota and content-filter errors never are.
+(LangGraph's default ``RetryPolicy.retry_on`` retries overflow errors, which only burns
+money: the same request overflows again.) A ``Retry-After`` hint from the server (header
+or message) is honoured when it asks for a longer wait than the backoff.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from langchain_kimi_context.backoff import backoff_delay, retry_after_of, run_with_retries
 from langchain_kimi_context.errors import KimiConfigurationError, is_retryable_error
 
-__all__ = ["AttemptRecord", "RetryExhaustedError", "RetrySettings", "call_with_retry"]
+__all__ = [
+    "AttemptRecord",
+    "RetryExhaustedError",
+    "RetrySettings",
+    "call_with_retry",
+    "retry_after_of",
+]
 
 T = TypeVar("T")
 
@@ -84,13 +92,14 @@ class RetrySettings:
             >>> RetrySettings(jitter=0, max_interval=3.0).backoff(5)
             3.0
         """
-        base = min(
-            self.initial_interval * self.backoff_factor ** max(retry_number - 1, 0),
-            self.max_interval,
+        return backoff_delay(
+            retry_number,
+            initial=self.initial_interval,
+            factor=self.backoff_factor,
+            max_delay=self.max_interval,
+            jitter=self.jitter,
+            rng=self._rng,
         )
-        if self.jitter:
-            base *= 1 + self._rng.uniform(-self.jitter, self.jitter)
-        return max(base, 0.0)
 
     def delay_for(self, retry_number: int, error: BaseException) -> float:
         """Wait before retrying after ``error``: the backoff, or the server's hint if longer.
@@ -113,25 +122,6 @@ class RetrySettings:
         if self.respect_retry_after and hint is not None:
             delay = max(delay, min(hint, self.max_retry_after))
         return delay
-
-
-def retry_after_of(error: BaseException) -> float | None:
-    """The ``Retry-After`` seconds an error carries, if any.
-
-    Args:
-        error: Any exception (typed Kimi errors expose ``retry_after``).
-
-    Returns:
-        Seconds, or ``None``.
-
-    Example:
-        >>> retry_after_of(ValueError("x")) is None
-        True
-    """
-    value = getattr(error, "retry_after", None)
-    if isinstance(value, int | float) and value >= 0:
-        return float(value)
-    return None
 
 
 @dataclass(frozen=True)
@@ -242,21 +232,18 @@ def call_with_retry(
         ('ok', ['KimiEmptyResponseError'])
     """
     failures: list[AttemptRecord] = []
-    for attempt in range(1, settings.max_attempts + 1):
-        try:
-            return fn(), failures
-        except Exception as exc:
-            record = _describe(exc)
-            if not is_retryable(exc):
-                raise
-            if attempt >= settings.max_attempts:
-                failures.append(record)
-                raise RetryExhaustedError(failures, exc) from exc
-            delay = settings.delay_for(attempt, exc)
-            failures.append(
-                AttemptRecord(record.error_type, record.message, record.retryable, delay)
-            )
-            if on_retry is not None:
-                on_retry(attempt, failures[-1])
-            sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def decide(exc: Exception, attempt: int) -> float | None:
+        record = _describe(exc)
+        if not is_retryable(exc):
+            return None
+        if attempt >= settings.max_attempts:
+            failures.append(record)
+            raise RetryExhaustedError(failures, exc) from exc
+        delay = settings.delay_for(attempt, exc)
+        failures.append(AttemptRecord(record.error_type, record.message, record.retryable, delay))
+        if on_retry is not None:
+            on_retry(attempt, failures[-1])
+        return delay
+
+    return run_with_retries(fn, decide, sleep=sleep), failures

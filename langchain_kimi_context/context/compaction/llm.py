@@ -56,6 +56,7 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import Runnable, RunnableBinding
 
+from langchain_kimi_context.backoff import backoff_delay
 from langchain_kimi_context.context.compaction._common import (
     is_real_user_turn,
     is_system,
@@ -603,10 +604,6 @@ class LLMCompaction:
         return f"summary attempt {attempt}: {type(exc).__name__}: {exc}"[:400]
 
     @staticmethod
-    def _retryable(exc: BaseException) -> bool:
-        return isinstance(exc, KimiEmptyResponseError) or is_retryable_error(exc)
-
-    @staticmethod
     def _text_of(result: BaseMessage) -> str:
         text = message_text(result).strip()
         if not text:
@@ -634,10 +631,12 @@ class LLMCompaction:
                 raise
             except Exception as exc:
                 failures.append(self._failure(attempt, exc))
-                if not self._retryable(exc):
+                if not is_retryable_error(exc):
                     break
                 if attempt < policy.compact_max_attempts:
-                    ctx.cancelled.wait(policy.compact_retry_backoff_s * 2 ** (attempt - 1))
+                    ctx.cancelled.wait(
+                        backoff_delay(attempt, initial=policy.compact_retry_backoff_s)
+                    )
         return None, calls
 
     async def _summarise_async(
@@ -659,10 +658,12 @@ class LLMCompaction:
                 raise
             except Exception as exc:
                 failures.append(self._failure(attempt, exc))
-                if not self._retryable(exc):
+                if not is_retryable_error(exc):
                     break
                 if attempt < policy.compact_max_attempts:
-                    await asyncio.sleep(policy.compact_retry_backoff_s * 2 ** (attempt - 1))
+                    await asyncio.sleep(
+                        backoff_delay(attempt, initial=policy.compact_retry_backoff_s)
+                    )
         return None, calls
 
     def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
