@@ -55,7 +55,6 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.messages import content as types
-from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.block_translators import openai as openai_translator
 from langchain_core.messages.block_translators import register_translator
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
@@ -63,7 +62,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
-from langchain_openai.chat_models.base import BaseChatOpenAI, _create_usage_metadata
+from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from langchain_kimi_context.backoff import (
@@ -91,6 +90,7 @@ from langchain_kimi_context.profiles import (
 )
 from langchain_kimi_context.thinking_rules import plan_tool_choice, plan_web_search, thinking_on
 from langchain_kimi_context.tokens import count_tokens_for_model, default_token_counter
+from langchain_kimi_context.usage import usage_metadata
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -402,26 +402,6 @@ def builtin_tool_result(tool_call: ToolCall) -> ToolMessage:
 
 def _is_builtin_tool(tool: Any) -> bool:
     return isinstance(tool, Mapping) and tool.get("type") == "builtin_function"
-
-
-def _usage_metadata(usage: Mapping[str, Any]) -> UsageMetadata:
-    """LangChain usage from a Moonshot ``usage`` dict (top-level ``cached_tokens`` first)."""
-    meta = _create_usage_metadata(dict(usage))
-    cached = usage.get("cached_tokens")
-    if cached is None:
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    input_details = dict(meta.get("input_token_details") or {})
-    if cached is not None:
-        input_details["cache_read"] = int(cached)
-    meta["input_token_details"] = cast(Any, input_details)
-    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
-    if reasoning is None:
-        reasoning = usage.get("reasoning_tokens")
-    output_details = dict(meta.get("output_token_details") or {})
-    if reasoning is not None:
-        output_details["reasoning"] = int(reasoning)
-    meta["output_token_details"] = cast(Any, output_details)
-    return meta
 
 
 def _usage_of(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -1251,7 +1231,7 @@ class KimiChatModel(BaseChatOpenAI):
             if isinstance(reasoning, str):  # empty reasoning is kept: it is replayed
                 message.additional_kwargs["reasoning_content"] = reasoning
             if usage and isinstance(message, AIMessage):
-                message.usage_metadata = _usage_metadata(usage)
+                message.usage_metadata = usage_metadata(usage)
         if result.llm_output is not None:
             result.llm_output["model_provider"] = _PROVIDER
             if usage:
@@ -1279,7 +1259,7 @@ class KimiChatModel(BaseChatOpenAI):
                 message.additional_kwargs["reasoning_content"] = reasoning
         usage = _usage_of(chunk)
         if usage:
-            message.usage_metadata = _usage_metadata(usage)
+            message.usage_metadata = usage_metadata(usage)
             generation.generation_info = {
                 **(generation.generation_info or {}),
                 "token_usage": dict(usage),

@@ -1717,7 +1717,7 @@ class RollingSnapshotMemory:
         cached = int(usage.get("cache_read_tokens", 0))
         output = int(usage.get("output_tokens", 0))
         pricing = runtime.profile.pricing
-        if "cost" in usage:
+        if "cost" in usage and usage.get("costed_calls") == usage.get("calls"):
             cost = float(usage["cost"])
         else:
             cost = pricing.cost(prompt_tokens=prompt, cached_tokens=cached, output_tokens=output)

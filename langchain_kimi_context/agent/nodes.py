@@ -54,6 +54,7 @@ from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import is_retryable_error, is_unreachable_error
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
+from langchain_kimi_context.usage import call_cost
 
 __all__ = ["PIPELINE_NODES", "AgentRuntime"]
 
@@ -615,7 +616,8 @@ def _add_usage(usage: Mapping[str, Any], reply: Any) -> dict[str, Any]:
     out["output_tokens"] = int(out.get("output_tokens", 0)) + int(meta.get("output_tokens", 0))
     cached = (meta.get("input_token_details") or {}).get("cache_read", 0) or 0
     out["cache_read_tokens"] = int(out.get("cache_read_tokens", 0)) + int(cached)
-    cost = (getattr(reply, "response_metadata", None) or {}).get("cost")
-    if isinstance(cost, Mapping) and isinstance(cost.get("total"), int | float):
-        out["cost"] = round(float(out.get("cost", 0.0)) + float(cost["total"]), 8)
+    cost = call_cost(getattr(reply, "response_metadata", None))
+    if cost is not None:
+        out["cost"] = round(float(out.get("cost", 0.0)) + cost, 8)
+        out["costed_calls"] = int(out.get("costed_calls", 0)) + 1
     return out

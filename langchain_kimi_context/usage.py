@@ -1,0 +1,115 @@
+"""Reading Moonshot ``usage`` and the per-call cost the package records.
+
+- **Cached tokens**: Moonshot's own field is a top-level ``usage.cached_tokens``; some
+  deployments send ``usage.prompt_tokens_details.cached_tokens`` instead. The top-level
+  one wins (:func:`cached_tokens`).
+- **usage -> usage_metadata**: LangChain's OpenAI conversion plus the Moonshot fields
+  (cached tokens as ``input_token_details.cache_read``, reasoning tokens from
+  ``completion_tokens_details`` or a top-level ``reasoning_tokens``)
+  (:func:`usage_metadata`).
+- **Cost of a call**: what the cache strategy's ledger charged, read from the reply's
+  ``response_metadata["kimi_cache"]`` (token cost plus explicit-cache charges in the same
+  currency) (:func:`call_cost`). Recomputing from token prices would miss explicit-cache
+  hit fees (cached tokens of a hit are free, the hit itself is charged) and web-search
+  fees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+from langchain_core.messages.ai import UsageMetadata
+from langchain_openai.chat_models.base import _create_usage_metadata
+
+__all__ = ["CALL_COST_KEY", "cached_tokens", "call_cost", "usage_metadata"]
+
+CALL_COST_KEY = "kimi_cache"
+"""The ``response_metadata`` key under which the chat model stores a call's ledger entry."""
+
+
+def cached_tokens(usage: Mapping[str, Any] | None) -> int | None:
+    """Return the prompt tokens served from the cache, or ``None`` when not reported.
+
+    Args:
+        usage: A Moonshot ``usage`` dict.
+
+    Returns:
+        The top-level ``cached_tokens``, else ``prompt_tokens_details.cached_tokens``.
+
+    Example:
+        >>> cached_tokens({"cached_tokens": 4, "prompt_tokens_details": {"cached_tokens": 3}})
+        4
+        >>> cached_tokens({"prompt_tokens_details": {"cached_tokens": 3}})
+        3
+    """
+    if not usage:
+        return None
+    top = usage.get("cached_tokens")
+    if top is not None:
+        return int(top)
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, Mapping) and details.get("cached_tokens") is not None:
+        return int(details["cached_tokens"])
+    return None
+
+
+def usage_metadata(usage: Mapping[str, Any]) -> UsageMetadata:
+    """Return LangChain ``usage_metadata`` for a Moonshot ``usage`` dict.
+
+    Args:
+        usage: A Moonshot ``usage`` dict.
+
+    Returns:
+        The usage metadata, cached tokens as ``input_token_details.cache_read``.
+
+    Example:
+        >>> meta = usage_metadata({"prompt_tokens": 10, "completion_tokens": 2,
+        ...                        "total_tokens": 12, "cached_tokens": 4})
+        >>> meta["input_token_details"]["cache_read"]
+        4
+    """
+    meta = _create_usage_metadata(dict(usage))
+    cached = cached_tokens(usage)
+    input_details = dict(meta.get("input_token_details") or {})
+    if cached is not None:
+        input_details["cache_read"] = cached
+    meta["input_token_details"] = cast(Any, input_details)
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    if reasoning is None:
+        reasoning = usage.get("reasoning_tokens")
+    output_details = dict(meta.get("output_token_details") or {})
+    if reasoning is not None:
+        output_details["reasoning"] = int(reasoning)
+    meta["output_token_details"] = cast(Any, output_details)
+    return meta
+
+
+def call_cost(response_metadata: Mapping[str, Any] | None) -> float | None:
+    """Return what the ledger charged for one call, or ``None`` when it was not recorded.
+
+    Args:
+        response_metadata: A reply's ``response_metadata``.
+
+    Returns:
+        The call's token cost plus its explicit-cache charges when they are in the same
+        currency (a charge in another currency is not added), or ``None``.
+
+    Example:
+        >>> call_cost({"kimi_cache": {"cost": 0.5, "currency": "USD",
+        ...                           "cache_cost": 0.25, "cache_currency": "USD"}})
+        0.75
+        >>> call_cost({}) is None
+        True
+    """
+    entry = (response_metadata or {}).get(CALL_COST_KEY)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("cost"), int | float):
+        return None
+    total = float(entry["cost"])
+    extra = entry.get("cache_cost")
+    if isinstance(extra, int | float) and entry.get("cache_currency") in (
+        None,
+        entry.get("currency"),
+    ):
+        total += float(extra)
+    return total
