@@ -67,9 +67,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from langchain_kimi_context import progress
-from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent import stages as _stages
 from langchain_kimi_context.agent.concurrency import Holding, thread_guard
-from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
+from langchain_kimi_context.agent.graph import agent_runtime, create_kimi_agent, resolve_settings
 from langchain_kimi_context.agent.inputs import clean_messages
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
@@ -639,7 +639,7 @@ class RollingSnapshotMemory:
         self.checkpointer: BaseCheckpointSaver[Any] = checkpointer or open_sqlite_checkpointer(
             db_path
         )
-        self.settings = _resolve_settings(settings, owner="RollingSnapshotMemory")
+        self.settings = resolve_settings(settings, owner="RollingSnapshotMemory")
         self.on_threshold = on_threshold
         self.preserve_len = preserve_len
         self.max_sessions = max_sessions
@@ -695,11 +695,7 @@ class RollingSnapshotMemory:
 
     @staticmethod
     def _runtime(graph: CompiledStateGraph[Any, Any, Any, Any]) -> AgentRuntime:
-        node = graph.nodes["call_model"].bound
-        runtime = getattr(getattr(node, "func", None), "__self__", None)
-        if not isinstance(runtime, AgentRuntime):  # pragma: no cover - langgraph changed
-            raise KimiConfigurationError("cannot reach the agent runtime of the graph")
-        return runtime
+        return agent_runtime(graph)
 
     def _load_registry(self) -> _Registry:
         state = self._registry_graph.get_state(self._registry_config)

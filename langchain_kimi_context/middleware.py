@@ -47,7 +47,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import Command
 
 from langchain_kimi_context import progress
-from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent import stages as _stages
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.pipeline import prepare_context
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy

@@ -6,7 +6,7 @@ Example:
     100
 """
 
-from langchain_kimi_context.agent.graph import create_kimi_agent
+from langchain_kimi_context.agent.graph import agent_runtime, create_kimi_agent
 from langchain_kimi_context.agent.retry import RetryExhaustedError, RetrySettings, call_with_retry
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -33,6 +33,7 @@ __all__ = [
     "RetryExhaustedError",
     "RetrySettings",
     "ToolRunner",
+    "agent_runtime",
     "call_with_retry",
     "create_kimi_agent",
     "default_checkpoint_path",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -71,7 +72,7 @@ def _resolve_model(model: KimiChatModel | BaseChatModel | str) -> BaseChatModel:
     )
 
 
-def _resolve_settings(settings: object, *, owner: str) -> AgentSettings:
+def resolve_settings(settings: object, *, owner: str) -> AgentSettings:
     if settings is None:
         return AgentSettings()
     if isinstance(settings, AgentSettings):
@@ -103,6 +104,10 @@ def _require_thread(config: RunnableConfig | None) -> None:
         "resumes the session). Build it with checkpointer=False to run without persistence."
     )
     raise KimiConfigurationError(msg)
+
+
+# The runtime behind each graph create_kimi_agent returned (read with agent_runtime()).
+_RUNTIMES: weakref.WeakKeyDictionary[Any, AgentRuntime] = weakref.WeakKeyDictionary()
 
 
 class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
@@ -237,7 +242,7 @@ def create_kimi_agent(
         ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
     """
     chat_model = _resolve_model(model)
-    settings = _resolve_settings(settings, owner="create_kimi_agent")
+    settings = resolve_settings(settings, owner="create_kimi_agent")
     policy = as_context_policy(policy, owner="create_kimi_agent")
     runner = ToolRunner(
         tools,
@@ -288,12 +293,40 @@ def create_kimi_agent(
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
     limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50
     if saver is None:  # durability means nothing without a checkpointer (and breaks "sync")
-        return compiled.with_config(recursion_limit=limit)
-    agent = _KimiAgentGraph(
-        kimi_guard=thread_guard(saver),
-        kimi_busy=(settings.multitask_strategy, settings.busy_timeout_s),
-        **{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"},
-    )
-    return agent.with_config(
-        recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
-    )
+        built = compiled.with_config(recursion_limit=limit)
+    else:
+        agent = _KimiAgentGraph(
+            kimi_guard=thread_guard(saver),
+            kimi_busy=(settings.multitask_strategy, settings.busy_timeout_s),
+            **{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"},
+        )
+        built = agent.with_config(
+            recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
+        )
+    _RUNTIMES[built] = runtime
+    return built
+
+
+def agent_runtime(agent: Any) -> AgentRuntime:
+    """Return the runtime (model, policy, pipeline, tools) behind an agent graph.
+
+    Args:
+        agent: A graph returned by :func:`create_kimi_agent`.
+
+    Returns:
+        Its :class:`~langchain_kimi_context.agent.nodes.AgentRuntime`.
+
+    Raises:
+        KimiConfigurationError: ``agent`` was not built by :func:`create_kimi_agent`.
+    """
+    try:
+        runtime = _RUNTIMES.get(agent)
+    except TypeError:  # unhashable: certainly not one of ours
+        runtime = None
+    if runtime is None:
+        msg = (
+            f"{type(agent).__name__} was not built by create_kimi_agent(...): only its "
+            "graphs have an agent runtime."
+        )
+        raise KimiConfigurationError(msg)
+    return runtime

@@ -51,3 +51,20 @@ def test_the_right_types_build() -> None:
         settings=AgentSettings(max_steps_per_turn=5),
     )
     assert "call_model" in agent.get_graph().nodes
+
+
+def test_agent_runtime_is_reachable_without_digging_into_nodes(tmp_path: Any) -> None:
+    from langchain_kimi_context.agent import agent_runtime
+    from langchain_kimi_context.agent.nodes import AgentRuntime
+    from langchain_kimi_context.errors import KimiConfigurationError
+
+    policy = ContextPolicy(context_window=50_000)
+    for checkpointer in (False, None):
+        agent = create_kimi_agent(
+            _model(), checkpointer=checkpointer, db_path=tmp_path / "a.db", policy=policy
+        )
+        runtime = agent_runtime(agent)
+        assert isinstance(runtime, AgentRuntime)
+        assert runtime.policy.context_window == 50_000
+    with pytest.raises(KimiConfigurationError, match="create_kimi_agent"):
+        agent_runtime(object())
