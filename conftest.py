@@ -12,22 +12,17 @@ from collections.abc import Iterator
 import pytest
 
 from langchain_kimi_context import profiles
-from langchain_kimi_context.context.compaction import recovery
 
 
 @pytest.fixture(autouse=True)
 def _isolate_process_wide_model_state() -> Iterator[None]:
     saved_registry = dict(profiles._registry)
-    saved_learned = dict(recovery._learned)
-    saved_originals = dict(recovery._original_profiles)
+    saved_learned = dict(profiles._learned)
     try:
         yield
     finally:
         with profiles._lock:
             profiles._registry.clear()
             profiles._registry.update(saved_registry)
-        with recovery._lock:
-            recovery._learned.clear()
-            recovery._learned.update(saved_learned)
-            recovery._original_profiles.clear()
-            recovery._original_profiles.update(saved_originals)
+            profiles._learned.clear()
+            profiles._learned.update(saved_learned)

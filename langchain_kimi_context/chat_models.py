@@ -859,7 +859,10 @@ class KimiChatModel(BaseChatOpenAI):
 
         Called with the window named by a server overflow error (the model does this
         itself for :class:`~langchain_kimi_context.errors.KimiAPIContextOverflowError`).
-        Updates :attr:`model_profile` and ``profile["max_input_tokens"]``.
+        The window applies to this instance only, on top of its profile (which already
+        carries the process-wide windows of
+        :func:`~langchain_kimi_context.profiles.learn_context_window`). Updates
+        :attr:`model_profile` and ``profile["max_input_tokens"]``.
 
         Args:
             window: The context window in tokens.

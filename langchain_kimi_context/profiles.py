@@ -540,6 +540,62 @@ def _fallback_profile(model: str) -> KimiModelProfile:
     )
 
 
+_learned: dict[str, int] = {}
+"""Windows learned at run time (a server overflow error named them), by model id."""
+
+LEARNED_SOURCE = "learned from server error"
+
+
+def learn_context_window(model: str, window: int) -> bool:
+    """Remember the real window of ``model`` for the whole process.
+
+    This table is the one store of learned windows: :func:`get_profile` (and therefore
+    every ``KimiChatModel``, the window guard and the compaction trigger) applies it.
+    Only a smaller window is learned: a server error never makes the package assume
+    more room than it had.
+
+    Args:
+        model: The model id.
+        window: The window the server named.
+
+    Returns:
+        Whether anything changed.
+
+    Example:
+        >>> learn_context_window("doc-model-32k", 32_768)
+        True
+        >>> get_profile("doc-model-32k").context_window, learned_context_window("doc-model-32k")
+        (32768, 32768)
+        >>> forget_learned_windows()
+    """
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+        return False
+    current = get_profile(model).context_window  # the learned window included
+    with _lock:
+        known = _learned.get(model)
+        if window >= (known if known is not None else current):
+            return False
+        _learned[model] = window
+    return True
+
+
+def learned_context_window(model: str) -> int | None:
+    """Return the window learned for ``model`` from a server error, if any.
+
+    Example:
+        >>> learned_context_window("never-seen-model") is None
+        True
+    """
+    with _lock:
+        return _learned.get(model)
+
+
+def forget_learned_windows() -> None:
+    """Forget every learned window (for tests)."""
+    with _lock:
+        _learned.clear()
+
+
 def get_profile(model: str, overrides: Mapping[str, Any] | None = None) -> KimiModelProfile:
     """Return the profile of ``model``, with optional per-call overrides.
 
@@ -574,6 +630,9 @@ def get_profile(model: str, overrides: Mapping[str, Any] | None = None) -> KimiM
             msg = f"Unknown model profile field(s) {unknown}; valid fields are {sorted(fields)}."
             raise TypeError(msg)
         profile = profile.replace(**dict(overrides), source="user")
+    learned = learned_context_window(model)
+    if learned is not None and learned < profile.context_window:
+        profile = profile.replace(context_window=learned, source=LEARNED_SOURCE)
     return profile
 
 

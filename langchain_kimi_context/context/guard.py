@@ -26,7 +26,11 @@ from langchain_kimi_context.context.markers import MARKER_KEY
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import GuardReport, RecoveryRoute
 from langchain_kimi_context.errors import ContextWindowTooSmallError
-from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.profiles import (
+    LEARNED_SOURCE,
+    KimiModelProfile,
+    learned_context_window,
+)
 from langchain_kimi_context.tokens import default_token_counter
 
 __all__ = [
@@ -138,6 +142,11 @@ def resolve_context_window(
 ) -> WindowInfo:
     """Resolve the window: explicit policy > profile / learned > default; cap only lowers.
 
+    This is the one window rule of the package (the compaction engine and overflow
+    recovery call it too). A window a server error named for the profile's model
+    (:func:`~langchain_kimi_context.profiles.learned_context_window`) lowers the result,
+    whatever its source.
+
     Args:
         policy: The policy (``context_window``, ``agent_context_cap``,
             ``default_context_window``).
@@ -165,6 +174,11 @@ def resolve_context_window(
         window, source = profile, "learned"
     else:
         window, source = policy.default_context_window, "default"
+    # The server's word is a hard limit: a window it named lowers even an explicit one.
+    if isinstance(profile, KimiModelProfile):
+        learned = learned_context_window(profile.name)
+        if learned is not None and learned < window:
+            window, source = learned, f"profile:{profile.name} ({LEARNED_SOURCE})"
     cap = policy.agent_context_cap
     if cap and cap < window:
         return WindowInfo(cap, "policy.agent_context_cap", window, source)

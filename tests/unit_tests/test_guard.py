@@ -215,3 +215,21 @@ def test_guard_returns_the_same_list_and_a_json_report(counter: TokenCounter) ->
     out, report = preflight_guard(history, ContextPolicy(), token_counter=counter)
     assert out is history
     assert json.loads(json.dumps(report.to_dict()))["window_source"] == "default"
+
+
+def test_one_window_rule_a_server_learned_window_lowers_even_an_explicit_one() -> None:
+    from langchain_kimi_context.context.compaction._common import resolve_window
+    from langchain_kimi_context.profiles import get_profile, learn_context_window
+
+    policy = ContextPolicy(context_window=200_000)
+    assert learn_context_window("kimi-k2.6", 100_000)
+    assert not learn_context_window("kimi-k2.6", 150_000)  # never raises a learned window
+    profile = get_profile("kimi-k2.6")
+    assert profile.context_window == 100_000
+    info = resolve_context_window(policy, profile)
+    assert (info.window, "learned" in info.source) == (100_000, True)
+    # the compaction engine and overflow recovery resolve through the same rule
+    assert resolve_window(policy, profile=profile) == 100_000
+    assert resolve_window(ContextPolicy(), profile=get_profile("kimi-k3")) == (
+        resolve_context_window(ContextPolicy(), get_profile("kimi-k3")).window
+    )

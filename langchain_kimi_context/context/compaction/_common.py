@@ -11,6 +11,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
+from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.messages import (
     is_system,
     message_digest,
@@ -108,28 +109,26 @@ def resolve_window(
     window: int | None = None,
     profile: KimiModelProfile | None = None,
 ) -> int:
-    """Resolve the window: explicit > ``policy.context_window`` > profile > default, capped.
+    """Resolve the window: an explicit ``window`` stands for ``policy.context_window``.
+
+    Otherwise the rule is :func:`~langchain_kimi_context.context.guard.resolve_context_window`
+    (policy > profile > default; the cap and a window learned from the server only lower).
 
     Args:
         policy: The policy.
-        window: An explicit window (e.g. learned from a server error).
+        window: An explicit window (e.g. already resolved by the caller).
         profile: The model profile, when known.
 
     Returns:
-        The window in tokens (``agent_context_cap`` may only lower it).
+        The window in tokens.
 
     Example:
         >>> resolve_window(ContextPolicy(agent_context_cap=100_000), window=200_000)
         100000
     """
-    resolved = window or policy.context_window
-    if not resolved and profile is not None:
-        resolved = profile.context_window
-    if not resolved:
-        resolved = policy.default_context_window
-    if policy.agent_context_cap:
-        resolved = min(resolved, policy.agent_context_cap)
-    return int(resolved)
+    if window:
+        policy = policy.replace(context_window=window)
+    return resolve_context_window(policy, profile).window
 
 
 def tool_call_index(messages: Sequence[BaseMessage]) -> dict[str, tuple[str, dict[str, Any]]]:

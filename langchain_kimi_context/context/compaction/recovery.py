@@ -20,7 +20,6 @@ share this one implementation (sync :meth:`OverflowRecovery.invoke` and async
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -57,9 +56,11 @@ from langchain_kimi_context.errors import (
 )
 from langchain_kimi_context.profiles import (
     KimiModelProfile,
+    forget_learned_windows,
     get_profile,
+    learn_context_window,
+    learned_context_window,
     list_profiles,
-    register_profile,
 )
 
 __all__ = [
@@ -78,77 +79,6 @@ TruncateFn = Callable[[list[BaseMessage], ContextPolicy], tuple[Sequence[BaseMes
 """``(messages, policy) -> (messages, report)``: tool-result truncation (default: the
 pipeline's :func:`~langchain_kimi_context.context.truncation.truncate_tool_results` with
 the recovery's window)."""
-
-_lock = threading.Lock()
-_learned: dict[str, int] = {}
-_original_profiles: dict[str, KimiModelProfile] = {}
-
-
-def learn_context_window(model: str, window: int) -> bool:
-    """Remember the real window of ``model`` (process-wide) and update its profile.
-
-    After this, ``get_profile(model).context_window`` (which the window guard and the
-    trigger consult) is ``window``. Only a smaller window is learned: a server error
-    never makes the package assume more room than it had.
-
-    Args:
-        model: The model id.
-        window: The window the server named.
-
-    Returns:
-        Whether anything changed.
-
-    Example:
-        >>> learn_context_window("doc-model-32k", 32_768)
-        True
-        >>> get_profile("doc-model-32k").context_window, learned_context_window("doc-model-32k")
-        (32768, 32768)
-        >>> forget_learned_windows()
-    """
-    if window <= 0:
-        return False
-    with _lock:
-        known = _learned.get(model)
-        if known is not None and known <= window:
-            return False
-        profile = get_profile(model)
-        if known is None and profile.context_window <= window:
-            return False
-        _original_profiles.setdefault(model, profile)
-        _learned[model] = window
-    register_profile(profile.replace(context_window=window, source="learned from server error"))
-    return True
-
-
-def learned_context_window(model: str) -> int | None:
-    """Return the window learned for ``model`` from a server error, if any.
-
-    Args:
-        model: The model id.
-
-    Returns:
-        The window, or ``None``.
-
-    Example:
-        >>> learned_context_window("never-seen-model") is None
-        True
-    """
-    with _lock:
-        return _learned.get(model)
-
-
-def forget_learned_windows() -> None:
-    """Forget every learned window and restore the profiles they replaced (for tests).
-
-    Example:
-        >>> forget_learned_windows()
-    """
-    with _lock:
-        originals = dict(_original_profiles)
-        _learned.clear()
-        _original_profiles.clear()
-    for profile in originals.values():
-        register_profile(profile)
 
 
 def window_from_error(exc: BaseException) -> int | None:
