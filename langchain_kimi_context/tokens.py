@@ -638,9 +638,7 @@ def _resolve_backend(
         try:
             return TiktokenBackend.from_kimi_vocab(env_path)
         except KimiConfigurationError as exc:
-            _warn_fallback(
-                f"{KIMI_TOKENIZER_PATH_ENV} is set but unusable ({exc})", requested=True
-            )
+            _warn_fallback(f"{KIMI_TOKENIZER_PATH_ENV} is set but unusable ({exc})", requested=True)
             return ApproximateBackend()
     _warn_fallback("no tokenizer vocabulary is configured")
     return ApproximateBackend()

@@ -888,11 +888,13 @@ def test_fallback_without_a_requested_vocabulary_is_one_info_line(
 ) -> None:
     # Having no vocabulary configured is the normal case: one INFO log line per process,
     # no warning (it used to print a warning paragraph on every run).
-    with caplog.at_level(logging.DEBUG, logger="langchain_kimi_context"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            TokenCounter()
-            TokenCounter()  # already reported: only a DEBUG line
+    with (
+        caplog.at_level(logging.DEBUG, logger="langchain_kimi_context"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        TokenCounter()
+        TokenCounter()  # already reported: only a DEBUG line
     assert not [w for w in caught if issubclass(w.category, TokenizerFallbackWarning)]
     info = [r for r in caplog.records if r.levelno == logging.INFO]
     assert len(info) == 1
@@ -907,13 +909,15 @@ def test_fallback_warns_when_the_requested_vocabulary_is_unusable_after_an_info_
     reset_fallback_warning: None,
     no_vocab_env: None,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="langchain_kimi_context"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            TokenCounter()  # nothing asked for: the INFO line
-            monkeypatch.setenv("KIMI_TOKENIZER_PATH", str(tmp_path / "nope.model"))
-            TokenCounter()  # asked for and unusable: the warning, once
-            TokenCounter()
+    with (
+        caplog.at_level(logging.INFO, logger="langchain_kimi_context"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        TokenCounter()  # nothing asked for: the INFO line
+        monkeypatch.setenv("KIMI_TOKENIZER_PATH", str(tmp_path / "nope.model"))
+        TokenCounter()  # asked for and unusable: the warning, once
+        TokenCounter()
     assert [w.category for w in caught] == [TokenizerFallbackWarning]
     assert "KIMI_TOKENIZER_PATH" in str(caught[0].message)
     assert len([r for r in caplog.records if r.levelno == logging.INFO]) == 1
