@@ -40,7 +40,7 @@ from typing import Any
 
 from langchain_kimi_context.agent.storage import DB_ENV_VAR
 from langchain_kimi_context.cli import render
-from langchain_kimi_context.cli.store import ThreadStore, ThreadStoreError
+from langchain_kimi_context.cli.store import ThreadStore, ThreadStoreError, _first_line
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.memory import KimiSessionError
 
@@ -186,8 +186,6 @@ def _vacuum(store: ThreadStore, args: argparse.Namespace) -> None:
     before, after = store.vacuum()
     if args.json:
         _print_json({"bytes_before": before, "bytes_after": after})
-    elif before is None or after is None:
-        _echo("vacuumed")
     else:
         _echo(f"vacuumed: {before:,} -> {after:,} bytes")
 
@@ -201,11 +199,6 @@ _COMMANDS: dict[str, Callable[[ThreadStore, argparse.Namespace], None]] = {
     "prune": _prune,
     "vacuum": _vacuum,
 }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,9 +22,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,6 +168,11 @@ def _stub_tool(name: str) -> BaseTool:
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _is_postgres(target: str) -> bool:
     return target.startswith(("postgres://", "postgresql://"))
 
@@ -273,8 +277,9 @@ class ThreadStore:
             saver = PostgresSaver(conn)
             saver.setup()
         except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ThreadStoreError(f"cannot open the PostgreSQL database: {first}") from exc
+            raise ThreadStoreError(
+                f"cannot open the PostgreSQL database: {_first_line(exc)}"
+            ) from exc
         self._pg_conn = conn
         return saver
 
@@ -555,24 +560,32 @@ class ThreadStore:
             ) from exc
         return targets
 
-    def size_bytes(self) -> int | None:
-        """Bytes of the database on disk (SQLite file plus its WAL), ``None`` for Postgres."""
+    def size_bytes(self) -> int:
+        """Bytes of the database: the SQLite file plus its WAL, or ``pg_database_size``."""
         if self._pg_conn is not None:
-            return None
+            (size,) = self._sql("SELECT pg_database_size(current_database())")[0]
+            return int(size)
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
-    def vacuum(self) -> tuple[int | None, int | None]:
-        """Reclaim free space (SQLite: checkpoint the WAL, then ``VACUUM``).
+    def vacuum(self) -> tuple[int, int]:
+        """Reclaim free space (SQLite: ``VACUUM`` and a WAL checkpoint; Postgres: ``VACUUM``).
 
         Returns:
-            Bytes before and after (``None`` on Postgres).
+            Bytes before and after.
+
+        Raises:
+            ThreadStoreError: The database is locked or refuses the vacuum.
         """
         before = self.size_bytes()
         if self._pg_conn is not None:
-            for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
-                with suppress(Exception):
+            import psycopg
+
+            try:
+                for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
                     self._pg_conn.execute(f"VACUUM {table}")
-            return None, None
+            except psycopg.Error as exc:
+                raise ThreadStoreError(f"VACUUM failed: {_first_line(exc)}") from exc
+            return before, self.size_bytes()
         assert isinstance(self.saver, KimiSqliteSaver)
         try:
             with self.saver.lock:
@@ -582,8 +595,3 @@ class ThreadStore:
         except sqlite3.Error as exc:
             raise _sqlite_error(self.path, exc) from exc
         return before, self.size_bytes()
-
-    def iter_rows(self) -> Iterator[dict[str, Any]]:
-        """``list_threads`` as JSON-compatible dicts."""
-        for row in self.list_threads():
-            yield asdict(row)

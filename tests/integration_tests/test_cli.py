@@ -484,6 +484,11 @@ def test_postgres_dsn_list_show_fork(
     assert pg_dsn not in out
     data = run_json(capsys, "threads", "fork", "agent-1", "--to", "pg-fork", "--db", pg_dsn)
     assert data["fork"] == "pg-fork"
+    rows = {r["thread_id"]: r for r in run_json(capsys, "threads", "list", "--db", pg_dsn)}
+    assert rows["pg-fork"]["messages"] == 6
+    sizes = run_json(capsys, "threads", "vacuum", "--db", pg_dsn)
+    assert sizes["bytes_before"] > 0
+    assert sizes["bytes_after"] > 0
     line = one_line_error(*run(capsys, "threads", "show", "nope", "--db", pg_dsn))
     assert "no thread 'nope'" in line
     assert pg_dsn not in line
