@@ -41,8 +41,10 @@ NB_METADATA = {
 }
 
 # What legitimately differs between two runs: wall-clock timings, the emulator's port,
-# random ids (uuid4 message/run ids, snapshot ids, completion ids).
+# random ids (uuid4 message/run ids, snapshot ids, completion ids), and numbers a notebook
+# marks as approximate with a leading "~" (e.g. database sizes).
 _VOLATILE = [
+    (re.compile(r"~\s*\d[\d,]*(?:\.\d+)?"), "~<n>"),
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<port>"),
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<uuid>"),
     (re.compile(r"\b(snap|sess|msg|chatcmpl|cache)-[0-9a-f]{8,}"), r"\1-<id>"),
@@ -57,6 +59,8 @@ def normalise(text: str) -> str:
     Example:
         >>> normalise("took 12.5 ms on 127.0.0.1:4411, id snap-0a1b2c3d4e5f6a7b")
         'took <time> on 127.0.0.1:<port>, id snap-<id>'
+        >>> normalise("~1,163 KB (~ 4.2x), 12 turns")
+        '~<n> KB (~<n>x), 12 turns'
     """
     for pattern, repl in _VOLATILE:
         text = pattern.sub(repl, text)

@@ -209,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0, or 2 for a usage or database error (one line on stderr).
+
+    Example:
+        >>> main(["threads", "list", "--db", "/nonexistent/checkpoints.sqlite"])
+        2
     """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
