@@ -535,7 +535,10 @@ class ThreadStore:
         return target
 
     def prune(self, thread_ids: Sequence[str]) -> list[str]:
-        """Drop checkpoints the saver's ``prune`` considers redundant.
+        """Keep one checkpoint per finished turn (the saver's ``keep_turns`` pruning).
+
+        Rollback points stay valid: the package's saver keeps the checkpoints that
+        snapshots point at, the turn in progress and forks.
 
         Args:
             thread_ids: Threads to prune; empty = every thread.
@@ -544,20 +547,26 @@ class ThreadStore:
             The pruned thread ids.
 
         Raises:
-            ThreadStoreError: Unknown thread, or the checkpointer cannot prune.
+            ThreadStoreError: Unknown thread, or the checkpointer cannot prune turns.
         """
         known = self._all_thread_ids()
         for thread_id in thread_ids:
             if thread_id not in known:
                 raise ThreadStoreError(f"no thread {thread_id!r} in {self.label}")
         targets = list(thread_ids) or [t for t in known if not t.startswith(_REGISTRY_PREFIX)]
+        cannot = ThreadStoreError(
+            f"this checkpointer ({type(self.saver).__name__}) cannot prune finished turns "
+            "(the package's SQLite saver can); `kimi-context threads vacuum` still reclaims "
+            "free space"
+        )
+        if not isinstance(self.saver, KimiSqliteSaver):
+            raise cannot  # other savers' prune keeps only the latest checkpoint
         try:
-            self.saver.prune(targets)
-        except NotImplementedError as exc:
-            raise ThreadStoreError(
-                f"this checkpointer ({type(self.saver).__name__}) cannot prune checkpoints; "
-                "`kimi-context threads vacuum` still reclaims free space"
-            ) from exc
+            self.saver.prune(targets, strategy="keep_turns")
+        except (NotImplementedError, ValueError) as exc:
+            raise cannot from exc
+        except sqlite3.Error as exc:
+            raise _sqlite_error(self.path, exc) from exc
         return targets
 
     def size_bytes(self) -> int:

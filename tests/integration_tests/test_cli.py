@@ -245,18 +245,26 @@ def test_fork_a_plain_thread_at_its_head(db: Path, capsys: pytest.CaptureFixture
     assert rows[new]["messages"] == rows["agent-1"]["messages"] == 6
 
 
-def test_prune_uses_the_savers_prune(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_keeps_rollback_points(
+    db: Path, made: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     saver = open_sqlite_checkpointer(db)
     can_prune = type(saver).prune is not BaseCheckpointSaver.prune
     saver.conn.close()
-    code, out, err = run(capsys, "threads", "prune", "agent-1", "--db", str(db))
-    if can_prune:
-        assert code == 0
-        assert "pruned 1 thread" in out
-        rows = {r["thread_id"]: r for r in run_json(capsys, "threads", "list", "--db", str(db))}
-        assert rows["agent-1"]["messages"] == 6  # the head state is intact
-    else:
-        assert "cannot prune" in one_line_error(code, out, err)
+    code, out, err = run(capsys, "threads", "prune", "--db", str(db))
+    if not can_prune:
+        assert "cannot prune finished turns" in one_line_error(code, out, err)
+        return
+    assert code == 0
+    assert "pruned 2 thread(s)" in out
+    rows = {r["thread_id"]: r for r in run_json(capsys, "threads", "list", "--db", str(db))}
+    assert rows["agent-1"]["messages"] == 6  # the head state is intact
+    full = len(made["memory"].log("sess-1"))
+    assert rows["sess-1"]["messages"] == full
+    code, _, err = run(capsys, "threads", "rollback", "sess-1", "after-first", "--db", str(db))
+    assert code == 0, err
+    rows = {r["thread_id"]: r for r in run_json(capsys, "threads", "list", "--db", str(db))}
+    assert rows["sess-1"]["messages"] == 3  # the snapshot survived the pruning
 
 
 def test_vacuum_reclaims_the_space_of_a_deleted_thread(
