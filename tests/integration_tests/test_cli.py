@@ -280,23 +280,21 @@ def test_vacuum_reclaims_the_space_of_a_deleted_thread(
     assert out.startswith("vacuumed: ")
 
 
-def test_emulator_command_serves_the_kimi_api() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "langchain_kimi_context", "emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.mark.subprocess
+def test_emulator_command_forwards_its_options() -> None:
+    # `kimi-context emulator ...` is the emulator's own command line: options pass through
+    key = "sk-cli-emulator-key"
+    argv = [sys.executable, "-m", "langchain_kimi_context", "emulator", "--port", "0"]
+    proc = subprocess.Popen([*argv, "--api-key", key], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:")
-        models = httpx.get(
-            f"{base_url}/models",
-            headers={"Authorization": "Bearer sk-kimi-emulator-0000000000000000"},
-        )
-        assert models.status_code == 200
-        assert "kimi-k2.6" in {m["id"] for m in models.json()["data"]}
+        ok = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+        assert "kimi-k2.6" in {m["id"] for m in ok.json()["data"]}
+        wrong = httpx.get(f"{base_url}/models", headers={"Authorization": "Bearer sk-other"})
+        assert wrong.status_code == 401
     finally:
         proc.terminate()
         proc.wait(timeout=10)
