@@ -7,7 +7,9 @@ Contract:
   locked database are each a :class:`ThreadStoreError` with a one-line message) or a
   PostgreSQL DSN (extra ``postgres``).
 * Reads threads through the agent graph (``create_kimi_agent(...).get_state``), so the
-  delta channels are rebuilt exactly as the agent sees them; sessions of
+  delta channels are rebuilt exactly as the agent sees them (threads of
+  ``langchain.agents.create_agent`` with ``KimiContextMiddleware`` read too: usage from
+  the replies, records from the middleware's key); sessions of
   :class:`~langchain_kimi_context.RollingSnapshotMemory` (and their snapshots) through the
   memory's registry. The model of those objects is a stub that is never called: the
   store needs no API key and never handles one.
@@ -36,6 +38,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from langchain_kimi_context.agent.graph import create_kimi_agent
+from langchain_kimi_context.agent.nodes import _add_usage
 from langchain_kimi_context.agent.storage import (
     DB_ENV_VAR,
     KimiSqliteSaver,
@@ -43,6 +46,7 @@ from langchain_kimi_context.agent.storage import (
 )
 from langchain_kimi_context.context._common import is_user_turn
 from langchain_kimi_context.memory import RollingSnapshotMemory, SnapshotInfo
+from langchain_kimi_context.middleware import RECORDS_KEY as MIDDLEWARE_RECORDS_KEY
 from langchain_kimi_context.profiles import DEFAULT_MODEL, get_profile
 
 __all__ = ["SnapshotRow", "ThreadDetail", "ThreadStore", "ThreadStoreError", "ThreadSummary"]
@@ -361,10 +365,30 @@ class ThreadStore:
             )
         return snapshot
 
+    @staticmethod
+    def _usage(values: Mapping[str, Any], log: Sequence[BaseMessage]) -> dict[str, Any]:
+        """The thread's usage; threads of other agents (no ``usage`` key): from the replies."""
+        usage = dict(values.get("usage") or {})
+        if usage:
+            return usage
+        for message in log:
+            if isinstance(message, AIMessage) and message.usage_metadata:
+                usage = _add_usage(usage, message)
+        return usage
+
+    def _compactions(self, thread_id: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Compaction records: the agent's ``compactions``, else the middleware's key."""
+        records = values.get("compactions")
+        if not records:
+            tup = self.saver.get_tuple(self._config(thread_id))
+            channels = tup.checkpoint.get("channel_values", {}) if tup is not None else {}
+            records = channels.get(MIDDLEWARE_RECORDS_KEY)
+        return [dict(r) for r in records or []]
+
     def _summary(self, thread_id: str, snapshot: Any, *, kind: str) -> ThreadSummary:
         values = snapshot.values or {}
         log: list[BaseMessage] = list(values.get("messages") or [])
-        usage = dict(values.get("usage") or {})
+        usage = self._usage(values, log)
         return ThreadSummary(
             thread_id=thread_id,
             kind=kind,
@@ -439,8 +463,8 @@ class ThreadStore:
         log = list(values.get("messages") or [])
         return ThreadDetail(
             summary=self._summary(thread_id, snapshot, kind="session" if session else "thread"),
-            usage=dict(values.get("usage") or {}),
-            compactions=[dict(r) for r in values.get("compactions") or []],
+            usage=self._usage(values, log),
+            compactions=self._compactions(thread_id, values),
             snapshots=self._snapshots(thread_id, session),
             messages=log,
             model=self._model(log),

@@ -339,6 +339,45 @@ def test_console_script_and_python_m_never_show_the_api_key(db: Path) -> None:
     assert SECRET.encode() not in db.read_bytes()
 
 
+def test_threads_of_create_agent_with_the_middleware(
+    emulator: KimiEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from langchain_kimi_context import ContextPolicy, KimiContextMiddleware
+
+    path = tmp_path / "plain.sqlite"
+    conn = sqlite3.connect(path, check_same_thread=False)
+    small = ContextPolicy(
+        context_window=32_000,
+        compact_trigger_tokens=4_000,
+        compact_trigger_ratio=None,
+        compact_reserve_tokens=None,
+        compact_target_share=0.05,
+    )
+    agent = create_agent(
+        KimiChatModel(model="kimi-k2.6", base_url=emulator.base_url, api_key=emulator.api_key),
+        tools=[read_file],
+        middleware=[KimiContextMiddleware(small)],
+        checkpointer=SqliteSaver(conn),
+    )
+    cfg = {"configurable": {"thread_id": "lc-1"}}
+    for i in range(8):
+        prompt = f'Refactor m{i}.py\n@call read_file {{"path": "m{i}.py"}}\n@reply 600'
+        agent.invoke({"messages": [("user", prompt)]}, cfg)
+    conn.close()
+    (row,) = run_json(capsys, "threads", "list", "--db", str(path))
+    assert row["thread_id"] == "lc-1"
+    assert row["turns"] == 8
+    assert row["calls"] == 16  # read from the replies' usage
+    assert row["cost"] > 0
+    data = run_json(capsys, "threads", "show", "lc-1", "--db", str(path))
+    assert data["usage"]["input_tokens"] > 0
+    assert data["compactions"], "the middleware's records are shown"
+    assert all(c["tokens_after"] < c["tokens_before"] for c in data["compactions"])
+
+
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "argv",
