@@ -23,7 +23,7 @@ Example:
     >>> import os, tempfile
     >>> from langchain_kimi_context import RollingSnapshotMemory
     >>> memory = RollingSnapshotMemory(
-    ...     "kimi-k2.5", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+    ...     "kimi-k2.6", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
     >>> sid = memory.create_session(system="You are a careful refactoring assistant.")
     >>> snap = memory.snapshot(sid, name="start")
     >>> _ = memory.append_message(sid, "Decision: keep the public API stable.")
@@ -550,7 +550,7 @@ class RollingSnapshotMemory:
 
     Example:
         >>> import os, tempfile
-        >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test", max_sessions=1,
+        >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test", max_sessions=1,
         ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> sid = mem.create_session(system="Be terse.")
         >>> mem.create_session()
@@ -587,7 +587,7 @@ class RollingSnapshotMemory:
         if not isinstance(model, str | BaseChatModel):
             raise KimiConfigurationError(
                 "RollingSnapshotMemory(model) must be a KimiChatModel, another LangChain chat "
-                f"model or a Kimi model name such as 'kimi-k2.5', got {type(model).__name__}"
+                f"model or a Kimi model name such as 'kimi-k2.6', got {type(model).__name__}"
             )
         if preserve_len < self.policy.min_preserve_tokens:
             raise PreserveTooSmallError(
@@ -781,7 +781,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.create_session(session_id="refactor-1")
             'refactor-1'
@@ -830,7 +830,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> def ls() -> str:
             ...     '''List files.'''
@@ -849,7 +849,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.sessions()
             []
@@ -869,7 +869,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mem.close_session(sid); mem.sessions()
@@ -913,7 +913,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mid = mem.append_message(sid, ("system", "Code style: black, 100 cols."))
@@ -952,7 +952,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> len(mem.append_messages(sid, ["question", AIMessage("answer")]))
@@ -981,7 +981,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.maintain(mem.create_session(system="sys"))
             False
@@ -1048,7 +1048,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> _ = mem.append_stream(sid, iter(["part one, ", "part two"]))
@@ -1078,7 +1078,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import asyncio, os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> async def gen():
@@ -1117,7 +1117,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1154,7 +1154,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1243,7 +1243,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid, name="before-refactor")
@@ -1266,7 +1266,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> [s.reason for s in mem.list_snapshots(sid)]
@@ -1298,7 +1298,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid)
@@ -1330,7 +1330,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> _ = mem.append_message(sid, "context")
@@ -1399,7 +1399,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> for i in range(6):
@@ -1512,7 +1512,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1586,7 +1586,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> [m.content for m in mem.messages(sid)]
@@ -1608,7 +1608,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.log(mem.create_session(system="sys"))[0].content
             'sys'
@@ -1626,7 +1626,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> u = mem.usage(mem.create_session(system="Be terse."))
             >>> u.calls, u.context_by_role["system"] > 0, u.snapshots
@@ -1682,7 +1682,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> type(mem.history("s1")).__name__
             'KimiChatMessageHistory'
@@ -1720,7 +1720,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
