@@ -78,6 +78,7 @@ from langchain_kimi_context.context.compaction import (
     should_compact,
 )
 from langchain_kimi_context.context.compaction._common import is_real_user_turn, is_system
+from langchain_kimi_context.context.compaction.savings import SavingsLedger, savings_ledger
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
@@ -401,6 +402,8 @@ class SessionUsage:
         view_messages: Messages the model would see next.
         compactions: Compaction/truncation records stored.
         snapshots: Snapshots of the session.
+        savings: The savings ledger: per compaction, tokens before/after and the
+            money it saved so far at the model's prices.
 
     Example:
         >>> SessionUsage(1, 10, 0, 5, 15, 0.0, "USD", 12, {"user": 12}, 2, 2, 0, 1).total_tokens
@@ -420,6 +423,7 @@ class SessionUsage:
     view_messages: int
     compactions: int
     snapshots: int
+    savings: SavingsLedger | None = None
 
 
 @dataclass(frozen=True)
@@ -1004,6 +1008,7 @@ class RollingSnapshotMemory:
             tools=runtime.tool_schemas,
             trigger=None,
             snapshot_id=head,
+            prepare=lambda view: runtime.prepare(view, state),
         )
         if record is None:
             return False
@@ -1665,6 +1670,9 @@ class RollingSnapshotMemory:
             view_messages=len(view),
             compactions=len(state.get("compactions") or []),
             snapshots=len(self.list_snapshots(session_id)),
+            savings=savings_ledger(
+                state.get("messages") or [], state.get("compactions") or [], pricing
+            ),
         )
 
     def history(self, session_id: str, *, system: str | None = None) -> KimiChatMessageHistory:

@@ -218,7 +218,7 @@ class AgentRuntime:
             tools=self.tool_schemas,
         )
         report["calibrated_tokens"] = size
-        reason = _stages.compaction_due(size, self.policy, self.profile)
+        reason = _stages.compaction_due(size, self.policy, self.profile, state.get("compactions"))
         if reason is None and report.get("route") in ("compact", "compact_then_truncate"):
             reason = "preflight"
         # compact at most once per log length, so a compaction that cannot help
@@ -423,6 +423,7 @@ class AgentRuntime:
             tools=self.tool_schemas,
             trigger=reason,
             snapshot_id=_checkpoint_id(config),
+            prepare=lambda view: self.prepare(view, state),
         )
         report["phase"] = "before_call" if reason else "end_of_turn"
         turn["compacted_at"] = len(log)
