@@ -39,11 +39,24 @@ __all__ = [
 ]
 
 
+STORED_LIST_ITEMS = 8
+"""Items a stored report keeps of a list field (the newest); ``<field>_count`` has the total.
+
+Reports are stored at every node of every turn; a list that names every older message
+(e.g. each assistant message whose reasoning was stripped) would make each turn's
+checkpoint grow with the session.
+"""
+
+
 def _small(report: Any) -> dict[str, Any]:
     data: dict[str, Any] = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     changed = getattr(report, "changed", None)
     if isinstance(changed, bool):
         data["changed"] = changed
+    for key, value in list(data.items()):
+        if isinstance(value, list) and len(value) > STORED_LIST_ITEMS:
+            data[key] = value[-STORED_LIST_ITEMS:]
+            data[f"{key}_count"] = len(value)
     return data
 
 

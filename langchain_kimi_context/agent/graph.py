@@ -35,6 +35,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
+from langchain_kimi_context.agent.checkpointer import resolve_checkpointer
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -42,7 +43,7 @@ from langchain_kimi_context.agent.state import (
     KimiAgentState,
     _GraphState,
 )
-from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.agent.storage import apruned_stream, pruned_stream
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
@@ -108,14 +109,16 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        _require_thread(ensure_config(self.config, config))
-        return super().stream(input, config, **kwargs)
+        merged = ensure_config(self.config, config)
+        _require_thread(merged)
+        return pruned_stream(super().stream(input, config, **kwargs), self.checkpointer, merged)
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        _require_thread(ensure_config(self.config, config))
-        return super().astream(input, config, **kwargs)
+        merged = ensure_config(self.config, config)
+        _require_thread(merged)
+        return apruned_stream(super().astream(input, config, **kwargs), self.checkpointer, merged)
 
 
 def create_kimi_agent(
@@ -125,7 +128,7 @@ def create_kimi_agent(
     system_prompt: str | None = None,
     policy: ContextPolicy | None = None,
     settings: AgentSettings | None = None,
-    checkpointer: BaseCheckpointSaver[Any] | bool | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | bool | str | None = None,
     store: BaseStore | None = None,
     db_path: str | os.PathLike[str] | None = None,
     token_counter: TokenCounter | None = None,
@@ -149,7 +152,9 @@ def create_kimi_agent(
             the log).
         policy: Context thresholds (default ``ContextPolicy()``).
         settings: Retry/tool/step limits (default ``AgentSettings()``).
-        checkpointer: Any ``BaseCheckpointSaver`` (Postgres, memory...). ``None`` =
+        checkpointer: Any ``BaseCheckpointSaver`` (Postgres, memory...), a
+            ``"postgresql://..."`` URL (LangGraph's Postgres savers on sync and async
+            pools: :mod:`~langchain_kimi_context.agent.checkpointer`) or a SQLite path. ``None`` =
             SQLite at ``db_path`` or the default path (``$KIMI_CONTEXT_DB`` or
             ``~/.local/share/langchain-kimi-context/checkpoints.sqlite``), created on
             first use. ``False`` = no persistence (not recommended).
@@ -226,13 +231,7 @@ def create_kimi_agent(
     graph.add_conditional_edges("tools", runtime.route_after_tools, ["preflight", "compact"])
     graph.add_conditional_edges("compact", runtime.route_after_compact, ["preflight", END])
 
-    saver: BaseCheckpointSaver[Any] | bool | None
-    if checkpointer is None:
-        saver = open_sqlite_checkpointer(db_path)
-    elif checkpointer is False:
-        saver = None
-    else:
-        saver = checkpointer
+    saver = resolve_checkpointer(checkpointer, db_path)
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
     limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50
