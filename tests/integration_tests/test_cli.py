@@ -14,7 +14,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,11 @@ from langchain_kimi_context import (
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
 from langchain_kimi_context.cli import main
 from langchain_kimi_context.testing import KimiEmulator
+from tests.integration_tests import test_agent_backends
+
+pg_url = test_agent_backends.pg_url  # the Postgres fixture: a schema of its own per run
 
 SECRET = "sk-cli-test-secret-0123456789"
-PG_DSN = os.environ.get("KIMI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def read_file(path: str) -> str:
@@ -491,27 +492,10 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- postgres
-@pytest.fixture
-def pg_dsn() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    pytest.importorskip("langgraph.checkpoint.postgres")
-    try:
-        admin = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"PostgreSQL not reachable at {PG_DSN}: {exc}")
-    name = f"kimi_cli_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    base = PG_DSN.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
 def test_postgres_dsn_list_show_fork(
-    pg_dsn: str, emulator: KimiEmulator, capsys: pytest.CaptureFixture[str]
+    pg_url: str, emulator: KimiEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    pg_dsn = pg_url  # a schema of its own (search_path in the DSN), dropped afterwards
     import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row
