@@ -37,13 +37,16 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -63,8 +66,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent.concurrency import Holding, thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
+from langchain_kimi_context.agent.inputs import clean_messages
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer, records_channel
@@ -106,6 +112,8 @@ __all__ = [
 ]
 
 _REGISTRY_PREFIX = "__kimi_memory_registry__"
+
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -402,6 +410,8 @@ class SessionUsage:
         view_messages: Messages the model would see next.
         compactions: Compaction/truncation records stored.
         snapshots: Snapshots of the session.
+        context_window: The window the session's next call is checked against (the
+            policy's, else the model's, a window learned from the server included).
         savings: The savings ledger: per compaction, tokens before/after and the
             money it saved so far at the model's prices.
 
@@ -423,6 +433,7 @@ class SessionUsage:
     view_messages: int
     compactions: int
     snapshots: int
+    context_window: int = 0
     savings: SavingsLedger | None = None
 
 
@@ -506,6 +517,25 @@ class _Registry:
             reason=reason,
             created_at=float(event.get("at", 0.0)),
         )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _exclusive(method: _F) -> _F:
+    """Run a method taking ``session_id`` first while holding that session's thread.
+
+    One writer per session at a time, in this process and across processes on the same
+    store (see :mod:`~langchain_kimi_context.agent.concurrency`); re-entrant, so
+    ``chat`` holds the session while the graph and the memory's own writes run in it.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: RollingSnapshotMemory, session_id: str, *args: Any, **kwargs: Any) -> Any:
+        with self._hold(session_id):
+            return method(self, session_id, *args, **kwargs)
+
+    return cast(_F, wrapper)
 
 
 def _new_id(prefix: str) -> str:
@@ -628,6 +658,11 @@ class RollingSnapshotMemory:
         }
         self._registry = _Registry()
         self._registry_lock = threading.RLock()
+        self._guard = thread_guard(self.checkpointer)
+
+    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[Holding]:
+        settings = self.settings
+        return self._guard.hold(thread_id, settings.multitask_strategy, settings.busy_timeout_s)
 
     # ------------------------------------------------------------------ plumbing
     def _graph_policy(self) -> ContextPolicy:
@@ -676,7 +711,11 @@ class RollingSnapshotMemory:
 
     def _record(self, event: dict[str, Any]) -> None:
         event.setdefault("at", time.time())
-        with self._registry_lock:  # one writer at a time: no sibling registry checkpoints
+        registry_thread = str(self._registry_config["configurable"]["thread_id"])
+        # one writer at a time (threads and processes): no sibling registry checkpoints;
+        # always queued (a short write), whatever the sessions' multitask strategy
+        queued = self._guard.hold(registry_thread, "enqueue", self.settings.busy_timeout_s)
+        with self._registry_lock, queued:
             self._registry_graph.update_state(
                 self._registry_config, {"events": [event]}, as_node="registry"
             )
@@ -730,6 +769,7 @@ class RollingSnapshotMemory:
         graph = self._session_graph(session_id, live=live)
         return dict(graph.get_state(self._config(session_id)).values or {})
 
+    @_exclusive
     def _write(
         self, session_id: str, values: dict[str, Any], checkpoint_id: str | None = None
     ) -> str:
@@ -752,6 +792,19 @@ class RollingSnapshotMemory:
                 "name": name,
                 "reason": reason,
             }
+        )
+        progress.report(
+            logger,
+            "snapshot",
+            "snapshot %s of session %s (%s) at checkpoint %s",
+            snapshot_id,
+            session_id,
+            reason,
+            checkpoint_id,
+            thread_id=session_id,
+            checkpoint_id=checkpoint_id,
+            snapshot_id=snapshot_id,
+            reason=reason,
         )
         return snapshot_id
 
@@ -930,6 +983,7 @@ class RollingSnapshotMemory:
 
     def _append(self, session_id: str, messages: Sequence[BaseMessage]) -> list[str]:
         msgs = [m if m.id else m.model_copy(update={"id": _new_id("msg")}) for m in messages]
+        msgs = clean_messages(msgs, where=f"session {session_id!r}")
         self._write(session_id, {"messages": msgs})
         return [str(m.id) for m in msgs]
 
@@ -970,6 +1024,7 @@ class RollingSnapshotMemory:
             return []
         return self._append(session_id, msgs)
 
+    @_exclusive
     def maintain(self, session_id: str) -> bool:
         """Run the end-of-turn check outside ``chat``: snapshot + compact/truncate if due.
 
@@ -1002,7 +1057,7 @@ class RollingSnapshotMemory:
             list(state.get("messages") or []),
             state.get("compactions") or [],
             runtime.policy,
-            model=runtime.model,
+            model=runtime.summary_model,
             profile=runtime.profile,
             token_counter=self.token_counter,
             tools=runtime.tool_schemas,
@@ -1096,6 +1151,7 @@ class RollingSnapshotMemory:
         return await asyncio.to_thread(self.append_stream, session_id, collected, role=role)
 
     # ------------------------------------------------------------------ chat
+    @_exclusive
     def chat(self, session_id: str, user_input: str | BaseMessage) -> AIMessage:
         """One round of the seed's ``chat_round``, done by the agent graph.
 
@@ -1167,16 +1223,21 @@ class RollingSnapshotMemory:
             ...     print(asyncio.run(mem.achat(sid, "@say async done")).content)
             async done
         """
-        if not self._async_checkpointer():
-            return await asyncio.to_thread(self.chat, session_id, user_input)
-        graph, config, before, records_before = await asyncio.to_thread(
-            self._begin_turn, session_id, user_input
-        )
-        try:
-            out = await graph.ainvoke({"messages": [self._user_message(user_input)]}, config)
-        except Exception as exc:
-            await asyncio.to_thread(self._fail_turn, session_id, before, exc)
-        return await asyncio.to_thread(self._end_turn, session_id, out, before, records_before)
+        settings = self.settings
+        # waiting for a busy session polls on the loop: no worker thread is blocked
+        async with self._guard.ahold(
+            session_id, settings.multitask_strategy, settings.busy_timeout_s
+        ):
+            if not self._async_checkpointer():
+                return await asyncio.to_thread(self.chat, session_id, user_input)
+            graph, config, before, records_before = await asyncio.to_thread(
+                self._begin_turn, session_id, user_input
+            )
+            try:
+                out = await graph.ainvoke({"messages": [self._user_message(user_input)]}, config)
+            except Exception as exc:
+                await asyncio.to_thread(self._fail_turn, session_id, before, exc)
+            return await asyncio.to_thread(self._end_turn, session_id, out, before, records_before)
 
     def _async_checkpointer(self) -> bool:
         method = type(self.checkpointer).aget_tuple
@@ -1287,6 +1348,7 @@ class RollingSnapshotMemory:
             raise UnknownSnapshotError(snapshot_id)
         return info
 
+    @_exclusive
     def rollback(self, session_id: str, snapshot_id: str) -> None:
         """Return the session to a snapshot (a fork of its thread; nothing is deleted).
 
@@ -1380,6 +1442,7 @@ class RollingSnapshotMemory:
         return sid
 
     # ------------------------------------------------------------------ shrinking
+    @_exclusive
     def truncate(
         self, session_id: str, preserve_len: int = 8_000, *, reason: str = "truncate"
     ) -> TruncateResult:
@@ -1492,6 +1555,7 @@ class RollingSnapshotMemory:
             tokens_after,
         )
 
+    @_exclusive
     def compress(
         self, session_id: str, ratio: float = 4, format: Literal["outline"] = "outline"
     ) -> CompressResult:
@@ -1548,7 +1612,7 @@ class RollingSnapshotMemory:
         _, report = compact(
             log,
             self.policy.replace(compact_target_ratio=float(ratio)),
-            strategy=LLMCompaction(runtime.model),
+            strategy=LLMCompaction(runtime.summary_model),
             records=records,
             profile=runtime.profile,
             token_counter=self.token_counter,
@@ -1670,6 +1734,7 @@ class RollingSnapshotMemory:
             view_messages=len(view),
             compactions=len(state.get("compactions") or []),
             snapshots=len(self.list_snapshots(session_id)),
+            context_window=resolve_context_window(self.policy, runtime.profile).window,
             savings=savings_ledger(
                 state.get("messages") or [], state.get("compactions") or [], pricing
             ),
