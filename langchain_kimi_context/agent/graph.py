@@ -36,6 +36,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
+from langchain_kimi_context.agent.recall_tools import compact_on_request, with_recall
 from langchain_kimi_context.agent.state import (
     AgentSettings,
     KimiAgentInput,
@@ -131,6 +132,8 @@ def create_kimi_agent(
     token_counter: TokenCounter | None = None,
     name: str = "kimi_agent",
     sleep: Callable[[float], None] = time.sleep,
+    recall: bool = False,
+    compact_context_tool: bool = False,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the checkpointed agent graph for long Kimi sessions.
 
@@ -158,6 +161,12 @@ def create_kimi_agent(
         token_counter: Token counter (default: the process-wide one).
         name: Graph name.
         sleep: Sleep function used for retry backoff (tests pass a fast one).
+        recall: Add the ``search_history`` / ``read_history`` tools over the thread's
+            full log and set ``ContextPolicy(recall=True)`` (truncation markers and
+            summaries then tell the model how to read back what left its view); see
+            :mod:`~langchain_kimi_context.agent.recall_tools`.
+        compact_context_tool: Add the ``compact_context`` tool: the model may ask for
+            a compaction before its next step (refused while the context is small).
 
     Returns:
         The compiled graph.
@@ -179,6 +188,19 @@ def create_kimi_agent(
     chat_model = _resolve_model(model)
     settings = _resolve_settings(settings, owner="create_kimi_agent")
     policy = as_context_policy(policy, owner="create_kimi_agent")
+    if isinstance(chat_model, KimiChatModel):
+        profile = chat_model.model_profile
+    else:
+        profile = get_profile(str(getattr(chat_model, "model_name", "") or "kimi-k2.5"))
+    if recall or compact_context_tool:
+        tools, policy = with_recall(
+            tools,
+            policy,
+            recall=recall,
+            compact_tool=compact_context_tool,
+            profile=profile,
+            token_counter=token_counter,
+        )
     runner = ToolRunner(
         tools,
         timeout_s=settings.tool_timeout_s,
@@ -188,10 +210,6 @@ def create_kimi_agent(
     )
     tool_list = list(runner.tools.values())
     bound: Any = chat_model.bind_tools(tool_list) if tool_list else chat_model
-    if isinstance(chat_model, KimiChatModel):
-        profile = chat_model.model_profile
-    else:
-        profile = get_profile(str(getattr(chat_model, "model_name", "") or "kimi-k2.5"))
     runtime = AgentRuntime(
         model=chat_model,
         bound_model=bound,
@@ -207,7 +225,8 @@ def create_kimi_agent(
 
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
     # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
-    nodes: dict[str, Any] = {"preflight": runtime.preflight}
+    preflight = compact_on_request(runtime.preflight) if compact_context_tool else None
+    nodes: dict[str, Any] = {"preflight": preflight or runtime.preflight}
     for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
         nodes[stage.name] = runtime.make_stage_node(stage)
     nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)

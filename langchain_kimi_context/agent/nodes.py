@@ -389,7 +389,7 @@ class AgentRuntime:
         last = log[-1] if log else None
         if not isinstance(last, AIMessage):
             raise RuntimeError("the tools node needs an assistant message with tool calls last")
-        results, report = self.runner.run(last, log)
+        results, report = self.runner.run(last, log, state=state, config=config)
         out: list[AnyMessage] = list(results)
         turn = dict(state.get("turn") or {})
         if report.stopped:

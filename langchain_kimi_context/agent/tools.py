@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -22,6 +23,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
+from langgraph.config import get_store
+from langgraph.prebuilt import ToolRuntime
 
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.errors import KimiConfigurationError
@@ -78,6 +81,29 @@ def count_repeats(log: Sequence[AnyMessage]) -> dict[str, int]:
                 sig = call_signature(c)
                 counts[sig] = counts.get(sig, 0) + 1
     return counts
+
+
+def _runtime_params(tool: BaseTool) -> tuple[str, ...]:
+    """Names of the parameters of ``tool`` typed ``ToolRuntime`` (filled in by the runner)."""
+    func = getattr(tool, "func", None) or getattr(tool, "coroutine", None) or tool._run
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        return ()
+    out = []
+    for name, hint in hints.items():
+        origin = typing.get_origin(hint) or hint
+        if isinstance(origin, type) and issubclass(origin, ToolRuntime):
+            out.append(name)
+    return tuple(out)
+
+
+def _current_store() -> Any:
+    """The LangGraph store of the running graph (``None`` outside a graph or without one)."""
+    try:
+        return get_store()
+    except RuntimeError:
+        return None
 
 
 @dataclass
@@ -230,13 +256,24 @@ class ToolRunner:
         return self.timeouts.get(name, self.timeout_s)
 
     def run(
-        self, message: AIMessage, log: Sequence[AnyMessage]
+        self,
+        message: AIMessage,
+        log: Sequence[AnyMessage],
+        *,
+        state: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> tuple[list[ToolMessage], ToolRunReport]:
         """Execute the tool calls of ``message``.
+
+        A tool with a parameter typed ``ToolRuntime`` gets one (``state``, ``config``,
+        the call id, the tools), as LangGraph's ``ToolNode`` gives it; a value the model
+        put under that name is replaced.
 
         Args:
             message: The assistant message with ``tool_calls``.
             log: The message log, ``message`` included (for repeat counting).
+            state: The graph state handed to ``ToolRuntime`` parameters.
+            config: The run config handed to ``ToolRuntime`` parameters.
 
         Returns:
             One ``ToolMessage`` per call, in call order, and the report.
@@ -276,7 +313,19 @@ class ToolRunner:
                 report.errors[cid] = "unknown_tool"
                 continue
             started[cid] = time.perf_counter()
-            pending[cid] = self._pool.submit(tool.invoke, dict(call, type="tool_call"))
+            request = dict(call, type="tool_call")
+            if params := _runtime_params(tool):
+                runtime = ToolRuntime(
+                    state=dict(state or {"messages": list(log)}),
+                    context=None,
+                    config=dict(config or {}),  # type: ignore[arg-type]
+                    stream_writer=lambda _chunk: None,
+                    tool_call_id=cid,
+                    store=_current_store(),
+                    tools=list(self.tools.values()),
+                )
+                request["args"] = {**(call.get("args") or {}), **dict.fromkeys(params, runtime)}
+            pending[cid] = self._pool.submit(tool.invoke, request)
         for call in message.tool_calls:
             cid = str(call.get("id") or "")
             if cid not in pending:

@@ -51,6 +51,7 @@ from langchain_kimi_context.context.compaction.base import (
     CompactionDraft,
 )
 from langchain_kimi_context.context.markers import with_marker
+from langchain_kimi_context.context.recall import RECALL_SUMMARY_NOTE
 from langchain_kimi_context.errors import KimiEmptyResponseError, is_retryable_error
 
 __all__ = [
@@ -176,6 +177,7 @@ def _anchor_of(ctx: CompactionContext, draft: CompactionDraft) -> tuple[Any, ...
 
 
 def _strip_header(text: str) -> str:
+    text = text.removesuffix(RECALL_SUMMARY_NOTE).rstrip()
     return text[len(SUMMARY_HEADER) :].strip() if text.startswith(SUMMARY_HEADER) else text
 
 
@@ -385,7 +387,8 @@ class LLMCompaction:
         digest = hashlib.sha1(
             f"{plan.first_kept_id}|{text}".encode(), usedforsecurity=False
         ).hexdigest()[:16]
-        message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}", id=f"kc-summary-{digest}")
+        note = f"\n\n{RECALL_SUMMARY_NOTE}" if ctx.policy.recall else ""
+        message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}{note}", id=f"kc-summary-{digest}")
         rendered = render_transcript(plan.span)
         summarized = self._text_tokens(ctx, rendered)
         if plan.previous_summary:
@@ -398,6 +401,7 @@ class LLMCompaction:
             summary_tokens=self._text_tokens(ctx, text),
             first_kept_id=plan.first_kept_id,
             folded_previous_summary=plan.previous_summary is not None,
+            **({"summarized_ids": [m.id for m in plan.span]} if ctx.policy.recall else {}),
         )
 
     def _finish(
