@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import ToolRuntime
 from langgraph.store.base import BaseStore
@@ -333,8 +334,8 @@ def _compact_requested(log: Sequence[BaseMessage]) -> bool:
 
 
 def compact_on_request(
-    preflight: Callable[[Mapping[str, Any], Any], dict[str, Any]],
-) -> Callable[[Mapping[str, Any], Any], dict[str, Any]]:
+    preflight: Callable[[Mapping[str, Any], RunnableConfig], dict[str, Any]],
+) -> Callable[[Mapping[str, Any], RunnableConfig], dict[str, Any]]:
     """Wrap the agent's preflight node so a ``compact_context`` request compacts first.
 
     Args:
@@ -345,7 +346,7 @@ def compact_on_request(
         the last tool step asked for it (once per log length, as the trigger).
     """
 
-    def node(state: Mapping[str, Any], config: Any) -> dict[str, Any]:
+    def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         update = preflight(state, config)
         log = list(state.get("messages") or [])
         turn = update.get("turn") or {}
