@@ -145,13 +145,13 @@ def compaction_due(tokens: int, policy: ContextPolicy, profile: KimiModelProfile
     Args:
         tokens: The calibrated size of the request.
         policy: Trigger thresholds.
-        profile: Model profile (window).
+        profile: Model profile (window; prices for the price budget).
 
     Returns:
         The trigger reason, or ``None`` when it does not fire.
     """
     window = resolve_context_window(policy, profile).window
-    decision = should_compact(tokens, window, policy)
+    decision = should_compact(tokens, window, policy, profile=profile)
     return (decision.reason or "trigger") if decision else None
 
 

@@ -142,7 +142,9 @@ class CompactionReport:
         return data
 
 
-def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction:
+def default_compaction(
+    model: SummaryModel | None = None, *, summary_first: bool = False
+) -> CompositeCompaction:
     """The default pipeline: structural strategies first, then a summary if a model is given.
 
     Order: :class:`DedupeFileReads`, :class:`CollapseCodeBlocks`,
@@ -151,6 +153,9 @@ def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction
 
     Args:
         model: The summariser, or ``None`` for structural compaction only.
+        summary_first: Run the summary before the structural strategies (a price-budget
+            compaction: frequent, small, and every fact of the span must reach the
+            summariser before a structural edit hides it from later summaries).
 
     Returns:
         The composite strategy.
@@ -161,8 +166,17 @@ def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction
     """
     strategies: list[Compaction] = [DedupeFileReads(), CollapseCodeBlocks(), ClearToolResults()]
     if model is not None:
-        strategies.append(LLMCompaction(model))
+        if summary_first:
+            strategies.insert(0, LLMCompaction(model))
+        else:
+            strategies.append(LLMCompaction(model))
     return CompositeCompaction(strategies)
+
+
+def _budget_target(policy: ContextPolicy, window: int) -> int:
+    """Target of a price-budget compaction: the floor the budget assumes."""
+    share = int(window * policy.compact_target_share)
+    return max(min(policy.compact_budget_floor_tokens, share), 1)
 
 
 def _setup(
@@ -174,13 +188,17 @@ def _setup(
     token_counter: TokenCounterLike | None,
     tools: Sequence[Any] | None,
     target_tokens: int | None,
+    trigger: str = "manual",
 ) -> tuple[CompactionContext, list[BaseMessage], int]:
     policy = policy or ContextPolicy()
     log = tuple(ensure_message_ids(messages))
     resolved = resolve_window(policy, window=window, profile=profile)
-    target = (
-        target_tokens if target_tokens is not None else int(resolved * policy.compact_target_share)
-    )
+    if target_tokens is not None:
+        target = target_tokens
+    elif trigger == "budget":
+        target = _budget_target(policy, resolved)
+    else:
+        target = int(resolved * policy.compact_target_share)
     ctx = CompactionContext(
         log=log,
         records=tuple(as_records(records)),
@@ -293,7 +311,8 @@ def compact(
         trigger: Stored in the record (``"ratio"``, ``"overflow"``, ``"manual"``, ...).
         snapshot_id: Checkpoint id / archive key of the pre-compaction state.
         target_tokens: Stop once the view is at or below this (default
-            ``window * policy.compact_target_share``).
+            ``window * policy.compact_target_share``; for ``trigger="budget"``,
+            ``policy.compact_budget_floor_tokens`` and the summary runs first).
 
     Returns:
         ``(view, report)``; on timeout or when nothing could be done the view is the
@@ -314,9 +333,9 @@ def compact(
     """
     started = time.monotonic()
     ctx, before, tokens_before = _setup(
-        messages, policy, records, window, profile, token_counter, tools, target_tokens
+        messages, policy, records, window, profile, token_counter, tools, target_tokens, trigger
     )
-    runner = strategy or default_compaction(model)
+    runner = strategy or default_compaction(model, summary_first=trigger == "budget")
     run = contextvars.copy_context().run
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kimi-compaction")
     future = executor.submit(run, runner.compact, ctx, CompactionDraft())
@@ -383,9 +402,9 @@ async def acompact(
     """
     started = time.monotonic()
     ctx, before, tokens_before = _setup(
-        messages, policy, records, window, profile, token_counter, tools, target_tokens
+        messages, policy, records, window, profile, token_counter, tools, target_tokens, trigger
     )
-    runner = strategy or default_compaction(model)
+    runner = strategy or default_compaction(model, summary_first=trigger == "budget")
     draft: CompactionDraft | None
     try:
         draft = await asyncio.wait_for(
@@ -426,7 +445,8 @@ def _decide(
             view, token_counter=token_counter, tools=tools, usage_valid_after=covered
         )
     resolved = resolve_window(policy, window=window, profile=profile)
-    return should_compact(tokens, resolved, policy), view
+    floor = parsed[-1].tokens_after if parsed else None
+    return should_compact(tokens, resolved, policy, profile=profile, floor_tokens=floor), view
 
 
 def _calibrated_target(
@@ -437,7 +457,10 @@ def _calibrated_target(
     tools: Sequence[Any] | None,
 ) -> int:
     """The target in local-estimate units: the server's count may differ from ours."""
-    target = int(decision.window * policy.compact_target_share)
+    if decision.reason == "budget":
+        target = _budget_target(policy, decision.window)
+    else:
+        target = int(decision.window * policy.compact_target_share)
     local = resolve_token_counter(token_counter).count_messages(view, tools)
     if decision.tokens > 0 and local > 0 and local != decision.tokens:
         target = int(target * local / decision.tokens)
