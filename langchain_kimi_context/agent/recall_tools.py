@@ -7,7 +7,9 @@ whose ``ToolNode`` injects the runtime):
 
 * ``search_history(query, limit=5)``: keyword (BM25) search over the thread's
   ``messages`` (the append-only log: everything compaction summarised and truncation
-  cut is still there), each hit a ref plus a short excerpt;
+  cut is still there), each hit a ref plus a short excerpt. Hits out of view come
+  first; messages the model sees verbatim only fill the places left, marked
+  ``[in view]``;
 * ``read_history(ref, start=0, length=8000)``: the original text of a ref, paged;
 * ``compact_context()`` (opt-in): asks for a compaction before the next model call,
   refused while the view is at or below the compaction target (it could not shrink).
@@ -43,6 +45,7 @@ from langgraph.store.base import BaseStore
 
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.context.guard import resolve_context_window
+from langchain_kimi_context.context.markers import get_marker
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.recall import (
     DEFAULT_READ_CHARS,
@@ -155,14 +158,25 @@ def _log_of(runtime: ToolRuntime[Any, Any]) -> list[BaseMessage]:
     return list(messages or [])
 
 
-def _render_hits(query: str, hits: Sequence[RecallHit]) -> str:
+def _visible_ids(runtime: ToolRuntime[Any, Any], log: list[BaseMessage]) -> set[str]:
+    """Ids of the log messages the model sees verbatim (not summarised, not replaced)."""
+    state = runtime.state if isinstance(runtime.state, Mapping) else {}
+    records = state.get("compactions") or state.get("kimi_compactions")
+    view = _stages.apply_records(log, records)  # type: ignore[arg-type]
+    return {str(m.id) for m in view if m.id and get_marker(m) is None}
+
+
+def _render_hits(query: str, hits: Sequence[RecallHit], visible: set[str]) -> str:
     if not hits:
         return (
             f"No match for {query!r} in this conversation's history. Try other keywords "
             "(an identifier, a file name, words of the error)."
         )
     lines = [f"{len(hits)} match(es) for {query!r}; read_history(ref) returns the original text:"]
-    lines += [f"{i}. {hit.render()}" for i, hit in enumerate(hits, 1)]
+    lines += [
+        f"{i}. {'[in view] ' if hit.message_id in visible else ''}{hit.render()}"
+        for i, hit in enumerate(hits, 1)
+    ]
     return "\n".join(lines)
 
 
@@ -247,13 +261,19 @@ def recall_tools(
         limit = min(max(int(limit), 1), 20)
         key = _thread_key(runtime)
         log = _log_of(runtime)
+        visible = _visible_ids(runtime, log)
         held = cache.index(key, log)
         with held as index:
-            hits = index.search(query, limit)
+            # what left the view first: a message in view (e.g. the request that named
+            # the keywords) only fills the places left
+            hits = index.search(query, limit, exclude_ids=visible)
+            if len(hits) < limit:
+                hits += [h for h in index.search(query, limit) if h.message_id in visible]
+                hits = hits[:limit]
             if store is not None:
                 refs = _semantic(store, held.entry, key, query, limit)
                 hits = _fuse(hits, refs, index, limit)
-        return _render_hits(query, hits)
+        return _render_hits(query, hits, visible)
 
     def read_history(
         ref: str, runtime: ToolRuntime, start: int = 0, length: int = DEFAULT_READ_CHARS
