@@ -33,6 +33,7 @@ import json
 import math
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -119,8 +120,11 @@ def tokenize(text: str) -> list[str]:
         >>> tokenize("数据库超时")
         ['数据', '据库', '库超', '超时']
     """
+    words: list[str] = _WORD.findall(text.lower())
+    if not _IS_CJK.search(text):
+        return words
     out: list[str] = []
-    for word in _WORD.findall(text.lower()):
+    for word in words:
         if not _IS_CJK.search(word):
             out.append(word)
             continue
@@ -435,11 +439,13 @@ class RecallIndex:
             pid = len(self._passages)
             self._passages.append((index, start, end, len(terms)))
             self._total_terms += len(terms)
-            counts: dict[str, int] = {}
-            for term in terms:
-                counts[term] = counts.get(term, 0) + 1
-            for term, tf in counts.items():
-                self._postings.setdefault(term, {})[pid] = tf
+            postings = self._postings
+            for term, tf in Counter(terms).items():
+                entry = postings.get(term)
+                if entry is None:
+                    postings[term] = {pid: tf}
+                else:
+                    entry[pid] = tf
 
     def search(
         self, query: str, limit: int = 5, *, exclude_ids: Iterable[str] = ()
