@@ -147,8 +147,10 @@ def _thread_key(runtime: ToolRuntime[Any, Any]) -> str:
     conf = (runtime.config or {}).get("configurable") or {}
     thread = conf.get("thread_id")
     if thread is None:
-        # no thread: key by the log itself (the index is rebuilt if another log comes)
-        return f"unthreaded:{id(_log_of(runtime))}"
+        # no thread: key by the log's first message (the index follows the log it is
+        # given, so two logs sharing a key only cost a rebuild, never a wrong answer)
+        log = _log_of(runtime)
+        return f"unthreaded:{log[0].id if log else ''}"
     return f"{thread}|{conf.get('checkpoint_ns', '')}"
 
 
