@@ -34,7 +34,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
@@ -112,14 +112,9 @@ class RecallCache:
 
 @dataclass
 class _Entry:
-    index: RecallIndex
-    lock: threading.Lock
+    index: RecallIndex = field(default_factory=RecallIndex)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     stored: int = 0  # passages already put in the semantic store
-
-    def __init__(self) -> None:
-        self.index = RecallIndex()
-        self.lock = threading.Lock()
-        self.stored = 0
 
 
 class _Held:

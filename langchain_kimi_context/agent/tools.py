@@ -216,6 +216,7 @@ class ToolRunner:
                     + (" (pass the function or tool itself, not its name)" * isinstance(t, str))
                 )
         self.tools: dict[str, BaseTool] = {t.name: t for t in converted}
+        self._runtime_params = {t.name: _runtime_params(t) for t in converted}
         if len(self.tools) != len(converted):
             names = [t.name for t in converted]
             twice = sorted({n for n in names if names.count(n) > 1})
@@ -314,7 +315,7 @@ class ToolRunner:
                 continue
             started[cid] = time.perf_counter()
             request = dict(call, type="tool_call")
-            if params := _runtime_params(tool):
+            if params := self._runtime_params.get(name):
                 runtime = ToolRuntime(
                     state=dict(state or {"messages": list(log)}),
                     context=None,
