@@ -350,6 +350,21 @@ def _excerpt(text: str, start: int, end: int, terms: Sequence[str]) -> str:
     return ("…" if lo > 0 else "") + body + ("…" if hi < len(text) else "")
 
 
+def _hit(doc: _Doc, start: int, end: int, score: float, terms: Sequence[str]) -> RecallHit:
+    return RecallHit(
+        ref=format_ref(doc.message_id, start, end),
+        message_id=doc.message_id,
+        position=doc.position,
+        role=doc.role,
+        tool_name=doc.tool_name,
+        start=start,
+        end=end,
+        total_chars=len(doc.text),
+        score=score,
+        excerpt=_excerpt(doc.text, start, end, terms),
+    )
+
+
 class RecallIndex:
     r"""A BM25 keyword index over one session's log, with exact read-back.
 
@@ -505,20 +520,7 @@ class RecallIndex:
             for doc_index, (score, pid) in ranked:
                 doc = self._docs[doc_index]
                 _, start, end, _ = self._passages[pid]
-                hits.append(
-                    RecallHit(
-                        ref=format_ref(doc.message_id, start, end),
-                        message_id=doc.message_id,
-                        position=doc.position,
-                        role=doc.role,
-                        tool_name=doc.tool_name,
-                        start=start,
-                        end=end,
-                        total_chars=len(doc.text),
-                        score=round(score, 4),
-                        excerpt=_excerpt(doc.text, start, end, terms),
-                    )
-                )
+                hits.append(_hit(doc, start, end, round(score, 4), terms))
             return hits
 
     def passages(self) -> list[tuple[str, str]]:
@@ -554,18 +556,7 @@ class RecallIndex:
         start, end = span or (0, len(doc.text))
         if not 0 <= start <= end <= len(doc.text):
             return None
-        return RecallHit(
-            ref=format_ref(message_id, start, end),
-            message_id=message_id,
-            position=doc.position,
-            role=doc.role,
-            tool_name=doc.tool_name,
-            start=start,
-            end=end,
-            total_chars=len(doc.text),
-            score=0.0,
-            excerpt=_excerpt(doc.text, start, end, ()),
-        )
+        return _hit(doc, start, end, 0.0, ())
 
     def text_of(self, message_id: str) -> str:
         """Return the whole text of a message (see the module docstring for what it is).
