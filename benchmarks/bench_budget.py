@@ -55,6 +55,7 @@ from langchain_kimi_context.context.compaction import (
 from langchain_kimi_context.context.compaction.savings import savings_ledger
 from langchain_kimi_context.context.markers import get_marker
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.errors import KimiContextOverflowError
 from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import KimiEmulator
 
@@ -168,6 +169,7 @@ class SessionResult:
     facts: int = 0
     ledger_saved: float = 0.0
     forms: tuple[str, ...] = ()
+    overflowed_at: int | None = None
 
     def row(self) -> dict[str, Any]:
         """The result as plain JSON types."""
@@ -182,6 +184,7 @@ class SessionResult:
             "facts_retained": f"{self.retained}/{self.facts}",
             "ledger_saved_usd": round(self.ledger_saved, 4),
             "summary_forms": sorted(set(self.forms)),
+            "overflowed_at_turn": self.overflowed_at,
         }
 
 
@@ -214,10 +217,15 @@ def run_session(
     profile = get_profile(model)
     log: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT, id="system")]
     records: list[CompactionRecord] = []
+    overflowed_at: int | None = None
     for turn in range(turns):
         log.append(HumanMessage(user_line(turn, facts), id=f"u{turn}"))
         for step in range(4):
-            reply = agent.invoke(apply_compactions(log, records))
+            try:
+                reply = agent.invoke(apply_compactions(log, records))
+            except KimiContextOverflowError:
+                overflowed_at = turn
+                break
             log.append(reply.model_copy(update={"id": f"r{turn}-{step}"}))
             if not isinstance(reply, AIMessage) or not reply.tool_calls:
                 break
@@ -230,6 +238,9 @@ def run_session(
                         id=f"t{turn}-{step}",
                     )
                 )
+        if overflowed_at is not None:
+            log.pop()  # the turn that did not fit
+            break
         if policy is not None:
             _, report = maybe_compact(
                 log, policy, model=chat, records=records, tools=TOOLS, profile=profile
@@ -240,7 +251,9 @@ def run_session(
     ledger = emu.ledger(emu.api_key)
     agent_requests = [r for r in emu.chat_requests if r.body.get("tool_choice") != "none"]
     summary_requests = [
-        r for r in emu.chat_requests if r.body.get("tool_choice") == "none" or not r.body.get("tools")
+        r
+        for r in emu.chat_requests
+        if r.body.get("tool_choice") == "none" or not r.body.get("tools")
     ]
     kept = facts_retained(view, facts)
     saved = savings_ledger(log, records, profile.pricing).saved if records else 0.0
@@ -263,12 +276,13 @@ def run_session(
         facts=len(facts),
         ledger_saved=saved,
         forms=forms,
+        overflowed_at=overflowed_at,
     )
 
 
 def ways(model: str, quick: bool) -> list[tuple[str, ContextPolicy | None]]:
     """The ways compared for ``model``: unmanaged, defaults, window rule, fixed budgets."""
-    fixed = (40_000, 80_000, 160_000) if quick else (30_000, 45_000, 80_000, 120_000, 200_000)
+    fixed = (40_000, 80_000, 160_000) if quick else (30_000, 60_000, 120_000, 250_000)
     out: list[tuple[str, ContextPolicy | None]] = [
         ("unmanaged", None),
         ("defaults", ContextPolicy()),
@@ -280,14 +294,26 @@ def ways(model: str, quick: bool) -> list[tuple[str, ContextPolicy | None]]:
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> str:
-    head = "| model | way | bill USD | vs unmanaged | calls | peak context | compactions | facts |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
-    base = {r["model"]: r["bill_usd"] for r in rows if r["way"] == "unmanaged"}
+    head = (
+        "| model | way | bill USD | vs unmanaged | vs window rule | calls | peak context "
+        "| compactions | facts retained |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    base = {
+        r["model"]: r["bill_usd"]
+        for r in rows
+        if r["way"] == "unmanaged" and r["overflowed_at_turn"] is None
+    }
+    rule = {r["model"]: r["bill_usd"] for r in rows if r["way"].startswith("window rule")}
     for r in rows:
-        share = r["bill_usd"] / base[r["model"]] if base.get(r["model"]) else 0.0
+        vs_base = f"{r['bill_usd'] / base[r['model']]:.0%}" if base.get(r["model"]) else "-"
+        vs_rule = f"{r['bill_usd'] / rule[r['model']]:.0%}" if rule.get(r["model"]) else "-"
+        facts = r["facts_retained"]
+        if r["overflowed_at_turn"] is not None:
+            facts += f" (overflowed the window at turn {r['overflowed_at_turn']})"
         lines.append(
-            f"| {r['model']} | {r['way']} | {r['bill_usd']:.2f} | {share:.0%} | {r['calls']} | "
-            f"{r['peak_context']:,} | {r['compactions']} | {r['facts_retained']} |"
+            f"| {r['model']} | {r['way']} | {r['bill_usd']:.2f} | {vs_base} | {vs_rule} | "
+            f"{r['calls']} | {r['peak_context']:,} | {r['compactions']} | {facts} |"
         )
     return "\n".join(lines)
 
@@ -302,7 +328,9 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     fig, (cost_ax, keep_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for model, color in (("kimi-k3", "tab:blue"), ("kimi-k2.6", "tab:orange")):
         mine = [r for r in rows if r["model"] == model]
-        base = next((r["bill_usd"] for r in mine if r["way"] == "unmanaged"), None)
+        base = next(
+            (r["bill_usd"] for r in mine if r["way"].startswith("window rule")), None
+        )
         fixed = sorted(
             (int(r["way"].split()[1][:-1]) * 1000, r) for r in mine if r["way"].startswith("fixed")
         )
@@ -325,7 +353,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 color=color,
             )  # fmt: skip
     cost_ax.set_xlabel("budget (K tokens of context before a compaction)")
-    cost_ax.set_ylabel("bill / unmanaged bill")
+    cost_ax.set_ylabel("bill / bill with the window rule (old default)")
     cost_ax.set_title("Cost vs budget (100-turn session)")
     cost_ax.legend(fontsize=8)
     keep_ax.set_xlabel("budget (K tokens)")

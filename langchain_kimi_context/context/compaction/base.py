@@ -46,6 +46,7 @@ class CompactionContext:
         window: The context window in tokens.
         target_tokens: Strategies stop once the view is at or below this.
         tools: Tool schemas bound to the model (counted with the view).
+        trigger: Why the compaction runs (``"budget"``, ``"overflow"``, ``"manual"``, ...).
         cancelled: Set when the run was abandoned; strategies check it between calls.
 
     Example:
@@ -66,6 +67,7 @@ class CompactionContext:
     window: int
     target_tokens: int
     tools: Sequence[Any] | None = None
+    trigger: str = "manual"
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def view(self, draft: CompactionDraft) -> list[BaseMessage]:

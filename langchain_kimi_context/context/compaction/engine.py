@@ -207,6 +207,7 @@ def _setup(
         window=resolved,
         target_tokens=target,
         tools=tools,
+        trigger=trigger,
     )
     before = apply_compactions(log, ctx.records)
     return ctx, before, ctx.tokens(before)

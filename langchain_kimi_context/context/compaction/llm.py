@@ -23,8 +23,8 @@ Two request forms (``policy.compact_summary_form``):
   included) with one user message appended that starts with
   :data:`COMPACTION_REQUEST_LEAD` and carries the instructions, so the provider's prefix
   cache serves the history at the cache-hit price. It needs a model that can bind the
-  tools and a view that fits the window with the reply; otherwise the transcript form
-  is used.
+  tools and a view well inside the window (80% of it less the reply reserve), and is
+  never used after an overflow; otherwise the transcript form is used.
 
 ``"auto"`` estimates both requests at the model's prices (``model_profile`` of a
 :class:`~langchain_kimi_context.KimiChatModel`) and sends the cheaper one: the cached
@@ -128,6 +128,12 @@ COMPACTION_REQUEST_LEAD = "Compaction request:"
 """First words of the instruction appended in the cached-prefix request form."""
 
 SummaryForm = Literal["cached_prefix", "transcript"]
+
+# The cached-prefix form re-sends the whole view: only while the view is well inside the
+# window (this share of it minus the reply reserve), and never when the view itself was
+# refused (overflow) or judged too large to send (preflight).
+_CACHED_FORM_WINDOW_SHARE = 0.8
+_UNSENDABLE_VIEW_TRIGGERS = frozenset({"overflow", "preflight"})
 
 
 def _render(message: BaseMessage, calls: dict[str, tuple[str, dict[str, Any]]], cap: int) -> str:
@@ -472,11 +478,12 @@ class LLMCompaction:
         form = ctx.policy.compact_summary_form
         if form == "transcript" or (ctx.tools and not hasattr(self.model, "bind_tools")):
             return "transcript"
-        view = apply_compactions(ctx.log, ctx.records)
-        view_tokens = ctx.tokens(view)
-        reply = self._budget_tokens(ctx, sum(t for _, t in chunks))
-        if view_tokens + reply + 2_000 > ctx.window:
-            return "transcript"
+        if ctx.trigger in _UNSENDABLE_VIEW_TRIGGERS:
+            return "transcript"  # the view itself did not fit: re-sending it cannot work
+        view_tokens = ctx.tokens(apply_compactions(ctx.log, ctx.records))
+        room = ctx.window - ctx.policy.reserved_output_tokens
+        if view_tokens > _CACHED_FORM_WINDOW_SHARE * room:
+            return "transcript"  # near the window, the estimate's error could overflow
         if form == "cached_prefix":
             return "cached_prefix"
         profile = _profile_of(self.model)

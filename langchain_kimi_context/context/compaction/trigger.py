@@ -110,7 +110,7 @@ def budget_for(
         policy: ``compact_budget`` and the budget inputs.
         profile: The model profile (prices, cache kind); ``None``: no price budget.
         floor_tokens: The size the last compaction actually returned to (its
-            ``tokens_after``); ``policy.compact_budget_floor_tokens`` when larger or unknown.
+            ``tokens_after``); ``policy.compact_budget_floor_tokens`` until one ran.
 
     Returns:
         A fixed ``compact_budget`` (capped by the window rule); or, for ``"price"``,
@@ -138,7 +138,7 @@ def budget_for(
         or profile.cache_kind != "automatic"
     ):
         return None
-    floor = max(policy.compact_budget_floor_tokens, floor_tokens or 0)
+    floor = policy.compact_budget_floor_tokens if floor_tokens is None else floor_tokens
     if floor >= ceiling:
         return None
     found = price_budget(
