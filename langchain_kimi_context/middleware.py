@@ -46,11 +46,10 @@ from langgraph.types import Command
 
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.recall_tools import with_recall
-from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.pipeline import prepare_context
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
-from langchain_kimi_context.profiles import DEFAULT_MODEL, KimiModelProfile, get_profile
+from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = ["KimiContextMiddleware", "KimiContextState", "KimiPreModelHook"]
@@ -111,10 +110,7 @@ class _ContextCore:
         self.compaction = compaction
 
     def profile_for(self, model: Any) -> KimiModelProfile:
-        if isinstance(model, KimiChatModel):
-            return model.model_profile
-        name = self.model_name or str(getattr(model, "model_name", "") or DEFAULT_MODEL)
-        return get_profile(name)
+        return _stages.model_profile(model, self.model_name)
 
     def plan(
         self,
@@ -253,7 +249,7 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                 self._core.policy,
                 recall=True,
                 compact_tool=False,
-                profile=None,
+                model=None,
                 token_counter=self._core.token_counter,
             )
 

@@ -15,6 +15,7 @@ log.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +30,18 @@ from langchain_core.messages import (
     SystemMessage,
 )
 from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import interrupt
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
-from langchain_kimi_context.agent.state import AgentSettings, KimiMaxStepsExceededError
-from langchain_kimi_context.agent.tools import ToolRunner
+from langchain_kimi_context.agent.state import (
+    AgentSettings,
+    KimiMaxStepsExceededError,
+    PreparedView,
+)
+from langchain_kimi_context.agent.tools import ToolRunner, ToolRunReport
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.pipeline import (
@@ -44,10 +51,13 @@ from langchain_kimi_context.context.pipeline import (
     run_stages,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.errors import is_retryable_error, is_unreachable_error
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
 
 __all__ = ["PIPELINE_NODES", "AgentRuntime"]
+
+logger = logging.getLogger(__name__)
 
 PIPELINE_NODES: tuple[str, ...] = ("preflight", *(stage.name for stage in PIPELINE_STAGES))
 """The nodes before ``call_model``, in order: ``preflight``, then one node per stage of
@@ -86,7 +96,6 @@ class AgentRuntime:
         runner: The tool runner.
         policy: Context thresholds.
         settings: Reliability settings.
-        profile: The model profile (window, max output).
         token_counter: The token counter.
         tool_schemas: OpenAI tool schemas (for token counts).
         sleep: Sleep function used between retries.
@@ -104,11 +113,19 @@ class AgentRuntime:
     runner: ToolRunner
     policy: ContextPolicy
     settings: AgentSettings
-    profile: KimiModelProfile
     token_counter: TokenCounter
     tool_schemas: list[dict[str, Any]] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
     system_prompt: str | None = None
+
+    @property
+    def profile(self) -> KimiModelProfile:
+        """The model profile (window, max output), read at each use.
+
+        A window learned at run time applies at once (see
+        :func:`~langchain_kimi_context.agent._stages.model_profile`).
+        """
+        return _stages.model_profile(self.model)
 
     # ------------------------------------------------------------------ helpers --
     def _tracker(self, state: Mapping[str, Any]) -> ContextSizeTracker:
@@ -190,10 +207,44 @@ class AgentRuntime:
         out, _, _ = run_stages(view, self.stage_context(state))
         return list(out)
 
+    @property
+    def summary_model(self) -> Runnable[Any, Any]:
+        """The model for summaries: tagged ``nostream``, so no token reaches the user.
+
+        LangGraph's ``stream_mode="messages"`` skips runs tagged ``nostream``; a
+        compaction summary is bookkeeping, not the answer.
+        """
+        return self.model.with_config(tags=[TAG_NOSTREAM], run_name="kimi_compaction_summary")
+
     def _learned_window(self, model_name: str, window: int) -> None:
         learn = getattr(self.model, "learn_context_window", None)
         if callable(learn):
             learn(window, model=model_name)
+        progress.report(
+            logger,
+            "window_learned",
+            "context window of %s learned from the server: %d tokens (used from now on)",
+            model_name,
+            window,
+            model=model_name,
+            window=window,
+        )
+
+    @staticmethod
+    def _retrying(attempt: int, record: Any) -> None:
+        progress.report(
+            logger,
+            "retry",
+            "model call attempt %d failed (%s: %.120s); retrying in %.2f s",
+            attempt,
+            record.error_type,
+            record.message,
+            record.waited_s,
+            attempt=attempt,
+            error_type=record.error_type,
+            message=record.message,
+            wait_s=round(record.waited_s, 3),
+        )
 
     # ------------------------------------------------------------------- nodes --
     def preflight(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -229,7 +280,7 @@ class AgentRuntime:
             turn.pop("compact_reason", None)
         report["compact"] = turn.get("compact_reason")
         return {
-            "kimi_view": view,
+            "kimi_view": PreparedView(view),
             "kimi_stage_context": self.stage_context(state),
             "turn": turn,
             "reports": {"preflight": report},
@@ -257,10 +308,12 @@ class AgentRuntime:
         def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
             view, ctx = self.stage_input(state, name)
             new_view, report = run(view, ctx)
+            small = _stages.stage_report(report)
+            logger.debug("stage %s: %s", name, small)
             return {
-                "kimi_view": list(new_view),
+                "kimi_view": PreparedView(new_view),
                 "kimi_stage_context": ctx.after(report),
-                "reports": {name: _stages.stage_report(report)},
+                "reports": {name: small},
             }
 
         node.__name__ = name
@@ -300,6 +353,15 @@ class AgentRuntime:
         records = _stages.load_records(state.get("compactions"))
         sent: list[list[AnyMessage]] = []
 
+        # before the session's first answer an unreachable endpoint is a wrong base_url:
+        # raised at once (resuming cannot fix it); later it is a blip, retried
+        first_call = not int((state.get("usage") or {}).get("calls", 0))
+
+        def retryable(exc: BaseException) -> bool:
+            if first_call and is_unreachable_error(exc):
+                return False
+            return is_retryable_error(exc)
+
         def send(raw_view: list[BaseMessage]) -> tuple[Any, list[Any]]:
             # the first call sends the prepared view; after an overflow compaction the
             # new view goes through the same pipeline stages again
@@ -309,11 +371,13 @@ class AgentRuntime:
                 lambda: self.bound_model.invoke(view, config),
                 settings.retry,
                 sleep=self.sleep,
+                is_retryable=retryable,
+                on_retry=self._retrying,
             )
 
         recovery = OverflowRecovery(
             self.policy,
-            model=self.model,
+            model=self.summary_model,
             model_name=self.profile.name,
             profile=self.profile,
             token_counter=self.token_counter,
@@ -353,6 +417,13 @@ class AgentRuntime:
         }
         if outcome.steps != ("call",):
             report["overflow_recovery"] = list(outcome.steps)
+            progress.report(
+                logger,
+                "overflow_recovery",
+                "context overflow recovered: %s",
+                " -> ".join(outcome.steps),
+                steps=list(outcome.steps),
+            )
         context = dict(state.get("context") or {})
         context.update(
             tracker=tracker.to_dict(),
@@ -384,12 +455,27 @@ class AgentRuntime:
         return "compact"
 
     def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        """Run the tool calls of the last assistant message."""
+        """Run the tool calls of the last assistant message (the ``invoke`` path)."""
+        last, log = self._tool_message(state)
+        return self._tools_update(state, *self.runner.run(last, log, state=state, config=config))
+
+    async def atools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        """Run the tool calls on the caller's event loop (the ``ainvoke`` path)."""
+        last, log = self._tool_message(state)
+        outcome = await self.runner.arun(last, log, state=state, config=config)
+        return self._tools_update(state, *outcome)
+
+    @staticmethod
+    def _tool_message(state: Mapping[str, Any]) -> tuple[AIMessage, list[AnyMessage]]:
         log = list(state.get("messages") or [])
         last = log[-1] if log else None
         if not isinstance(last, AIMessage):
             raise RuntimeError("the tools node needs an assistant message with tool calls last")
-        results, report = self.runner.run(last, log, state=state, config=config)
+        return last, log
+
+    def _tools_update(
+        self, state: Mapping[str, Any], results: Sequence[AnyMessage], report: ToolRunReport
+    ) -> dict[str, Any]:
         out: list[AnyMessage] = list(results)
         turn = dict(state.get("turn") or {})
         if report.stopped:
@@ -413,18 +499,25 @@ class AgentRuntime:
         log = list(state.get("messages") or [])
         turn = dict(state.get("turn") or {})
         reason = turn.pop("compact_reason", None)
+        phase = "before_call" if reason else "end_of_turn"
+        if reason:
+            self._compaction_started(reason, phase)
         record, report = _stages.run_compaction(
             log,
             state.get("compactions") or [],
             self.policy,
-            model=self.model,
+            model=self.summary_model,
             profile=self.profile,
             token_counter=self.token_counter,
             tools=self.tool_schemas,
             trigger=reason,
             snapshot_id=_checkpoint_id(config),
         )
-        report["phase"] = "before_call" if reason else "end_of_turn"
+        report["phase"] = phase
+        if report.get("ran"):
+            if not reason:  # the end-of-turn check decides inside: it started just now
+                self._compaction_started(str(report.get("trigger")), phase)
+            self._compaction_ended(report, record, config)
         turn["compacted_at"] = len(log)
         update: dict[str, Any] = {"turn": turn, "reports": {"compact": report}}
         if record is not None:
@@ -432,6 +525,55 @@ class AgentRuntime:
             if record.get("snapshot_id"):
                 update["snapshots"] = [record["snapshot_id"]]
         return update
+
+    @staticmethod
+    def _compaction_started(reason: str, phase: str) -> None:
+        progress.report(
+            logger,
+            "compaction_start",
+            "compaction started (%s, %s)",
+            reason,
+            phase,
+            reason=reason,
+            phase=phase,
+        )
+
+    @staticmethod
+    def _compaction_ended(
+        report: Mapping[str, Any], record: Mapping[str, Any] | None, config: RunnableConfig
+    ) -> None:
+        before, after = report.get("tokens_before"), report.get("tokens_after")
+        rejected = report.get("rejected")
+        progress.report(
+            logger,
+            "compaction_end",
+            "compaction %s: %s -> %s tokens (%s, %s model call(s))%s",
+            "applied" if record is not None else "not applied",
+            before,
+            after,
+            report.get("strategy"),
+            report.get("model_calls"),
+            f"; rejected: {rejected}" if rejected else "",
+            level=logging.WARNING if rejected else logging.INFO,
+            applied=record is not None,
+            strategy=report.get("strategy"),
+            tokens_before=before,
+            tokens_after=after,
+            model_calls=report.get("model_calls"),
+            rejected=rejected,
+        )
+        if record is not None and record.get("snapshot_id"):
+            thread = (config.get("configurable") or {}).get("thread_id")
+            progress.report(
+                logger,
+                "snapshot",
+                "snapshot %s of thread %s holds the state before the compaction",
+                record["snapshot_id"],
+                thread,
+                thread_id=thread,
+                checkpoint_id=record["snapshot_id"],
+                reason="compaction",
+            )
 
     def route_after_compact(self, state: Mapping[str, Any]) -> str:
         """END when the turn is over, else back to ``preflight``."""

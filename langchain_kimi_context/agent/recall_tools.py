@@ -54,7 +54,6 @@ from langchain_kimi_context.context.recall import (
     RecallRefError,
 )
 from langchain_kimi_context.context.truncation import per_result_cap_chars
-from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import TokenCounter
 
 __all__ = [
@@ -215,7 +214,7 @@ def recall_tools(
     max_read_chars: int = 20_000,
     compact_tool: bool = False,
     policy: ContextPolicy | None = None,
-    profile: KimiModelProfile | None = None,
+    model: Any = None,
     token_counter: TokenCounter | None = None,
     store: BaseStore | None = None,
     cache: RecallCache | None = None,
@@ -225,11 +224,12 @@ def recall_tools(
     Args:
         max_read_chars: Largest page ``read_history`` returns (a page stays under the
             tool-result truncation cap, so reading never gets truncated again).
-        compact_tool: Add ``compact_context`` (needs ``policy``, ``profile`` and
-            ``token_counter`` for its gate; works in :func:`create_kimi_agent`, whose
-            preflight honours the request).
+        compact_tool: Add ``compact_context`` (its gate uses ``policy``, ``model`` and
+            ``token_counter``; works in :func:`create_kimi_agent`, whose preflight
+            honours the request).
         policy: Thresholds of the compaction gate.
-        profile: Model profile (window) of the gate.
+        model: The agent's chat model: its profile, read at each call, gives the
+            window of the gate (``None``: the policy's window).
         token_counter: Counter of the gate.
         store: Optional LangGraph store with an embedding ``index`` for semantic hits.
         cache: Per-thread index cache (default: one shared by the process).
@@ -295,18 +295,16 @@ def recall_tools(
         StructuredTool.from_function(read_history),
     ]
     if compact_tool:
-        tools.append(_compact_tool(policy or ContextPolicy(), profile, token_counter))
+        tools.append(_compact_tool(policy or ContextPolicy(), model, token_counter))
     return tools
 
 
 def _compact_tool(
-    policy: ContextPolicy, profile: KimiModelProfile | None, token_counter: TokenCounter | None
+    policy: ContextPolicy, model: Any, token_counter: TokenCounter | None
 ) -> BaseTool:
     from langchain_kimi_context.tokens import default_token_counter
 
     counter = token_counter or default_token_counter()
-    window = resolve_context_window(policy, profile).window
-    floor = int(window * policy.compact_target_share)
 
     def compact_context(runtime: ToolRuntime) -> ToolMessage:
         """Compact the conversation now (summarise older turns) to free context.
@@ -320,6 +318,8 @@ def _compact_tool(
         state = runtime.state if isinstance(runtime.state, Mapping) else {}
         view = _stages.apply_records(_log_of(runtime), state.get("compactions"))  # type: ignore[arg-type]
         tokens = counter.count_messages(view)
+        profile = _stages.model_profile(model) if model is not None else None
+        floor = int(resolve_context_window(policy, profile).window * policy.compact_target_share)
         call_id = runtime.tool_call_id or ""
         if tokens <= floor:
             return ToolMessage(
@@ -387,7 +387,7 @@ def with_recall(
     *,
     recall: bool,
     compact_tool: bool,
-    profile: KimiModelProfile | None,
+    model: Any,
     token_counter: TokenCounter | None,
 ) -> tuple[list[Any], ContextPolicy]:
     """The tools and policy of an agent built with ``recall`` / ``compact_tool``.
@@ -397,7 +397,7 @@ def with_recall(
         policy: The user's policy.
         recall: Add the search/read tools and turn ``policy.recall`` on.
         compact_tool: Add ``compact_context``.
-        profile: Model profile (window).
+        model: The agent's chat model (its profile gives the window), or ``None``.
         token_counter: Counter of the compaction gate.
 
     Returns:
@@ -406,12 +406,13 @@ def with_recall(
     out = list(tools or ())
     if recall and not policy.recall:
         policy = policy.replace(recall=True)
+    profile = _stages.model_profile(model) if model is not None else None
     window = resolve_context_window(policy, profile).window
     extra = recall_tools(
         max_read_chars=per_result_cap_chars(policy, window),
         compact_tool=compact_tool,
         policy=policy,
-        profile=profile,
+        model=model,
         token_counter=token_counter,
     )
     if not recall:

@@ -20,14 +20,15 @@ Keys:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypedDict
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, BaseMessage
 from langgraph.channels import UntrackedValue
 
+from langchain_kimi_context.agent.concurrency import MultitaskStrategy, strategy_problems
 from langchain_kimi_context.agent.retry import RetrySettings
 from langchain_kimi_context.agent.storage import (
     DEFAULT_SNAPSHOT_FREQUENCY,
@@ -77,6 +78,32 @@ class KimiAgentState(TypedDict, total=False):
     snapshots: Annotated[list[str], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
 
 
+class PreparedView:
+    """The view travelling between pipeline nodes: iterable, but not a message list.
+
+    LangGraph's ``stream_mode="messages"`` streams every message a node outputs (a
+    message or a list of them); the prepared view holds compaction summaries and
+    edited copies that are not answers, so it travels in this wrapper and is never
+    streamed.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> [m.content for m in PreparedView([HumanMessage("hi")])]
+        ['hi']
+    """
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Sequence[BaseMessage]) -> None:
+        self.messages = tuple(messages)
+
+    def __iter__(self) -> Iterator[BaseMessage]:
+        return iter(self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
 class _GraphState(KimiAgentState, total=False):
     """Internal state: adds transient (never checkpointed) pipeline channels.
 
@@ -84,7 +111,7 @@ class _GraphState(KimiAgentState, total=False):
     context (what earlier stages decided in this pass).
     """
 
-    kimi_view: Annotated[list[AnyMessage], UntrackedValue(list)]
+    kimi_view: Annotated[PreparedView, UntrackedValue(PreparedView)]
     kimi_stage_context: Annotated[StageContext, UntrackedValue(StageContext)]
 
 
@@ -139,6 +166,14 @@ class AgentSettings:
             ``"async"`` overlaps the write with the next node (faster, a crash may lose
             the last step); ``"exit"`` writes once per run. ``invoke(...,
             durability=...)`` overrides it per call.
+        multitask_strategy: What a run does when another run holds its thread (in this
+            process or another one on the same store): ``"enqueue"`` (default) waits
+            for it, up to ``busy_timeout_s``; ``"reject"`` raises
+            :class:`~langchain_kimi_context.errors.ThreadBusyError` at once. Either way
+            a turn is kept exactly once or refused, never lost. A run's config may
+            override it: ``{"configurable": {"multitask_strategy": "reject"}}``.
+        busy_timeout_s: Longest wait of an enqueued run before it raises
+            :class:`~langchain_kimi_context.errors.ThreadBusyError`.
 
     Example:
         >>> AgentSettings().max_consecutive_failures, AgentSettings().tool_timeout_s
@@ -157,6 +192,8 @@ class AgentSettings:
     repeat_warn_at: int = 3
     repeat_stop_at: int = 8
     durability: Literal["sync", "async", "exit"] = "sync"
+    multitask_strategy: MultitaskStrategy = "enqueue"
+    busy_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_timeouts", _frozen(self.tool_timeouts))
@@ -169,5 +206,6 @@ class AgentSettings:
             problems.append("tool_timeout_s must be > 0")
         if not 1 <= self.repeat_warn_at <= self.repeat_stop_at:
             problems.append("need 1 <= repeat_warn_at <= repeat_stop_at")
+        problems.extend(strategy_problems(self.multitask_strategy, self.busy_timeout_s))
         if problems:
             raise KimiConfigurationError("Invalid AgentSettings: " + "; ".join(problems))

@@ -136,3 +136,24 @@ def test_memory_session_recalls_what_compress_took_out_of_view(
     found = str(_tool_results(log, "search_history")[-1].content)
     db_logs = next(m for m in _tool_results(log, "dump_logs") if "LEASE-2222" in str(m.content))
     assert db_logs.id in {r.split("#")[0] for r in re.findall(r"ref='([^']+)'", found)}
+
+
+async def test_recall_tools_run_on_the_ainvoke_path(emulator: KimiEmulator, tmp_path: Path) -> None:
+    agent = create_kimi_agent(
+        _model(emulator),
+        [dump_logs],
+        db_path=tmp_path / "a.sqlite",
+        settings=AgentSettings(retry=FAST),
+        recall=True,
+    )
+    cfg = {"configurable": {"thread_id": "async"}}
+    await agent.ainvoke(
+        {"messages": [HumanMessage('@call dump_logs {"service": "queue"}\n@say ok')]}, cfg
+    )
+    out = await agent.ainvoke(
+        {"messages": [HumanMessage('@call search_history {"query": "LEASE-5555"}\n@say ok')]},
+        cfg,
+    )
+    logs = _tool_results(out["messages"], "dump_logs")[0]
+    found = str(_tool_results(out["messages"], "search_history")[-1].content)
+    assert logs.id in {r.split("#")[0] for r in re.findall(r"ref='([^']+)'", found)}
