@@ -53,7 +53,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableBinding
 
 from langchain_kimi_context.context.compaction._common import (
     is_real_user_turn,
@@ -505,6 +505,8 @@ class LLMCompaction:
             return self.model
         bind = getattr(self.model, "bind_tools")  # noqa: B009 - checked by choose_form
         bound: Runnable[LanguageModelInput, BaseMessage] = bind(list(ctx.tools), tool_choice="none")
+        if isinstance(self.model, RunnableBinding) and self.model.config:
+            return bound.with_config(self.model.config)  # keep the caller's tags (nostream)
         return bound
 
     def _summary_message(
