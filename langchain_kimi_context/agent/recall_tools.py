@@ -41,7 +41,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import ToolRuntime
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, PutOp
 
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.context.guard import resolve_context_window
@@ -113,7 +113,7 @@ class RecallCache:
 class _Entry:
     index: RecallIndex = field(default_factory=RecallIndex)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    stored: int = 0  # passages already put in the semantic store
+    stored: tuple[int, int] = (-1, 0)  # (index generation, passages put in the store)
 
 
 class _Held:
@@ -203,10 +203,23 @@ def _fuse(
 def _semantic(store: BaseStore, entry: _Entry, key: str, query: str, limit: int) -> list[str]:
     namespace = (*_STORE_NAMESPACE, key)
     passages = entry.index.passages()
-    for ref, text in passages[entry.stored :]:
+    generation, done = entry.stored
+    if generation != entry.index.generation:  # rebuilt from another log: start over
+        if stale := _all_items(store, namespace):
+            store.batch([PutOp(namespace, item.key, None) for item in stale])
+        done = 0
+    for ref, text in passages[done:]:
         store.put(namespace, ref, {"text": text}, index=["text"])
-    entry.stored = len(passages)
+    entry.stored = (entry.index.generation, len(passages))
     return [item.key for item in store.search(namespace, query=query, limit=limit)]
+
+
+def _all_items(store: BaseStore, namespace: tuple[str, ...]) -> list[Any]:
+    items, offset = [], 0
+    while batch := store.search(namespace, limit=1_000, offset=offset):
+        items += batch
+        offset += len(batch)
+    return items
 
 
 def recall_tools(

@@ -391,9 +391,12 @@ class RecallIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.generation = -1
+        """Bumped whenever the index is rebuilt (what was mirrored elsewhere is stale)."""
         self._reset()
 
     def _reset(self) -> None:
+        self.generation += 1
         self._ids: list[str] = []
         self._docs: list[_Doc] = []
         self._by_id: dict[str, int] = {}

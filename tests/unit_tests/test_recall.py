@@ -292,3 +292,15 @@ def test_tool_runner_injects_the_runtime_and_ignores_a_forged_one() -> None:
     )
     assert report.errors == {}
     assert "ref='u#0-11'" in str(results[0].content)
+
+
+def test_semantic_store_follows_a_rebuilt_index() -> None:
+    store = InMemoryStore(index={"dims": 1, "embed": lambda texts: [[1.0] for _ in texts]})
+    search, _ = recall_tools(store=store, cache=RecallCache())
+    first = [ToolMessage("alpha report", tool_call_id="c", id="old")]
+    _invoke(search, _runtime(first, "R"), query="alpha")
+    second = [ToolMessage("beta report", tool_call_id="c", id="new")]  # same thread, new log
+    out = _invoke(search, _runtime(second, "R"), query="anything")
+    assert "ref='new#" in out
+    assert "old" not in out
+    assert [i.key for i in store.search(("kimi_recall", "R|"), limit=10)] == ["new#0-11"]
