@@ -304,3 +304,22 @@ def test_semantic_store_follows_a_rebuilt_index() -> None:
     assert "ref='new#" in out
     assert "old" not in out
     assert [i.key for i in store.search(("kimi_recall", "R|"), limit=10)] == ["new#0-11"]
+
+
+def test_head_tail_marker_points_at_the_removed_middle() -> None:
+    text = "\n".join(f"line {i}" for i in range(8_000)) + "\nTraceback: boom"
+    log = [
+        AIMessage("", id="a", tool_calls=[_call("run", "c1")]),
+        ToolMessage(text, tool_call_id="c1", id="t-run"),
+    ]
+    out, report = truncate_tool_results(log, ContextPolicy(context_window=16_000, recall=True))
+    cut = report.truncated[0]
+    assert cut.mode == "head_tail"
+    shown = str(out[1].content)
+    head, _, rest = shown.partition("\n\n[... ")
+    marker, _, tail = rest.partition(" ...]\n\n")
+    assert f"read_history('t-run', start={len(head)}) returns them" in marker
+    index = RecallIndex()
+    index.update(log)
+    middle = index.read("t-run", len(head), cut.removed_chars).text
+    assert head + middle + tail == text
