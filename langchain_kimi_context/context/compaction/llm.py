@@ -522,7 +522,9 @@ class LLMCompaction:
         ).hexdigest()[:16]
         note = ""
         if ctx.policy.recall:  # the note ends the summary once, even if the summariser echoed it
-            text, note = _strip_header(text), f"\n\n{RECALL_SUMMARY_NOTE}"
+            lines = _strip_header(text).splitlines()
+            text = "\n".join(ln for ln in lines if RECALL_SUMMARY_NOTE not in ln).strip()
+            note = f"\n\n{RECALL_SUMMARY_NOTE}"
         message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}{note}", id=f"kc-summary-{digest}")
         rendered = render_transcript(plan.span)
         summarized = self._text_tokens(ctx, rendered)
