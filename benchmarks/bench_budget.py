@@ -195,6 +195,7 @@ def run_session(
     *,
     way: str = "",
     turns: int = 100,
+    **compact_kwargs: Any,
 ) -> SessionResult:
     """Run the session on ``emu`` and bill it (``policy=None``: unmanaged).
 
@@ -206,6 +207,7 @@ def run_session(
         policy: The compaction policy, or ``None`` for the full history on every call.
         way: The label of the result.
         turns: Session length.
+        **compact_kwargs: Passed on to ``maybe_compact`` (e.g. ``strategy=``).
 
     Returns:
         The result.
@@ -243,7 +245,13 @@ def run_session(
             break
         if policy is not None:
             _, report = maybe_compact(
-                log, policy, model=chat, records=records, tools=TOOLS, profile=profile
+                log,
+                policy,
+                model=chat,
+                records=records,
+                tools=TOOLS,
+                profile=profile,
+                **compact_kwargs,
             )
             if report is not None and report.record is not None:
                 records.append(report.record)
@@ -328,12 +336,9 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     fig, (cost_ax, keep_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for model, color in (("kimi-k3", "tab:blue"), ("kimi-k2.6", "tab:orange")):
         mine = [r for r in rows if r["model"] == model]
-        base = next(
-            (r["bill_usd"] for r in mine if r["way"].startswith("window rule")), None
-        )
-        fixed = sorted(
-            (int(r["way"].split()[1][:-1]) * 1000, r) for r in mine if r["way"].startswith("fixed")
-        )
+        base = next((r["bill_usd"] for r in mine if r["way"].startswith("window rule")), None)
+        # a fixed budget above the window rule is the window rule: plot where it fired
+        fixed = sorted((r["budget_tokens"], r) for r in mine if r["way"].startswith("fixed"))
         if not fixed or not base:
             continue
         xs = [x // 1000 for x, _ in fixed]
@@ -346,7 +351,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
         if budget:
             cost_ax.plot(
                 [budget / 1000], [default["bill_usd"] / base], "*", ms=14, color=color,
-                label=f"{model} price budget (default)",
+                label=f"{model} defaults (price budget)",
             )  # fmt: skip
             keep_ax.plot(
                 [budget / 1000], [int(default["facts_retained"].split("/")[0])], "*", ms=14,

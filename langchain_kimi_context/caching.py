@@ -37,8 +37,8 @@ The strategies plug into :class:`~langchain_kimi_context.KimiChatModel` through
 
 Example:
     >>> from langchain_kimi_context.profiles import get_profile
-    >>> strategy = create_cache_strategy("auto", profile=get_profile("kimi-k2.5"))
-    >>> payload = {"model": "kimi-k2.5", "messages": [{"role": "user", "content": "hi"}]}
+    >>> strategy = create_cache_strategy("auto", profile=get_profile("kimi-k2.6"))
+    >>> payload = {"model": "kimi-k2.6", "messages": [{"role": "user", "content": "hi"}]}
     >>> out = strategy.prepare(payload, session_id="thread-1")
     >>> out["prompt_cache_key"] == prompt_cache_key_for("thread-1")
     True
@@ -78,6 +78,7 @@ from langchain_kimi_context.profiles import (
     KimiModelProfile,
     Pricing,
 )
+from langchain_kimi_context.thinking_rules import web_search_echoes
 from langchain_kimi_context.tokens import default_token_counter
 
 __all__ = [
@@ -857,6 +858,8 @@ class CallCost:
         cache_currency: Currency of ``cache_cost``.
         cache_id: The explicit cache used, if any.
         timestamp: When the call was recorded (clock seconds).
+        web_search_calls: Builtin ``$web_search`` calls completed by the request; their
+            per-call fee (``Pricing.web_search_call``) is included in ``cost``.
 
     Example:
         >>> c = CallCost(session_id="s", model="m", cache_mode="automatic",
@@ -878,6 +881,7 @@ class CallCost:
     cache_currency: str | None = None
     cache_id: str | None = None
     timestamp: float = 0.0
+    web_search_calls: int = 0
 
     @property
     def uncached_tokens(self) -> int:
@@ -1213,6 +1217,9 @@ class _BaseStrategy:
                 cost = pricing.cost(
                     prompt_tokens=prompt, cached_tokens=cached, output_tokens=output
                 )
+        searches = web_search_echoes(payload.get("messages"))
+        if pricing is not None and searches:
+            cost += searches * pricing.web_search_call
         return CallCost(
             session_id=session_id,
             model=model,
@@ -1226,6 +1233,7 @@ class _BaseStrategy:
             cache_currency=cache_currency,
             cache_id=cache_id,
             timestamp=self.clock(),
+            web_search_calls=searches,
         )
 
     def record(
@@ -1245,7 +1253,7 @@ class _BaseStrategy:
 
         Example:
             >>> s = NoContextCache()
-            >>> r = s.record({"model": "kimi-k2.5"}, {"prompt_tokens": 10,
+            >>> r = s.record({"model": "kimi-k2.6"}, {"prompt_tokens": 10,
             ...     "completion_tokens": 2}, session_id=None)
             >>> r["kimi_cache"]["prompt_tokens"]
             10
@@ -1295,7 +1303,7 @@ class NoContextCache(_BaseStrategy):
         clock: Time source.
 
     Example:
-        >>> p = {"model": "kimi-k2.5", "messages": []}
+        >>> p = {"model": "kimi-k2.6", "messages": []}
         >>> NoContextCache().prepare(p, session_id="s") == p
         True
     """
@@ -2359,12 +2367,12 @@ def create_cache_strategy(
 
     Example:
         >>> from langchain_kimi_context.profiles import get_profile
-        >>> type(create_cache_strategy("auto", profile=get_profile("kimi-k2.5"))).__name__
+        >>> type(create_cache_strategy("auto", profile=get_profile("kimi-k2.6"))).__name__
         'AutomaticPrefixCache'
         >>> type(create_cache_strategy("auto", profile=get_profile("moonshot-v1-8k"),
         ...      base_url="http://127.0.0.1:9/v1")).__name__
         'ExplicitContextCache'
-        >>> create_cache_strategy("on", profile=get_profile("kimi-k2.5"))
+        >>> create_cache_strategy("on", profile=get_profile("kimi-k2.6"))
         Traceback (most recent call last):
         ...
         langchain_kimi_context.errors.KimiConfigurationError: context_cache must be 'auto', 'explicit' or 'off' (got 'on').
@@ -2408,7 +2416,7 @@ def make_cache_strategy(model: Any) -> NoContextCache | AutomaticPrefixCache | E
     Example:
         >>> from types import SimpleNamespace
         >>> from langchain_kimi_context.profiles import get_profile
-        >>> fake = SimpleNamespace(context_cache="auto", model_profile=get_profile("kimi-k2.5"))
+        >>> fake = SimpleNamespace(context_cache="auto", model_profile=get_profile("kimi-k2.6"))
         >>> type(make_cache_strategy(fake)).__name__
         'AutomaticPrefixCache'
     """

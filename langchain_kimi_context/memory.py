@@ -23,7 +23,7 @@ Example:
     >>> import os, tempfile
     >>> from langchain_kimi_context import RollingSnapshotMemory
     >>> memory = RollingSnapshotMemory(
-    ...     "kimi-k2.5", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+    ...     "kimi-k2.6", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
     >>> sid = memory.create_session(system="You are a careful refactoring assistant.")
     >>> snap = memory.snapshot(sid, name="start")
     >>> _ = memory.append_message(sid, "Decision: keep the public API stable.")
@@ -81,6 +81,7 @@ from langchain_kimi_context.context.compaction import (
     should_compact,
 )
 from langchain_kimi_context.context.compaction._common import is_real_user_turn, is_system
+from langchain_kimi_context.context.compaction.savings import SavingsLedger, savings_ledger
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
@@ -406,6 +407,8 @@ class SessionUsage:
         snapshots: Snapshots of the session.
         context_window: The window the session's next call is checked against (the
             policy's, else the model's, a window learned from the server included).
+        savings: The savings ledger: per compaction, tokens before/after and the
+            money it saved so far at the model's prices.
 
     Example:
         >>> SessionUsage(1, 10, 0, 5, 15, 0.0, "USD", 12, {"user": 12}, 2, 2, 0, 1).total_tokens
@@ -426,6 +429,7 @@ class SessionUsage:
     compactions: int
     snapshots: int
     context_window: int = 0
+    savings: SavingsLedger | None = None
 
 
 @dataclass(frozen=True)
@@ -577,7 +581,7 @@ class RollingSnapshotMemory:
 
     Example:
         >>> import os, tempfile
-        >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test", max_sessions=1,
+        >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test", max_sessions=1,
         ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> sid = mem.create_session(system="Be terse.")
         >>> mem.create_session()
@@ -616,7 +620,7 @@ class RollingSnapshotMemory:
         if not isinstance(model, str | BaseChatModel):
             raise KimiConfigurationError(
                 "RollingSnapshotMemory(model) must be a KimiChatModel, another LangChain chat "
-                f"model or a Kimi model name such as 'kimi-k2.5', got {type(model).__name__}"
+                f"model or a Kimi model name such as 'kimi-k2.6', got {type(model).__name__}"
             )
         if preserve_len < self.policy.min_preserve_tokens:
             raise PreserveTooSmallError(
@@ -819,7 +823,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.create_session(session_id="refactor-1")
             'refactor-1'
@@ -868,7 +872,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> def ls() -> str:
             ...     '''List files.'''
@@ -887,7 +891,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.sessions()
             []
@@ -907,7 +911,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mem.close_session(sid); mem.sessions()
@@ -951,7 +955,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mid = mem.append_message(sid, ("system", "Code style: black, 100 cols."))
@@ -990,7 +994,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> len(mem.append_messages(sid, ["question", AIMessage("answer")]))
@@ -1020,7 +1024,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.maintain(mem.create_session(system="sys"))
             False
@@ -1087,7 +1091,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> _ = mem.append_stream(sid, iter(["part one, ", "part two"]))
@@ -1117,7 +1121,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import asyncio, os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> async def gen():
@@ -1157,7 +1161,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1194,7 +1198,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1287,7 +1291,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid, name="before-refactor")
@@ -1310,7 +1314,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> [s.reason for s in mem.list_snapshots(sid)]
@@ -1343,7 +1347,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid)
@@ -1375,7 +1379,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> _ = mem.append_message(sid, "context")
@@ -1445,7 +1449,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> for i in range(6):
@@ -1559,7 +1563,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1633,7 +1637,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> [m.content for m in mem.messages(sid)]
@@ -1655,7 +1659,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.log(mem.create_session(system="sys"))[0].content
             'sys'
@@ -1673,7 +1677,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> u = mem.usage(mem.create_session(system="Be terse."))
             >>> u.calls, u.context_by_role["system"] > 0, u.snapshots
@@ -1713,6 +1717,9 @@ class RollingSnapshotMemory:
             compactions=len(state.get("compactions") or []),
             snapshots=len(self.list_snapshots(session_id)),
             context_window=resolve_context_window(self.policy, runtime.profile).window,
+            savings=savings_ledger(
+                state.get("messages") or [], state.get("compactions") or [], pricing
+            ),
         )
 
     def history(self, session_id: str, *, system: str | None = None) -> KimiChatMessageHistory:
@@ -1730,7 +1737,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> type(mem.history("s1")).__name__
             'KimiChatMessageHistory'
@@ -1768,7 +1775,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))

@@ -281,8 +281,9 @@ class ContextPolicy:
             problems.append(
                 f"compact_chunk_tokens must be >= 1000 (got {self.compact_chunk_tokens})"
             )
-        fixed = isinstance(self.compact_budget, int) and not isinstance(self.compact_budget, bool)
-        if not (self.compact_budget in ("price", "off") or (fixed and self.compact_budget > 0)):
+        budget = self.compact_budget
+        fixed = isinstance(budget, int) and not isinstance(budget, bool) and budget > 0
+        if not (fixed or budget in ("price", "off")):
             problems.append(
                 "compact_budget must be 'price', 'off' or a token count > 0 (got "
                 f"{self.compact_budget!r})"

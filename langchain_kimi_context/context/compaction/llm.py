@@ -11,8 +11,9 @@ last 4,000 tokens), the summariser sees the whole span: a span larger than
 ``policy.compact_chunk_tokens`` is summarised chunk by chunk, each call folding the
 summary so far into the next (so the result merges all chunks), and a later compaction
 folds the previous summary in, so facts from before the first compaction survive the
-second and the third. Thinking parts (``reasoning_content``, reasoning blocks) never
-reach the summariser, and only the reply's visible text becomes the summary.
+second and the third. Only the reply's visible text becomes the summary; in the
+transcript form thinking parts (``reasoning_content``, reasoning blocks) never reach the
+summariser (the cached-prefix form sends the conversation as the model already saw it).
 
 Two request forms (``policy.compact_summary_form``):
 
@@ -476,7 +477,7 @@ class LLMCompaction:
             ``"cached_prefix"`` or ``"transcript"``.
         """
         form = ctx.policy.compact_summary_form
-        if form == "transcript" or (ctx.tools and not hasattr(self.model, "bind_tools")):
+        if form == "transcript" or self._cache_model(ctx) is None:
             return "transcript"
         if ctx.trigger in _UNSENDABLE_VIEW_TRIGGERS:
             return "transcript"  # the view itself did not fit: re-sending it cannot work
@@ -500,14 +501,31 @@ class LLMCompaction:
         )
         return "cached_prefix" if cached < transcript else "transcript"
 
-    def _cached_model(self, ctx: CompactionContext) -> Runnable[LanguageModelInput, BaseMessage]:
+    def _cache_model(
+        self, ctx: CompactionContext
+    ) -> Runnable[LanguageModelInput, BaseMessage] | None:
+        """The summariser with the session's tools bound (``None``: it cannot bind them)."""
         if not ctx.tools:
             return self.model
-        bind = getattr(self.model, "bind_tools")  # noqa: B009 - checked by choose_form
-        bound: Runnable[LanguageModelInput, BaseMessage] = bind(list(ctx.tools), tool_choice="none")
+        bind = getattr(self.model, "bind_tools", None)
+        if bind is None:
+            return None
+        try:
+            bound: Runnable[LanguageModelInput, BaseMessage] = bind(
+                list(ctx.tools), tool_choice="none"
+            )
+        except (NotImplementedError, TypeError, ValueError):
+            return None
         if isinstance(self.model, RunnableBinding) and self.model.config:
             return bound.with_config(self.model.config)  # keep the caller's tags (nostream)
         return bound
+
+    def _cached_call(
+        self, ctx: CompactionContext, plan: _Plan
+    ) -> tuple[list[BaseMessage], Runnable[LanguageModelInput, BaseMessage], int]:
+        """The cached-prefix request, the model with the session's tools, its size."""
+        request = self.cached_request(ctx, plan)
+        return request, self._cache_model(ctx) or self.model, ctx.tokens(request)
 
     def _summary_message(
         self,
@@ -662,10 +680,8 @@ class LLMCompaction:
         failures: list[str] = []
         chunks = self.requests(ctx, plan)
         if self.choose_form(ctx, plan, chunks) == "cached_prefix":
-            request = self.cached_request(ctx, plan)
-            model = self._cached_model(ctx)
+            request, model, size = self._cached_call(ctx, plan)
             text, calls = self._summarise_sync(ctx, request, failures, model)
-            size = ctx.tokens(request)
             return self._finish(ctx, draft, plan, text, failures, calls, "cached_prefix", size)
         summary = plan.previous_summary
         total_calls = 0
@@ -696,10 +712,8 @@ class LLMCompaction:
         failures: list[str] = []
         chunks = self.requests(ctx, plan)
         if self.choose_form(ctx, plan, chunks) == "cached_prefix":
-            request = self.cached_request(ctx, plan)
-            model = self._cached_model(ctx)
+            request, model, size = self._cached_call(ctx, plan)
             text, calls = await self._summarise_async(ctx, request, failures, model)
-            size = ctx.tokens(request)
             return self._finish(ctx, draft, plan, text, failures, calls, "cached_prefix", size)
         summary = plan.previous_summary
         total_calls = 0

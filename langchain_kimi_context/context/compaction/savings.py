@@ -152,7 +152,8 @@ def savings_ledger(
     position = {message.id: i for i, message in enumerate(messages) if message.id}
     entries = []
     for record in as_records(records):
-        start = position.get(record.covered_until_id, len(messages) - 1) + 1
+        covered = record.covered_until_id
+        start = position.get(covered, len(messages) - 1) + 1 if covered else len(messages)
         calls = sum(1 for message in messages[start:] if isinstance(message, AIMessage))
         marker = get_marker(record.summary) if record.summary is not None else None
         summary_cost = 0.0
