@@ -133,6 +133,7 @@ def run(emu: KimiEmulator, model: str, quick: bool, turns: int) -> list[dict[str
                 "details_by_one_search": detail_search,
                 "details_reachable": len(detail_view) + detail_search,
                 "facts_found_by_search_incl_in_view": row_all,
+                "overflowed_at_turn": getattr(result, "overflowed_at", None),
                 "seconds": round(time.perf_counter() - started, 1),
             }
             rows.append(row)
@@ -156,6 +157,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             continue
         budget = f"{r['budget_tokens']:,}" if r["budget_tokens"] else "-"
         n = r["items"]
+        if r.get("overflowed_at_turn") is not None:
+            budget = f"- (overflowed the window at turn {r['overflowed_at_turn']})"
         lines.append(
             f"| {r['model']} | {r['way']} | {budget} | {r['recall']} | {r['bill_usd']:.2f} | "
             f"{r['compactions']} | {r['facts_in_view']}/{n} | {r['facts_reachable']}/{n} | "
