@@ -8,9 +8,11 @@ module makes cache hits the normal case and shows what they are worth:
   every JSON object (schemas, tool-call arguments, content parts) gets sorted keys and
   tool-call argument strings get stable separators, so the same logical prefix is sent
   byte for byte identically on every call.
-* **Automatic prefix caching** (kimi-k2 and later, :class:`AutomaticPrefixCache`): a stable
-  ``prompt_cache_key`` derived from the session id (hashed, so no user data leaks) and a
-  :class:`PrefixStabilityChecker` that explains what broke the prefix between two calls.
+* **Automatic prefix caching** (every current model, :class:`AutomaticPrefixCache`): a
+  stable ``prompt_cache_key`` derived from the session id (hashed, so no user data leaks; a
+  routing hint, not the cache identity) and a :class:`PrefixStabilityChecker` that
+  explains what broke the prefix between two calls. ``context_cache="auto"`` picks it for
+  every model whose profile says ``cache_kind="automatic"`` (all current ones).
 * **Explicit Context Caching** (moonshot-v1, :class:`ExplicitContextCache`): the seed's
   design. On the first request of a session a cache is created (``POST /v1/caching``) for
   the stable prefix (leading system messages, a pinned compaction summary, the tools); every
@@ -1343,7 +1345,10 @@ class AutomaticPrefixCache(_BaseStrategy):
     ``prepare`` canonicalises tools and messages, sets ``prompt_cache_key`` (derived from
     the session id, or from the stable prefix's fingerprint when there is no session, and
     never overriding one the caller set) and runs the :class:`PrefixStabilityChecker`.
-    ``record`` stores the server's ``cached_tokens`` as the call's cache reads.
+    ``record`` stores the server's ``cached_tokens`` as the call's cache reads. The key is
+    a routing hint only: live reports show Kimi's cache identity is the content prefix
+    (``prompt_cache_key`` does not partition it), so nothing here relies on the key; the
+    byte-stable prefix is what earns hits.
 
     Args:
         profile: The model's profile (for prices).

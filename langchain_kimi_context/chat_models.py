@@ -102,7 +102,7 @@ DEFAULT_BASE_URL: Final = "https://api.moonshot.ai/v1"
 clients); the China platform's is ``https://api.moonshot.cn/v1``. A key of one platform gets
 401 on the other: set ``MOONSHOT_BASE_URL`` or ``base_url=...`` to switch."""
 
-MOONSHOT_HOSTS: Final = frozenset({"api.moonshot.ai", "api.moonshot.cn"})
+_MOONSHOT_HOSTS: Final = frozenset({"api.moonshot.ai", "api.moonshot.cn"})
 """Moonshot's own API hosts: only there is a retired model refused before the request."""
 
 WEB_SEARCH_TOOL: Final[Mapping[str, Any]] = {
@@ -117,6 +117,7 @@ _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
 _LOGGER = logging.getLogger(__name__)
+_REFRESH_LOCK = threading.Lock()
 _MIN_OUTPUT_BUDGET: Final = 1_024
 _PROMPT_ESTIMATE_MARGIN: Final = 1.05
 """Local prompt estimates are approximate: keep 5% headroom when sizing max_tokens."""
@@ -575,6 +576,12 @@ class KimiChatModel(BaseChatOpenAI):
                 cause = (error.get("ctx") or {}).get("error")
                 if isinstance(cause, KimiConfigurationError):
                     raise cause from None
+                if error.get("loc") == ("reasoning_effort",):
+                    msg = (
+                        f"reasoning_effort={error.get('input')!r} is not a Kimi reasoning "
+                        "effort: use 'low', 'high' or 'max' (kimi-k3), or None."
+                    )
+                    raise KimiConfigurationError(msg) from None
             raise
         # A LangChain profile given by the caller is kept as is; ours follows the data.
         self._auto_profile = kwargs.get("profile") is None
@@ -917,8 +924,9 @@ class KimiChatModel(BaseChatOpenAI):
         """
         if self._refresh_tried or self.root_client is None:
             return
-        self._refresh_tried = True
-        if not self.model_profile.is_guess:
+        with _REFRESH_LOCK:  # concurrent first calls start one refresh
+            claimed, self._refresh_tried = not self._refresh_tried, True
+        if not claimed or not self.model_profile.is_guess:
             return
         thread = threading.Thread(
             target=self._refresh_quietly, name="kimi-refresh-profile", daemon=True
@@ -1186,7 +1194,7 @@ class KimiChatModel(BaseChatOpenAI):
         if profile.lifecycle != "retired":
             return
         host = urlsplit(self.openai_api_base or DEFAULT_BASE_URL).hostname or ""
-        if host.lower() in MOONSHOT_HOSTS:
+        if host.lower() in _MOONSHOT_HOSTS:
             raise KimiModelRetiredError(
                 profile.name, retired_on=profile.retired_on, replacement=profile.replacement
             )

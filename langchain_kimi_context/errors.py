@@ -96,7 +96,7 @@ _RETRY_AFTER = re.compile(
 )
 # Insufficient balance arrives as 429 exceeded_current_quota_error or as 403 "Your account
 # ... is not active, organization ... exceeded current quota" (MoonshotAI/Kimi-K2 issue #5).
-_QUOTA_TEXT = re.compile(r"exceeded current quota|quota|suspended|balance", re.I)
+_QUOTA_TEXT = re.compile(r"quota|suspended|balance", re.I)
 # Moonshot's 404 for a model: "Not found the model <id> or Permission denied".
 _MODEL_NOT_FOUND = re.compile(r"Not found the model (?P<model>\S+) or Permission denied", re.I)
 

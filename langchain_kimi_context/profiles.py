@@ -146,6 +146,10 @@ class KimiModelProfile:
             The others are answered with 400 "tool_choice ... is incompatible with
             thinking enabled".
         web_search_with_thinking: Whether the builtin ``$web_search`` works while thinking.
+        reasoning_effort_default: The server's ``reasoning_effort`` when none is sent.
+        json_schema_output: Whether ``response_format: json_schema`` is relied on for
+            structured output (LangChain's ``structured_output`` profile key, which
+            ``create_agent`` reads to pick its provider strategy).
 
     Example:
         >>> p = get_profile("kimi-k2.6")
@@ -179,6 +183,8 @@ class KimiModelProfile:
     reasoning_efforts: tuple[str, ...] = ()
     forced_tool_choice_with_thinking: frozenset[ForcedToolChoice] = frozenset()
     web_search_with_thinking: bool = False
+    reasoning_effort_default: str | None = None
+    json_schema_output: bool = False
 
     @property
     def is_guess(self) -> bool:
@@ -258,17 +264,29 @@ class KimiModelProfile:
             >>> get_profile("kimi-k2.6").to_langchain_profile()["max_input_tokens"]
             262144
         """
-        return {
+        profile: dict[str, Any] = {
             "name": self.name,
             "max_input_tokens": self.context_window,
             "max_output_tokens": self.max_output_tokens,
             "text_inputs": True,
             "text_outputs": True,
             "tool_calling": self.supports_tool_calling,
+            # a forced tool choice works unless the model always thinks and rejects it
+            "tool_choice": self.supports_tool_calling
+            and (self.thinking != "always" or bool(self.forced_tool_choice_with_thinking)),
+            "structured_output": self.json_schema_output,
             "reasoning_output": self.thinking != "off",
+            "temperature": "temperature" not in self.fixed_params,
             "kimi_cache_kind": self.cache_kind,
             "kimi_lifecycle": self.lifecycle,
         }
+        if self.lifecycle != "unknown":
+            profile["status"] = "active" if self.lifecycle == "current" else "retired"
+        if self.reasoning_efforts:
+            profile["reasoning_effort_levels"] = list(self.reasoning_efforts)
+        if self.reasoning_effort_default:
+            profile["reasoning_effort_default"] = self.reasoning_effort_default
+        return profile
 
 
 _K2_CLASSIC = Pricing(currency="USD", input_cache_hit=0.15, input_cache_miss=0.60, output=2.50)
@@ -362,7 +380,9 @@ CURRENT_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
                 thinking="always",
                 thinking_switch=False,
                 reasoning_efforts=("low", "high", "max"),
+                reasoning_effort_default="max",
                 forced_tool_choice_with_thinking=frozenset({"required"}),
+                json_schema_output=True,  # strict json_schema verified (big-AGI #1161)
             ),
             # kimi-k2.6: 262,144 window, USD 0.95 / 0.16 / 4.00 (cline PR #11109, chatcli
             # PR #911); thinking on by default, switchable; forced tool_choice is a 400
@@ -376,9 +396,16 @@ CURRENT_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
             # Coding models: always reason; the only accepted `thinking` value is
             # enabled+keep=all, so the package sends none (opencode-kimi-full PR #11 quoting
             # Moonshot's docs). Prices are not published: kimi-k2.6's are used until the
-            # server or the user says otherwise.
+            # server or the user says otherwise. No forced tool choice while thinking, so
+            # structured output goes through json_schema (not verified publicly: strict).
             *(
-                _current(name, pricing=_K26_PRICES, thinking="always", thinking_switch=False)
+                _current(
+                    name,
+                    pricing=_K26_PRICES,
+                    thinking="always",
+                    thinking_switch=False,
+                    json_schema_output=True,
+                )
                 for name in ("kimi-k2.7-code", "kimi-k2.7-code-highspeed")
             ),
         )
@@ -408,27 +435,22 @@ RETIRED_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
                 ),
                 _RETIRED_K2_PREVIEWS,
             ),
-            _retired(
-                KimiModelProfile(
-                    name="kimi-k2-thinking",
-                    context_window=262_144,
-                    pricing=_K2_CLASSIC,
-                    thinking="always",
-                    thinking_switch=False,
-                    default_temperature=1.0,
-                ),
-                _RETIRED_K2_PREVIEWS,
-            ),
-            _retired(
-                KimiModelProfile(
-                    name="kimi-k2-thinking-turbo",
-                    context_window=262_144,
-                    pricing=_K2_TURBO,
-                    thinking="always",
-                    thinking_switch=False,
-                    default_temperature=1.0,
-                ),
-                _RETIRED_K2_PREVIEWS,
+            *(
+                _retired(
+                    KimiModelProfile(
+                        name=name,
+                        context_window=262_144,
+                        pricing=pricing,
+                        thinking="always",
+                        thinking_switch=False,
+                        default_temperature=1.0,
+                    ),
+                    _RETIRED_K2_PREVIEWS,
+                )
+                for name, pricing in (
+                    ("kimi-k2-thinking", _K2_CLASSIC),
+                    ("kimi-k2-thinking-turbo", _K2_TURBO),
+                )
             ),
             _retired(
                 KimiModelProfile(

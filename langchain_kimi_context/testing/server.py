@@ -996,7 +996,10 @@ class _Handler(BaseHTTPRequestHandler):
         cache_key = body.get("prompt_cache_key")
         if not emu.cache_key_partitions or not isinstance(cache_key, str):
             cache_key = None  # today: the content prefix alone is the cache identity
-        partition = (validated.profile.name, key, cache_key)
+        # Moonshot's K3 docs: switching reasoning_effort invalidates prefix-cache hits
+        # (quoted in opencode-kimi-full PR #11).
+        effort = body.get("reasoning_effort") if validated.profile.reasoning_efforts else None
+        partition = (validated.profile.name, key, cache_key, effort)
         return emu.prefix_cache.lookup_and_store(partition, validated.tokens), None
 
     def _reason_free(self, validated: ValidatedChatRequest, base_id: int) -> bool:

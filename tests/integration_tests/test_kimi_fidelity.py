@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from langchain_kimi_context import (
     DEFAULT_MODEL,
@@ -163,14 +164,21 @@ def test_retired_model_error_names_replacement(
     assert _chats(legacy_emulator)[-1].body["model"] == retired
 
 
+def _serving_unknown_model(
+    make_emulator: Callable[..., KimiEmulator], window: int
+) -> tuple[KimiEmulator, str]:
+    """An emulator that serves a model id the package has no profile for."""
+    name = f"kimi-k9-preview-{uuid.uuid4().hex[:8]}"
+    served = KimiModelProfile(
+        name=name, context_window=window, pricing=get_profile("kimi-k2.6").pricing
+    )
+    return make_emulator(profiles={**known_profiles(), name: served}), name
+
+
 def test_unknown_model_window_is_refreshed_once_from_models_endpoint(
     make_emulator: Callable[..., KimiEmulator],
 ) -> None:
-    name = f"kimi-k9-preview-{uuid.uuid4().hex[:8]}"
-    served = KimiModelProfile(
-        name=name, context_window=500_000, pricing=get_profile("kimi-k2.6").pricing
-    )
-    emu = make_emulator(profiles={**known_profiles(), name: served})
+    emu, name = _serving_unknown_model(make_emulator, 500_000)
     model = _model(emu, name)
     assert model.model_profile.is_guess
     for i in range(3):
@@ -188,6 +196,20 @@ def test_unknown_model_window_is_refreshed_once_from_models_endpoint(
     dead = KimiChatModel(model=other, api_key="sk-x", base_url="http://127.0.0.1:9/v1")
     dead._refresh_quietly()
     assert dead.model_profile.is_guess
+
+
+def test_concurrent_first_calls_refresh_a_guessed_profile_once(
+    make_emulator: Callable[..., KimiEmulator],
+) -> None:
+    emu, name = _serving_unknown_model(make_emulator, 300_000)
+    model = _model(emu, name)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda i: model.invoke(f"@say {i}").content, range(8)))
+    assert replies == [str(i) for i in range(8)]
+    assert model._refresh_thread is not None
+    model._refresh_thread.join(10)
+    assert [r.path for r in emu.requests].count("/v1/models") == 1
+    assert model.model_profile.context_window == 300_000
 
 
 # ----------------------------------------------------------------------------- thinking
@@ -323,7 +345,7 @@ def test_reasoning_effort_is_typed_and_no_thinking_switch_is_sent(
     body = _chats(emulator)[-1].body
     assert body["reasoning_effort"] == "low"
     assert "thinking" not in body
-    with pytest.raises(ValidationError):
+    with pytest.raises(KimiConfigurationError, match="'low', 'high' or 'max'"):
         _model(emulator, "kimi-k3", reasoning_effort="medium")
     with pytest.raises(KimiConfigurationError, match="takes no reasoning_effort"):
         _model(emulator, "kimi-k2.6", reasoning_effort="high")
@@ -507,6 +529,15 @@ def test_prefix_cache_does_not_depend_on_prompt_cache_key(emulator: KimiEmulator
     assert second.response_metadata["kimi_cache"]["cache_read"] > 0
 
 
+def test_switching_reasoning_effort_breaks_the_prefix_cache(emulator: KimiEmulator) -> None:
+    history = [("system", SYSTEM), ("user", "@say one")]
+    _model(emulator, "kimi-k3", reasoning_effort="high").invoke(history)
+    same = _model(emulator, "kimi-k3", reasoning_effort="high").invoke(history)
+    switched = _model(emulator, "kimi-k3", reasoning_effort="low").invoke(history)
+    assert same.response_metadata["kimi_cache"]["cache_read"] > 0
+    assert switched.response_metadata["kimi_cache"]["cache_read"] == 0
+
+
 @pytest.mark.parametrize("model_id", CURRENT)
 def test_auto_caching_never_picks_the_explicit_api_for_current_models(
     emulator: KimiEmulator, model_id: str
@@ -612,3 +643,19 @@ def test_default_output_budget_shrinks_to_the_room_left_in_the_window(
     body = _chats(emulator)[-1].body
     assert 1_024 <= body["max_tokens"] < 32_768
     assert _chats(emulator)[-1].status == 200
+
+
+@pytest.mark.parametrize("model_id", CURRENT)
+def test_create_agent_structured_response_on_thinking_model(
+    emulator: KimiEmulator, model_id: str
+) -> None:
+    # LangChain's create_agent picks its strategy from model.profile: json_schema where
+    # the profile says structured_output, else a forced tool (which the model makes work).
+    model = _model(emulator, model_id)
+    agent = create_agent(model, tools=[read_file], response_format=Weather)
+    out = agent.invoke({"messages": [("user", "Weather in 'Oslo': 3 degrees")]})
+    assert out["structured_response"] == Weather(city="Oslo", celsius=3)
+    assert all(r.status == 200 for r in _chats(emulator))
+    body = _chats(emulator)[-1].body
+    profile = model.profile or {}
+    assert ("response_format" in body) == bool(profile.get("structured_output"))
