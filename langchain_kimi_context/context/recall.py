@@ -69,7 +69,8 @@ DEFAULT_READ_CHARS = 8_000
 """Characters a read returns when no length is given."""
 
 PASSAGE_CHARS = 800
-"""Longest passage indexed (a cut moves back to a newline or a space when it can)."""
+"""Longest passage indexed (a cut moves back to a newline, else to a break between
+words, when one is in the passage's second half)."""
 
 EXCERPT_CHARS = 240
 """Length of a hit's excerpt."""
@@ -80,6 +81,7 @@ _WORD = re.compile(r"[^\W_]+")
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _CJK_SPLIT = re.compile(f"[{_CJK}]+|[^{_CJK}]+")
 _IS_CJK = re.compile(f"[{_CJK}]")
+_BREAK = re.compile(r"[^\w]|_")
 
 
 class RecallRefError(LookupError):
@@ -331,8 +333,8 @@ def _passages(text: str) -> Iterable[tuple[int, int]]:
         if end < n:
             half = start + PASSAGE_CHARS // 2
             cut = text.rfind("\n", half, end)
-            if cut < 0:
-                cut = max(text.rfind(" ", half, end), text.rfind("\t", half, end))
+            if cut < 0:  # else the last break between words, so no word is split
+                cut = max((m.start() for m in _BREAK.finditer(text, half, end)), default=-1)
             if cut > start:
                 end = cut + 1
         yield start, end
