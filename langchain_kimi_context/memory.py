@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import threading
 import time
@@ -65,9 +66,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
-from langchain_kimi_context.agent.concurrency import thread_guard
+from langchain_kimi_context.agent.concurrency import Holding, thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
+from langchain_kimi_context.agent.inputs import clean_messages
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer, records_channel
@@ -109,6 +112,8 @@ __all__ = [
 ]
 
 _REGISTRY_PREFIX = "__kimi_memory_registry__"
+
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -659,7 +664,7 @@ class RollingSnapshotMemory:
         self._registry_lock = threading.RLock()
         self._guard = thread_guard(self.checkpointer)
 
-    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[None]:
+    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[Holding]:
         settings = self.settings
         return self._guard.hold(thread_id, settings.multitask_strategy, settings.busy_timeout_s)
 
@@ -712,8 +717,10 @@ class RollingSnapshotMemory:
     def _record(self, event: dict[str, Any]) -> None:
         event.setdefault("at", time.time())
         registry_thread = str(self._registry_config["configurable"]["thread_id"])
-        # one writer at a time (threads and processes): no sibling registry checkpoints
-        with self._registry_lock, self._hold(registry_thread):
+        # one writer at a time (threads and processes): no sibling registry checkpoints;
+        # always queued (a short write), whatever the sessions' multitask strategy
+        queued = self._guard.hold(registry_thread, "enqueue", self.settings.busy_timeout_s)
+        with self._registry_lock, queued:
             self._registry_graph.update_state(
                 self._registry_config, {"events": [event]}, as_node="registry"
             )
@@ -790,6 +797,19 @@ class RollingSnapshotMemory:
                 "name": name,
                 "reason": reason,
             }
+        )
+        progress.report(
+            logger,
+            "snapshot",
+            "snapshot %s of session %s (%s) at checkpoint %s",
+            snapshot_id,
+            session_id,
+            reason,
+            checkpoint_id,
+            thread_id=session_id,
+            checkpoint_id=checkpoint_id,
+            snapshot_id=snapshot_id,
+            reason=reason,
         )
         return snapshot_id
 
@@ -968,6 +988,7 @@ class RollingSnapshotMemory:
 
     def _append(self, session_id: str, messages: Sequence[BaseMessage]) -> list[str]:
         msgs = [m if m.id else m.model_copy(update={"id": _new_id("msg")}) for m in messages]
+        msgs = clean_messages(msgs, where=f"session {session_id!r}")
         self._write(session_id, {"messages": msgs})
         return [str(m.id) for m in msgs]
 
@@ -1041,12 +1062,13 @@ class RollingSnapshotMemory:
             list(state.get("messages") or []),
             state.get("compactions") or [],
             runtime.policy,
-            model=runtime.model,
+            model=runtime.summary_model,
             profile=runtime.profile,
             token_counter=self.token_counter,
             tools=runtime.tool_schemas,
             trigger=None,
             snapshot_id=head,
+            prepare=lambda view: runtime.prepare(view, state),
         )
         if record is None:
             return False
@@ -1206,12 +1228,13 @@ class RollingSnapshotMemory:
             ...     print(asyncio.run(mem.achat(sid, "@say async done")).content)
             async done
         """
-        if not self._async_checkpointer():
-            return await asyncio.to_thread(self.chat, session_id, user_input)
         settings = self.settings
+        # waiting for a busy session polls on the loop: no worker thread is blocked
         async with self._guard.ahold(
             session_id, settings.multitask_strategy, settings.busy_timeout_s
         ):
+            if not self._async_checkpointer():
+                return await asyncio.to_thread(self.chat, session_id, user_input)
             graph, config, before, records_before = await asyncio.to_thread(
                 self._begin_turn, session_id, user_input
             )
@@ -1594,7 +1617,7 @@ class RollingSnapshotMemory:
         _, report = compact(
             log,
             self.policy.replace(compact_target_ratio=float(ratio)),
-            strategy=LLMCompaction(runtime.model),
+            strategy=LLMCompaction(runtime.summary_model),
             records=records,
             profile=runtime.profile,
             token_counter=self.token_counter,

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,13 +38,15 @@ from langchain.agents.middleware.types import (
     ExtendedModelResponse,
     ModelRequest,
     ModelResponse,
-    PrivateStateAttr,
+    OmitFromInput,
 )
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import Command
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.recall_tools import with_recall
 from langchain_kimi_context.context.compaction import OverflowRecovery
@@ -53,6 +56,8 @@ from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = ["KimiContextMiddleware", "KimiContextState", "KimiPreModelHook"]
+
+logger = logging.getLogger(__name__)
 
 RECORDS_KEY = "kimi_compactions"
 _SYSTEM_ID = "kimi-middleware-system"
@@ -66,7 +71,8 @@ class KimiContextState(AgentState[Any]):
         True
     """
 
-    kimi_compactions: NotRequired[Annotated[list[dict[str, Any]], operator.add, PrivateStateAttr]]
+    # in the run's output (what was compacted, with the numbers); not an input key
+    kimi_compactions: NotRequired[Annotated[list[dict[str, Any]], OmitFromInput, operator.add]]
 
 
 @dataclass
@@ -124,9 +130,16 @@ class _ContextCore:
         schemas = _tool_schemas(tools)
         log = list(messages)
         records = list(state.get(RECORDS_KEY) or [])
-        summariser = self.summary_model or (model if isinstance(model, BaseChatModel) else None)
+        summariser: Any = self.summary_model or (
+            model if isinstance(model, BaseChatModel) else None
+        )
+        if summariser is not None:  # a summary is not the answer: never streamed
+            summariser = summariser.with_config(
+                tags=[TAG_NOSTREAM], run_name="kimi_compaction_summary"
+            )
         new: list[dict[str, Any]] = []
         if self.compaction and log:
+            before = _Plan(log, records, [], profile, schemas, system, summariser)
             record, _ = _stages.run_compaction(
                 log,  # type: ignore[arg-type]
                 records,
@@ -137,9 +150,22 @@ class _ContextCore:
                 tools=schemas,
                 trigger=None,
                 snapshot_id=None,
+                prepare=lambda view: self.sent(view, before),
             )
             if record is not None:
                 new.append(record)
+                progress.report(
+                    logger,
+                    "compaction_end",
+                    "compaction applied: %s -> %s tokens (%s)",
+                    record.get("tokens_before"),
+                    record.get("tokens_after"),
+                    record.get("strategy"),
+                    applied=True,
+                    strategy=record.get("strategy"),
+                    tokens_before=record.get("tokens_before"),
+                    tokens_after=record.get("tokens_after"),
+                )
         return _Plan(log, [*records, *new], new, profile, schemas, system, summariser)
 
     def prepare(self, raw_view: Sequence[BaseMessage], plan: _Plan) -> list[BaseMessage]:
@@ -154,6 +180,11 @@ class _ContextCore:
             tools=plan.tools,
         )
         return [m for m in out if not (head and m.id == head[0].id)]
+
+    def sent(self, raw_view: Sequence[BaseMessage], plan: _Plan) -> list[BaseMessage]:
+        """What the model receives for ``raw_view``: the system message, then the rest."""
+        body = self.prepare(raw_view, plan)
+        return [plan.system, *body] if plan.system is not None else body
 
     def recovery(self, plan: _Plan) -> OverflowRecovery:
         return OverflowRecovery(
@@ -176,8 +207,7 @@ def _as_response(result: Any) -> tuple[ModelResponse[Any], Command[Any] | None]:
 
 
 def _finish(result: Any, new_records: list[dict[str, Any]]) -> Any:
-    if not new_records:
-        return result
+    # always written (an empty list adds nothing): the run's output carries the key
     response, command = _as_response(result)
     update: dict[str, Any] = {}
     if command is not None and isinstance(command.update, Mapping):

@@ -36,7 +36,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
+from langchain_kimi_context.agent.checkpointer import resolve_checkpointer
 from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
+from langchain_kimi_context.agent.inputs import check_agent_input
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.agent.recall_tools import compact_on_request, with_recall
 from langchain_kimi_context.agent.state import (
@@ -45,12 +47,12 @@ from langchain_kimi_context.agent.state import (
     KimiAgentState,
     _GraphState,
 )
-from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.agent.storage import apruned_stream, pruned_stream
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
-from langchain_kimi_context.errors import KimiConfigurationError
+from langchain_kimi_context.errors import KimiConfigurationError, ThreadInterruptedError
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = ["create_kimi_agent"]
@@ -109,7 +111,8 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
 
     A run holds its thread id for its whole duration (see
     :mod:`~langchain_kimi_context.agent.concurrency`): another run on the same thread
-    waits or is refused with ``ThreadBusyError`` per ``multitask_strategy``.
+    waits, is refused with ``ThreadBusyError``, or asks this run to stop at its next
+    step boundary (``ThreadInterruptedError``), per ``multitask_strategy``.
     """
 
     def __init__(
@@ -140,35 +143,38 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
     ) -> Iterator[Any]:
         merged = ensure_config(self.config, config)
         _require_thread(merged)
+        input = check_agent_input(input)
         busy = self._busy_args(merged)
-        if busy is None:
-            return super().stream(input, config, **kwargs)
-        return self._held_stream(busy, input, config, kwargs)
+        chunks = pruned_stream(super().stream(input, config, **kwargs), self.checkpointer, merged)
+        return chunks if busy is None else self._held_stream(busy, chunks)
 
-    def _held_stream(
-        self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
-    ) -> Iterator[Any]:
+    def _held_stream(self, busy: tuple[str, str, float], chunks: Iterator[Any]) -> Iterator[Any]:
         assert self.kimi_guard is not None
-        with self.kimi_guard.hold(*busy):
-            yield from super().stream(input, config, **kwargs)
+        with self.kimi_guard.hold(*busy) as held:
+            for chunk in chunks:
+                yield chunk
+                if held.interrupt_requested():  # a step just finished and was saved
+                    raise ThreadInterruptedError(busy[0])
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         merged = ensure_config(self.config, config)
         _require_thread(merged)
+        input = check_agent_input(input)
         busy = self._busy_args(merged)
-        if busy is None:
-            return super().astream(input, config, **kwargs)
-        return self._held_astream(busy, input, config, kwargs)
+        chunks = apruned_stream(super().astream(input, config, **kwargs), self.checkpointer, merged)
+        return chunks if busy is None else self._held_astream(busy, chunks)
 
     async def _held_astream(
-        self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
+        self, busy: tuple[str, str, float], chunks: AsyncIterator[Any]
     ) -> AsyncIterator[Any]:
         assert self.kimi_guard is not None
-        async with self.kimi_guard.ahold(*busy):
-            async for chunk in super().astream(input, config, **kwargs):
+        async with self.kimi_guard.ahold(*busy) as held:
+            async for chunk in chunks:
                 yield chunk
+                if held.interrupt_requested():
+                    raise ThreadInterruptedError(busy[0])
 
 
 def create_kimi_agent(
@@ -178,7 +184,7 @@ def create_kimi_agent(
     system_prompt: str | None = None,
     policy: ContextPolicy | None = None,
     settings: AgentSettings | None = None,
-    checkpointer: BaseCheckpointSaver[Any] | bool | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | bool | str | None = None,
     store: BaseStore | None = None,
     db_path: str | os.PathLike[str] | None = None,
     token_counter: TokenCounter | None = None,
@@ -204,7 +210,9 @@ def create_kimi_agent(
             the log).
         policy: Context thresholds (default ``ContextPolicy()``).
         settings: Retry/tool/step limits (default ``AgentSettings()``).
-        checkpointer: Any ``BaseCheckpointSaver`` (Postgres, memory...). ``None`` =
+        checkpointer: Any ``BaseCheckpointSaver`` (Postgres, memory...), a
+            ``"postgresql://..."`` URL (LangGraph's Postgres savers on sync and async
+            pools: :mod:`~langchain_kimi_context.agent.checkpointer`) or a SQLite path. ``None`` =
             SQLite at ``db_path`` or the default path (``$KIMI_CONTEXT_DB`` or
             ``~/.local/share/langchain-kimi-context/checkpoints.sqlite``), created on
             first use. ``False`` = no persistence (not recommended).
@@ -294,13 +302,7 @@ def create_kimi_agent(
     graph.add_conditional_edges("tools", runtime.route_after_tools, ["preflight", "compact"])
     graph.add_conditional_edges("compact", runtime.route_after_compact, ["preflight", END])
 
-    saver: BaseCheckpointSaver[Any] | bool | None
-    if checkpointer is None:
-        saver = open_sqlite_checkpointer(db_path)
-    elif checkpointer is False:
-        saver = None
-    else:
-        saver = checkpointer
+    saver = resolve_checkpointer(checkpointer, db_path)
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
     limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50

@@ -10,9 +10,11 @@ import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.tools import tool
 
 from benchmarks.bench_budget import (
     TOOLS,
@@ -20,8 +22,11 @@ from benchmarks.bench_budget import (
     facts_retained,
     planted_facts,
     run_session,
+    tool_output,
+    user_line,
 )
 from langchain_kimi_context import KimiChatModel, RollingSnapshotMemory
+from langchain_kimi_context.agent import create_kimi_agent
 from langchain_kimi_context.context.compaction import SUMMARY_HEADER, compact
 from langchain_kimi_context.context.compaction.savings import savings_ledger
 from langchain_kimi_context.context.compaction.trigger import budget_for
@@ -200,3 +205,78 @@ def test_memory_usage_reports_the_savings_ledger(emu: KimiEmulator, tmp_path: Pa
     assert first.calls_after > usage.savings.entries[-1].calls_after
     assert usage.savings.to_dict()["saved"] == pytest.approx(usage.savings.saved, abs=1e-6)
     mem.close_session(sid)
+
+
+def test_the_agent_compacts_at_the_price_budget_by_default(
+    emu: KimiEmulator, tmp_path: Path
+) -> None:
+    emu.reset()
+    facts = planted_facts(14)
+
+    @tool
+    def inspect_module(module: str) -> str:
+        """Print a module of the repository with its build notes."""
+        return tool_output(int(module.lstrip("m")), facts)
+
+    model = KimiChatModel(model=K3, base_url=emu.base_url, api_key=emu.api_key)
+    agent = create_kimi_agent(model, [inspect_module], db_path=tmp_path / "agent.db")
+    cfg = {"configurable": {"thread_id": "budget"}}
+    compactions = []
+    for turn in range(14):
+        inputs = {"messages": [HumanMessage(user_line(turn, facts))]}
+        for update in agent.stream(inputs, cfg, stream_mode="updates"):
+            report = (update.get("compact") or {}).get("reports", {}).get("compact", {})
+            if report.get("record_id"):
+                compactions.append(report)
+    state = agent.get_state(cfg).values
+    assert compactions
+    assert {c["trigger"] for c in compactions} == {"budget"}
+    assert compactions[-1]["savings"]["compactions"] == len(state["compactions"])
+    assert compactions[-1]["savings"]["currency"] == "USD"
+    ledger = savings_ledger(state["messages"], state["compactions"], get_profile(K3).pricing)
+    assert ledger.entries[0].calls_after > 0
+    summaries = [r for r in emu.chat_requests if is_summary_request(r.body)]
+    assert summaries
+    for request in summaries:
+        usage = request.usage or {}
+        assert usage["cached_tokens"] >= 0.85 * usage["prompt_tokens"]
+    agent_prompts = [
+        (r.usage or {}).get("prompt_tokens", 0)
+        for r in emu.chat_requests
+        if not is_summary_request(r.body)
+    ]
+    assert max(agent_prompts) < 75_000  # the 14-turn session reaches ~75K unmanaged
+
+
+def test_the_middleware_compacts_at_the_budget_from_the_cached_prefix(emu: KimiEmulator) -> None:
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from langchain_kimi_context import KimiContextMiddleware
+
+    emu.reset()
+    facts = planted_facts(14)
+
+    @tool
+    def inspect_module(module: str) -> str:
+        """Print a module of the repository with its build notes."""
+        return tool_output(int(module.lstrip("m")), facts)
+
+    model = KimiChatModel(model=K3, base_url=emu.base_url, api_key=emu.api_key, max_retries=0)
+    agent = create_agent(
+        model,
+        tools=[inspect_module],
+        system_prompt="You are a careful coding agent.",
+        middleware=[KimiContextMiddleware(ContextPolicy(compact_budget=30_000))],
+        checkpointer=InMemorySaver(),
+    )
+    cfg: Any = {"configurable": {"thread_id": "mw"}}
+    for turn in range(8):
+        agent.invoke({"messages": [HumanMessage(user_line(turn, facts))]}, cfg)
+    assert agent.get_state(cfg).values.get("kimi_compactions")
+    summaries = [r for r in emu.chat_requests if is_summary_request(r.body)]
+    assert summaries
+    for request in summaries:
+        assert request.body["messages"][0]["content"] == "You are a careful coding agent."
+        usage = request.usage or {}
+        assert usage["cached_tokens"] >= 0.8 * usage["prompt_tokens"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from langchain_kimi_context.context.compaction import (
     COMPACTION_REQUEST_LEAD,
@@ -111,3 +111,17 @@ def test_a_budget_compaction_summarises_before_clearing_tool_results() -> None:
     assert report.strategy.startswith("llm_summary")
     assert report.target_tokens == 1_500
     assert str(view[1].content).startswith(SUMMARY_HEADER)
+
+
+def test_the_cached_request_is_shaped_by_the_callers_prepare_step() -> None:
+    model = RecordingModel(replies=[SUMMARY])
+    log = conversation(8, sys=False)
+    head = SystemMessage("agent system prompt added per request", id="agent-sys")
+
+    def prepare(view: list[BaseMessage]) -> list[BaseMessage]:
+        return [head, *view]
+
+    policy = _policy(compact_summary_form="cached_prefix")
+    compact(log, policy, model=model, target_tokens=_target(log), prepare=prepare)
+    (request,) = model.calls
+    assert request[:-1] == prepare(log)

@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 SummaryModel = Runnable[LanguageModelInput, BaseMessage]
+Prepare = Callable[[list[BaseMessage]], Sequence[BaseMessage]]
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def _setup(
     tools: Sequence[Any] | None,
     target_tokens: int | None,
     trigger: str = "manual",
+    prepare: Prepare | None = None,
 ) -> tuple[CompactionContext, list[BaseMessage], int]:
     policy = policy or ContextPolicy()
     log = tuple(ensure_message_ids(messages))
@@ -208,6 +210,7 @@ def _setup(
         target_tokens=target,
         tools=tools,
         trigger=trigger,
+        prepare=prepare,
     )
     before = apply_compactions(log, ctx.records)
     return ctx, before, ctx.tokens(before)
@@ -292,6 +295,7 @@ def compact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     r"""Compact the view of ``messages`` (the full log) and return ``(view, report)``.
 
@@ -314,6 +318,9 @@ def compact(
         target_tokens: Stop once the view is at or below this (default
             ``window * policy.compact_target_share``; for ``trigger="budget"``,
             ``policy.compact_budget_floor_tokens`` and the summary runs first).
+        prepare: How you turn a view into the messages you send (your pipeline, system
+            prompt); the cached-prefix summary request starts with exactly those, so it
+            is served from the cache. ``None``: you send the view as it is.
 
     Returns:
         ``(view, report)``; on timeout or when nothing could be done the view is the
@@ -334,7 +341,16 @@ def compact(
     """
     started = time.monotonic()
     ctx, before, tokens_before = _setup(
-        messages, policy, records, window, profile, token_counter, tools, target_tokens, trigger
+        messages,
+        policy,
+        records,
+        window,
+        profile,
+        token_counter,
+        tools,
+        target_tokens,
+        trigger,
+        prepare,
     )
     runner = strategy or default_compaction(model, summary_first=trigger == "budget")
     run = contextvars.copy_context().run
@@ -374,6 +390,7 @@ async def acompact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     """Async variant of :func:`compact` (same arguments, same all-or-nothing result).
 
@@ -390,6 +407,7 @@ async def acompact(
         trigger: Stored in the record.
         snapshot_id: Pre-compaction snapshot id.
         target_tokens: Target size.
+        prepare: How the view becomes the sent request (see :func:`compact`).
 
     Returns:
         ``(view, report)``.
@@ -403,7 +421,16 @@ async def acompact(
     """
     started = time.monotonic()
     ctx, before, tokens_before = _setup(
-        messages, policy, records, window, profile, token_counter, tools, target_tokens, trigger
+        messages,
+        policy,
+        records,
+        window,
+        profile,
+        token_counter,
+        tools,
+        target_tokens,
+        trigger,
+        prepare,
     )
     runner = strategy or default_compaction(model, summary_first=trigger == "budget")
     draft: CompactionDraft | None
@@ -481,6 +508,7 @@ def maybe_compact(
     tools: Sequence[Any] | None = None,
     snapshot_id: str | None = None,
     tracker: ContextSizeTracker | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Compact only if the trigger fires (server usage + estimate of what came after).
 
@@ -502,6 +530,7 @@ def maybe_compact(
         tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
             delta); without it, the newest ``usage_metadata`` in the view is used
             (:func:`current_context_tokens`).
+        prepare: How the view becomes the sent request (see :func:`compact`).
 
     Returns:
         ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
@@ -531,6 +560,7 @@ def maybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
+        prepare=prepare,
     )
     return view, dataclasses.replace(report, decision=decision)
 
@@ -548,6 +578,7 @@ async def amaybe_compact(
     tools: Sequence[Any] | None = None,
     snapshot_id: str | None = None,
     tracker: ContextSizeTracker | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Async variant of :func:`maybe_compact`.
 
@@ -565,6 +596,7 @@ async def amaybe_compact(
         tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
             delta); without it, the newest ``usage_metadata`` in the view is used
             (:func:`current_context_tokens`).
+        prepare: How the view becomes the sent request (see :func:`compact`).
 
     Returns:
         ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
@@ -594,5 +626,6 @@ async def amaybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
+        prepare=prepare,
     )
     return view, dataclasses.replace(report, decision=decision)

@@ -437,10 +437,11 @@ class LLMCompaction:
             plan: The plan.
 
         Returns:
-            The pre-compaction view (byte-identical to the last request's messages) with
-            one ``HumanMessage`` appended that starts with :data:`COMPACTION_REQUEST_LEAD`.
+            The pre-compaction view as the caller sends it (``ctx.prepare``), so it is
+            byte-identical to the last request's messages, with one ``HumanMessage``
+            appended that starts with :data:`COMPACTION_REQUEST_LEAD`.
         """
-        view = apply_compactions(ctx.log, ctx.records)
+        view = self._sent_view(ctx)
         span_tokens = self._text_tokens(ctx, render_transcript(plan.span))
         if plan.previous_summary:
             span_tokens += self._text_tokens(ctx, plan.previous_summary)
@@ -463,6 +464,12 @@ class LLMCompaction:
         )
         return [*view, HumanMessage(instruction)]
 
+    @staticmethod
+    def _sent_view(ctx: CompactionContext) -> list[BaseMessage]:
+        """The messages the model last received for this view (``ctx.prepare`` applied)."""
+        view = apply_compactions(ctx.log, ctx.records)
+        return list(ctx.prepare(view)) if ctx.prepare is not None else view
+
     def choose_form(
         self, ctx: CompactionContext, plan: _Plan, chunks: Sequence[tuple[str, int]]
     ) -> SummaryForm:
@@ -481,7 +488,7 @@ class LLMCompaction:
             return "transcript"
         if ctx.trigger in _UNSENDABLE_VIEW_TRIGGERS:
             return "transcript"  # the view itself did not fit: re-sending it cannot work
-        view_tokens = ctx.tokens(apply_compactions(ctx.log, ctx.records))
+        view_tokens = ctx.tokens(self._sent_view(ctx))
         room = ctx.window - ctx.policy.reserved_output_tokens
         if view_tokens > _CACHED_FORM_WINDOW_SHARE * room:
             return "transcript"  # near the window, the estimate's error could overflow
@@ -516,8 +523,10 @@ class LLMCompaction:
             )
         except (NotImplementedError, TypeError, ValueError):
             return None
-        if isinstance(self.model, RunnableBinding) and self.model.config:
-            return bound.with_config(self.model.config)  # keep the caller's tags (nostream)
+        if isinstance(self.model, RunnableBinding):
+            # bind_tools reaches through a binding to the bare model: the summariser's own
+            # tags (``nostream``), run name and bound arguments must survive it
+            bound = bound.with_config(self.model.config).bind(**self.model.kwargs)
         return bound
 
     def _cached_call(
