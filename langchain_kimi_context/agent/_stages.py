@@ -262,15 +262,15 @@ def run_compaction(
         "failures": list(report.failures),
         "timed_out": report.timed_out,
     }
-    record = report.record.to_dict() if report.record is not None else None
-    if record is not None and report.tokens_after >= report.tokens_before:
+    if report.record is None:
+        return None, data
+    record = report.record.to_dict()
+    if report.tokens_after >= report.tokens_before:
         # a compaction must shrink what the model sees; otherwise it only loses detail
         data["rejected"] = (
             f"not smaller: {report.tokens_before} -> {report.tokens_after} tokens; "
             "the record was discarded and the view is unchanged"
         )
-        return None, data
-    if record is None or report.record is None:
         return None, data
     data["record_id"] = record["record_id"]
     ledger = savings_ledger(log, [*common["records"], report.record], profile.pricing)
