@@ -142,13 +142,26 @@ def write_kernel_spec(root: Path) -> Path:
 
 
 def clean(nb: Any) -> Any:
-    """Sequential execution counts, fixed notebook metadata, no per-cell run metadata."""
+    """Sequential counts, one output per stream, fixed notebook metadata, no run metadata."""
     count = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         count += 1
         cell.execution_count = count
+        merged: list[Any] = []
+        for out in cell.get("outputs", []):  # a stream arrives in arbitrary chunks: store one
+            prev = merged[-1] if merged else None
+            if (
+                prev is not None
+                and out.get("output_type") == "stream"
+                and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")
+            ):
+                prev["text"] = prev.get("text", "") + out.get("text", "")
+            else:
+                merged.append(out)
+        cell.outputs = merged
         for out in cell.get("outputs", []):
             if "execution_count" in out:
                 out["execution_count"] = count
