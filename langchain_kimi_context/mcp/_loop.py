@@ -1,0 +1,95 @@
+"""The event loop that owns every MCP connection of the process.
+
+MCP client sessions are anyio task groups: they must be entered, used and closed on one
+event loop. Agents are called from sync code (``invoke``, worker threads) and from
+whatever loop the application runs (``ainvoke``), so the sessions live on one private
+loop in a daemon thread, started on first use, and every call is handed to it:
+
+* :func:`run_sync` blocks the calling thread until the coroutine finishes there;
+* :func:`run_async` awaits it from any other loop without blocking that loop.
+
+Code already running on the private loop awaits directly (no hand-over, no deadlock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["mcp_loop", "on_mcp_loop", "run_async", "run_sync"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def mcp_loop() -> asyncio.AbstractEventLoop:
+    """The private MCP loop, started on first use (a daemon thread).
+
+    Returns:
+        The running loop.
+    """
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            threading.Thread(target=serve, name="kimi-mcp-loop", daemon=True).start()
+            ready.wait()
+            _loop = loop
+        return _loop
+
+
+def on_mcp_loop() -> bool:
+    """Whether the caller runs on the private MCP loop.
+
+    Returns:
+        ``True`` inside a coroutine scheduled there.
+    """
+    try:
+        return asyncio.get_running_loop() is _loop
+    except RuntimeError:
+        return False
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the MCP loop and block until it returns.
+
+    Args:
+        coro: The coroutine (its own timeouts bound the wait).
+
+    Returns:
+        Its result (its exception is raised here).
+
+    Raises:
+        RuntimeError: Called from the MCP loop itself (that would deadlock).
+    """
+    if on_mcp_loop():
+        coro.close()
+        raise RuntimeError("run_sync called on the MCP loop; await the coroutine instead")
+    return asyncio.run_coroutine_threadsafe(coro, mcp_loop()).result()
+
+
+async def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on the MCP loop from any loop.
+
+    Cancelling the caller cancels the coroutine on the MCP loop too.
+
+    Args:
+        coro: The coroutine.
+
+    Returns:
+        Its result.
+    """
+    if on_mcp_loop():
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, mcp_loop()))
