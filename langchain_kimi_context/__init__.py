@@ -110,6 +110,7 @@ from langchain_kimi_context.errors import (
     KimiQuotaExceededError,
     KimiRateLimitError,
     KimiServerError,
+    ThreadBusyError,
     is_retryable_error,
 )
 from langchain_kimi_context.history import (
@@ -245,6 +246,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order)
     "StageReport",
     "StoreCacheRegistry",
     "SubtaskResult",
+    "ThreadBusyError",
     "TiktokenBackend",
     "TokenCalibrator",
     "TokenCounter",

@@ -67,9 +67,11 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_valid
 from langchain_kimi_context.errors import (
     KimiAPIContextOverflowError,
     KimiConfigurationError,
+    KimiConnectionError,
     KimiEmptyResponseError,
     from_openai_error,
     is_retryable_error,
+    is_unreachable_error,
 )
 from langchain_kimi_context.profiles import (
     DEFAULT_MODEL,
@@ -1080,6 +1082,16 @@ class KimiChatModel(BaseChatOpenAI):
     def _translate_error(self, exc: BaseException, model: str | None) -> BaseException:
         """Typed package error for ``exc``; learns the window from overflow errors."""
         err = from_openai_error(exc) if isinstance(exc, openai.APIStatusError) else exc
+        if (
+            isinstance(exc, openai.APIConnectionError)
+            and not isinstance(exc, openai.APITimeoutError | KimiConnectionError)
+            and is_unreachable_error(exc)
+        ):  # refused, DNS: never reached; name the endpoint
+            root: BaseException = exc
+            while (inner := root.__cause__ or root.__context__) is not None:
+                root = inner  # the socket-level error (refused, name not resolved...)
+            url = str(self.openai_api_base or exc.request.url)
+            err = KimiConnectionError(url, str(root) or exc.message, request=exc.request)
         if isinstance(err, KimiAPIContextOverflowError):
             err.model = model or self.model_name
             # Learn only a smaller window: an error never buys more room than we had.

@@ -15,6 +15,7 @@ are.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,19 +39,23 @@ __all__ = [
     "KimiAPIContextOverflowError",
     "KimiAuthenticationError",
     "KimiConfigurationError",
+    "KimiConnectionError",
     "KimiContentFilterError",
     "KimiContextOverflowError",
     "KimiEmptyResponseError",
     "KimiErrorInfo",
+    "KimiInputError",
     "KimiInvalidRequestError",
     "KimiNotFoundError",
     "KimiPermissionDeniedError",
     "KimiQuotaExceededError",
     "KimiRateLimitError",
     "KimiServerError",
+    "ThreadBusyError",
     "classify_moonshot_error",
     "from_openai_error",
     "is_retryable_error",
+    "is_unreachable_error",
     "parse_context_overflow",
 ]
 
@@ -426,6 +431,105 @@ class KimiEmptyResponseError(ModelAPIError):
     """
 
     is_retryable = True
+
+
+class KimiConnectionError(openai.APIConnectionError, ModelConnectionError):
+    """The Kimi endpoint could not be reached (connection refused, DNS failure...).
+
+    ``url`` is the endpoint that was tried (never with credentials). Retryable in the
+    middle of a session (a network blip); on the first call of a session the agent
+    raises it at once, since it is almost always a wrong ``base_url``.
+
+    Example:
+        >>> import httpx
+        >>> err = KimiConnectionError(
+        ...     "http://127.0.0.1:9/v1", "Connection refused",
+        ...     request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+        >>> err.url, err.is_retryable
+        ('http://127.0.0.1:9/v1', True)
+    """
+
+    is_retryable = True
+
+    def __init__(self, url: str, reason: str, *, request: Any) -> None:
+        self.url = url
+        self.reason = reason
+        message = (
+            f"Cannot reach the Kimi API at {url}: {reason}. Check base_url (or "
+            "MOONSHOT_BASE_URL): the host, the port and that a server is listening there."
+        )
+        super().__init__(message=message, request=request)
+
+
+def is_unreachable_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) failed at the connect step.
+
+    Connection refused or a host name that does not resolve: the endpoint was never
+    reached (unlike a timeout or a connection dropped mid-reply).
+
+    Args:
+        exc: Any exception.
+
+    Returns:
+        ``True`` when the endpoint was never reached.
+
+    Example:
+        >>> is_unreachable_error(ConnectionRefusedError(111, "Connection refused"))
+        True
+        >>> is_unreachable_error(TimeoutError())
+        False
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KimiConnectionError | ConnectionRefusedError | socket.gaierror):
+            return True
+        if type(seen).__name__ == "ConnectError":  # httpx's / httpcore's (any vendoring)
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class KimiInputError(ValueError):
+    """An agent or session input has the wrong shape; nothing was sent or stored.
+
+    Example:
+        >>> raise KimiInputError("expected {'messages': [...]}")
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiInputError: expected {'messages': [...]}
+    """
+
+
+class ThreadBusyError(RuntimeError):
+    """Another run holds this thread (session) and the call was not queued behind it.
+
+    Raised with ``multitask_strategy="reject"`` at once, and with ``"enqueue"`` when the
+    wait exceeds ``busy_timeout_s``. Nothing was written: send the turn again later.
+
+    Attributes:
+        thread_id: The busy thread.
+        strategy: The multitask strategy in force.
+        waited_s: Seconds waited before giving up.
+
+    Example:
+        >>> str(ThreadBusyError("t1", strategy="reject", waited_s=0.0))[:40]
+        "Thread 't1' is busy: another run holds i"
+    """
+
+    def __init__(self, thread_id: str, *, strategy: str, waited_s: float) -> None:
+        self.thread_id = thread_id
+        self.strategy = strategy
+        self.waited_s = waited_s
+        how = (
+            "multitask_strategy='reject'"
+            if strategy == "reject"
+            else f"waited {waited_s:.1f} s (busy_timeout_s) with multitask_strategy='enqueue'"
+        )
+        super().__init__(
+            f"Thread {thread_id!r} is busy: another run holds it ({how}). Nothing was "
+            "written; send the turn again when it finishes, raise AgentSettings("
+            "busy_timeout_s=...) or use multitask_strategy='enqueue' to queue it."
+        )
 
 
 _KIND_TO_CLASS: dict[str, type[openai.APIStatusError]] = {

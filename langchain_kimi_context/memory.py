@@ -37,13 +37,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict, TypeVar, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -64,6 +66,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent.concurrency import thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
@@ -504,6 +507,25 @@ class _Registry:
         )
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _exclusive(method: _F) -> _F:
+    """Run a method taking ``session_id`` first while holding that session's thread.
+
+    One writer per session at a time, in this process and across processes on the same
+    store (see :mod:`~langchain_kimi_context.agent.concurrency`); re-entrant, so
+    ``chat`` holds the session while the graph and the memory's own writes run in it.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: RollingSnapshotMemory, session_id: str, *args: Any, **kwargs: Any) -> Any:
+        with self._hold(session_id):
+            return method(self, session_id, *args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
@@ -624,6 +646,11 @@ class RollingSnapshotMemory:
         }
         self._registry = _Registry()
         self._registry_lock = threading.RLock()
+        self._guard = thread_guard(self.checkpointer)
+
+    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[None]:
+        settings = self.settings
+        return self._guard.hold(thread_id, settings.multitask_strategy, settings.busy_timeout_s)
 
     # ------------------------------------------------------------------ plumbing
     def _graph_policy(self) -> ContextPolicy:
@@ -672,7 +699,9 @@ class RollingSnapshotMemory:
 
     def _record(self, event: dict[str, Any]) -> None:
         event.setdefault("at", time.time())
-        with self._registry_lock:  # one writer at a time: no sibling registry checkpoints
+        registry_thread = str(self._registry_config["configurable"]["thread_id"])
+        # one writer at a time (threads and processes): no sibling registry checkpoints
+        with self._registry_lock, self._hold(registry_thread):
             self._registry_graph.update_state(
                 self._registry_config, {"events": [event]}, as_node="registry"
             )
@@ -726,6 +755,7 @@ class RollingSnapshotMemory:
         graph = self._session_graph(session_id, live=live)
         return dict(graph.get_state(self._config(session_id)).values or {})
 
+    @_exclusive
     def _write(
         self, session_id: str, values: dict[str, Any], checkpoint_id: str | None = None
     ) -> str:
@@ -966,6 +996,7 @@ class RollingSnapshotMemory:
             return []
         return self._append(session_id, msgs)
 
+    @_exclusive
     def maintain(self, session_id: str) -> bool:
         """Run the end-of-turn check outside ``chat``: snapshot + compact/truncate if due.
 
@@ -1091,6 +1122,7 @@ class RollingSnapshotMemory:
         return await asyncio.to_thread(self.append_stream, session_id, collected, role=role)
 
     # ------------------------------------------------------------------ chat
+    @_exclusive
     def chat(self, session_id: str, user_input: str | BaseMessage) -> AIMessage:
         """One round of the seed's ``chat_round``, done by the agent graph.
 
@@ -1164,14 +1196,18 @@ class RollingSnapshotMemory:
         """
         if not self._async_checkpointer():
             return await asyncio.to_thread(self.chat, session_id, user_input)
-        graph, config, before, records_before = await asyncio.to_thread(
-            self._begin_turn, session_id, user_input
-        )
-        try:
-            out = await graph.ainvoke({"messages": [self._user_message(user_input)]}, config)
-        except Exception as exc:
-            await asyncio.to_thread(self._fail_turn, session_id, before, exc)
-        return await asyncio.to_thread(self._end_turn, session_id, out, before, records_before)
+        settings = self.settings
+        async with self._guard.ahold(
+            session_id, settings.multitask_strategy, settings.busy_timeout_s
+        ):
+            graph, config, before, records_before = await asyncio.to_thread(
+                self._begin_turn, session_id, user_input
+            )
+            try:
+                out = await graph.ainvoke({"messages": [self._user_message(user_input)]}, config)
+            except Exception as exc:
+                await asyncio.to_thread(self._fail_turn, session_id, before, exc)
+            return await asyncio.to_thread(self._end_turn, session_id, out, before, records_before)
 
     def _async_checkpointer(self) -> bool:
         method = type(self.checkpointer).aget_tuple
@@ -1282,6 +1318,7 @@ class RollingSnapshotMemory:
             raise UnknownSnapshotError(snapshot_id)
         return info
 
+    @_exclusive
     def rollback(self, session_id: str, snapshot_id: str) -> None:
         """Return the session to a snapshot (a fork of its thread; nothing is deleted).
 
@@ -1375,6 +1412,7 @@ class RollingSnapshotMemory:
         return sid
 
     # ------------------------------------------------------------------ shrinking
+    @_exclusive
     def truncate(
         self, session_id: str, preserve_len: int = 8_000, *, reason: str = "truncate"
     ) -> TruncateResult:
@@ -1487,6 +1525,7 @@ class RollingSnapshotMemory:
             tokens_after,
         )
 
+    @_exclusive
     def compress(
         self, session_id: str, ratio: float = 4, format: Literal["outline"] = "outline"
     ) -> CompressResult:

@@ -30,11 +30,13 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph._internal._config import ensure_config
 from langgraph._internal._constants import CONFIG_KEY_DURABILITY
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
+from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -103,19 +105,70 @@ def _require_thread(config: RunnableConfig | None) -> None:
 
 
 class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
-    """The compiled agent graph; runs check for a thread id before touching the saver."""
+    """The compiled agent graph: runs check their input and thread id, then hold the thread.
+
+    A run holds its thread id for its whole duration (see
+    :mod:`~langchain_kimi_context.agent.concurrency`): another run on the same thread
+    waits or is refused with ``ThreadBusyError`` per ``multitask_strategy``.
+    """
+
+    def __init__(
+        self,
+        *,
+        kimi_guard: ThreadGuard | None = None,
+        kimi_busy: tuple[str, float] = ("enqueue", 600.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kimi_guard = kimi_guard
+        self.kimi_busy = kimi_busy
+
+    def _busy_args(self, config: RunnableConfig) -> tuple[str, str, float] | None:
+        configurable = config.get("configurable") or {}
+        thread = configurable.get("thread_id")
+        if thread is None or self.kimi_guard is None:
+            return None
+        strategy = configurable.get("multitask_strategy", self.kimi_busy[0])
+        timeout = configurable.get("busy_timeout_s", self.kimi_busy[1])
+        problems = strategy_problems(strategy, timeout)
+        if problems:
+            raise KimiConfigurationError("Invalid run config: " + "; ".join(problems))
+        return str(thread), str(strategy), float(timeout)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        _require_thread(ensure_config(self.config, config))
-        return super().stream(input, config, **kwargs)
+        merged = ensure_config(self.config, config)
+        _require_thread(merged)
+        busy = self._busy_args(merged)
+        if busy is None:
+            return super().stream(input, config, **kwargs)
+        return self._held_stream(busy, input, config, kwargs)
+
+    def _held_stream(
+        self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
+    ) -> Iterator[Any]:
+        assert self.kimi_guard is not None
+        with self.kimi_guard.hold(*busy):
+            yield from super().stream(input, config, **kwargs)
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        _require_thread(ensure_config(self.config, config))
-        return super().astream(input, config, **kwargs)
+        merged = ensure_config(self.config, config)
+        _require_thread(merged)
+        busy = self._busy_args(merged)
+        if busy is None:
+            return super().astream(input, config, **kwargs)
+        return self._held_astream(busy, input, config, kwargs)
+
+    async def _held_astream(
+        self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
+    ) -> AsyncIterator[Any]:
+        assert self.kimi_guard is not None
+        async with self.kimi_guard.ahold(*busy):
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
 
 
 def create_kimi_agent(
@@ -210,7 +263,9 @@ def create_kimi_agent(
     nodes: dict[str, Any] = {"preflight": runtime.preflight}
     for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
         nodes[stage.name] = runtime.make_stage_node(stage)
-    nodes.update(call_model=runtime.call_model, tools=runtime.tools, compact=runtime.compact)
+    # the tools node has both paths: ainvoke awaits async tools on the caller's loop
+    tools_node = RunnableCallable(runtime.tools, runtime.atools, name="tools")
+    nodes.update(call_model=runtime.call_model, tools=tools_node, compact=runtime.compact)
     for node_name, fn in nodes.items():
         graph.add_node(node_name, fn)
 
@@ -238,7 +293,11 @@ def create_kimi_agent(
     limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50
     if saver is None:  # durability means nothing without a checkpointer (and breaks "sync")
         return compiled.with_config(recursion_limit=limit)
-    agent = _KimiAgentGraph(**{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"})
+    agent = _KimiAgentGraph(
+        kimi_guard=thread_guard(saver),
+        kimi_busy=(settings.multitask_strategy, settings.busy_timeout_s),
+        **{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"},
+    )
     return agent.with_config(
         recursion_limit=limit, configurable={CONFIG_KEY_DURABILITY: settings.durability}
     )

@@ -34,7 +34,7 @@ from langgraph.types import interrupt
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
 from langchain_kimi_context.agent.state import AgentSettings, KimiMaxStepsExceededError
-from langchain_kimi_context.agent.tools import ToolRunner
+from langchain_kimi_context.agent.tools import ToolRunner, ToolRunReport
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.pipeline import (
@@ -44,6 +44,7 @@ from langchain_kimi_context.context.pipeline import (
     run_stages,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.errors import is_retryable_error, is_unreachable_error
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
 
@@ -300,6 +301,15 @@ class AgentRuntime:
         records = _stages.load_records(state.get("compactions"))
         sent: list[list[AnyMessage]] = []
 
+        # before the session's first answer an unreachable endpoint is a wrong base_url:
+        # raised at once (resuming cannot fix it); later it is a blip, retried
+        first_call = not int((state.get("usage") or {}).get("calls", 0))
+
+        def retryable(exc: BaseException) -> bool:
+            if first_call and is_unreachable_error(exc):
+                return False
+            return is_retryable_error(exc)
+
         def send(raw_view: list[BaseMessage]) -> tuple[Any, list[Any]]:
             # the first call sends the prepared view; after an overflow compaction the
             # new view goes through the same pipeline stages again
@@ -309,6 +319,7 @@ class AgentRuntime:
                 lambda: self.bound_model.invoke(view, config),
                 settings.retry,
                 sleep=self.sleep,
+                is_retryable=retryable,
             )
 
         recovery = OverflowRecovery(
@@ -384,12 +395,26 @@ class AgentRuntime:
         return "compact"
 
     def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        """Run the tool calls of the last assistant message."""
+        """Run the tool calls of the last assistant message (the ``invoke`` path)."""
+        last, log = self._tool_message(state)
+        return self._tools_update(state, *self.runner.run(last, log))
+
+    async def atools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        """Run the tool calls on the caller's event loop (the ``ainvoke`` path)."""
+        last, log = self._tool_message(state)
+        return self._tools_update(state, *(await self.runner.arun(last, log)))
+
+    @staticmethod
+    def _tool_message(state: Mapping[str, Any]) -> tuple[AIMessage, list[AnyMessage]]:
         log = list(state.get("messages") or [])
         last = log[-1] if log else None
         if not isinstance(last, AIMessage):
             raise RuntimeError("the tools node needs an assistant message with tool calls last")
-        results, report = self.runner.run(last, log)
+        return last, log
+
+    def _tools_update(
+        self, state: Mapping[str, Any], results: Sequence[AnyMessage], report: ToolRunReport
+    ) -> dict[str, Any]:
         out: list[AnyMessage] = list(results)
         turn = dict(state.get("turn") or {})
         if report.stopped:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.channels import UntrackedValue
 
+from langchain_kimi_context.agent.concurrency import MultitaskStrategy, strategy_problems
 from langchain_kimi_context.agent.retry import RetrySettings
 from langchain_kimi_context.agent.storage import (
     DEFAULT_SNAPSHOT_FREQUENCY,
@@ -139,6 +140,14 @@ class AgentSettings:
             ``"async"`` overlaps the write with the next node (faster, a crash may lose
             the last step); ``"exit"`` writes once per run. ``invoke(...,
             durability=...)`` overrides it per call.
+        multitask_strategy: What a run does when another run holds its thread (in this
+            process or another one on the same store): ``"enqueue"`` (default) waits
+            for it, up to ``busy_timeout_s``; ``"reject"`` raises
+            :class:`~langchain_kimi_context.errors.ThreadBusyError` at once. Either way
+            a turn is kept exactly once or refused, never lost. A run's config may
+            override it: ``{"configurable": {"multitask_strategy": "reject"}}``.
+        busy_timeout_s: Longest wait of an enqueued run before it raises
+            :class:`~langchain_kimi_context.errors.ThreadBusyError`.
 
     Example:
         >>> AgentSettings().max_consecutive_failures, AgentSettings().tool_timeout_s
@@ -157,6 +166,8 @@ class AgentSettings:
     repeat_warn_at: int = 3
     repeat_stop_at: int = 8
     durability: Literal["sync", "async", "exit"] = "sync"
+    multitask_strategy: MultitaskStrategy = "enqueue"
+    busy_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tool_timeouts", _frozen(self.tool_timeouts))
@@ -169,5 +180,6 @@ class AgentSettings:
             problems.append("tool_timeout_s must be > 0")
         if not 1 <= self.repeat_warn_at <= self.repeat_stop_at:
             problems.append("need 1 <= repeat_warn_at <= repeat_stop_at")
+        problems.extend(strategy_problems(self.multitask_strategy, self.busy_timeout_s))
         if problems:
             raise KimiConfigurationError("Invalid AgentSettings: " + "; ".join(problems))

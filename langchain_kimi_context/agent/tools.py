@@ -1,8 +1,15 @@
 """Tool execution for the agent: timeouts, errors the model can read, repeat detection.
 
 * Every tool call runs with a timeout (default 60 s, per-tool overrides). Parallel calls
-  of one assistant message run concurrently. A timed-out call cannot be killed (Python
-  threads cannot be), but the agent stops waiting for it and answers the model.
+  of one assistant message run concurrently. A timed-out sync call cannot be killed
+  (Python threads cannot be), but the agent stops waiting for it and answers the model;
+  a timed-out async call is cancelled.
+* Sync and async tools both run under ``invoke`` and ``ainvoke``. :meth:`ToolRunner.arun`
+  (the agent's ``ainvoke`` path) awaits every tool on the caller's event loop (sync
+  tools in worker threads); :meth:`ToolRunner.run` (the ``invoke`` path) runs async-only
+  tools (``@tool async def``, MCP adapters' tools) on one event loop the package keeps
+  in a daemon thread. Timeouts, error capture and repeat counting are the same code for
+  both paths.
 * A tool that raises, times out, or is unknown becomes a ``ToolMessage`` with
   ``status="error"`` and a readable text; the turn goes on and the model decides.
 * Identical repeated calls (same tool, same arguments) within one user turn are counted
@@ -12,21 +19,59 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langchain_core.tools import tool as as_tool
 
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.errors import KimiConfigurationError
 
-__all__ = ["ToolRunReport", "ToolRunner", "call_signature", "count_repeats"]
+__all__ = ["ToolRunReport", "ToolRunner", "call_signature", "count_repeats", "is_async_only"]
+
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The package's event loop for async-only tools under a sync ``invoke`` (lazy)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="kimi-tool-loop", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def is_async_only(tool: BaseTool) -> bool:
+    """Whether ``tool`` can only be awaited (``@tool async def``, MCP adapters' tools).
+
+    Args:
+        tool: A LangChain tool.
+
+    Returns:
+        ``True`` when it has a coroutine and no sync function.
+
+    Example:
+        >>> from langchain_core.tools import tool
+        >>> @tool
+        ... async def ping(host: str) -> str:
+        ...     '''Ping a host.'''
+        ...     return "pong"
+        >>> is_async_only(ping)
+        True
+    """
+    return getattr(tool, "coroutine", None) is not None and getattr(tool, "func", None) is None
 
 
 def call_signature(call: Mapping[str, Any]) -> str:
@@ -189,6 +234,12 @@ class ToolRunner:
                     f"{t!r:.60}"
                     + (" (pass the function or tool itself, not its name)" * isinstance(t, str))
                 )
+        for t in converted:
+            if isinstance(t, StructuredTool | Tool) and t.func is None and t.coroutine is None:
+                raise KimiConfigurationError(
+                    f"tool {t.name!r} has neither a function nor a coroutine to run; build it "
+                    "with @tool on a def or an async def (or StructuredTool.from_function)."
+                )
         self.tools: dict[str, BaseTool] = {t.name: t for t in converted}
         if len(self.tools) != len(converted):
             names = [t.name for t in converted]
@@ -232,7 +283,10 @@ class ToolRunner:
     def run(
         self, message: AIMessage, log: Sequence[AnyMessage]
     ) -> tuple[list[ToolMessage], ToolRunReport]:
-        """Execute the tool calls of ``message``.
+        """Execute the tool calls of ``message`` (the ``invoke`` path).
+
+        Sync tools run in the runner's thread pool; async-only tools on the package's
+        background event loop (a timed-out one is cancelled).
 
         Args:
             message: The assistant message with ``tool_calls``.
@@ -248,73 +302,68 @@ class ToolRunner:
             >>> msgs[0].status, "unknown tool" in msgs[0].content
             ('error', True)
         """
-        import time
-
-        report = ToolRunReport(calls=len(message.tool_calls))
-        repeats = count_repeats(log)
-        pending: dict[str, Any] = {}
-        results: dict[str, ToolMessage] = {}
-        started: dict[str, float] = {}
-        for call in message.tool_calls:
-            cid = str(call.get("id") or "")
-            name = call["name"]
-            sig = call_signature(call)
-            if repeats.get(sig, 0) >= self.stop_at:
-                report.stopped = sig
-                results[cid] = self._error(
-                    call,
-                    f"Not executed: {name} was called {repeats[sig]} times with identical "
-                    f"arguments in this turn; the turn was stopped to avoid a loop.",
-                )
-                report.errors[cid] = "repeated"
-                continue
-            tool = self.tools.get(name)
-            if tool is None:
-                results[cid] = self._error(
-                    call, f"Error: unknown tool {name!r}. Available tools: {sorted(self.tools)}"
-                )
-                report.errors[cid] = "unknown_tool"
-                continue
-            started[cid] = time.perf_counter()
-            pending[cid] = self._pool.submit(tool.invoke, dict(call, type="tool_call"))
-        for call in message.tool_calls:
-            cid = str(call.get("id") or "")
-            if cid not in pending:
-                continue
-            name = call["name"]
-            timeout = self.timeout_for(name)
-            remaining = max(timeout - (time.perf_counter() - started[cid]), 0.0)
+        batch = _Batch(self, message, log)
+        pending: dict[str, Future[Any]] = {}
+        for cid, call, tool in batch.todo:
+            payload = dict(call, type="tool_call")
+            if is_async_only(tool):
+                coro = tool.ainvoke(payload)
+                pending[cid] = asyncio.run_coroutine_threadsafe(coro, _background_loop())
+            else:
+                pending[cid] = self._pool.submit(tool.invoke, payload)
+        for cid, call, _ in batch.todo:
+            remaining = max(self.timeout_for(call["name"]) - batch.elapsed(cid), 0.0)
             try:
-                out = pending[cid].result(timeout=remaining)
-                msg = (
-                    out
-                    if isinstance(out, ToolMessage)
-                    else ToolMessage(content=str(out), tool_call_id=cid, name=name)
-                )
+                batch.finish(call, pending[cid].result(timeout=remaining))
             except FutureTimeout:
                 pending[cid].cancel()
-                report.timeouts.append(cid)
-                report.errors[cid] = "timeout"
-                msg = self._error(
-                    call, f"Error: tool {name!r} timed out after {timeout:g} s and was abandoned."
-                )
+                batch.finish(call, TimeoutError())
             except Exception as exc:
-                report.errors[cid] = type(exc).__name__
-                msg = self._error(call, f"Error: tool {name!r} raised {type(exc).__name__}: {exc}")
-            report.durations_ms[cid] = (time.perf_counter() - started[cid]) * 1000
-            sig = call_signature(call)
-            if repeats.get(sig, 0) >= self.warn_at:
-                report.repeat_warnings.append(sig)
-                msg = msg.model_copy(
-                    update={
-                        "content": f"{msg.content}\n\n[warning: identical call repeated "
-                        f"{repeats[sig]} times in this turn; change approach or stop. The turn "
-                        f"is stopped at {self.stop_at}.]"
-                    }
-                )
-            results[cid] = msg
-        ordered = [results[str(c.get("id") or "")] for c in message.tool_calls]
-        return ordered, report
+                batch.finish(call, exc)
+        return batch.ordered(), batch.report
+
+    async def arun(
+        self, message: AIMessage, log: Sequence[AnyMessage]
+    ) -> tuple[list[ToolMessage], ToolRunReport]:
+        """Async variant of :meth:`run` (the ``ainvoke`` path): tools run on this loop.
+
+        Async tools are awaited here (cancelled on timeout); sync tools run in the
+        runner's thread pool. Timeouts, errors and repeats work as in :meth:`run`.
+
+        Args:
+            message: The assistant message with ``tool_calls``.
+            log: The message log, ``message`` included (for repeat counting).
+
+        Returns:
+            One ``ToolMessage`` per call, in call order, and the report.
+
+        Example:
+            >>> import asyncio
+            >>> from langchain_core.messages import AIMessage
+            >>> ai = AIMessage("", tool_calls=[{"name": "nope", "args": {}, "id": "c"}])
+            >>> msgs, rep = asyncio.run(ToolRunner().arun(ai, [ai]))
+            >>> rep.errors
+            {'c': 'unknown_tool'}
+        """
+        batch = _Batch(self, message, log)
+        loop = asyncio.get_running_loop()
+
+        async def one(call: ToolCall, tool: BaseTool) -> Any:
+            payload = dict(call, type="tool_call")
+            if getattr(tool, "coroutine", None) is not None or not hasattr(tool, "func"):
+                awaitable: Any = tool.ainvoke(payload)
+            else:  # a sync function: our pool, so a hung call never starves the loop's
+                awaitable = loop.run_in_executor(self._pool, tool.invoke, payload)
+            return await asyncio.wait_for(awaitable, self.timeout_for(call["name"]))
+
+        outcomes = await asyncio.gather(
+            *(one(call, tool) for _, call, tool in batch.todo), return_exceptions=True
+        )
+        for (_, call, _), outcome in zip(batch.todo, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancellation of the whole run
+            batch.finish(call, outcome)
+        return batch.ordered(), batch.report
 
     @staticmethod
     def _error(call: ToolCall, text: str) -> ToolMessage:
@@ -329,3 +378,83 @@ class ToolRunner:
             >>> ToolRunner().close()
         """
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Batch:
+    """One tools step: the calls to run, and turning each outcome into a ``ToolMessage``.
+
+    The sync and async paths of :class:`ToolRunner` differ only in how they execute
+    ``todo``; repeats, unknown tools, timeouts and error texts are decided here.
+    """
+
+    def __init__(self, runner: ToolRunner, message: AIMessage, log: Sequence[AnyMessage]):
+        self.runner = runner
+        self.message = message
+        self.report = ToolRunReport(calls=len(message.tool_calls))
+        self.repeats = count_repeats(log)
+        self.results: dict[str, ToolMessage] = {}
+        self.todo: list[tuple[str, ToolCall, BaseTool]] = []
+        self._started: dict[str, float] = {}
+        for call in message.tool_calls:
+            cid = str(call.get("id") or "")
+            name = call["name"]
+            sig = call_signature(call)
+            if self.repeats.get(sig, 0) >= runner.stop_at:
+                self.report.stopped = sig
+                self.results[cid] = runner._error(
+                    call,
+                    f"Not executed: {name} was called {self.repeats[sig]} times with identical "
+                    f"arguments in this turn; the turn was stopped to avoid a loop.",
+                )
+                self.report.errors[cid] = "repeated"
+                continue
+            tool = runner.tools.get(name)
+            if tool is None:
+                self.results[cid] = runner._error(
+                    call, f"Error: unknown tool {name!r}. Available tools: {sorted(runner.tools)}"
+                )
+                self.report.errors[cid] = "unknown_tool"
+                continue
+            self._started[cid] = time.perf_counter()
+            self.todo.append((cid, call, tool))
+
+    def elapsed(self, cid: str) -> float:
+        return time.perf_counter() - self._started[cid]
+
+    def finish(self, call: ToolCall, outcome: Any) -> None:
+        """Record the outcome of one call: a result, a ``TimeoutError`` or an exception."""
+        cid = str(call.get("id") or "")
+        name = call["name"]
+        report, runner = self.report, self.runner
+        if isinstance(outcome, TimeoutError):
+            report.timeouts.append(cid)
+            report.errors[cid] = "timeout"
+            msg = runner._error(
+                call,
+                f"Error: tool {name!r} timed out after {runner.timeout_for(name):g} s and was "
+                "abandoned.",
+            )
+        elif isinstance(outcome, Exception):
+            report.errors[cid] = type(outcome).__name__
+            msg = runner._error(
+                call, f"Error: tool {name!r} raised {type(outcome).__name__}: {outcome}"
+            )
+        elif isinstance(outcome, ToolMessage):
+            msg = outcome
+        else:
+            msg = ToolMessage(content=str(outcome), tool_call_id=cid, name=name)
+        report.durations_ms[cid] = self.elapsed(cid) * 1000
+        sig = call_signature(call)
+        if self.repeats.get(sig, 0) >= runner.warn_at:
+            report.repeat_warnings.append(sig)
+            msg = msg.model_copy(
+                update={
+                    "content": f"{msg.content}\n\n[warning: identical call repeated "
+                    f"{self.repeats[sig]} times in this turn; change approach or stop. The "
+                    f"turn is stopped at {runner.stop_at}.]"
+                }
+            )
+        self.results[cid] = msg
+
+    def ordered(self) -> list[ToolMessage]:
+        return [self.results[str(c.get("id") or "")] for c in self.message.tool_calls]

@@ -1,0 +1,440 @@
+"""One run per thread at a time: per-thread serialisation in this process and across processes.
+
+Contract:
+
+* A run (an agent ``invoke``/``stream``/``ainvoke``/``astream``, a memory ``chat`` or
+  write) holds its thread id for its whole duration. A second run on the same thread id
+  either waits (``multitask_strategy="enqueue"``, the default, up to ``busy_timeout_s``)
+  or is refused at once (``"reject"``) with
+  :class:`~langchain_kimi_context.errors.ThreadBusyError`; a refused run wrote nothing.
+  So every turn is kept exactly once, in order, or refused: never lost.
+* Different thread ids never wait for each other.
+* The lock has two levels: a ``threading.Lock`` per (store, thread id) in this process,
+  and a lock the store itself carries, so processes sharing the store exclude each other:
+
+  - SQLite: an open-file-description byte-range lock (``F_OFD_SETLK``, Linux) at an
+    offset hashed from the thread id, in the lock file ``<db>.kimi-lock`` next to the
+    database (like its ``-wal`` and ``-shm`` files). The kernel drops it when the holder
+    dies, so a crashed process never leaves a thread locked. (Other POSIX systems use
+    ``lockf`` ranges on one descriptor per process.)
+  - Postgres: a session-level ``pg_try_advisory_lock`` on a 64-bit hash of the thread
+    id, on one connection per process (released by the server if the process dies).
+  - Any other saver (memory, custom): this process only.
+* Re-entrant within one call chain (a ``contextvars`` set of held threads): the memory
+  API holds a session while it runs the agent graph on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import logging
+import os
+import sqlite3
+import struct
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
+
+from langchain_kimi_context.errors import ThreadBusyError
+
+__all__ = [
+    "MultitaskStrategy",
+    "ThreadGuard",
+    "strategy_problems",
+    "thread_guard",
+]
+
+logger = logging.getLogger(__name__)
+
+MultitaskStrategy = Literal["enqueue", "reject"]
+STRATEGIES: tuple[str, ...] = ("enqueue", "reject")
+_POLL_S = (0.005, 0.05)  # first and longest wait between two tries of the store lock
+
+
+def strategy_problems(strategy: object, timeout_s: object) -> list[str]:
+    """What is wrong with a multitask strategy and busy timeout (empty when valid).
+
+    Args:
+        strategy: The ``multitask_strategy`` value.
+        timeout_s: The ``busy_timeout_s`` value.
+
+    Returns:
+        Problem descriptions.
+
+    Example:
+        >>> strategy_problems("enqueue", 10.0)
+        []
+        >>> strategy_problems("rollback", 10.0)[0].startswith("multitask_strategy must be")
+        True
+    """
+    problems = []
+    if strategy not in STRATEGIES:
+        problems.append(
+            f"multitask_strategy must be 'enqueue' or 'reject' (got {strategy!r}); "
+            "'interrupt' and 'rollback' need a server that can stop a run in another "
+            "process (the LangGraph server): here a running turn always finishes"
+        )
+    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        problems.append(f"busy_timeout_s must be > 0 seconds (got {timeout_s!r})")
+    return problems
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+# ----------------------------------------------------------------------------- store locks
+class StoreLock(Protocol):
+    """The cross-process half of a thread lock (``None`` handle = not acquired)."""
+
+    key: str
+
+    def try_acquire(self, thread_id: str) -> object | None:
+        """Take the lock without waiting; a handle for :meth:`release`, or ``None``."""
+
+    def release(self, handle: object) -> None:
+        """Release a lock taken by :meth:`try_acquire`."""
+
+
+class _LocalOnly:
+    """Savers without a shared store lock: this process only."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def try_acquire(self, thread_id: str) -> object | None:
+        return True
+
+    def release(self, handle: object) -> None:
+        return None
+
+
+try:
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows: this process only
+    _fcntl = None  # type: ignore[assignment]
+_OFD = sys.platform.startswith("linux") and hasattr(_fcntl, "F_OFD_SETLK")
+_FLOCK = "hhxxxxqqixxxx"  # struct flock on 64-bit Linux (l_pid must be 0 for OFD locks)
+
+
+class SqliteFileLock:
+    """Byte-range locks in ``<db>.kimi-lock``, one byte per thread id (see the module doc)."""
+
+    def __init__(self, db_path: str) -> None:
+        self.path = db_path + ".kimi-lock"
+        self.key = "sqlite:" + db_path
+        self._fd: int | None = None  # non-OFD systems: one descriptor per process
+
+    @staticmethod
+    def _offset(thread_id: str) -> int:
+        return _hash64(thread_id) >> 2  # < 2**62: a valid off_t
+
+    def try_acquire(self, thread_id: str) -> object | None:
+        import fcntl
+
+        offset = self._offset(thread_id)
+        if _OFD:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.fcntl(
+                    fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, fcntl.F_WRLCK, 0, offset, 1, 0)
+                )
+            except OSError:
+                os.close(fd)
+                return None
+            return (fd, offset)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError:
+            return None
+        return (self._fd, offset)
+
+    def release(self, handle: object) -> None:
+        import fcntl
+
+        assert isinstance(handle, tuple)
+        fd, offset = cast(tuple[int, int], handle)
+        if _OFD:
+            try:
+                fcntl.fcntl(
+                    fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, fcntl.F_UNLCK, 0, offset, 1, 0)
+                )
+            finally:
+                os.close(fd)
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+
+
+class PostgresAdvisoryLock:
+    """``pg_try_advisory_lock`` on a hash of the thread id, on a connection of its own."""
+
+    def __init__(self, key: str, connect: Any) -> None:
+        self.key = key
+        self._connect = connect
+        self._conn: Any = None
+        self._mutex = threading.Lock()
+
+    @staticmethod
+    def _lock_id(thread_id: str) -> int:
+        value = _hash64("kimi-thread:" + thread_id)
+        return value - (1 << 64) if value >= 1 << 63 else value  # a signed bigint
+
+    def _query(self, sql: str, lock_id: int) -> bool:
+        with self._mutex:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = self._connect()
+                    row = self._conn.execute(sql, (lock_id,)).fetchone()
+                    return bool(row[0] if not isinstance(row, dict) else next(iter(row.values())))
+                except Exception:
+                    if attempt == 2 or sql.startswith("SELECT pg_advisory_unlock"):
+                        raise
+                    self._conn = None  # a dropped connection: reconnect once
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def try_acquire(self, thread_id: str) -> object | None:
+        lock_id = self._lock_id(thread_id)
+        return lock_id if self._query("SELECT pg_try_advisory_lock(%s)", lock_id) else None
+
+    def release(self, handle: object) -> None:
+        try:
+            self._query("SELECT pg_advisory_unlock(%s)", int(handle))  # type: ignore[call-overload]
+        except Exception:  # the server released it with the session
+            logger.warning("could not release the Postgres advisory lock %s", handle)
+            with self._mutex:
+                self._conn = None
+
+
+def _sqlite_path(conn: sqlite3.Connection, lock: Any) -> str | None:
+    with lock or contextlib.nullcontext():
+        rows = conn.execute("PRAGMA database_list").fetchall()
+    path = next((r[2] for r in rows if r[1] == "main"), "")
+    return os.path.realpath(path) if path else None
+
+
+def _postgres_lock(conn: Any) -> PostgresAdvisoryLock | None:
+    import psycopg
+
+    if hasattr(conn, "conninfo"):  # a psycopg_pool pool
+        conninfo, kwargs = str(conn.conninfo), dict(getattr(conn, "kwargs", None) or {})
+    elif hasattr(conn, "info"):
+        conninfo, kwargs = conn.info.dsn, {}
+        if conn.info.password:
+            kwargs["password"] = conn.info.password
+    else:
+        return None
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    key = f"postgres:{params.get('host')}:{params.get('port')}/{params.get('dbname')}"
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("row_factory", "autocommit")}
+
+    def connect() -> Any:
+        return psycopg.connect(conninfo, autocommit=True, **kwargs)
+
+    return PostgresAdvisoryLock(key, connect)
+
+
+def store_lock_for(checkpointer: Any) -> StoreLock:
+    """The store lock for a checkpointer (SQLite file, Postgres, or this process only).
+
+    Args:
+        checkpointer: A LangGraph checkpoint saver (or ``None``).
+
+    Returns:
+        The shared lock object of that store.
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> store_lock_for(InMemorySaver()).key.startswith("local:")
+        True
+    """
+    conn = getattr(checkpointer, "conn", None)
+    lock: StoreLock | None = None
+    if isinstance(conn, sqlite3.Connection) and _fcntl is not None:
+        path = _sqlite_path(conn, getattr(checkpointer, "lock", None))
+        if path:
+            lock = SqliteFileLock(path)
+    elif type(conn).__module__.startswith(("psycopg", "psycopg_pool")):
+        lock = _postgres_lock(conn)
+    if lock is None:
+        lock = _LocalOnly(f"local:{id(checkpointer)}")
+    with _registry_mutex:  # one lock object (one Postgres connection) per store
+        return _store_locks.setdefault(lock.key, lock)
+
+
+_registry_mutex = threading.Lock()
+_store_locks: dict[str, StoreLock] = {}
+
+
+# ----------------------------------------------------------------------------- guard
+@dataclass
+class _Slot:
+    lock: threading.Lock
+    users: int = 0
+
+
+_slots: dict[tuple[str, str], _Slot] = {}
+_held: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar(
+    "kimi_held_threads", default=frozenset()
+)
+
+
+class ThreadGuard:
+    """Serialises runs per thread id on one store (see the module docstring).
+
+    Args:
+        store: The store's cross-process lock (:func:`store_lock_for`).
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> guard = thread_guard(InMemorySaver())
+        >>> with guard.hold("t1", "reject", 1.0):
+        ...     with guard.hold("t1", "reject", 1.0):  # re-entrant in one call chain
+        ...         print("inside")
+        inside
+    """
+
+    def __init__(self, store: StoreLock) -> None:
+        self.store = store
+
+    def _slot(self, key: tuple[str, str], delta: int) -> _Slot:
+        with _registry_mutex:
+            slot = _slots.get(key)
+            if slot is None:
+                slot = _slots[key] = _Slot(threading.Lock())
+            slot.users += delta
+            if slot.users <= 0:
+                _slots.pop(key, None)
+            return slot
+
+    def _busy(self, thread_id: str, strategy: str, started: float) -> ThreadBusyError:
+        waited = time.monotonic() - started
+        logger.info("thread %r busy after %.2f s (%s)", thread_id, waited, strategy)
+        return ThreadBusyError(thread_id, strategy=strategy, waited_s=waited)
+
+    @contextlib.contextmanager
+    def hold(self, thread_id: str, strategy: str, timeout_s: float) -> Iterator[None]:
+        """Hold ``thread_id`` for the block (wait or raise per ``strategy``).
+
+        Args:
+            thread_id: The thread (session) id.
+            strategy: ``"enqueue"`` or ``"reject"``.
+            timeout_s: Longest wait with ``"enqueue"``.
+
+        Yields:
+            Nothing; the thread is held inside the block.
+
+        Raises:
+            ThreadBusyError: Refused (``"reject"``) or waited too long.
+        """
+        key = (self.store.key, thread_id)
+        if key in _held.get():
+            yield
+            return
+        started = time.monotonic()
+        deadline = started + (timeout_s if strategy == "enqueue" else 0.0)
+        slot = self._slot(key, +1)
+        try:
+            if strategy == "enqueue":
+                got = slot.lock.acquire(timeout=max(deadline - started, 0.0))
+            else:
+                got = slot.lock.acquire(blocking=False)
+            if not got:
+                raise self._busy(thread_id, strategy, started)
+            try:
+                handle = self._store_acquire_sync(thread_id, deadline)
+                if handle is None:
+                    raise self._busy(thread_id, strategy, started)
+                token = _held.set(_held.get() | {key})
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(ValueError):  # finalised in another context
+                        _held.reset(token)
+                    self.store.release(handle)
+            finally:
+                slot.lock.release()
+        finally:
+            self._slot(key, -1)
+
+    def _store_acquire_sync(self, thread_id: str, deadline: float) -> object | None:
+        wait = _POLL_S[0]
+        while True:
+            handle = self.store.try_acquire(thread_id)
+            if handle is not None or time.monotonic() >= deadline:
+                return handle
+            time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+            wait = min(wait * 2, _POLL_S[1])
+
+    @contextlib.asynccontextmanager
+    async def ahold(self, thread_id: str, strategy: str, timeout_s: float) -> AsyncIterator[None]:
+        """Async :meth:`hold`: waits without blocking the event loop.
+
+        Args:
+            thread_id: The thread (session) id.
+            strategy: ``"enqueue"`` or ``"reject"``.
+            timeout_s: Longest wait with ``"enqueue"``.
+
+        Yields:
+            Nothing; the thread is held inside the block.
+
+        Raises:
+            ThreadBusyError: Refused (``"reject"``) or waited too long.
+        """
+        key = (self.store.key, thread_id)
+        if key in _held.get():
+            yield
+            return
+        started = time.monotonic()
+        deadline = started + (timeout_s if strategy == "enqueue" else 0.0)
+        slot = self._slot(key, +1)
+        try:
+            wait = _POLL_S[0]
+            while not slot.lock.acquire(blocking=False):
+                if time.monotonic() >= deadline:
+                    raise self._busy(thread_id, strategy, started)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, _POLL_S[1])
+            try:
+                wait = _POLL_S[0]
+                while (handle := self.store.try_acquire(thread_id)) is None:
+                    if time.monotonic() >= deadline:
+                        raise self._busy(thread_id, strategy, started)
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, _POLL_S[1])
+                token = _held.set(_held.get() | {key})
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(ValueError):
+                        _held.reset(token)
+                    self.store.release(handle)
+            finally:
+                slot.lock.release()
+        finally:
+            self._slot(key, -1)
+
+
+def thread_guard(checkpointer: Any) -> ThreadGuard:
+    """The :class:`ThreadGuard` of a checkpointer's store.
+
+    Args:
+        checkpointer: A LangGraph checkpoint saver.
+
+    Returns:
+        A guard sharing its locks with every other guard on the same store.
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> isinstance(thread_guard(InMemorySaver()), ThreadGuard)
+        True
+    """
+    return ThreadGuard(store_lock_for(checkpointer))

@@ -1,0 +1,341 @@
+"""Many callers on one session: every turn is kept exactly once, in order, or refused.
+
+N callers x M turns on ONE thread id, with real threads, real subprocesses and
+concurrent ``ainvoke``, for the agent and the memory API, on SQLite and on Postgres.
+A turn is either kept (its user message once, its reply right after it, each caller's
+turns in the order it sent them) or refused with ``ThreadBusyError``; never lost.
+Different thread ids run in parallel (measured and printed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from langchain_kimi_context import KimiChatModel, RollingSnapshotMemory
+from langchain_kimi_context.agent import AgentSettings, RetrySettings, create_kimi_agent
+from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.errors import KimiConfigurationError, ThreadBusyError
+from langchain_kimi_context.testing import KimiEmulator
+
+ROOT = Path(__file__).resolve().parents[2]
+DSN = os.environ.get("KIMI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+FAST = RetrySettings(initial_interval=0.001, max_interval=0.01)
+N_CALLERS, M_TURNS = 4, 5
+
+
+def _text(tag: str, delay: float = 0.02) -> str:
+    return f"@fail slow {delay}\n@say r {tag}"
+
+
+# ----------------------------------------------------------------------------- stores
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    """A database of its own for this run (dropped afterwards); skip without Postgres."""
+    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("langgraph.checkpoint.postgres")
+    try:
+        admin = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"PostgreSQL not reachable at {DSN}: {exc}")
+    name = f"kimi_prod_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = psycopg.conninfo.make_conninfo(DSN, dbname=name)
+    try:
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
+            PostgresSaver(conn).setup()
+        yield dsn
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``sqlite:PATH`` or a Postgres DSN (both faces, every test)."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'shared.sqlite'}"
+    return str(request.getfixturevalue("pg_dsn"))
+
+
+_open: list[Any] = []
+
+
+def _saver(store: str) -> Any:
+    if store.startswith("sqlite:"):
+        return open_sqlite_checkpointer(store.removeprefix("sqlite:"))
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    conn = psycopg.connect(store, autocommit=True, prepare_threshold=0)
+    _open.append(conn)
+    return PostgresSaver(conn)
+
+
+@pytest.fixture(autouse=True)
+def _close_connections() -> Iterator[None]:
+    yield
+    while _open:
+        _open.pop().close()
+
+
+def _model(emu: KimiEmulator) -> KimiChatModel:
+    return KimiChatModel(model="kimi-k2.6", base_url=emu.base_url, api_key=emu.api_key)
+
+
+def _settings(strategy: str = "enqueue", timeout: float = 60) -> AgentSettings:
+    return AgentSettings(retry=FAST, multitask_strategy=strategy, busy_timeout_s=timeout)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- checks
+def assert_turns(log: list[BaseMessage], sent: dict[str, list[str]], kept: set[str]) -> None:
+    """Every kept turn once, in each caller's order, its reply right after it."""
+    turns = [m for m in log if isinstance(m, HumanMessage)]
+    tags = [str(m.content).split("@say r ")[-1] for m in turns]
+    assert sorted(tags) == sorted(kept), f"kept {len(kept)} turns, log has {len(tags)}: {tags}"
+    assert len(set(tags)) == len(tags), "a turn was stored twice"
+    for caller_tags in sent.values():
+        mine = [t for t in tags if t in caller_tags]
+        assert mine == [t for t in caller_tags if t in kept], "a caller's turns were reordered"
+    body = [m for m in log if m.type != "system"]
+    for i in range(0, len(body), 2):  # human, its own reply, human, ...
+        assert isinstance(body[i], HumanMessage)
+        assert isinstance(body[i + 1], AIMessage)
+        assert body[i + 1].content == "r " + str(body[i].content).split("@say r ")[-1]
+
+
+def _run_threads(n: int, fn: Callable[[int], None]) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            fn(i)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+
+
+# ----------------------------------------------------------------------------- agent
+@pytest.mark.parametrize("strategy", ["enqueue", "reject"])
+def test_agent_threads_on_one_thread_id(emulator: KimiEmulator, store: str, strategy: str) -> None:
+    agent = create_kimi_agent(
+        _model(emulator), checkpointer=_saver(store), settings=_settings(strategy)
+    )
+    cfg = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
+    sent: dict[str, list[str]] = {}
+    kept: set[str] = set()
+    refused: list[str] = []
+
+    def caller(i: int) -> None:
+        sent[str(i)] = [f"{i}-{j}" for j in range(M_TURNS)]
+        for tag in sent[str(i)]:
+            try:
+                agent.invoke({"messages": [HumanMessage(_text(tag))]}, cfg)
+                kept.add(tag)
+            except ThreadBusyError:
+                refused.append(tag)
+
+    _run_threads(N_CALLERS, caller)
+    assert_turns(agent.get_state(cfg).values["messages"], sent, kept)
+    if strategy == "enqueue":
+        assert len(kept) == N_CALLERS * M_TURNS
+    else:
+        assert len(kept) + len(refused) == N_CALLERS * M_TURNS
+        assert refused, "with 4 callers at once some turns must find the thread busy"
+
+
+def test_agent_concurrent_ainvoke_on_one_thread_id(emulator: KimiEmulator, store: str) -> None:
+    cfg = {"configurable": {"thread_id": f"a-{uuid.uuid4().hex[:8]}"}}
+    sent = {str(i): [f"{i}-{j}" for j in range(3)] for i in range(N_CALLERS)}
+
+    async def caller(agent: Any, tags: list[str]) -> None:
+        for tag in tags:
+            await agent.ainvoke({"messages": [HumanMessage(_text(tag))]}, cfg)
+
+    async def main() -> list[BaseMessage]:
+        async with contextlib.AsyncExitStack() as stack:
+            if store.startswith("sqlite:"):
+                saver = _saver(store)
+            else:  # LangGraph's async Postgres saver, on this loop
+                import psycopg
+                from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+                conn = await psycopg.AsyncConnection.connect(
+                    store, autocommit=True, prepare_threshold=0
+                )
+                stack.push_async_callback(conn.close)
+                saver = AsyncPostgresSaver(conn)
+            agent = create_kimi_agent(_model(emulator), checkpointer=saver, settings=_settings())
+            await asyncio.gather(*(caller(agent, tags) for tags in sent.values()))
+            return list((await agent.aget_state(cfg)).values["messages"])
+
+    log = asyncio.run(main())
+    assert_turns(log, sent, {t for tags in sent.values() for t in tags})
+
+
+def _subprocess_callers(
+    emu: KimiEmulator, store: str, face: str, thread: str, n: int, m: int, strategy: str
+) -> tuple[dict[str, list[str]], set[str], list[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.integration_tests._concurrency_worker",
+                store,
+                emu.base_url,
+                emu.api_key,
+                face,
+                thread,
+                f"p{i}",
+                str(m),
+                strategy,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    kept: set[str] = set()
+    refused: list[str] = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        for line in out.splitlines():
+            row = json.loads(line)
+            if row["ok"]:
+                kept.add(row["tag"])
+            else:
+                assert "is busy" in row["error"], row
+                refused.append(row["tag"])
+    sent = {f"p{i}": [f"p{i}-{j}" for j in range(m)] for i in range(n)}
+    return sent, kept, refused
+
+
+@pytest.mark.subprocess
+def test_agent_subprocesses_on_one_thread_id(emulator: KimiEmulator, store: str) -> None:
+    thread = f"p-{uuid.uuid4().hex[:8]}"
+    sent, kept, refused = _subprocess_callers(emulator, store, "agent", thread, 2, 4, "enqueue")
+    assert not refused
+    assert len(kept) == 8
+    agent = create_kimi_agent(_model(emulator), checkpointer=_saver(store))
+    state = agent.get_state({"configurable": {"thread_id": thread}})
+    assert_turns(state.values["messages"], sent, kept)
+
+
+# ----------------------------------------------------------------------------- memory
+def _memory(emu: KimiEmulator, store: str, strategy: str = "enqueue") -> RollingSnapshotMemory:
+    return RollingSnapshotMemory(
+        _model(emu), checkpointer=_saver(store), settings=_settings(strategy)
+    )
+
+
+@pytest.mark.parametrize("strategy", ["enqueue", "reject"])
+def test_memory_chat_from_threads_on_one_session(
+    emulator: KimiEmulator, store: str, strategy: str
+) -> None:
+    memory = _memory(emulator, store, strategy)
+    sid = memory.create_session(system="Be terse.")
+    sent: dict[str, list[str]] = {}
+    kept: set[str] = set()
+    refused: list[str] = []
+
+    def caller(i: int) -> None:
+        sent[str(i)] = [f"{i}-{j}" for j in range(M_TURNS)]
+        for tag in sent[str(i)]:
+            try:
+                memory.chat(sid, _text(tag))
+                kept.add(tag)
+            except ThreadBusyError:
+                refused.append(tag)
+
+    _run_threads(N_CALLERS, caller)
+    assert_turns(memory.log(sid), sent, kept)
+    assert len(kept) + len(refused) == N_CALLERS * M_TURNS
+    assert bool(refused) == (strategy == "reject")
+
+
+def test_memory_concurrent_achat(emulator: KimiEmulator, store: str) -> None:
+    memory = _memory(emulator, store)
+    sid = memory.create_session()
+    sent = {str(i): [f"{i}-{j}" for j in range(3)] for i in range(N_CALLERS)}
+
+    async def caller(tags: list[str]) -> None:
+        for tag in tags:
+            await memory.achat(sid, _text(tag))
+
+    async def main() -> None:
+        await asyncio.gather(*(caller(tags) for tags in sent.values()))
+
+    asyncio.run(main())
+    assert_turns(memory.log(sid), sent, {t for tags in sent.values() for t in tags})
+
+
+@pytest.mark.subprocess
+def test_memory_subprocesses_on_one_session(emulator: KimiEmulator, store: str) -> None:
+    sid = _memory(emulator, store).create_session(system="Be terse.")
+    sent, kept, refused = _subprocess_callers(emulator, store, "memory", sid, 2, 4, "enqueue")
+    assert not refused
+    assert len(kept) == 8
+    assert_turns(_memory(emulator, store).log(sid), sent, kept)
+
+
+# ----------------------------------------------------------------------------- parallel
+def test_different_threads_run_in_parallel(emulator: KimiEmulator, tmp_path: Path) -> None:
+    """8 turns on 8 thread ids vs one turn, and vs 8 turns queued on one thread id."""
+    agent = create_kimi_agent(_model(emulator), db_path=tmp_path / "p.sqlite", settings=_settings())
+    delay = 0.4
+
+    def turn(thread: str, tag: str) -> None:
+        cfg = {"configurable": {"thread_id": thread}}
+        agent.invoke({"messages": [HumanMessage(_text(tag, delay))]}, cfg)
+
+    start = time.perf_counter()
+    turn("solo", "solo")
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    _run_threads(8, lambda i: turn(f"par-{i}", f"par-{i}"))
+    parallel = time.perf_counter() - start
+    start = time.perf_counter()
+    _run_threads(8, lambda i: turn("queue", f"q-{i}"))
+    queued = time.perf_counter() - start
+    print(
+        f"\n[concurrency] 1 turn: {one:.2f} s; 8 turns on 8 thread ids: {parallel:.2f} s "
+        f"({parallel / one:.2f}x); 8 turns on one thread id (queued): {queued:.2f} s"
+    )
+    assert queued >= 8 * delay  # one session: one turn at a time
+    assert parallel < queued / 2  # different sessions never wait for each other
+
+
+def test_unsupported_strategies_are_build_time_errors() -> None:
+    with pytest.raises(KimiConfigurationError, match="multitask_strategy"):
+        AgentSettings(multitask_strategy="interrupt")  # type: ignore[arg-type]
+    with pytest.raises(KimiConfigurationError, match="busy_timeout_s"):
+        AgentSettings(busy_timeout_s=0)
