@@ -569,6 +569,9 @@ class RollingSnapshotMemory:
         api_key: API key when ``model`` is a name (else ``$MOONSHOT_API_KEY``).
         base_url: Base URL when ``model`` is a name.
         sleep: Sleep used for retry backoff (tests pass a fast one).
+        mcp_servers: MCP servers whose tools every session gets, as for
+            ``create_kimi_agent(mcp_servers=...)``; rebuilt from this configuration in
+            every process, so resumed sessions keep them (``mcp_status(memory)``).
 
     Example:
         >>> import os, tempfile
@@ -598,6 +601,7 @@ class RollingSnapshotMemory:
         api_key: str | None = None,
         base_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        mcp_servers: Mapping[str, Any] | None = None,
     ) -> None:
         if on_threshold not in ("compact", "truncate"):
             raise KimiConfigurationError(
@@ -633,6 +637,13 @@ class RollingSnapshotMemory:
         self.namespace = namespace
         self.token_counter = token_counter or default_token_counter()
         self.sleep = sleep
+        if mcp_servers is not None:  # rebuilt from the configuration in every process
+            from langchain_kimi_context.mcp.agent import bind_toolset, with_mcp_tools
+
+            mcp, tools, self.settings = with_mcp_tools(
+                mcp_servers, tools, model=model, policy=self.policy, settings=self.settings
+            )
+            bind_toolset(self, mcp)
         self._tools: dict[str, BaseTool] = dict(ToolRunner(tools).tools) if tools else {}
         self._session_tools: dict[str, dict[str, BaseTool]] = {}
         self._graphs: dict[tuple[str, ...], CompiledStateGraph[Any, Any, Any, Any]] = {}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -184,6 +184,7 @@ def create_kimi_agent(
     token_counter: TokenCounter | None = None,
     name: str = "kimi_agent",
     sleep: Callable[[float], None] = time.sleep,
+    mcp_servers: Mapping[str, Any] | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the checkpointed agent graph for long Kimi sessions.
 
@@ -211,6 +212,10 @@ def create_kimi_agent(
         token_counter: Token counter (default: the process-wide one).
         name: Graph name.
         sleep: Sleep function used for retry backoff (tests pass a fast one).
+        mcp_servers: ``{name: langchain-mcp-adapters connection dict}`` or an
+            ``MCPToolset``: their tools join ``tools``; a server that fails is skipped
+            (``langchain_kimi_context.mcp.mcp_status(agent)`` says why). Needs the
+            ``mcp`` extra; see ``docs/mcp.md``.
 
     Returns:
         The compiled graph.
@@ -232,6 +237,12 @@ def create_kimi_agent(
     chat_model = _resolve_model(model)
     settings = _resolve_settings(settings, owner="create_kimi_agent")
     policy = as_context_policy(policy, owner="create_kimi_agent")
+    if mcp_servers is not None:  # rebuilt from the configuration on every build
+        from langchain_kimi_context.mcp.agent import bind_toolset, with_mcp_tools
+
+        mcp, tools, settings = with_mcp_tools(
+            mcp_servers, tools, model=chat_model, policy=policy, settings=settings
+        )
     runner = ToolRunner(
         tools,
         timeout_s=settings.tool_timeout_s,
@@ -239,6 +250,8 @@ def create_kimi_agent(
         warn_at=settings.repeat_warn_at,
         stop_at=settings.repeat_stop_at,
     )
+    if mcp_servers is not None:
+        bind_toolset(runner, mcp)
     tool_list = list(runner.tools.values())
     bound: Any = chat_model.bind_tools(tool_list) if tool_list else chat_model
     if isinstance(chat_model, KimiChatModel):

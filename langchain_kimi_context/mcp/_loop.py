@@ -1,62 +1,47 @@
-"""The event loop that owns every MCP connection of the process.
+"""Hand MCP work to the package's background event loop, from sync or async callers.
 
 MCP client sessions are anyio task groups: they must be entered, used and closed on one
 event loop. Agents are called from sync code (``invoke``, worker threads) and from
-whatever loop the application runs (``ainvoke``), so the sessions live on one private
-loop in a daemon thread, started on first use, and every call is handed to it:
+whatever loop the application runs (``ainvoke``), so every MCP session lives on the
+package's background loop (the one ``agent.tools`` runs async-only tools on under
+``invoke``) and every MCP call is handed to it:
 
 * :func:`run_sync` blocks the calling thread until the coroutine finishes there;
 * :func:`run_async` awaits it from any other loop without blocking that loop.
 
-Code already running on the private loop awaits directly (no hand-over, no deadlock).
+Code already running on the background loop awaits directly (no hand-over, no deadlock).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from langchain_kimi_context.agent.tools import _background_loop
 
 __all__ = ["mcp_loop", "on_mcp_loop", "run_async", "run_sync"]
 
 T = TypeVar("T")
 
-_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-
 
 def mcp_loop() -> asyncio.AbstractEventLoop:
-    """The private MCP loop, started on first use (a daemon thread).
+    """The loop that owns MCP sessions (the package's background loop).
 
     Returns:
         The running loop.
     """
-    global _loop
-    with _lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def serve() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            threading.Thread(target=serve, name="kimi-mcp-loop", daemon=True).start()
-            ready.wait()
-            _loop = loop
-        return _loop
+    return _background_loop()
 
 
 def on_mcp_loop() -> bool:
-    """Whether the caller runs on the private MCP loop.
+    """Whether the caller runs on the MCP loop.
 
     Returns:
         ``True`` inside a coroutine scheduled there.
     """
     try:
-        return asyncio.get_running_loop() is _loop
+        return asyncio.get_running_loop() is mcp_loop()
     except RuntimeError:
         return False
 

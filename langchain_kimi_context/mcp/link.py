@@ -226,6 +226,21 @@ def is_transport_error(exc: BaseException) -> bool:
     return False
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` shows the request could not have reached the server."""
+    return any(
+        isinstance(
+            e,
+            httpx.ConnectError
+            | ConnectionRefusedError
+            | FileNotFoundError
+            | anyio.ClosedResourceError
+            | anyio.BrokenResourceError,
+        )
+        for e in _leaves(exc)
+    )
+
+
 def describe_error(exc: BaseException) -> str:
     """One line saying what went wrong, from the most specific member of ``exc``.
 
@@ -417,8 +432,14 @@ class ServerLink:
         await self._end(current)
 
     # ------------------------------------------------------------------ calls
-    async def _with_session(self, what: str, op: Any, timeout: float) -> Any:
-        """Run ``op(session)`` with reconnects and retries, all within ``timeout``."""
+    async def _with_session(
+        self, what: str, op: Any, timeout: float, *, retry_in_flight: bool = True
+    ) -> Any:
+        """Run ``op(session)`` with reconnects and retries, all within ``timeout``.
+
+        ``retry_in_flight=False``: a connection that dropped after ``op`` was sent is not
+        retried (the server may have acted on it).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         attempt = 0
@@ -428,9 +449,11 @@ class ServerLink:
             if remaining <= 0:
                 raise MCPCallTimeoutError(self.name, what, timeout)
             current: _Session | None = None
+            sent = False
             try:
                 current = await self._session(min(remaining, self.connect_timeout_s))
                 call = asyncio.ensure_future(op(current.session))
+                sent = True
                 remaining = deadline - loop.time()
                 done, _ = await asyncio.wait(
                     {call, current.ended},
@@ -460,6 +483,13 @@ class ServerLink:
                     await self._drop(current)
                 self._record_failure(exc)
                 reason = self.status().reason or describe_error(exc)
+                if sent and not retry_in_flight and not _never_sent(exc):
+                    raise MCPServerUnavailableError(
+                        self.name,
+                        attempt,
+                        f"the connection dropped during the call ({reason}); not retried "
+                        "because the tool may already have run",
+                    ) from exc
                 if refused or attempt >= self.retry.max_attempts:
                     raise MCPServerUnavailableError(self.name, attempt, reason) from exc
                 delay = self.retry.delay_for(attempt, exc)
@@ -500,7 +530,7 @@ class ServerLink:
         async def op(session: ClientSession) -> ListToolsResult:
             return await session.list_tools(cursor=cursor)
 
-        return await run_async(self._with_session("tools/list", op, self.connect_timeout_s))  # type: ignore[no-any-return]
+        return await run_async(self._with_session("tools/list", op, self.connect_timeout_s))
 
     async def call_tool(
         self,
@@ -509,6 +539,7 @@ class ServerLink:
         progress_callback: Any = None,
         *,
         timeout_s: float = 60.0,
+        retry_in_flight: bool = False,
         **_: Any,
     ) -> CallToolResult:
         """``ClientSession.call_tool`` with the link's timeout, retry and reconnect rules.
@@ -518,6 +549,8 @@ class ServerLink:
             arguments: Its arguments.
             progress_callback: Forwarded to the SDK.
             timeout_s: Bound on the whole call.
+            retry_in_flight: Retry even when the connection dropped after the call was
+                sent (for read-only or idempotent tools).
             **_: Other SDK keywords (ignored).
 
         Returns:
@@ -534,7 +567,9 @@ class ServerLink:
         with self._guard:
             self._counters.calls += 1
         try:
-            return await run_async(self._with_session(name, op, timeout_s))  # type: ignore[no-any-return]
+            return await run_async(
+                self._with_session(name, op, timeout_s, retry_in_flight=retry_in_flight)
+            )
         except (MCPCallTimeoutError, MCPServerUnavailableError):
             with self._guard:
                 self._counters.failed_calls += 1

@@ -131,14 +131,21 @@ def _exposed_names(
 class _ToolSession:
     """What the adapters' tool sees as its session: the link, with this tool's timeout."""
 
-    def __init__(self, link: ServerLink, timeout_s: float) -> None:
+    def __init__(self, link: ServerLink, timeout_s: float, retry_in_flight: bool) -> None:
         self.link = link
         self.timeout_s = timeout_s
+        self.retry_in_flight = retry_in_flight
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None = None, **kwargs: Any
     ) -> CallToolResult:
-        return await self.link.call_tool(name, arguments, timeout_s=self.timeout_s, **kwargs)
+        return await self.link.call_tool(
+            name,
+            arguments,
+            timeout_s=self.timeout_s,
+            retry_in_flight=self.retry_in_flight,
+            **kwargs,
+        )
 
 
 def _close_links(links: list[ServerLink]) -> None:
@@ -321,8 +328,10 @@ class MCPToolset:
     # ------------------------------------------------------------------ tools
     def _wrap(self, link: ServerLink, spec: MCPToolSpec, name: str) -> BaseTool:
         timeout = self.timeout_for(link.name, name)
+        hints = spec.annotations
+        safe = bool(hints and (hints.readOnlyHint or hints.idempotentHint))
         inner = convert_mcp_tool_to_langchain_tool(
-            cast(ClientSession, _ToolSession(link, timeout)), spec, server_name=link.name
+            cast(ClientSession, _ToolSession(link, timeout, safe)), spec, server_name=link.name
         )
         coroutine = inner.coroutine  # type: ignore[attr-defined]
         where = f"MCP tool {spec.name!r} (server {link.name!r})"
