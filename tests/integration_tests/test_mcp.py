@@ -121,7 +121,8 @@ def turn(agent: Any, mode: str, text: str, thread: str = "t") -> list[Any]:
     inp = {"messages": [("user", text)]}
     out = agent.invoke(inp, cfg) if mode == "invoke" else asyncio.run(agent.ainvoke(inp, cfg))
     msgs = out["messages"][before:]
-    assert isinstance(msgs[-1], AIMessage) and not msgs[-1].tool_calls, "turn did not complete"
+    assert isinstance(msgs[-1], AIMessage)
+    assert not msgs[-1].tool_calls, "turn did not complete"
     return msgs
 
 
@@ -151,9 +152,7 @@ def test_healthy_servers_tools_work_and_status_connected(
     assert {n: s.state for n, s in status.items()} == {"files": "connected", "web": "connected"}
     assert status["files"].tools == ("echo", "whoami")
 
-    msgs = turn(
-        agent, mode, '@call echo {"text": "hi"}\n@call search {"query": "kimi"}\n@say done'
-    )
+    msgs = turn(agent, mode, '@call echo {"text": "hi"}\n@call search {"query": "kimi"}\n@say done')
     out = results(msgs)
     assert [m.content for m in out] == ["files echoes: hi", "web found 3 documents about kimi"]
     assert all(m.status != "error" for m in out)
@@ -190,7 +189,10 @@ def test_servers_that_never_start_are_reported_and_skipped(
             "good": stdio("good", "echo"),
             "missing": {"transport": "stdio", "command": str(tmp_path / "no-such-server")},
             "mute": stdio("mute", hang_on_start=True),
-            "offline": {"transport": "streamable_http", "url": f"http://127.0.0.1:{free_port()}/mcp"},
+            "offline": {
+                "transport": "streamable_http",
+                "url": f"http://127.0.0.1:{free_port()}/mcp",
+            },
         },
         connect_timeout_s=2,
         retry=FAST,
@@ -198,9 +200,12 @@ def test_servers_that_never_start_are_reported_and_skipped(
     agent = make_agent(emulator, tmp_path, servers)
     status = mcp_status(agent)
     assert status["good"].state == "connected"
-    assert status["missing"].state == "failed" and "FileNotFoundError" in str(status["missing"].reason)
-    assert status["mute"].state == "failed" and "handshake" in str(status["mute"].reason)
-    assert status["offline"].state == "failed" and "ConnectError" in str(status["offline"].reason)
+    assert status["missing"].state == "failed"
+    assert "FileNotFoundError" in str(status["missing"].reason)
+    assert status["mute"].state == "failed"
+    assert "handshake" in str(status["mute"].reason)
+    assert status["offline"].state == "failed"
+    assert "ConnectError" in str(status["offline"].reason)
     assert all(not s.tools for n, s in status.items() if n != "good")
 
     msgs = turn(agent, mode, '@call echo {"text": "still here"}\n@say ok')
@@ -225,14 +230,17 @@ def test_unauthorized_server_is_reported(
     assert status["wrong"].state == "unauthorized"
     assert "401" in str(status["wrong"].reason)
     assert status["right"].state == "connected"
-    assert secret not in repr(status) and secret not in repr(agent.get_graph().nodes)
+    assert secret not in repr(status)
+    assert secret not in repr(agent.get_graph().nodes)
     msgs = turn(agent, "invoke", '@call echo {"text": "x"}\n@say ok')
     assert results(msgs)[0].content == "locked echoes: x"
 
 
 # ------------------------------------------------------------------- hangs past timeout
 @pytest.mark.parametrize("mode", MODES)
-def test_tool_that_hangs_past_the_timeout(emulator: KimiEmulator, tmp_path: Path, mode: str) -> None:
+def test_tool_that_hangs_past_the_timeout(
+    emulator: KimiEmulator, tmp_path: Path, mode: str
+) -> None:
     settings = AgentSettings(retry=FAST, tool_timeout_s=1.0)
     agent = make_agent(
         emulator, tmp_path, {"slow": stdio("slow", "hang", "echo")}, settings=settings
@@ -248,7 +256,8 @@ def test_tool_that_hangs_past_the_timeout(emulator: KimiEmulator, tmp_path: Path
     assert after.content == "slow echoes: after"  # the same server still answers
     assert msgs[-1].content == "finished"
     status = mcp_status(agent)["slow"]
-    assert status.state == "connected" and status.failed_calls == 1
+    assert status.state == "connected"
+    assert status.failed_calls == 1
     # the model saw the failure text and could choose another path
     sent = emulator.requests[-2].body["messages"]
     assert any("timed out" in str(m.get("content")) for m in sent if m["role"] == "tool")
@@ -262,10 +271,15 @@ def test_per_server_and_per_tool_timeouts(tmp_path: Path) -> None:
         tool_timeouts={"b_hang": 0.7},
     )
     tools = {t.name: t for t in ts.load()}
-    assert ts.timeout_for("a", "a_hang") == 0.5 and ts.timeout_for("b", "echo") == 30
-    out_a = tools["a_hang"].invoke({"type": "tool_call", "id": "1", "name": "a_hang", "args": {"seconds": 30}})
+    assert ts.timeout_for("a", "a_hang") == 0.5
+    assert ts.timeout_for("b", "echo") == 30
+    out_a = tools["a_hang"].invoke(
+        {"type": "tool_call", "id": "1", "name": "a_hang", "args": {"seconds": 30}}
+    )
     out_b = asyncio.run(
-        tools["b_hang"].ainvoke({"type": "tool_call", "id": "2", "name": "b_hang", "args": {"seconds": 30}})
+        tools["b_hang"].ainvoke(
+            {"type": "tool_call", "id": "2", "name": "b_hang", "args": {"seconds": 30}}
+        )
     )
     assert "timed out after 0.5 s" in out_a.content
     assert "timed out after 0.7 s" in out_b.content
@@ -289,14 +303,16 @@ def test_http_server_dies_mid_session_and_comes_back(
     web.stop()
     msgs = turn(agent, mode, call)
     (down,) = results(msgs)
-    assert down.status == "error" and "unreachable" in down.content
+    assert down.status == "error"
+    assert "unreachable" in down.content
     assert msgs[-1].content == "done"  # the turn still completed
     assert mcp_status(agent)["web"].state == "failed"
 
     web.start()
     assert results(turn(agent, mode, call))[0].content == "web found 3 documents about q"
     status = mcp_status(agent)["web"]
-    assert status.state == "connected" and status.reconnects >= 1
+    assert status.state == "connected"
+    assert status.reconnects >= 1
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -309,7 +325,8 @@ def test_stdio_server_that_crashes_is_restarted_on_next_call(
     crashed, again = results(msgs)
     assert crashed.status == "error"
     assert "not retried because the tool may already have run" in crashed.content
-    assert again.status != "error" and again.content.startswith("proc pid=")
+    assert again.status != "error"
+    assert again.content.startswith("proc pid=")
     assert again.content != first  # a new server process answered
     assert mcp_status(agent)["proc"].state == "connected"
 
@@ -405,3 +422,25 @@ def test_bad_configuration_is_a_clear_error(emulator: KimiEmulator, tmp_path: Pa
         make_agent(emulator, tmp_path, {"x": {"transport": "stdio"}})
     with pytest.raises(KimiConfigurationError, match="mcp_servers must be"):
         make_agent(emulator, tmp_path, ["x"])
+
+
+def test_example_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "mcp_agent.py"
+    spec = importlib.util.spec_from_file_location("mcp_agent_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--timeout", "1"])
+    assert {n: s["state"] for n, s in out["status"].items()} == {
+        "notes": "connected",
+        "tickets": "connected",
+        "wiki": "failed",
+    }
+    names = [name for name, _, _ in out["tool_results"]]
+    assert names == ["notes_search", "tickets_search", "slow_report"]
+    assert out["tool_results"][-1][1] == "error"
+    assert "timed out after 1 s" in out["tool_results"][-1][2]
+    assert "wiki" in capsys.readouterr().out
