@@ -13,6 +13,7 @@ SCRIPTS = [
     ["bench_compaction.py"],
     ["bench_storage.py"],
     ["bench_memory.py"],
+    ["bench_mcp.py"],
 ]
 
 
