@@ -137,15 +137,17 @@ class MCPServerUnavailableError(ConnectionError):
         server: Server name.
         attempts: Attempts made.
         reason: The last failure.
+        in_flight: The connection dropped after the call was sent (so it was not
+            retried: the tool may have run).
     """
 
-    def __init__(self, server: str, attempts: int, reason: str) -> None:
+    def __init__(self, server: str, attempts: int, reason: str, *, in_flight: bool = False) -> None:
         self.server = server
         self.attempts = attempts
         self.reason = reason
-        super().__init__(
-            f"MCP server {server!r} is unreachable after {attempts} attempt(s): {reason}"
-        )
+        self.in_flight = in_flight
+        what = "lost the connection during the call" if in_flight else "is unreachable"
+        super().__init__(f"MCP server {server!r} {what} after {attempts} attempt(s): {reason}")
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -485,10 +487,7 @@ class ServerLink:
                 reason = self.status().reason or describe_error(exc)
                 if sent and not retry_in_flight and not _never_sent(exc):
                     raise MCPServerUnavailableError(
-                        self.name,
-                        attempt,
-                        f"the connection dropped during the call ({reason}); not retried "
-                        "because the tool may already have run",
+                        self.name, attempt, reason, in_flight=True
                     ) from exc
                 if refused or attempt >= self.retry.max_attempts:
                     raise MCPServerUnavailableError(self.name, attempt, reason) from exc

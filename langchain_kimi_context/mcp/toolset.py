@@ -346,6 +346,12 @@ class MCPToolset:
                     "request."
                 ) from exc
             except MCPServerUnavailableError as exc:
+                if exc.in_flight:
+                    raise ToolException(
+                        f"Error: {where} lost its connection during the call ({exc.reason}); "
+                        "it was not retried because it may already have run. The server is "
+                        "reconnected on the next call."
+                    ) from exc
                 raise ToolException(
                     f"Error: {where} could not run: the server is unreachable after "
                     f"{exc.attempts} attempt(s) ({exc.reason}). Its tools may work again "

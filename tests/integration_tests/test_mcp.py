@@ -324,7 +324,7 @@ def test_stdio_server_that_crashes_is_restarted_on_next_call(
     msgs = turn(agent, mode, "@call crash\n@then\n@call whoami\n@say ok")
     crashed, again = results(msgs)
     assert crashed.status == "error"
-    assert "not retried because the tool may already have run" in crashed.content
+    assert "not retried because it may already have run" in crashed.content
     assert again.status != "error"
     assert again.content.startswith("proc pid=")
     assert again.content != first  # a new server process answered
