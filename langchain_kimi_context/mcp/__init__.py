@@ -20,6 +20,16 @@ Example:
 
 from __future__ import annotations
 
+try:
+    import langchain_mcp_adapters  # noqa: F401
+    import mcp  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    from langchain_kimi_context.errors import KimiConfigurationError
+
+    raise KimiConfigurationError(
+        f"MCP support needs the 'mcp' extra: pip install 'langchain-kimi-context[mcp]' ({exc})"
+    ) from exc
+
 from langchain_kimi_context.mcp.agent import bind_toolset, mcp_status, with_mcp_tools
 from langchain_kimi_context.mcp.link import (
     MCPCallTimeoutError,

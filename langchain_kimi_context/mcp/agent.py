@@ -142,7 +142,10 @@ def mcp_status(target: Any) -> dict[str, MCPServerStatus]:
     """
     if isinstance(target, MCPToolset):
         return target.status()
-    toolset = _bound.get(target)
+    try:
+        toolset = _bound.get(target)
+    except TypeError:  # not weak-referenceable: nothing was bound to it
+        toolset = None
     if toolset is None and hasattr(target, "nodes") and "tools" in target.nodes:
         from langchain_kimi_context.memory import RollingSnapshotMemory
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -53,6 +54,7 @@ ServerState = Literal["connected", "failed", "unauthorized"]
 # The MCP SDK answers a request whose HTTP session the server no longer knows with this
 # code (a restarted server): the session is gone, a new one must be opened.
 _SESSION_TERMINATED = 32600
+_URL_QUERY = re.compile(r"(https?://[^\s'\"?]+)\?[^\s'\"]*")
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,11 @@ def is_transport_error(exc: BaseException) -> bool:
 
 
 def _never_sent(exc: BaseException) -> bool:
-    """Whether ``exc`` shows the request could not have reached the server."""
+    """Whether ``exc`` shows the request could not have reached the tool.
+
+    Connection refused, a stream already closed before sending, or a server that no
+    longer knows the session (it rejected the request without running it).
+    """
     return any(
         isinstance(
             e,
@@ -239,12 +245,15 @@ def _never_sent(exc: BaseException) -> bool:
             | anyio.ClosedResourceError
             | anyio.BrokenResourceError,
         )
+        or (isinstance(e, McpError) and e.error.code == _SESSION_TERMINATED)
         for e in _leaves(exc)
     )
 
 
 def describe_error(exc: BaseException) -> str:
     """One line saying what went wrong, from the most specific member of ``exc``.
+
+    Query strings of URLs are removed (they may carry tokens).
 
     Args:
         exc: Any exception (exception groups are unwrapped).
@@ -255,10 +264,12 @@ def describe_error(exc: BaseException) -> str:
     Example:
         >>> describe_error(ExceptionGroup("g", [ConnectionRefusedError("refused")]))
         'ConnectionRefusedError: refused'
+        >>> describe_error(OSError("502 for url 'http://h/mcp?token=s3cr3t'"))
+        "OSError: 502 for url 'http://h/mcp?...'"
     """
     for e in _leaves(exc):
         if not isinstance(e, BaseExceptionGroup):
-            text = str(e).strip() or "no details"
+            text = _URL_QUERY.sub(r"\1?...", str(e).strip()) or "no details"
             return f"{type(e).__name__}: {text}"[:500]
     return type(exc).__name__  # pragma: no cover - a group always has members
 

@@ -314,6 +314,13 @@ def test_http_server_dies_mid_session_and_comes_back(
     assert status.state == "connected"
     assert status.reconnects >= 1
 
+    # restarted between two calls: the server no longer knows the session; the call is
+    # answered by a new session at once (the old one rejected it without running it)
+    web.stop()
+    web.start()
+    assert results(turn(agent, mode, call))[0].content == "web found 3 documents about q"
+    assert mcp_status(agent)["web"].failed_calls == 1
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_stdio_server_that_crashes_is_restarted_on_next_call(
