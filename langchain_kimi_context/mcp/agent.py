@@ -146,8 +146,11 @@ def mcp_status(target: Any) -> dict[str, MCPServerStatus]:
         toolset = _bound.get(target)
     except TypeError:  # not weak-referenceable: nothing was bound to it
         toolset = None
-    if toolset is None and hasattr(target, "nodes") and "tools" in target.nodes:
+    if toolset is None and "call_model" in (getattr(target, "nodes", None) or {}):
         from langchain_kimi_context.memory import RollingSnapshotMemory
 
-        toolset = _bound.get(RollingSnapshotMemory._runtime(target).runner)
+        try:
+            toolset = _bound.get(RollingSnapshotMemory._runtime(target).runner)
+        except KimiConfigurationError:  # a graph not built by create_kimi_agent
+            toolset = None
     return toolset.status() if toolset is not None else {}

@@ -122,3 +122,10 @@ def test_secrets_stay_out_of_reprs_and_status() -> None:
 
 def test_status_of_objects_without_mcp_is_empty() -> None:
     assert mcp_status(object()) == {}
+
+
+def test_status_of_an_agent_without_mcp_servers_is_empty() -> None:
+    from langchain_kimi_context import KimiChatModel, create_kimi_agent
+
+    model = KimiChatModel(model="kimi-k2.6", api_key="sk-test")
+    assert mcp_status(create_kimi_agent(model, checkpointer=False)) == {}
