@@ -140,9 +140,8 @@ def _close_toolsets() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------- healthy servers
-@pytest.mark.parametrize("mode", MODES)
 def test_healthy_servers_tools_work_and_status_connected(
-    emulator: KimiEmulator, tmp_path: Path, http_server: Any, mode: str
+    emulator: KimiEmulator, tmp_path: Path, http_server: Any
 ) -> None:
     web = http_server("web", "search")
     agent = make_agent(
@@ -152,37 +151,36 @@ def test_healthy_servers_tools_work_and_status_connected(
     assert {n: s.state for n, s in status.items()} == {"files": "connected", "web": "connected"}
     assert status["files"].tools == ("echo", "whoami")
 
-    msgs = turn(agent, mode, '@call echo {"text": "hi"}\n@call search {"query": "kimi"}\n@say done')
-    out = results(msgs)
-    assert [m.content for m in out] == ["files echoes: hi", "web found 3 documents about kimi"]
-    assert all(m.status != "error" for m in out)
-    assert msgs[-1].content == "done"
-    # the model was offered the MCP tools with their schemas
-    sent = emulator.requests[-1].body["tools"]
-    assert {t["function"]["name"] for t in sent} == {"echo", "whoami", "search"}
+    for mode in MODES:
+        script = '@call echo {"text": "hi"}\n@call search {"query": "kimi"}\n@say done'
+        msgs = turn(agent, mode, script, thread=mode)
+        out = results(msgs)
+        assert [m.content for m in out] == ["files echoes: hi", "web found 3 documents about kimi"]
+        assert all(m.status != "error" for m in out)
+        assert msgs[-1].content == "done"
+        # the model was offered the MCP tools with their schemas
+        sent = emulator.requests[-1].body["tools"]
+        assert {t["function"]["name"] for t in sent} == {"echo", "whoami", "search"}
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_oversized_output_is_capped_before_history(
-    emulator: KimiEmulator, tmp_path: Path, mode: str
-) -> None:
+def test_oversized_output_is_capped_before_history(emulator: KimiEmulator, tmp_path: Path) -> None:
     policy = ContextPolicy(tool_result_hard_max_chars=4_000, tool_result_min_keep_chars=1_000)
     agent = make_agent(emulator, tmp_path, {"files": stdio("files", "big")}, policy=policy)
-    msgs = turn(agent, mode, '@call big {"chars": 300000}\n@say read it')
-    (result,) = results(msgs)
-    assert len(result.content) < 4_500
-    assert "characters removed" in result.content
-    assert result.content.startswith("000000 lorem ipsum")
-    # the stored log holds the capped text, not the 300 KB output
-    stored = agent.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
-    assert max(len(str(m.content)) for m in stored) < 4_500
-    assert result.artifact is None  # the structured copy of the output was too big to keep
+    for mode in MODES:
+        msgs = turn(agent, mode, '@call big {"chars": 300000}\n@say read it', thread=mode)
+        (result,) = results(msgs)
+        assert len(result.content) < 4_500
+        assert "characters removed" in result.content
+        assert result.content.startswith("000000 lorem ipsum")
+        # the stored log holds the capped text, not the 300 KB output
+        stored = agent.get_state({"configurable": {"thread_id": mode}}).values["messages"]
+        assert max(len(str(m.content)) for m in stored) < 4_500
+        assert result.artifact is None  # the structured copy was too big to keep
 
 
 # ------------------------------------------------------------------- never starts
-@pytest.mark.parametrize("mode", MODES)
 def test_servers_that_never_start_are_reported_and_skipped(
-    emulator: KimiEmulator, tmp_path: Path, mode: str
+    emulator: KimiEmulator, tmp_path: Path
 ) -> None:
     servers = MCPToolset(
         {
@@ -208,9 +206,10 @@ def test_servers_that_never_start_are_reported_and_skipped(
     assert "ConnectError" in str(status["offline"].reason)
     assert all(not s.tools for n, s in status.items() if n != "good")
 
-    msgs = turn(agent, mode, '@call echo {"text": "still here"}\n@say ok')
-    assert results(msgs)[0].content == "good echoes: still here"
-    assert msgs[-1].content == "ok"
+    for mode in MODES:
+        msgs = turn(agent, mode, '@call echo {"text": "still here"}\n@say ok', thread=mode)
+        assert results(msgs)[0].content == "good echoes: still here"
+        assert msgs[-1].content == "ok"
 
 
 def test_unauthorized_server_is_reported(
@@ -237,30 +236,25 @@ def test_unauthorized_server_is_reported(
 
 
 # ------------------------------------------------------------------- hangs past timeout
-@pytest.mark.parametrize("mode", MODES)
-def test_tool_that_hangs_past_the_timeout(
-    emulator: KimiEmulator, tmp_path: Path, mode: str
-) -> None:
+def test_tool_that_hangs_past_the_timeout(emulator: KimiEmulator, tmp_path: Path) -> None:
     settings = AgentSettings(retry=FAST, tool_timeout_s=1.0)
     agent = make_agent(
         emulator, tmp_path, {"slow": stdio("slow", "hang", "echo")}, settings=settings
     )
-    msgs = turn(
-        agent,
-        mode,
-        '@call hang {"seconds": 60}\n@then\n@call echo {"text": "after"}\n@say finished',
-    )
-    hung, after = results(msgs)
-    assert hung.status == "error"
-    assert "'hang' (server 'slow') timed out after 1 s" in hung.content
-    assert after.content == "slow echoes: after"  # the same server still answers
-    assert msgs[-1].content == "finished"
-    status = mcp_status(agent)["slow"]
-    assert status.state == "connected"
-    assert status.failed_calls == 1
-    # the model saw the failure text and could choose another path
-    sent = emulator.requests[-2].body["messages"]
-    assert any("timed out" in str(m.get("content")) for m in sent if m["role"] == "tool")
+    script = '@call hang {"seconds": 60}\n@then\n@call echo {"text": "after"}\n@say finished'
+    for n, mode in enumerate(MODES, 1):
+        msgs = turn(agent, mode, script, thread=mode)
+        hung, after = results(msgs)
+        assert hung.status == "error"
+        assert "'hang' (server 'slow') timed out after 1 s" in hung.content
+        assert after.content == "slow echoes: after"  # the same server still answers
+        assert msgs[-1].content == "finished"
+        status = mcp_status(agent)["slow"]
+        assert status.state == "connected"
+        assert status.failed_calls == n
+        # the model saw the failure text and could choose another path
+        sent = emulator.requests[-2].body["messages"]
+        assert any("timed out" in str(m.get("content")) for m in sent if m["role"] == "tool")
 
 
 def test_per_server_and_per_tool_timeouts(tmp_path: Path) -> None:
@@ -290,58 +284,57 @@ def test_per_server_and_per_tool_timeouts(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------- dies and comes back
-@pytest.mark.parametrize("mode", MODES)
 def test_http_server_dies_mid_session_and_comes_back(
-    emulator: KimiEmulator, tmp_path: Path, http_server: Any, mode: str
+    emulator: KimiEmulator, tmp_path: Path, http_server: Any
 ) -> None:
     web = http_server("web", "search")
     agent = make_agent(emulator, tmp_path, {"web": web.connection()})
     call = '@call search {"query": "q"}\n@say done'
+    found = "web found 3 documents about q"
+    for n, mode in enumerate(MODES, 1):
+        assert results(turn(agent, mode, call, thread=mode))[0].content == found
 
-    assert results(turn(agent, mode, call))[0].content == "web found 3 documents about q"
+        web.stop()
+        msgs = turn(agent, mode, call, thread=mode)
+        (down,) = results(msgs)
+        assert down.status == "error"
+        assert "unreachable" in down.content
+        assert msgs[-1].content == "done"  # the turn still completed
+        assert mcp_status(agent)["web"].state == "failed"
 
-    web.stop()
-    msgs = turn(agent, mode, call)
-    (down,) = results(msgs)
-    assert down.status == "error"
-    assert "unreachable" in down.content
-    assert msgs[-1].content == "done"  # the turn still completed
-    assert mcp_status(agent)["web"].state == "failed"
+        web.start()
+        assert results(turn(agent, mode, call, thread=mode))[0].content == found
+        status = mcp_status(agent)["web"]
+        assert status.state == "connected"
+        assert status.reconnects >= 1
 
-    web.start()
-    assert results(turn(agent, mode, call))[0].content == "web found 3 documents about q"
-    status = mcp_status(agent)["web"]
-    assert status.state == "connected"
-    assert status.reconnects >= 1
-
-    # restarted between two calls: the server no longer knows the session; the call is
-    # answered by a new session at once (the old one rejected it without running it)
-    web.stop()
-    web.start()
-    assert results(turn(agent, mode, call))[0].content == "web found 3 documents about q"
-    assert mcp_status(agent)["web"].failed_calls == 1
+        # restarted between two calls: the server no longer knows the session; the call
+        # is answered by a new session at once (the old one was rejected, not run)
+        web.stop()
+        web.start()
+        assert results(turn(agent, mode, call, thread=mode))[0].content == found
+        assert mcp_status(agent)["web"].failed_calls == n
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_stdio_server_that_crashes_is_restarted_on_next_call(
-    emulator: KimiEmulator, tmp_path: Path, mode: str
+    emulator: KimiEmulator, tmp_path: Path
 ) -> None:
     agent = make_agent(emulator, tmp_path, {"proc": stdio("proc", "crash", "whoami")})
-    first = results(turn(agent, mode, "@call whoami\n@say ok"))[0].content
-    msgs = turn(agent, mode, "@call crash\n@then\n@call whoami\n@say ok")
-    crashed, again = results(msgs)
-    assert crashed.status == "error"
-    assert "not retried because it may already have run" in crashed.content
-    assert again.status != "error"
-    assert again.content.startswith("proc pid=")
-    assert again.content != first  # a new server process answered
-    assert mcp_status(agent)["proc"].state == "connected"
+    for mode in MODES:
+        first = results(turn(agent, mode, "@call whoami\n@say ok", thread=mode))[0].content
+        msgs = turn(agent, mode, "@call crash\n@then\n@call whoami\n@say ok", thread=mode)
+        crashed, again = results(msgs)
+        assert crashed.status == "error"
+        assert "not retried because it may already have run" in crashed.content
+        assert again.status != "error"
+        assert again.content.startswith("proc pid=")
+        assert again.content != first  # a new server process answered
+        assert mcp_status(agent)["proc"].state == "connected"
 
 
 # ------------------------------------------------------------------- name collisions
-@pytest.mark.parametrize("mode", MODES)
 def test_colliding_tool_names_get_the_server_prefix(
-    emulator: KimiEmulator, tmp_path: Path, http_server: Any, mode: str
+    emulator: KimiEmulator, tmp_path: Path, http_server: Any
 ) -> None:
     web = http_server("web", "search", "echo")
 
@@ -358,44 +351,38 @@ def test_colliding_tool_names_get_the_server_prefix(
     status = mcp_status(agent)
     assert status["docs"].tools == ("docs_search", "whoami")
     assert set(status["web"].tools) == {"web_search", "web_echo"}  # echo is the app's name
-    msgs = turn(
-        agent,
-        mode,
+    script = (
         '@call docs_search {"query": "a"}\n@call web_search {"query": "b"}\n'
-        '@call echo {"text": "c"}\n@call web_echo {"text": "d"}\n@say done',
+        '@call echo {"text": "c"}\n@call web_echo {"text": "d"}\n@say done'
     )
-    assert [m.content for m in results(msgs)] == [
-        "docs found 3 documents about a",
-        "web found 3 documents about b",
-        "app echoes: c",
-        "web echoes: d",
-    ]
+    for mode in MODES:
+        assert [m.content for m in results(turn(agent, mode, script, thread=mode))] == [
+            "docs found 3 documents about a",
+            "web found 3 documents about b",
+            "app echoes: c",
+            "web echoes: d",
+        ]
 
 
 # ------------------------------------------------------------------- restart
-@pytest.mark.parametrize("mode", MODES)
 def test_resumed_agent_rebuilds_mcp_tools_from_configuration(
-    emulator: KimiEmulator, tmp_path: Path, mode: str
+    emulator: KimiEmulator, tmp_path: Path
 ) -> None:
     servers = {"files": stdio("files", "echo")}
-    first = make_agent(emulator, tmp_path, servers)
-    turn(first, mode, '@call echo {"text": "one"}\n@say ok', thread="s")
-    del first
-    # a "new process": a new agent from the same configuration and database
-    second = make_agent(emulator, tmp_path, servers)
-    msgs = turn(second, mode, '@call echo {"text": "two"}\n@say ok', thread="s")
-    assert results(msgs)[0].content == "files echoes: two"
-    state = second.get_state({"configurable": {"thread_id": "s"}}).values
-    assert [m.content for m in state["messages"] if isinstance(m, ToolMessage)] == [
-        "files echoes: one",
-        "files echoes: two",
-    ]
+    words = ["one", "two", "three"]
+    for word, mode in zip(words, ["invoke", "ainvoke", "invoke"], strict=True):
+        # each agent is a "new process": built from the same configuration and database
+        agent = make_agent(emulator, tmp_path, servers)
+        msgs = turn(agent, mode, f'@call echo {{"text": "{word}"}}\n@say ok', thread="s")
+        assert results(msgs)[0].content == f"files echoes: {word}"
+    state = agent.get_state({"configurable": {"thread_id": "s"}}).values
+    stored = [m.content for m in state["messages"] if isinstance(m, ToolMessage)]
+    assert stored == [f"files echoes: {w}" for w in words]
     assert SERVER not in (tmp_path / "agent.sqlite").read_bytes().decode("latin-1")
 
 
-@pytest.mark.parametrize("mode", MODES)
 def test_memory_sessions_keep_mcp_tools_after_restart(
-    emulator: KimiEmulator, tmp_path: Path, mode: str
+    emulator: KimiEmulator, tmp_path: Path
 ) -> None:
     servers = {"files": stdio("files", "echo")}
 
@@ -408,18 +395,20 @@ def test_memory_sessions_keep_mcp_tools_after_restart(
             sleep=lambda s: None,
         )
 
-    def chat(mem: RollingSnapshotMemory, sid: str, text: str) -> Any:
+    def chat(mem: RollingSnapshotMemory, mode: str, sid: str, text: str) -> Any:
         return mem.chat(sid, text) if mode == "invoke" else asyncio.run(mem.achat(sid, text))
 
     mem = memory()
     assert mcp_status(mem)["files"].state == "connected"
-    sid = mem.create_session(system="Use tools.")
-    assert chat(mem, sid, '@call echo {"text": "one"}\n@say ok').content == "ok"
+    sids = {mode: mem.create_session(system="Use tools.") for mode in MODES}
+    for mode, sid in sids.items():
+        assert chat(mem, mode, sid, '@call echo {"text": "one"}\n@say ok').content == "ok"
     del mem
     again = memory()  # no attach_tools: the tools come from mcp_servers
-    assert chat(again, sid, '@call echo {"text": "two"}\n@say ok').content == "ok"
-    tool_results = [m for m in again.messages(sid) if isinstance(m, ToolMessage)]
-    assert [m.content for m in tool_results] == ["files echoes: one", "files echoes: two"]
+    for mode, sid in zip(reversed(MODES), sids.values(), strict=True):
+        assert chat(again, mode, sid, '@call echo {"text": "two"}\n@say ok').content == "ok"
+        tool_results = [m for m in again.messages(sid) if isinstance(m, ToolMessage)]
+        assert [m.content for m in tool_results] == ["files echoes: one", "files echoes: two"]
 
 
 def test_bad_configuration_is_a_clear_error(emulator: KimiEmulator, tmp_path: Path) -> None:
