@@ -637,6 +637,7 @@ class RollingSnapshotMemory:
         self.namespace = namespace
         self.token_counter = token_counter or default_token_counter()
         self.sleep = sleep
+        self._mcp_configured = mcp_servers is not None
         if mcp_servers is not None:  # rebuilt from the configuration in every process
             from langchain_kimi_context.mcp.agent import bind_toolset, with_mcp_tools
 
@@ -736,6 +737,11 @@ class RollingSnapshotMemory:
                 missing.append(name)
             else:
                 out[name] = tool
+        if missing and self._mcp_configured:  # tools of MCP servers that are down now
+            from langchain_kimi_context.mcp.agent import stand_in_tools
+
+            out.update(stand_in_tools(self, missing))
+            missing = [n for n in missing if n not in out]
         if missing:
             raise KimiConfigurationError(
                 f"Session {entry.session_id!r} uses tools {missing} that this process does "

@@ -15,6 +15,9 @@ mcp_servers=...)`` call :func:`with_mcp_tools` while they are built. Rules:
   the agent or memory is built, so a resumed session (same thread id / session id in a
   new process) has them again without the application attaching them.
 * :func:`mcp_status` tells the application which servers are connected.
+* A memory session resumed while one of its MCP servers is down gets stand-ins for the
+  tools nobody offers now (:func:`stand_in_tools`): calling one answers that its server
+  is not connected, so the session goes on with the other tools.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.mcp.link import MCPServerStatus
 from langchain_kimi_context.mcp.toolset import MCPToolset
 
-__all__ = ["bind_toolset", "mcp_status", "with_mcp_tools"]
+__all__ = ["bind_toolset", "mcp_status", "stand_in_tools", "with_mcp_tools"]
 
 # runner (or memory) -> its toolset, for mcp_status(); weak so nothing is kept alive
 _bound: weakref.WeakKeyDictionary[Any, MCPToolset] = weakref.WeakKeyDictionary()
@@ -154,3 +157,29 @@ def mcp_status(target: Any) -> dict[str, MCPServerStatus]:
         except KimiConfigurationError:  # a graph not built by create_kimi_agent
             toolset = None
     return toolset.status() if toolset is not None else {}
+
+
+def stand_in_tools(owner: object, names: Sequence[str]) -> dict[str, BaseTool]:
+    """Stand-ins for tools a resumed session used that no connected server offers now.
+
+    Only while at least one MCP server of ``owner`` is not connected (else the names are
+    genuinely unknown and the caller's error stands). Calling a stand-in returns an error
+    result naming the servers that are down and why.
+
+    Args:
+        owner: The memory (or runner) the toolset is bound to.
+        names: Tool names the session uses and this process does not have.
+
+    Returns:
+        ``{name: tool}`` (empty when every server is connected).
+    """
+    try:
+        toolset = _bound.get(owner)
+    except TypeError:
+        return {}
+    if toolset is None:
+        return {}
+    down = {n: s for n, s in toolset.status().items() if not s.ok}
+    if not down:
+        return {}
+    return {name: toolset.stand_in(name, down) for name in names}

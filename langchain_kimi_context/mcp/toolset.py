@@ -220,6 +220,7 @@ class MCPToolset:
             for name, conn in conns.items()
         }
         self._tools: list[BaseTool] | None = None
+        self._stand_ins: dict[str, BaseTool] = {}
         weakref.finalize(self, _close_links, list(self.links.values()))
 
     def __repr__(self) -> str:
@@ -391,6 +392,40 @@ class MCPToolset:
         if not others:
             return text, artifact
         return ([create_text_block(text=text)] if text else []) + others, artifact
+
+    def stand_in(self, name: str, down: Mapping[str, MCPServerStatus]) -> BaseTool:
+        """A tool named ``name`` that answers that its MCP server is not connected.
+
+        Args:
+            name: The tool name a resumed session uses.
+            down: The servers that are not connected (their statuses).
+
+        Returns:
+            The stand-in (one per name, reused).
+        """
+        if name not in self._stand_ins:
+            servers = "; ".join(f"{n}: {s.reason or s.state}" for n, s in down.items())
+            text = (
+                f"Error: tool {name!r} is unavailable: its MCP server is not connected in "
+                f"this process ({servers}). Use another way."
+            )
+
+            def fail(**_: Any) -> str:
+                raise ToolException(text)
+
+            async def afail(**_: Any) -> str:
+                raise ToolException(text)
+
+            self._stand_ins[name] = StructuredTool(
+                name=name,
+                description="Unavailable now: its MCP server is not connected.",
+                args_schema={"type": "object", "properties": {}},
+                func=fail,
+                coroutine=afail,
+                handle_tool_error=True,
+                metadata={"mcp_stand_in": True},
+            )
+        return self._stand_ins[name]
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, MCPServerStatus]:

@@ -411,6 +411,39 @@ def test_memory_sessions_keep_mcp_tools_after_restart(
         assert [m.content for m in tool_results] == ["files echoes: one", "files echoes: two"]
 
 
+def test_memory_session_resumed_while_a_server_is_down(
+    emulator: KimiEmulator, tmp_path: Path, http_server: Any
+) -> None:
+    web = http_server("web", "search")
+    servers = {"files": stdio("files", "echo"), "web": web.connection()}
+
+    def memory() -> RollingSnapshotMemory:
+        return RollingSnapshotMemory(
+            model(emulator),
+            db_path=tmp_path / "mem.sqlite",
+            settings=AgentSettings(retry=FAST),
+            mcp_servers=servers,
+            sleep=lambda s: None,
+        )
+
+    mem = memory()
+    sid = mem.create_session()
+    mem.chat(sid, '@call search {"query": "a"}\n@say ok')
+    del mem
+    web.stop()
+    again = memory()  # "restart" while the web server is down
+    assert mcp_status(again)["web"].state == "failed"
+    for mode in MODES:
+        text = '@call search {"query": "b"}\n@call echo {"text": "c"}\n@say still working'
+        reply = again.chat(sid, text) if mode == "invoke" else asyncio.run(again.achat(sid, text))
+        assert reply.content == "still working"
+        search, echo = [m for m in again.messages(sid) if isinstance(m, ToolMessage)][-2:]
+        assert search.status == "error"
+        assert "its MCP server is not connected" in search.content
+        assert "web: ConnectError" in search.content
+        assert echo.content == "files echoes: c"
+
+
 def test_bad_configuration_is_a_clear_error(emulator: KimiEmulator, tmp_path: Path) -> None:
     with pytest.raises(KimiConfigurationError, match="'transport' must be one of"):
         make_agent(emulator, tmp_path, {"x": {"url": "http://127.0.0.1:1/mcp"}})
