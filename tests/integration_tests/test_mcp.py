@@ -114,6 +114,16 @@ def make_agent(emu: KimiEmulator, tmp_path: Path, servers: Any, **kw: Any) -> An
     )
 
 
+def make_memory(emu: KimiEmulator, tmp_path: Path, servers: Any) -> RollingSnapshotMemory:
+    return RollingSnapshotMemory(
+        model(emu),
+        db_path=tmp_path / "mem.sqlite",
+        settings=AgentSettings(retry=FAST),
+        mcp_servers=servers,
+        sleep=lambda s: None,
+    )
+
+
 def turn(agent: Any, mode: str, text: str, thread: str = "t") -> list[Any]:
     """One user turn; returns the messages it added."""
     cfg = {"configurable": {"thread_id": thread}}
@@ -386,25 +396,17 @@ def test_memory_sessions_keep_mcp_tools_after_restart(
 ) -> None:
     servers = {"files": stdio("files", "echo")}
 
-    def memory() -> RollingSnapshotMemory:
-        return RollingSnapshotMemory(
-            model(emulator),
-            db_path=tmp_path / "mem.sqlite",
-            settings=AgentSettings(retry=FAST),
-            mcp_servers=servers,
-            sleep=lambda s: None,
-        )
-
     def chat(mem: RollingSnapshotMemory, mode: str, sid: str, text: str) -> Any:
         return mem.chat(sid, text) if mode == "invoke" else asyncio.run(mem.achat(sid, text))
 
-    mem = memory()
+    mem = make_memory(emulator, tmp_path, servers)
     assert mcp_status(mem)["files"].state == "connected"
     sids = {mode: mem.create_session(system="Use tools.") for mode in MODES}
     for mode, sid in sids.items():
         assert chat(mem, mode, sid, '@call echo {"text": "one"}\n@say ok').content == "ok"
     del mem
-    again = memory()  # no attach_tools: the tools come from mcp_servers
+    # no attach_tools: the tools come from mcp_servers
+    again = make_memory(emulator, tmp_path, servers)
     for mode, sid in zip(reversed(MODES), sids.values(), strict=True):
         assert chat(again, mode, sid, '@call echo {"text": "two"}\n@say ok').content == "ok"
         tool_results = [m for m in again.messages(sid) if isinstance(m, ToolMessage)]
@@ -417,21 +419,12 @@ def test_memory_session_resumed_while_a_server_is_down(
     web = http_server("web", "search")
     servers = {"files": stdio("files", "echo"), "web": web.connection()}
 
-    def memory() -> RollingSnapshotMemory:
-        return RollingSnapshotMemory(
-            model(emulator),
-            db_path=tmp_path / "mem.sqlite",
-            settings=AgentSettings(retry=FAST),
-            mcp_servers=servers,
-            sleep=lambda s: None,
-        )
-
-    mem = memory()
+    mem = make_memory(emulator, tmp_path, servers)
     sid = mem.create_session()
     mem.chat(sid, '@call search {"query": "a"}\n@say ok')
     del mem
     web.stop()
-    again = memory()  # "restart" while the web server is down
+    again = make_memory(emulator, tmp_path, servers)  # "restart" while the web server is down
     assert mcp_status(again)["web"].state == "failed"
     for mode in MODES:
         text = '@call search {"query": "b"}\n@call echo {"text": "c"}\n@say still working'
