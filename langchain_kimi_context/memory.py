@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import threading
 import time
@@ -65,9 +66,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.concurrency import thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
+from langchain_kimi_context.agent.inputs import clean_messages
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer, records_channel
@@ -108,6 +111,8 @@ __all__ = [
 ]
 
 _REGISTRY_PREFIX = "__kimi_memory_registry__"
+
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -404,6 +409,8 @@ class SessionUsage:
         view_messages: Messages the model would see next.
         compactions: Compaction/truncation records stored.
         snapshots: Snapshots of the session.
+        context_window: The window the session's next call is checked against (the
+            policy's, else the model's, a window learned from the server included).
 
     Example:
         >>> SessionUsage(1, 10, 0, 5, 15, 0.0, "USD", 12, {"user": 12}, 2, 2, 0, 1).total_tokens
@@ -423,6 +430,7 @@ class SessionUsage:
     view_messages: int
     compactions: int
     snapshots: int
+    context_window: int = 0
 
 
 @dataclass(frozen=True)
@@ -712,8 +720,10 @@ class RollingSnapshotMemory:
     def _record(self, event: dict[str, Any]) -> None:
         event.setdefault("at", time.time())
         registry_thread = str(self._registry_config["configurable"]["thread_id"])
-        # one writer at a time (threads and processes): no sibling registry checkpoints
-        with self._registry_lock, self._hold(registry_thread):
+        # one writer at a time (threads and processes): no sibling registry checkpoints;
+        # always queued (a short write), whatever the sessions' multitask strategy
+        queued = self._guard.hold(registry_thread, "enqueue", self.settings.busy_timeout_s)
+        with self._registry_lock, queued:
             self._registry_graph.update_state(
                 self._registry_config, {"events": [event]}, as_node="registry"
             )
@@ -795,6 +805,19 @@ class RollingSnapshotMemory:
                 "name": name,
                 "reason": reason,
             }
+        )
+        progress.report(
+            logger,
+            "snapshot",
+            "snapshot %s of session %s (%s) at checkpoint %s",
+            snapshot_id,
+            session_id,
+            reason,
+            checkpoint_id,
+            thread_id=session_id,
+            checkpoint_id=checkpoint_id,
+            snapshot_id=snapshot_id,
+            reason=reason,
         )
         return snapshot_id
 
@@ -973,6 +996,7 @@ class RollingSnapshotMemory:
 
     def _append(self, session_id: str, messages: Sequence[BaseMessage]) -> list[str]:
         msgs = [m if m.id else m.model_copy(update={"id": _new_id("msg")}) for m in messages]
+        msgs = clean_messages(msgs, where=f"session {session_id!r}")
         self._write(session_id, {"messages": msgs})
         return [str(m.id) for m in msgs]
 
@@ -1046,7 +1070,7 @@ class RollingSnapshotMemory:
             list(state.get("messages") or []),
             state.get("compactions") or [],
             runtime.policy,
-            model=runtime.model,
+            model=runtime.summary_model,
             profile=runtime.profile,
             token_counter=self.token_counter,
             tools=runtime.tool_schemas,
@@ -1599,7 +1623,7 @@ class RollingSnapshotMemory:
         _, report = compact(
             log,
             self.policy.replace(compact_target_ratio=float(ratio)),
-            strategy=LLMCompaction(runtime.model),
+            strategy=LLMCompaction(runtime.summary_model),
             records=records,
             profile=runtime.profile,
             token_counter=self.token_counter,
@@ -1721,6 +1745,7 @@ class RollingSnapshotMemory:
             view_messages=len(view),
             compactions=len(state.get("compactions") or []),
             snapshots=len(self.list_snapshots(session_id)),
+            context_window=resolve_context_window(self.policy, runtime.profile).window,
         )
 
     def history(self, session_id: str, *, system: str | None = None) -> KimiChatMessageHistory:

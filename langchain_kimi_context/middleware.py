@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import operator
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,22 +38,25 @@ from langchain.agents.middleware.types import (
     ExtendedModelResponse,
     ModelRequest,
     ModelResponse,
-    PrivateStateAttr,
+    OmitFromInput,
 )
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import Command
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
-from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.pipeline import prepare_context
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
-from langchain_kimi_context.profiles import DEFAULT_MODEL, KimiModelProfile, get_profile
+from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = ["KimiContextMiddleware", "KimiContextState", "KimiPreModelHook"]
+
+logger = logging.getLogger(__name__)
 
 RECORDS_KEY = "kimi_compactions"
 _SYSTEM_ID = "kimi-middleware-system"
@@ -66,7 +70,8 @@ class KimiContextState(AgentState[Any]):
         True
     """
 
-    kimi_compactions: NotRequired[Annotated[list[dict[str, Any]], operator.add, PrivateStateAttr]]
+    # in the run's output (what was compacted, with the numbers); not an input key
+    kimi_compactions: NotRequired[Annotated[list[dict[str, Any]], operator.add, OmitFromInput]]
 
 
 @dataclass
@@ -110,10 +115,7 @@ class _ContextCore:
         self.compaction = compaction
 
     def profile_for(self, model: Any) -> KimiModelProfile:
-        if isinstance(model, KimiChatModel):
-            return model.model_profile
-        name = self.model_name or str(getattr(model, "model_name", "") or DEFAULT_MODEL)
-        return get_profile(name)
+        return _stages.model_profile(model, self.model_name)
 
     def plan(
         self,
@@ -127,7 +129,13 @@ class _ContextCore:
         schemas = _tool_schemas(tools)
         log = list(messages)
         records = list(state.get(RECORDS_KEY) or [])
-        summariser = self.summary_model or (model if isinstance(model, BaseChatModel) else None)
+        summariser: Any = self.summary_model or (
+            model if isinstance(model, BaseChatModel) else None
+        )
+        if summariser is not None:  # a summary is not the answer: never streamed
+            summariser = summariser.with_config(
+                tags=[TAG_NOSTREAM], run_name="kimi_compaction_summary"
+            )
         new: list[dict[str, Any]] = []
         if self.compaction and log:
             record, _ = _stages.run_compaction(
@@ -143,6 +151,18 @@ class _ContextCore:
             )
             if record is not None:
                 new.append(record)
+                progress.report(
+                    logger,
+                    "compaction_end",
+                    "compaction applied: %s -> %s tokens (%s)",
+                    record.get("tokens_before"),
+                    record.get("tokens_after"),
+                    record.get("strategy"),
+                    applied=True,
+                    strategy=record.get("strategy"),
+                    tokens_before=record.get("tokens_before"),
+                    tokens_after=record.get("tokens_after"),
+                )
         return _Plan(log, [*records, *new], new, profile, schemas, system, summariser)
 
     def prepare(self, raw_view: Sequence[BaseMessage], plan: _Plan) -> list[BaseMessage]:
@@ -179,8 +199,7 @@ def _as_response(result: Any) -> tuple[ModelResponse[Any], Command[Any] | None]:
 
 
 def _finish(result: Any, new_records: list[dict[str, Any]]) -> Any:
-    if not new_records:
-        return result
+    # always written (an empty list adds nothing): the run's output carries the key
     response, command = _as_response(result)
     update: dict[str, Any] = {}
     if command is not None and isinstance(command.update, Mapping):

@@ -25,7 +25,7 @@ from langchain_kimi_context.context.compaction import (
 from langchain_kimi_context.context.pipeline import StageReport
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import RequestTruncationReport
-from langchain_kimi_context.profiles import KimiModelProfile
+from langchain_kimi_context.profiles import DEFAULT_MODEL, KimiModelProfile, get_profile
 from langchain_kimi_context.tokens import TokenCounter
 
 __all__ = [
@@ -33,9 +33,34 @@ __all__ = [
     "compaction_due",
     "guard",
     "load_records",
+    "model_profile",
     "run_compaction",
     "stage_report",
 ]
+
+
+def model_profile(model: Any, model_name: str | None = None) -> KimiModelProfile:
+    """The profile of the model a face calls, read NOW (every face uses this one rule).
+
+    A :class:`~langchain_kimi_context.KimiChatModel` answers with its own profile
+    (overrides and learned windows included); another chat model with the registered
+    profile of ``model_name`` or its ``model_name``. Read at each use, never cached, so
+    a window learned from a server error applies at once in the agent, the memory API
+    and the middleware; :func:`~langchain_kimi_context.context.resolve_context_window`
+    then applies the policy.
+
+    Args:
+        model: The chat model.
+        model_name: Profile name for a non-Kimi model (default: its ``model_name``).
+
+    Returns:
+        The profile.
+    """
+    from langchain_kimi_context.chat_models import KimiChatModel
+
+    if isinstance(model, KimiChatModel):
+        return model.model_profile
+    return get_profile(model_name or str(getattr(model, "model_name", "") or DEFAULT_MODEL))
 
 
 def _small(report: Any) -> dict[str, Any]:
@@ -209,6 +234,13 @@ def run_compaction(
         "timed_out": report.timed_out,
     }
     record = report.record.to_dict() if report.record is not None else None
+    if record is not None and report.tokens_after >= report.tokens_before:
+        # a compaction must shrink what the model sees; otherwise it only loses detail
+        data["rejected"] = (
+            f"not smaller: {report.tokens_before} -> {report.tokens_after} tokens; "
+            "the record was discarded and the view is unchanged"
+        )
+        return None, data
     if record is not None:
         data["record_id"] = record["record_id"]
     return record, data

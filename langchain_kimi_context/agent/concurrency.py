@@ -305,15 +305,30 @@ class ThreadGuard:
     def __init__(self, store: StoreLock) -> None:
         self.store = store
 
-    def _slot(self, key: tuple[str, str], delta: int) -> _Slot:
+    @contextlib.contextmanager
+    def _slot(self, key: tuple[str, str]) -> Iterator[_Slot]:
+        """The in-process slot of ``key``, kept while someone uses or waits for it."""
         with _registry_mutex:
-            slot = _slots.get(key)
-            if slot is None:
-                slot = _slots[key] = _Slot(threading.Lock())
-            slot.users += delta
-            if slot.users <= 0:
-                _slots.pop(key, None)
-            return slot
+            slot = _slots.setdefault(key, _Slot(threading.Lock()))
+            slot.users += 1
+        try:
+            yield slot
+        finally:
+            with _registry_mutex:
+                slot.users -= 1
+                if slot.users <= 0:
+                    _slots.pop(key, None)
+
+    @contextlib.contextmanager
+    def _holding(self, key: tuple[str, str], handle: object) -> Iterator[None]:
+        """Mark ``key`` held in this call chain; release the store lock afterwards."""
+        token = _held.set(_held.get() | {key})
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ValueError):  # finalised in another context
+                _held.reset(token)
+            self.store.release(handle)
 
     def _busy(self, thread_id: str, strategy: str, started: float) -> ThreadBusyError:
         waited = time.monotonic() - started
@@ -341,42 +356,24 @@ class ThreadGuard:
             return
         started = time.monotonic()
         deadline = started + (timeout_s if strategy == "enqueue" else 0.0)
-        slot = self._slot(key, +1)
-        try:
-            if strategy == "enqueue":
-                got = slot.lock.acquire(timeout=max(deadline - started, 0.0))
-            else:
-                got = slot.lock.acquire(blocking=False)
-            if not got:
+        with self._slot(key) as slot:
+            if not slot.lock.acquire(timeout=max(deadline - started, 0.0)):
                 raise self._busy(thread_id, strategy, started)
             try:
-                handle = self._store_acquire_sync(thread_id, deadline)
-                if handle is None:
-                    raise self._busy(thread_id, strategy, started)
-                token = _held.set(_held.get() | {key})
-                try:
+                wait = _POLL_S[0]
+                while (handle := self.store.try_acquire(thread_id)) is None:
+                    if time.monotonic() >= deadline:
+                        raise self._busy(thread_id, strategy, started)
+                    time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+                    wait = min(wait * 2, _POLL_S[1])
+                with self._holding(key, handle):
                     yield
-                finally:
-                    with contextlib.suppress(ValueError):  # finalised in another context
-                        _held.reset(token)
-                    self.store.release(handle)
             finally:
                 slot.lock.release()
-        finally:
-            self._slot(key, -1)
-
-    def _store_acquire_sync(self, thread_id: str, deadline: float) -> object | None:
-        wait = _POLL_S[0]
-        while True:
-            handle = self.store.try_acquire(thread_id)
-            if handle is not None or time.monotonic() >= deadline:
-                return handle
-            time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
-            wait = min(wait * 2, _POLL_S[1])
 
     @contextlib.asynccontextmanager
     async def ahold(self, thread_id: str, strategy: str, timeout_s: float) -> AsyncIterator[None]:
-        """Async :meth:`hold`: waits without blocking the event loop.
+        """Async :meth:`hold`: polls, so the event loop is never blocked while waiting.
 
         Args:
             thread_id: The thread (session) id.
@@ -395,8 +392,7 @@ class ThreadGuard:
             return
         started = time.monotonic()
         deadline = started + (timeout_s if strategy == "enqueue" else 0.0)
-        slot = self._slot(key, +1)
-        try:
+        with self._slot(key) as slot:
             wait = _POLL_S[0]
             while not slot.lock.acquire(blocking=False):
                 if time.monotonic() >= deadline:
@@ -404,23 +400,15 @@ class ThreadGuard:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, _POLL_S[1])
             try:
-                wait = _POLL_S[0]
                 while (handle := self.store.try_acquire(thread_id)) is None:
                     if time.monotonic() >= deadline:
                         raise self._busy(thread_id, strategy, started)
                     await asyncio.sleep(wait)
                     wait = min(wait * 2, _POLL_S[1])
-                token = _held.set(_held.get() | {key})
-                try:
+                with self._holding(key, handle):
                     yield
-                finally:
-                    with contextlib.suppress(ValueError):
-                        _held.reset(token)
-                    self.store.release(handle)
             finally:
                 slot.lock.release()
-        finally:
-            self._slot(key, -1)
 
 
 def thread_guard(checkpointer: Any) -> ThreadGuard:

@@ -37,6 +37,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
 from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
+from langchain_kimi_context.agent.inputs import check_agent_input
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -50,7 +51,6 @@ from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
-from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = ["create_kimi_agent"]
@@ -140,6 +140,7 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
     ) -> Iterator[Any]:
         merged = ensure_config(self.config, config)
         _require_thread(merged)
+        input = check_agent_input(input)
         busy = self._busy_args(merged)
         if busy is None:
             return super().stream(input, config, **kwargs)
@@ -157,6 +158,7 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
     ) -> AsyncIterator[Any]:
         merged = ensure_config(self.config, config)
         _require_thread(merged)
+        input = check_agent_input(input)
         busy = self._busy_args(merged)
         if busy is None:
             return super().astream(input, config, **kwargs)
@@ -254,17 +256,12 @@ def create_kimi_agent(
         bind_toolset(runner, mcp)
     tool_list = list(runner.tools.values())
     bound: Any = chat_model.bind_tools(tool_list) if tool_list else chat_model
-    if isinstance(chat_model, KimiChatModel):
-        profile = chat_model.model_profile
-    else:
-        profile = get_profile(str(getattr(chat_model, "model_name", "") or "kimi-k2.5"))
     runtime = AgentRuntime(
         model=chat_model,
         bound_model=bound,
         runner=runner,
         policy=policy,
         settings=settings,
-        profile=profile,
         token_counter=token_counter or default_token_counter(),
         tool_schemas=[convert_to_openai_tool(t) for t in tool_list],
         sleep=sleep,

@@ -15,6 +15,7 @@ log.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +30,17 @@ from langchain_core.messages import (
     SystemMessage,
 )
 from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import interrupt
 
+from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
 from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
-from langchain_kimi_context.agent.state import AgentSettings, KimiMaxStepsExceededError
+from langchain_kimi_context.agent.state import (
+    AgentSettings,
+    KimiMaxStepsExceededError,
+    PreparedView,
+)
 from langchain_kimi_context.agent.tools import ToolRunner, ToolRunReport
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.markers import is_marked
@@ -49,6 +56,8 @@ from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
 
 __all__ = ["PIPELINE_NODES", "AgentRuntime"]
+
+logger = logging.getLogger(__name__)
 
 PIPELINE_NODES: tuple[str, ...] = ("preflight", *(stage.name for stage in PIPELINE_STAGES))
 """The nodes before ``call_model``, in order: ``preflight``, then one node per stage of
@@ -87,7 +96,6 @@ class AgentRuntime:
         runner: The tool runner.
         policy: Context thresholds.
         settings: Reliability settings.
-        profile: The model profile (window, max output).
         token_counter: The token counter.
         tool_schemas: OpenAI tool schemas (for token counts).
         sleep: Sleep function used between retries.
@@ -105,11 +113,19 @@ class AgentRuntime:
     runner: ToolRunner
     policy: ContextPolicy
     settings: AgentSettings
-    profile: KimiModelProfile
     token_counter: TokenCounter
     tool_schemas: list[dict[str, Any]] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
     system_prompt: str | None = None
+
+    @property
+    def profile(self) -> KimiModelProfile:
+        """The model profile (window, max output), read at each use.
+
+        A window learned at run time applies at once (see
+        :func:`~langchain_kimi_context.agent._stages.model_profile`).
+        """
+        return _stages.model_profile(self.model)
 
     # ------------------------------------------------------------------ helpers --
     def _tracker(self, state: Mapping[str, Any]) -> ContextSizeTracker:
@@ -191,10 +207,44 @@ class AgentRuntime:
         out, _, _ = run_stages(view, self.stage_context(state))
         return list(out)
 
+    @property
+    def summary_model(self) -> Runnable[Any, Any]:
+        """The model for summaries: tagged ``nostream``, so no token reaches the user.
+
+        LangGraph's ``stream_mode="messages"`` skips runs tagged ``nostream``; a
+        compaction summary is bookkeeping, not the answer.
+        """
+        return self.model.with_config(tags=[TAG_NOSTREAM], run_name="kimi_compaction_summary")
+
     def _learned_window(self, model_name: str, window: int) -> None:
         learn = getattr(self.model, "learn_context_window", None)
         if callable(learn):
             learn(window, model=model_name)
+        progress.report(
+            logger,
+            "window_learned",
+            "context window of %s learned from the server: %d tokens (used from now on)",
+            model_name,
+            window,
+            model=model_name,
+            window=window,
+        )
+
+    @staticmethod
+    def _retrying(attempt: int, record: Any) -> None:
+        progress.report(
+            logger,
+            "retry",
+            "model call attempt %d failed (%s: %.120s); retrying in %.2f s",
+            attempt,
+            record.error_type,
+            record.message,
+            record.waited_s,
+            attempt=attempt,
+            error_type=record.error_type,
+            message=record.message,
+            wait_s=round(record.waited_s, 3),
+        )
 
     # ------------------------------------------------------------------- nodes --
     def preflight(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -230,7 +280,7 @@ class AgentRuntime:
             turn.pop("compact_reason", None)
         report["compact"] = turn.get("compact_reason")
         return {
-            "kimi_view": view,
+            "kimi_view": PreparedView(view),
             "kimi_stage_context": self.stage_context(state),
             "turn": turn,
             "reports": {"preflight": report},
@@ -258,10 +308,12 @@ class AgentRuntime:
         def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
             view, ctx = self.stage_input(state, name)
             new_view, report = run(view, ctx)
+            small = _stages.stage_report(report)
+            logger.debug("stage %s: %s", name, small)
             return {
-                "kimi_view": list(new_view),
+                "kimi_view": PreparedView(new_view),
                 "kimi_stage_context": ctx.after(report),
-                "reports": {name: _stages.stage_report(report)},
+                "reports": {name: small},
             }
 
         node.__name__ = name
@@ -320,11 +372,12 @@ class AgentRuntime:
                 settings.retry,
                 sleep=self.sleep,
                 is_retryable=retryable,
+                on_retry=self._retrying,
             )
 
         recovery = OverflowRecovery(
             self.policy,
-            model=self.model,
+            model=self.summary_model,
             model_name=self.profile.name,
             profile=self.profile,
             token_counter=self.token_counter,
@@ -364,6 +417,13 @@ class AgentRuntime:
         }
         if outcome.steps != ("call",):
             report["overflow_recovery"] = list(outcome.steps)
+            progress.report(
+                logger,
+                "overflow_recovery",
+                "context overflow recovered: %s",
+                " -> ".join(outcome.steps),
+                steps=list(outcome.steps),
+            )
         context = dict(state.get("context") or {})
         context.update(
             tracker=tracker.to_dict(),
@@ -438,18 +498,25 @@ class AgentRuntime:
         log = list(state.get("messages") or [])
         turn = dict(state.get("turn") or {})
         reason = turn.pop("compact_reason", None)
+        phase = "before_call" if reason else "end_of_turn"
+        if reason:
+            self._compaction_started(reason, phase)
         record, report = _stages.run_compaction(
             log,
             state.get("compactions") or [],
             self.policy,
-            model=self.model,
+            model=self.summary_model,
             profile=self.profile,
             token_counter=self.token_counter,
             tools=self.tool_schemas,
             trigger=reason,
             snapshot_id=_checkpoint_id(config),
         )
-        report["phase"] = "before_call" if reason else "end_of_turn"
+        report["phase"] = phase
+        if report.get("ran"):
+            if not reason:  # the end-of-turn check decides inside: it started just now
+                self._compaction_started(str(report.get("trigger")), phase)
+            self._compaction_ended(report, record, config)
         turn["compacted_at"] = len(log)
         update: dict[str, Any] = {"turn": turn, "reports": {"compact": report}}
         if record is not None:
@@ -457,6 +524,55 @@ class AgentRuntime:
             if record.get("snapshot_id"):
                 update["snapshots"] = [record["snapshot_id"]]
         return update
+
+    @staticmethod
+    def _compaction_started(reason: str, phase: str) -> None:
+        progress.report(
+            logger,
+            "compaction_start",
+            "compaction started (%s, %s)",
+            reason,
+            phase,
+            reason=reason,
+            phase=phase,
+        )
+
+    @staticmethod
+    def _compaction_ended(
+        report: Mapping[str, Any], record: Mapping[str, Any] | None, config: RunnableConfig
+    ) -> None:
+        before, after = report.get("tokens_before"), report.get("tokens_after")
+        rejected = report.get("rejected")
+        progress.report(
+            logger,
+            "compaction_end",
+            "compaction %s: %s -> %s tokens (%s, %s model call(s))%s",
+            "applied" if record is not None else "not applied",
+            before,
+            after,
+            report.get("strategy"),
+            report.get("model_calls"),
+            f"; rejected: {rejected}" if rejected else "",
+            level=logging.WARNING if rejected else logging.INFO,
+            applied=record is not None,
+            strategy=report.get("strategy"),
+            tokens_before=before,
+            tokens_after=after,
+            model_calls=report.get("model_calls"),
+            rejected=rejected,
+        )
+        if record is not None and record.get("snapshot_id"):
+            thread = (config.get("configurable") or {}).get("thread_id")
+            progress.report(
+                logger,
+                "snapshot",
+                "snapshot %s of thread %s holds the state before the compaction",
+                record["snapshot_id"],
+                thread,
+                thread_id=thread,
+                checkpoint_id=record["snapshot_id"],
+                reason="compaction",
+            )
 
     def route_after_compact(self, state: Mapping[str, Any]) -> str:
         """END when the turn is over, else back to ``preflight``."""

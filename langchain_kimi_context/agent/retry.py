@@ -210,6 +210,7 @@ def call_with_retry(
     *,
     sleep: Callable[[float], None] = time.sleep,
     is_retryable: Callable[[BaseException], bool] = is_retryable_error,
+    on_retry: Callable[[int, AttemptRecord], None] | None = None,
 ) -> tuple[T, list[AttemptRecord]]:
     """Call ``fn`` with up to ``settings.max_attempts`` attempts.
 
@@ -218,6 +219,8 @@ def call_with_retry(
         settings: Backoff and attempt limits.
         sleep: The sleep function (tests may pass a recorder).
         is_retryable: The retry decision (default: the package's classification).
+        on_retry: Called with the failed attempt's number and record (its ``waited_s``
+            is the coming wait) before each retry; the agent reports it as progress.
 
     Returns:
         ``(result, failed_attempts)``: the failures that preceded the success.
@@ -253,5 +256,7 @@ def call_with_retry(
             failures.append(
                 AttemptRecord(record.error_type, record.message, record.retryable, delay)
             )
+            if on_retry is not None:
+                on_retry(attempt, failures[-1])
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

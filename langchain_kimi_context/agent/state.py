@@ -20,12 +20,12 @@ Keys:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypedDict
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, BaseMessage
 from langgraph.channels import UntrackedValue
 
 from langchain_kimi_context.agent.concurrency import MultitaskStrategy, strategy_problems
@@ -78,6 +78,32 @@ class KimiAgentState(TypedDict, total=False):
     snapshots: Annotated[list[str], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
 
 
+class PreparedView:
+    """The view travelling between pipeline nodes: iterable, but not a message list.
+
+    LangGraph's ``stream_mode="messages"`` streams every message a node outputs (a
+    message or a list of them); the prepared view holds compaction summaries and
+    edited copies that are not answers, so it travels in this wrapper and is never
+    streamed.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> [m.content for m in PreparedView([HumanMessage("hi")])]
+        ['hi']
+    """
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: Sequence[BaseMessage]) -> None:
+        self.messages = tuple(messages)
+
+    def __iter__(self) -> Iterator[BaseMessage]:
+        return iter(self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
 class _GraphState(KimiAgentState, total=False):
     """Internal state: adds transient (never checkpointed) pipeline channels.
 
@@ -85,7 +111,7 @@ class _GraphState(KimiAgentState, total=False):
     context (what earlier stages decided in this pass).
     """
 
-    kimi_view: Annotated[list[AnyMessage], UntrackedValue(list)]
+    kimi_view: Annotated[PreparedView, UntrackedValue(PreparedView)]
     kimi_stage_context: Annotated[StageContext, UntrackedValue(StageContext)]
 
 

@@ -251,6 +251,8 @@ class SanitizeReport(_ReportMixin):
         normalized_content: Tool-call messages whose blank list content became ``""``.
         dropped_malformed: Stored records that were not messages and could not be
             converted (``"@<index>: <reason>"``).
+        replaced_unencodable: Messages whose unencodable characters (lone UTF-16
+            surrogates) became U+FFFD (``"<message>: <count>"``).
 
     Example:
         >>> SanitizeReport().changed
@@ -265,12 +267,14 @@ class SanitizeReport(_ReportMixin):
     stripped_reasoning: tuple[str, ...] = ()
     normalized_content: tuple[str, ...] = ()
     dropped_malformed: tuple[str, ...] = ()
+    replaced_unencodable: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
         """Whether the stage changed anything."""
         return bool(
-            self.normalized_content
+            self.replaced_unencodable
+            or self.normalized_content
             or self.dropped_malformed
             or self.dropped_tool_calls
             or self.dropped_empty_messages

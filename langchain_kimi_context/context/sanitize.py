@@ -22,7 +22,11 @@ In one pass over the history:
 - consecutive user messages are merged (newest metadata wins); assistant messages are
   never merged; summaries are never merged;
 - a bootstrap user turn (marked ``"bootstrap"``) is inserted after the leading system
-  messages when the history would otherwise start with an assistant message.
+  messages when the history would otherwise start with an assistant message;
+- text that cannot be encoded as UTF-8 (lone UTF-16 surrogates, e.g. from a cut emoji)
+  is repaired: a valid surrogate pair becomes its character, a lone surrogate U+FFFD,
+  and the message is reported (``replaced_unencodable``); never a raw
+  ``UnicodeEncodeError`` at send time, never a silent ``?``.
 
 Every rule depends only on the message itself (and its neighbour for merging), so the
 output for a prefix of a history never changes when messages are appended after it.
@@ -315,6 +319,70 @@ _MEMO = PrefixMemo()
 _MESSAGE_TYPES = frozenset({AIMessage, HumanMessage, SystemMessage, ToolMessage})
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_unencodable(text: str) -> tuple[str, int]:
+    r"""Repair text that UTF-8 cannot encode: surrogate pairs joined, lone ones U+FFFD.
+
+    Args:
+        text: Any string.
+
+    Returns:
+        ``(text, replaced)``: the repaired text (the same object when nothing was
+        wrong) and the number of U+FFFD characters put in.
+
+    Example:
+        >>> replace_unencodable("cut emoji \ud83d!")
+        ('cut emoji \ufffd!', 1)
+        >>> replace_unencodable("pair \ud83d\ude00")[0] == "pair \U0001f600"
+        True
+    """
+    if not _SURROGATE.search(text):
+        return text, 0
+    fixed = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return fixed, fixed.count("\ufffd") - text.count("\ufffd")
+
+
+def replace_unencodable_message(message: BaseMessage) -> tuple[BaseMessage, int]:
+    r"""A copy of ``message`` with its text repaired by :func:`replace_unencodable`.
+
+    Args:
+        message: Any message (string or list content; text blocks are repaired).
+
+    Returns:
+        ``(message, replaced)``; the same message when nothing was wrong.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> fixed, n = replace_unencodable_message(HumanMessage("a\udc00"))
+        >>> fixed.content, n
+        ('a\ufffd', 1)
+    """
+    content = message.content
+    total = 0
+    new_content: Any
+    if isinstance(content, str):
+        new_content, total = replace_unencodable(content)
+    else:
+        new_content = []
+        for part in content:
+            if isinstance(part, str):
+                part, n = replace_unencodable(part)
+                total += n
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                text, n = replace_unencodable(part["text"])
+                if n or text is not part["text"]:
+                    part = {**part, "text": text}
+                total += n
+            new_content.append(part)
+        if new_content == content:
+            new_content = content
+    if new_content is content:
+        return message, 0
+    return message.model_copy(update={"content": new_content}), total
+
+
 def _convert_record(item: Any) -> BaseMessage | str:
     """Convert a stored record to a message, or return why it is malformed."""
     if isinstance(item, RemoveMessage):
@@ -465,7 +533,7 @@ def sanitize_messages(
     lists: tuple[list[Any], ...]
     if resumed is None:
         out: list[BaseMessage] = []
-        lists = ([], [], [], [], [], [], [])
+        lists = ([], [], [], [], [], [], [], [])
         changed = False
     else:
         start, (saved_out, saved_lists, changed) = resumed
@@ -479,6 +547,7 @@ def sanitize_messages(
         stripped_reasoning,
         normalized_content,
         dropped_malformed,
+        replaced_unencodable,
     ) = lists
     append = out.append
     run: list[tuple[HumanMessage, int]] = []
@@ -497,6 +566,12 @@ def sanitize_messages(
                 continue
             item, cls = converted, type(converted)
         message: BaseMessage = item  # type: ignore[assignment]
+        fixed, replaced = replace_unencodable_message(message)
+        if fixed is not message:
+            changed = True
+            if replaced:
+                replaced_unencodable.append(f"{message_ref(message, index)}: {replaced}")
+            message = fixed
         new: BaseMessage = message
         if cls is ToolMessage or (cls is not HumanMessage and isinstance(message, ToolMessage)):
             if debug_keys and (
@@ -598,4 +673,5 @@ def sanitize_messages(
         stripped_reasoning=tuple(stripped_reasoning),
         normalized_content=tuple(normalized_content),
         dropped_malformed=tuple(dropped_malformed),
+        replaced_unencodable=tuple(replaced_unencodable),
     )

@@ -1,8 +1,8 @@
-"""A caller in its own process: M turns on one thread id (agent or memory face).
+"""A caller in its own process: M turns on one agent thread and one memory session.
 
 Run by ``test_concurrency.py`` as ``python -m tests.integration_tests._concurrency_worker
-STORE BASE_URL API_KEY FACE THREAD CALLER TURNS STRATEGY``; prints one JSON line per turn
-(``{"tag": ..., "ok": bool, "error": ...}``).
+STORE BASE_URL API_KEY THREAD SESSION CALLER TURNS STRATEGY``; prints one JSON line per
+turn and face (``{"face": ..., "tag": ..., "ok": bool, "error": ...}``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
     from langchain_kimi_context.agent import AgentSettings, RetrySettings, create_kimi_agent
     from langchain_kimi_context.errors import ThreadBusyError
 
-    store, base_url, api_key, face, thread, caller, turns, strategy = argv
+    store, base_url, api_key, thread, session, caller, turns, strategy = argv
     saver = open_store(store)
     model = KimiChatModel(model="kimi-k2.6", base_url=base_url, api_key=api_key)
     settings = AgentSettings(
@@ -39,26 +39,21 @@ def main(argv: list[str]) -> None:
         multitask_strategy=strategy,  # type: ignore[arg-type]
         busy_timeout_s=60,
     )
-    if face == "agent":
-        agent = create_kimi_agent(model, checkpointer=saver, settings=settings)
-    else:
-        memory = RollingSnapshotMemory(model, checkpointer=saver, settings=settings)
+    agent = create_kimi_agent(model, checkpointer=saver, settings=settings)
+    memory = RollingSnapshotMemory(model, checkpointer=saver, settings=settings)
     for j in range(int(turns)):
         tag = f"{caller}-{j}"
         text = f"@fail slow 0.02\n@say r {tag}"
-        try:
-            if face == "agent":
-                agent.invoke(
-                    {"messages": [("user", text)]}, {"configurable": {"thread_id": thread}}
-                )
-            else:
-                memory.chat(thread, text)
-            print(json.dumps({"tag": tag, "ok": True}), flush=True)
-        except ThreadBusyError as exc:
-            print(json.dumps({"tag": tag, "ok": False, "error": str(exc)}), flush=True)
-        except Exception as exc:  # a SessionTurnError wraps ThreadBusyError
-            busy = isinstance(exc.__cause__, ThreadBusyError)
-            print(json.dumps({"tag": tag, "ok": False, "busy": busy, "error": repr(exc)}))
+        for face in ("agent", "memory"):
+            try:
+                if face == "agent":
+                    config = {"configurable": {"thread_id": thread}}
+                    agent.invoke({"messages": [("user", text)]}, config)
+                else:
+                    memory.chat(session, text)
+                print(json.dumps({"face": face, "tag": tag, "ok": True}), flush=True)
+            except ThreadBusyError as exc:
+                print(json.dumps({"face": face, "tag": tag, "ok": False, "error": str(exc)}))
 
 
 if __name__ == "__main__":

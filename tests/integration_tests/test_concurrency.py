@@ -197,24 +197,15 @@ def test_agent_concurrent_ainvoke_on_one_thread_id(emulator: KimiEmulator, store
 
 
 def _subprocess_callers(
-    emu: KimiEmulator, store: str, face: str, thread: str, n: int, m: int, strategy: str
-) -> tuple[dict[str, list[str]], set[str], list[str]]:
+    emu: KimiEmulator, store: str, thread: str, session: str, n: int, m: int
+) -> dict[str, tuple[dict[str, list[str]], set[str], list[str]]]:
+    """Run ``n`` processes of ``m`` turns each on the agent thread and the memory session."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    worker = [sys.executable, "-m", "tests.integration_tests._concurrency_worker"]
+    args = [*worker, store, emu.base_url, emu.api_key, thread, session]
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.integration_tests._concurrency_worker",
-                store,
-                emu.base_url,
-                emu.api_key,
-                face,
-                thread,
-                f"p{i}",
-                str(m),
-                strategy,
-            ],
+            [*args, f"p{i}", str(m), "enqueue"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -223,31 +214,38 @@ def _subprocess_callers(
         )
         for i in range(n)
     ]
-    kept: set[str] = set()
-    refused: list[str] = []
+    sent = {f"p{i}": [f"p{i}-{j}" for j in range(m)] for i in range(n)}
+    out: dict[str, tuple[dict[str, list[str]], set[str], list[str]]] = {
+        face: (sent, set(), []) for face in ("agent", "memory")
+    }
     for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err[-2000:]
-        for line in out.splitlines():
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr[-2000:]
+        for line in stdout.splitlines():
             row = json.loads(line)
+            _, kept, refused = out[row["face"]]
             if row["ok"]:
                 kept.add(row["tag"])
             else:
                 assert "is busy" in row["error"], row
                 refused.append(row["tag"])
-    sent = {f"p{i}": [f"p{i}-{j}" for j in range(m)] for i in range(n)}
-    return sent, kept, refused
+    return out
 
 
 @pytest.mark.subprocess
-def test_agent_subprocesses_on_one_thread_id(emulator: KimiEmulator, store: str) -> None:
+def test_subprocesses_on_one_thread_and_one_session(emulator: KimiEmulator, store: str) -> None:
+    """2 processes x 3 turns on one agent thread AND one memory session of one store."""
     thread = f"p-{uuid.uuid4().hex[:8]}"
-    sent, kept, refused = _subprocess_callers(emulator, store, "agent", thread, 2, 4, "enqueue")
-    assert not refused
-    assert len(kept) == 8
+    memory = _memory(emulator, store)
+    sid = memory.create_session(system="Be terse.")
+    results = _subprocess_callers(emulator, store, thread, sid, 2, 3)
+    for face, (_sent, kept, refused) in results.items():
+        assert not refused, face
+        assert len(kept) == 6, face
     agent = create_kimi_agent(_model(emulator), checkpointer=_saver(store))
     state = agent.get_state({"configurable": {"thread_id": thread}})
-    assert_turns(state.values["messages"], sent, kept)
+    assert_turns(state.values["messages"], *results["agent"][:2])
+    assert_turns(memory.log(sid), *results["memory"][:2])
 
 
 # ----------------------------------------------------------------------------- memory
@@ -298,15 +296,6 @@ def test_memory_concurrent_achat(emulator: KimiEmulator, store: str) -> None:
     assert_turns(memory.log(sid), sent, {t for tags in sent.values() for t in tags})
 
 
-@pytest.mark.subprocess
-def test_memory_subprocesses_on_one_session(emulator: KimiEmulator, store: str) -> None:
-    sid = _memory(emulator, store).create_session(system="Be terse.")
-    sent, kept, refused = _subprocess_callers(emulator, store, "memory", sid, 2, 4, "enqueue")
-    assert not refused
-    assert len(kept) == 8
-    assert_turns(_memory(emulator, store).log(sid), sent, kept)
-
-
 # ----------------------------------------------------------------------------- parallel
 def test_different_threads_run_in_parallel(emulator: KimiEmulator, tmp_path: Path) -> None:
     """8 turns on 8 thread ids vs one turn, and vs 8 turns queued on one thread id."""
@@ -339,3 +328,52 @@ def test_unsupported_strategies_are_build_time_errors() -> None:
         AgentSettings(multitask_strategy="interrupt")  # type: ignore[arg-type]
     with pytest.raises(KimiConfigurationError, match="busy_timeout_s"):
         AgentSettings(busy_timeout_s=0)
+
+
+def test_memory_sessions_in_parallel_are_never_refused(emulator: KimiEmulator, store: str) -> None:
+    """'reject' refuses a second turn on ONE session, never turns on different sessions
+    (their shared registry writes queue)."""
+    memory = _memory(emulator, store, "reject")
+    sids = [memory.create_session() for _ in range(N_CALLERS)]
+
+    def caller(i: int) -> None:
+        for j in range(3):
+            memory.chat(sids[i], _text(f"{i}-{j}"))
+
+    _run_threads(N_CALLERS, caller)
+    for i, sid in enumerate(sids):
+        sent = {str(i): [f"{i}-{j}" for j in range(3)]}
+        assert_turns(memory.log(sid), sent, set(sent[str(i)]))
+
+
+def test_plain_langgraph_on_the_same_load_for_comparison(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    """The same 4 threads x 5 turns on LangChain's create_agent + SqliteSaver (printed)."""
+    import sqlite3
+
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    conn = sqlite3.connect(str(tmp_path / "plain.sqlite"), check_same_thread=False)
+    plain = create_agent(_model(emulator), checkpointer=SqliteSaver(conn))
+    ours = create_kimi_agent(
+        _model(emulator), db_path=tmp_path / "ours.sqlite", settings=_settings()
+    )
+    kept = {}
+    for name, agent in (("plain create_agent", plain), ("create_kimi_agent", ours)):
+        cfg = {"configurable": {"thread_id": "same"}}
+
+        def caller(i: int, agent: Any = agent, cfg: Any = cfg) -> None:
+            for j in range(M_TURNS):
+                agent.invoke({"messages": [HumanMessage(_text(f"{i}-{j}"))]}, cfg)
+
+        _run_threads(N_CALLERS, caller)
+        log = agent.get_state(cfg).values["messages"]
+        kept[name] = sum(isinstance(m, HumanMessage) for m in log)
+    conn.close()
+    print(
+        f"\n[concurrency] {N_CALLERS} threads x {M_TURNS} invoke on one thread_id, turns kept: "
+        + ", ".join(f"{name} {n}/{N_CALLERS * M_TURNS}" for name, n in kept.items())
+    )
+    assert kept["create_kimi_agent"] == N_CALLERS * M_TURNS

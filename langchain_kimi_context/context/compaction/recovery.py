@@ -55,7 +55,12 @@ from langchain_kimi_context.errors import (
     from_openai_error,
     parse_context_overflow,
 )
-from langchain_kimi_context.profiles import KimiModelProfile, get_profile, register_profile
+from langchain_kimi_context.profiles import (
+    KimiModelProfile,
+    get_profile,
+    list_profiles,
+    register_profile,
+)
 
 __all__ = [
     "OverflowRecovery",
@@ -412,7 +417,11 @@ class OverflowRecovery:
         )
 
     def _final_error(
-        self, last: ContextOverflowError, window: int, attempts: int, view: list[BaseMessage]
+        self,
+        last: ContextOverflowError,
+        window: int,
+        steps: Sequence[str],
+        view: list[BaseMessage],
     ) -> KimiContextOverflowError:
         requested = getattr(last, "requested", None)
         tokens = self.token_counter.count_messages(view, self.tools)
@@ -420,11 +429,9 @@ class OverflowRecovery:
         who = self.model_name or "the model"
         message = (
             f"The conversation no longer fits the context window of {who} ({window:,} tokens"
-            f"{needs}). Automatic recovery compacted the history {attempts} time(s) and "
-            f"truncated oversized tool results, and it still does not fit. Start a new "
-            f"session (e.g. a new thread_id) or use a model with a larger context window "
-            f"(e.g. a kimi-k2 model with 262,144 tokens). Nothing was lost: the full "
-            f"history is still in the session log."
+            f"{needs}). Automatic recovery tried {_describe_steps(steps)}, and it still does "
+            f"not fit. Start a new session (e.g. a new thread_id){_larger_model(window)}. "
+            "Nothing was lost: the full history is still in the session log."
         )
         return KimiContextOverflowError(
             message, window=window, requested=requested or tokens, model=self.model_name
@@ -453,14 +460,12 @@ class OverflowRecovery:
         last = value
         steps.append("overflow")
         learned = self._learn(last) or learned
-        attempts = 0
         for attempt in range(1, self.policy.overflow_compact_attempts + 1):
             window = self._window(learned)
             requested = getattr(last, "requested", None)
             kwargs = self._compact_kwargs(log, all_records, attempt, window, snapshot_id, requested)
             result: tuple[list[BaseMessage], CompactionReport] = yield _Compact(kwargs)
             new_view, report = result
-            attempts += 1
             if report.record is None:
                 why = "timed out" if report.timed_out else "no progress"
                 steps.append(f"compact#{attempt}:{why}")
@@ -494,7 +499,7 @@ class OverflowRecovery:
             steps.append("overflow")
             learned = self._learn(last) or learned
         steps.append("give_up")
-        error = self._final_error(last, self._window(learned), attempts, view)
+        error = self._final_error(last, self._window(learned), steps, view)
         error.recovery_steps = tuple(steps)  # type: ignore[attr-defined]
         error.recovery_records = tuple(new)  # type: ignore[attr-defined]
         raise error from last
@@ -598,3 +603,35 @@ class OverflowRecovery:
                 op = flow.send(value)
             except StopIteration as stop:
                 return stop.value
+
+
+def _describe_steps(steps: Sequence[str]) -> str:
+    """What the recovery chain did, in words (``compaction #1 (no progress)``...)."""
+    names = {"compact": "compaction", "truncate": "tool-result truncation"}
+    parts = []
+    for step in steps:
+        kind, _, rest = step.partition("#")
+        if kind not in names:
+            continue
+        number, _, why = rest.partition(":")
+        parts.append(f"{names[kind]} #{number} ({why or 'applied'})")
+    calls = steps.count("call")
+    done = ", ".join(parts) if parts else "nothing (no compaction or truncation could help)"
+    return f"{done}, with {calls} model call(s) refused as too long"
+
+
+def _larger_model(window: int) -> str:
+    """A hint naming a registered model with a larger window, if one exists."""
+    best = max(
+        (get_profile(name) for name in list_profiles()),
+        key=lambda p: p.context_window,
+        default=None,
+    )
+    if best is None or best.context_window <= window:
+        return (
+            f"; no known Kimi model has a larger window than {window:,} tokens, so "
+            "shorten what the conversation carries (large pastes, tool results)"
+        )
+    return f" or use a model with a larger context window (e.g. {best.name}, " + (
+        f"{best.context_window:,} tokens)"
+    )
