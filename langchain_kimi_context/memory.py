@@ -649,7 +649,8 @@ class RollingSnapshotMemory:
         if mcp_servers is not None:  # rebuilt from the configuration in every process
             from langchain_kimi_context.mcp.agent import bind_toolset, with_mcp_tools
 
-            mcp, tools, self.settings = with_mcp_tools(
+            # settings unchanged: sessions without these tools must still build their graph
+            mcp, tools, _ = with_mcp_tools(
                 mcp_servers, tools, model=model, policy=self.policy, settings=self.settings
             )
             bind_toolset(self, mcp)

@@ -399,8 +399,12 @@ def test_memory_sessions_keep_mcp_tools_after_restart(
     def chat(mem: RollingSnapshotMemory, mode: str, sid: str, text: str) -> Any:
         return mem.chat(sid, text) if mode == "invoke" else asyncio.run(mem.achat(sid, text))
 
+    plain = make_memory(emulator, tmp_path, None)
+    older = plain.create_session(system="Created before the MCP servers were configured.")
+    del plain
     mem = make_memory(emulator, tmp_path, servers)
     assert mcp_status(mem)["files"].state == "connected"
+    assert mem.chat(older, "@say hello again").content == "hello again"
     sids = {mode: mem.create_session(system="Use tools.") for mode in MODES}
     for mode, sid in sids.items():
         assert chat(mem, mode, sid, '@call echo {"text": "one"}\n@say ok').content == "ok"
