@@ -16,13 +16,15 @@ langchain-mcp-adapters connection dict (stdio, streamable HTTP, SSE, websocket).
   call. A retried call may run twice on the server if the connection dropped after the
   server received it.
 * Every outcome updates :meth:`ServerLink.status`: ``connected``, ``failed`` (with the
-  reason) or ``unauthorized`` (HTTP 401/403).
+  reason) or ``unauthorized`` (HTTP 401/403). A change of state is logged (WARNING when
+  the server is lost, INFO when it is back), and so is each retry with its wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -48,6 +50,8 @@ __all__ = [
     "is_transport_error",
     "unauthorized_reason",
 ]
+
+logger = logging.getLogger(__name__)
 
 ServerState = Literal["connected", "failed", "unauthorized"]
 
@@ -362,8 +366,13 @@ class ServerLink:
     def _set_state(self, state: ServerState, reason: str | None) -> None:
         with self._guard:
             old = self._counters.status
-            if old.state != state or old.reason != reason:
-                self._counters.status = replace(old, state=state, reason=reason, since=time.time())
+            if old.state == state and old.reason == reason:
+                return
+            self._counters.status = replace(old, state=state, reason=reason, since=time.time())
+        if state == "connected":
+            logger.info("MCP server %r connected (%s)", self.name, self.transport)
+        else:
+            logger.warning("MCP server %r %s: %s", self.name, state, reason)
 
     def _record_failure(self, exc: BaseException) -> None:
         refused = unauthorized_reason(exc)
@@ -505,6 +514,15 @@ class ServerLink:
                 delay = self.retry.delay_for(attempt, exc)
                 if loop.time() + delay >= deadline:
                     raise MCPServerUnavailableError(self.name, attempt, reason) from exc
+                logger.info(
+                    "MCP server %r: %s failed (%s); reconnecting in %.2f s (attempt %d of %d)",
+                    self.name,
+                    what,
+                    reason,
+                    delay,
+                    attempt + 1,
+                    self.retry.max_attempts,
+                )
                 await asyncio.sleep(delay)
             else:
                 self._set_state("connected", None)

@@ -190,8 +190,9 @@ def test_oversized_output_is_capped_before_history(emulator: KimiEmulator, tmp_p
 
 # ------------------------------------------------------------------- never starts
 def test_servers_that_never_start_are_reported_and_skipped(
-    emulator: KimiEmulator, tmp_path: Path
+    emulator: KimiEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="langchain_kimi_context.mcp")
     servers = MCPToolset(
         {
             "good": stdio("good", "echo"),
@@ -215,6 +216,8 @@ def test_servers_that_never_start_are_reported_and_skipped(
     assert status["offline"].state == "failed"
     assert "ConnectError" in str(status["offline"].reason)
     assert all(not s.tools for n, s in status.items() if n != "good")
+    warned = {r.args[0] for r in caplog.records if r.levelname == "WARNING"}
+    assert warned >= {"missing", "mute", "offline"}
 
     for mode in MODES:
         msgs = turn(agent, mode, '@call echo {"text": "still here"}\n@say ok', thread=mode)
