@@ -418,6 +418,8 @@ class ServerLink:
             owner.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(owner, 10)
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # retrieved: reported through ``exc`` below
             if isinstance(exc, TimeoutError):
                 raise TimeoutError(
                     f"no MCP handshake within {timeout:g} s (the server did not start or "
