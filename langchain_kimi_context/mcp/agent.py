@@ -11,6 +11,8 @@ mcp_servers=...)`` call :func:`with_mcp_tools` while they are built. Rules:
   truncation policy's per-result cap for the model's window.
 * The agent's own tool timeout for an MCP tool is set a little above the MCP timeout, so
   the MCP layer answers first (and cancels the call cleanly); the agent's stays a backstop.
+  While a server is down, ``settings.tool_timeouts`` entries naming no known tool are
+  dropped with a warning (they are probably that server's tools) instead of failing.
 * MCP tools are never checkpointed: they are rebuilt from the configuration every time
   the agent or memory is built, so a resumed session (same thread id / session id in a
   new process) has them again without the application attaching them.
@@ -23,6 +25,7 @@ mcp_servers=...)`` call :func:`with_mcp_tools` while they are built. Rules:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -39,6 +42,8 @@ from langchain_kimi_context.mcp.link import MCPServerStatus
 from langchain_kimi_context.mcp.toolset import MCPToolset
 
 __all__ = ["bind_toolset", "mcp_status", "stand_in_tools", "with_mcp_tools"]
+
+logger = logging.getLogger(__name__)
 
 # runner (or memory) -> its toolset, for mcp_status(); weak so nothing is kept alive
 _bound: weakref.WeakKeyDictionary[Any, MCPToolset] = weakref.WeakKeyDictionary()
@@ -109,8 +114,18 @@ def with_mcp_tools(
             "mcp_servers must be {server name: connection dict} or an MCPToolset, got "
             f"{type(mcp_servers).__name__}"
         )
-    mcp_tools = toolset.load(reserved_names=[_tool_name(t) for t in app_tools])
+    app_names = [_tool_name(t) for t in app_tools]
+    mcp_tools = toolset.load(reserved_names=app_names)
     timeouts = dict(settings.tool_timeouts)
+    down = sorted(n for n, s in toolset.status().items() if not s.ok)
+    unknown = set(timeouts) - {*app_names, *(t.name for t in mcp_tools)}
+    if down and unknown:  # probably tools of a server that is down: do not fail the build
+        logger.warning(
+            "tool_timeouts for %s ignored: no such tool now (MCP servers down: %s)",
+            sorted(unknown),
+            down,
+        )
+        timeouts = {k: v for k, v in timeouts.items() if k not in unknown}
     for tool in mcp_tools:
         server = str((tool.metadata or {}).get("mcp_server", ""))
         timeouts.setdefault(tool.name, _backstop(toolset.timeout_for(server, tool.name)))

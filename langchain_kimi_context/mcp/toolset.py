@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
@@ -221,6 +222,7 @@ class MCPToolset:
         }
         self._tools: list[BaseTool] | None = None
         self._stand_ins: dict[str, BaseTool] = {}
+        self._load_lock = threading.Lock()
         weakref.finalize(self, _close_links, list(self.links.values()))
 
     def __repr__(self) -> str:
@@ -274,8 +276,9 @@ class MCPToolset:
         Returns:
             The tools.
         """
-        if self._tools is None:
-            self._tools = run_sync(self._load(set(reserved_names)))
+        with self._load_lock:
+            if self._tools is None:
+                self._tools = run_sync(self._load(set(reserved_names)))
         return list(self._tools)
 
     async def aload(self, *, reserved_names: Iterable[str] = ()) -> list[BaseTool]:

@@ -129,3 +129,19 @@ def test_status_of_an_agent_without_mcp_servers_is_empty() -> None:
 
     model = KimiChatModel(model="kimi-k2.6", api_key="sk-test")
     assert mcp_status(create_kimi_agent(model, checkpointer=False)) == {}
+
+
+def test_tool_timeouts_of_a_down_server_do_not_fail_the_build(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from langchain_kimi_context import KimiChatModel, create_kimi_agent
+    from langchain_kimi_context.agent import AgentSettings
+
+    model = KimiChatModel(model="kimi-k2.6", api_key="sk-test")
+    gone = {"files": {"transport": "stdio", "command": "/nonexistent/mcp-files"}}
+    settings = AgentSettings(tool_timeouts={"read_file": 5})
+    agent = create_kimi_agent(model, checkpointer=False, mcp_servers=gone, settings=settings)
+    assert mcp_status(agent)["files"].state == "failed"
+    assert "tool_timeouts for ['read_file'] ignored" in caplog.text
+    with pytest.raises(KimiConfigurationError, match="unknown tools"):  # no server down: a typo
+        create_kimi_agent(model, checkpointer=False, mcp_servers={}, settings=settings)
