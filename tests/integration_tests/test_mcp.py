@@ -254,12 +254,16 @@ def test_tool_that_hangs_past_the_timeout(emulator: KimiEmulator, tmp_path: Path
     agent = make_agent(
         emulator, tmp_path, {"slow": stdio("slow", "hang", "echo")}, settings=settings
     )
-    script = '@call hang {"seconds": 60}\n@then\n@call echo {"text": "after"}\n@say finished'
+    script = (
+        '@call hang {"seconds": 60}\n@call echo {"text": "meanwhile"}\n@then\n'
+        '@call echo {"text": "after"}\n@say finished'
+    )
     for n, mode in enumerate(MODES, 1):
         msgs = turn(agent, mode, script, thread=mode)
-        hung, after = results(msgs)
+        hung, meanwhile, after = results(msgs)
         assert hung.status == "error"
         assert "'hang' (server 'slow') timed out after 1 s" in hung.content
+        assert meanwhile.content == "slow echoes: meanwhile"  # a parallel call on the server
         assert after.content == "slow echoes: after"  # the same server still answers
         assert msgs[-1].content == "finished"
         status = mcp_status(agent)["slow"]
