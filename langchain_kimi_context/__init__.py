@@ -113,6 +113,7 @@ from langchain_kimi_context.errors import (
     KimiRateLimitError,
     KimiServerError,
     ThreadBusyError,
+    ThreadInterruptedError,
     is_retryable_error,
 )
 from langchain_kimi_context.history import (
@@ -251,6 +252,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order)
     "StoreCacheRegistry",
     "SubtaskResult",
     "ThreadBusyError",
+    "ThreadInterruptedError",
     "TiktokenBackend",
     "TokenCalibrator",
     "TokenCounter",

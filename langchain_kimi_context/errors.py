@@ -52,6 +52,7 @@ __all__ = [
     "KimiRateLimitError",
     "KimiServerError",
     "ThreadBusyError",
+    "ThreadInterruptedError",
     "classify_moonshot_error",
     "from_openai_error",
     "is_retryable_error",
@@ -529,6 +530,30 @@ class ThreadBusyError(RuntimeError):
             f"Thread {thread_id!r} is busy: another run holds it ({how}). Nothing was "
             "written; send the turn again when it finishes, raise AgentSettings("
             "busy_timeout_s=...) or use multitask_strategy='enqueue' to queue it."
+        )
+
+
+class ThreadInterruptedError(RuntimeError):
+    """A newer run on the thread asked this one to stop (``multitask_strategy="interrupt"``).
+
+    The run stopped at a step boundary: everything up to its last completed step is
+    checkpointed, and the newer run goes on from there (a dangling tool call is answered
+    with a synthetic result in what the model sees).
+
+    Attributes:
+        thread_id: The thread.
+
+    Example:
+        >>> str(ThreadInterruptedError("t1"))[:45]
+        "The run on thread 't1' was interrupted by a n"
+    """
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        super().__init__(
+            f"The run on thread {thread_id!r} was interrupted by a newer run "
+            "(multitask_strategy='interrupt'); its completed steps are saved and the newer "
+            "run continues from them."
         )
 
 

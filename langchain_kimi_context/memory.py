@@ -68,7 +68,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
-from langchain_kimi_context.agent.concurrency import thread_guard
+from langchain_kimi_context.agent.concurrency import Holding, thread_guard
 from langchain_kimi_context.agent.graph import _resolve_settings, create_kimi_agent
 from langchain_kimi_context.agent.inputs import clean_messages
 from langchain_kimi_context.agent.nodes import AgentRuntime
@@ -669,7 +669,7 @@ class RollingSnapshotMemory:
         self._registry_lock = threading.RLock()
         self._guard = thread_guard(self.checkpointer)
 
-    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[None]:
+    def _hold(self, thread_id: str) -> contextlib.AbstractContextManager[Holding]:
         settings = self.settings
         return self._guard.hold(thread_id, settings.multitask_strategy, settings.busy_timeout_s)
 
@@ -1236,12 +1236,13 @@ class RollingSnapshotMemory:
             ...     print(asyncio.run(mem.achat(sid, "@say async done")).content)
             async done
         """
-        if not self._async_checkpointer():
-            return await asyncio.to_thread(self.chat, session_id, user_input)
         settings = self.settings
+        # waiting for a busy session polls on the loop: no worker thread is blocked
         async with self._guard.ahold(
             session_id, settings.multitask_strategy, settings.busy_timeout_s
         ):
+            if not self._async_checkpointer():
+                return await asyncio.to_thread(self.chat, session_id, user_input)
             graph, config, before, records_before = await asyncio.to_thread(
                 self._begin_turn, session_id, user_input
             )

@@ -71,7 +71,7 @@ class KimiContextState(AgentState[Any]):
     """
 
     # in the run's output (what was compacted, with the numbers); not an input key
-    kimi_compactions: NotRequired[Annotated[list[dict[str, Any]], operator.add, OmitFromInput]]
+    kimi_compactions: NotRequired[Annotated[list[dict[str, Any]], OmitFromInput, operator.add]]
 
 
 @dataclass

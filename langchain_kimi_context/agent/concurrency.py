@@ -7,6 +7,7 @@ Contract:
   either waits (``multitask_strategy="enqueue"``, the default, up to ``busy_timeout_s``)
   or is refused at once (``"reject"``) with
   :class:`~langchain_kimi_context.errors.ThreadBusyError`; a refused run wrote nothing.
+  With ``"interrupt"`` it asks the running one to stop at its next step boundary.
   So every turn is kept exactly once, in order, or refused: never lost.
 * Different thread ids never wait for each other.
 * The lock has two levels: a ``threading.Lock`` per (store, thread id) in this process,
@@ -20,7 +21,12 @@ Contract:
   - Postgres: a session-level ``pg_try_advisory_lock`` on a 64-bit hash of the thread
     id, on one connection per process (released by the server if the process dies).
   - Any other saver (memory, custom): this process only.
-* Re-entrant within one call chain (a ``contextvars`` set of held threads): the memory
+* ``multitask_strategy="interrupt"``: the waiting run raises a request (an in-process
+  counter plus a store-visible shared lock: a second byte of the SQLite lock file, a
+  second Postgres advisory key); the holder checks :meth:`Holding.interrupt_requested`
+  after each step and stops (``ThreadInterruptedError``), then the waiting run takes
+  the thread.
+* Re-entrant within one call chain (a ``contextvars`` map of held threads): the memory
   API holds a session while it runs the agent graph on it.
 """
 
@@ -37,13 +43,15 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, Protocol, cast
 
 from langchain_kimi_context.errors import ThreadBusyError
 
 __all__ = [
+    "Holding",
     "MultitaskStrategy",
     "ThreadGuard",
     "strategy_problems",
@@ -52,8 +60,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MultitaskStrategy = Literal["enqueue", "reject"]
-STRATEGIES: tuple[str, ...] = ("enqueue", "reject")
+MultitaskStrategy = Literal["enqueue", "reject", "interrupt"]
+STRATEGIES: tuple[str, ...] = ("enqueue", "reject", "interrupt")
 _POLL_S = (0.005, 0.05)  # first and longest wait between two tries of the store lock
 
 
@@ -76,9 +84,9 @@ def strategy_problems(strategy: object, timeout_s: object) -> list[str]:
     problems = []
     if strategy not in STRATEGIES:
         problems.append(
-            f"multitask_strategy must be 'enqueue' or 'reject' (got {strategy!r}); "
-            "'interrupt' and 'rollback' need a server that can stop a run in another "
-            "process (the LangGraph server): here a running turn always finishes"
+            f"multitask_strategy must be 'enqueue', 'reject' or 'interrupt' (got "
+            f"{strategy!r}); 'rollback' (delete the interrupted run's steps) is not offered: "
+            "use 'interrupt' (the memory API rolls an interrupted turn back itself)"
         )
     if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
         problems.append(f"busy_timeout_s must be > 0 seconds (got {timeout_s!r})")
@@ -101,6 +109,15 @@ class StoreLock(Protocol):
     def release(self, handle: object) -> None:
         """Release a lock taken by :meth:`try_acquire`."""
 
+    def request(self, thread_id: str) -> object | None:
+        """Ask the holder of ``thread_id`` to stop (``None``: not visible to others)."""
+
+    def release_request(self, handle: object) -> None:
+        """Withdraw a request made by :meth:`request`."""
+
+    def requested(self, thread_id: str) -> bool:
+        """Whether another process asked the holder of ``thread_id`` to stop."""
+
 
 class _LocalOnly:
     """Savers without a shared store lock: this process only."""
@@ -114,6 +131,15 @@ class _LocalOnly:
     def release(self, handle: object) -> None:
         return None
 
+    def request(self, thread_id: str) -> object | None:
+        return None
+
+    def release_request(self, handle: object) -> None:
+        return None
+
+    def requested(self, thread_id: str) -> bool:
+        return False
+
 
 try:
     import fcntl as _fcntl
@@ -121,6 +147,7 @@ except ImportError:  # pragma: no cover - Windows: this process only
     _fcntl = None  # type: ignore[assignment]
 _OFD = sys.platform.startswith("linux") and hasattr(_fcntl, "F_OFD_SETLK")
 _FLOCK = "hhxxxxqqixxxx"  # struct flock on 64-bit Linux (l_pid must be 0 for OFD locks)
+_REQUEST_OFFSET = 1 << 62  # interrupt-request bytes live above the thread bytes
 
 
 class SqliteFileLock:
@@ -172,6 +199,38 @@ class SqliteFileLock:
         else:
             fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
+    # interrupt requests: a shared lock on a second byte; the holder tests it (GETLK)
+    def request(self, thread_id: str) -> object | None:
+        import fcntl
+
+        if not _OFD:
+            return None
+        offset = self._offset(thread_id) + _REQUEST_OFFSET
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, fcntl.F_RDLCK, 0, offset, 1, 0))
+        except OSError:
+            os.close(fd)
+            return None
+        return (fd, offset)
+
+    def release_request(self, handle: object) -> None:
+        self.release(handle)
+
+    def requested(self, thread_id: str) -> bool:
+        import fcntl
+
+        if not _OFD:
+            return False
+        offset = self._offset(thread_id) + _REQUEST_OFFSET
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            probe = struct.pack(_FLOCK, fcntl.F_WRLCK, 0, offset, 1, 0)
+            found = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, probe)
+        finally:
+            os.close(fd)
+        return bool(struct.unpack(_FLOCK, found)[0] != fcntl.F_UNLCK)
+
 
 class PostgresAdvisoryLock:
     """``pg_try_advisory_lock`` on a hash of the thread id, on a connection of its own."""
@@ -212,6 +271,22 @@ class PostgresAdvisoryLock:
             logger.warning("could not release the Postgres advisory lock %s", handle)
             with self._mutex:
                 self._conn = None
+
+    # interrupt requests: a shared advisory lock on a second key the holder probes
+    def request(self, thread_id: str) -> object | None:
+        lock_id = self._lock_id("interrupt:" + thread_id)
+        return lock_id if self._query("SELECT pg_try_advisory_lock_shared(%s)", lock_id) else None
+
+    def release_request(self, handle: object) -> None:
+        with contextlib.suppress(Exception):
+            self._query("SELECT pg_advisory_unlock_shared(%s)", int(handle))  # type: ignore[call-overload]
+
+    def requested(self, thread_id: str) -> bool:
+        lock_id = self._lock_id("interrupt:" + thread_id)
+        if not self._query("SELECT pg_try_advisory_lock(%s)", lock_id):
+            return True
+        self._query("SELECT pg_advisory_unlock(%s)", lock_id)
+        return False
 
 
 def _sqlite_path(conn: sqlite3.Connection, lock: Any) -> str | None:
@@ -279,11 +354,36 @@ _store_locks: dict[str, StoreLock] = {}
 class _Slot:
     lock: threading.Lock
     users: int = 0
+    requests: int = 0  # in-process interrupt requests waiting for this thread
+
+
+class Holding:
+    """A held thread: lets the run see whether a newer run asked it to stop.
+
+    Example:
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> with thread_guard(InMemorySaver()).hold("t", "enqueue", 1.0) as held:
+        ...     held.interrupt_requested()
+        False
+    """
+
+    def __init__(self, store: StoreLock, slot: _Slot, thread_id: str) -> None:
+        self._store = store
+        self._slot = slot
+        self.thread_id = thread_id
+
+    def interrupt_requested(self) -> bool:
+        """Whether a run with ``multitask_strategy="interrupt"`` waits for this thread.
+
+        Returns:
+            ``True`` when the holder should stop at the next step boundary.
+        """
+        return self._slot.requests > 0 or self._store.requested(self.thread_id)
 
 
 _slots: dict[tuple[str, str], _Slot] = {}
-_held: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar(
-    "kimi_held_threads", default=frozenset()
+_held: contextvars.ContextVar[Mapping[tuple[str, str], Holding]] = contextvars.ContextVar(
+    "kimi_held_threads", default=MappingProxyType({})
 )
 
 
@@ -320,15 +420,34 @@ class ThreadGuard:
                     _slots.pop(key, None)
 
     @contextlib.contextmanager
-    def _holding(self, key: tuple[str, str], handle: object) -> Iterator[None]:
+    def _holding(
+        self, key: tuple[str, str], handle: object, slot: _Slot, thread_id: str
+    ) -> Iterator[Holding]:
         """Mark ``key`` held in this call chain; release the store lock afterwards."""
-        token = _held.set(_held.get() | {key})
+        holding = Holding(self.store, slot, thread_id)
+        token = _held.set(MappingProxyType({**_held.get(), key: holding}))
         try:
-            yield
+            yield holding
         finally:
             with contextlib.suppress(ValueError):  # finalised in another context
                 _held.reset(token)
             self.store.release(handle)
+
+    def _ask(self, slot: _Slot, thread_id: str, strategy: str) -> tuple[object | None] | None:
+        """Register an interrupt request (``"interrupt"`` only) until the thread is ours."""
+        if strategy != "interrupt":
+            return None
+        with _registry_mutex:
+            slot.requests += 1
+        return (self.store.request(thread_id),)
+
+    def _withdraw(self, slot: _Slot, ask: tuple[object | None] | None) -> None:
+        if ask is None:
+            return
+        with _registry_mutex:
+            slot.requests -= 1
+        if ask[0] is not None:
+            self.store.release_request(ask[0])
 
     def _busy(self, thread_id: str, strategy: str, started: float) -> ThreadBusyError:
         waited = time.monotonic() - started
@@ -336,77 +455,96 @@ class ThreadGuard:
         return ThreadBusyError(thread_id, strategy=strategy, waited_s=waited)
 
     @contextlib.contextmanager
-    def hold(self, thread_id: str, strategy: str, timeout_s: float) -> Iterator[None]:
-        """Hold ``thread_id`` for the block (wait or raise per ``strategy``).
+    def hold(self, thread_id: str, strategy: str, timeout_s: float) -> Iterator[Holding]:
+        """Hold ``thread_id`` for the block (wait, raise or interrupt per ``strategy``).
 
         Args:
             thread_id: The thread (session) id.
-            strategy: ``"enqueue"`` or ``"reject"``.
-            timeout_s: Longest wait with ``"enqueue"``.
+            strategy: ``"enqueue"``, ``"reject"`` or ``"interrupt"`` (ask the holder to
+                stop at its next step, then wait like ``"enqueue"``).
+            timeout_s: Longest wait with ``"enqueue"`` and ``"interrupt"``.
 
         Yields:
-            Nothing; the thread is held inside the block.
+            The :class:`Holding` (the thread is held inside the block).
 
         Raises:
             ThreadBusyError: Refused (``"reject"``) or waited too long.
         """
         key = (self.store.key, thread_id)
-        if key in _held.get():
-            yield
+        if (held := _held.get().get(key)) is not None:
+            yield held
             return
         started = time.monotonic()
-        deadline = started + (timeout_s if strategy == "enqueue" else 0.0)
+        deadline = started + (0.0 if strategy == "reject" else timeout_s)
         with self._slot(key) as slot:
-            if not slot.lock.acquire(timeout=max(deadline - started, 0.0)):
-                raise self._busy(thread_id, strategy, started)
+            ask = self._ask(slot, thread_id, strategy)
             try:
-                wait = _POLL_S[0]
-                while (handle := self.store.try_acquire(thread_id)) is None:
-                    if time.monotonic() >= deadline:
-                        raise self._busy(thread_id, strategy, started)
-                    time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
-                    wait = min(wait * 2, _POLL_S[1])
-                with self._holding(key, handle):
-                    yield
+                if not slot.lock.acquire(timeout=max(deadline - started, 0.0)):
+                    raise self._busy(thread_id, strategy, started)
+                try:
+                    wait = _POLL_S[0]
+                    while (handle := self.store.try_acquire(thread_id)) is None:
+                        if time.monotonic() >= deadline:
+                            raise self._busy(thread_id, strategy, started)
+                        time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
+                        wait = min(wait * 2, _POLL_S[1])
+                except BaseException:
+                    slot.lock.release()
+                    raise
+            finally:
+                self._withdraw(slot, ask)
+            try:
+                with self._holding(key, handle, slot, thread_id) as holding:
+                    yield holding
             finally:
                 slot.lock.release()
 
     @contextlib.asynccontextmanager
-    async def ahold(self, thread_id: str, strategy: str, timeout_s: float) -> AsyncIterator[None]:
+    async def ahold(
+        self, thread_id: str, strategy: str, timeout_s: float
+    ) -> AsyncIterator[Holding]:
         """Async :meth:`hold`: polls, so the event loop is never blocked while waiting.
 
         Args:
             thread_id: The thread (session) id.
-            strategy: ``"enqueue"`` or ``"reject"``.
-            timeout_s: Longest wait with ``"enqueue"``.
+            strategy: ``"enqueue"``, ``"reject"`` or ``"interrupt"``.
+            timeout_s: Longest wait with ``"enqueue"`` and ``"interrupt"``.
 
         Yields:
-            Nothing; the thread is held inside the block.
+            The :class:`Holding` (the thread is held inside the block).
 
         Raises:
             ThreadBusyError: Refused (``"reject"``) or waited too long.
         """
         key = (self.store.key, thread_id)
-        if key in _held.get():
-            yield
+        if (held := _held.get().get(key)) is not None:
+            yield held
             return
         started = time.monotonic()
-        deadline = started + (timeout_s if strategy == "enqueue" else 0.0)
+        deadline = started + (0.0 if strategy == "reject" else timeout_s)
         with self._slot(key) as slot:
-            wait = _POLL_S[0]
-            while not slot.lock.acquire(blocking=False):
-                if time.monotonic() >= deadline:
-                    raise self._busy(thread_id, strategy, started)
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, _POLL_S[1])
+            ask = self._ask(slot, thread_id, strategy)
             try:
-                while (handle := self.store.try_acquire(thread_id)) is None:
+                wait = _POLL_S[0]
+                while not slot.lock.acquire(blocking=False):
                     if time.monotonic() >= deadline:
                         raise self._busy(thread_id, strategy, started)
                     await asyncio.sleep(wait)
                     wait = min(wait * 2, _POLL_S[1])
-                with self._holding(key, handle):
-                    yield
+                try:
+                    while (handle := self.store.try_acquire(thread_id)) is None:
+                        if time.monotonic() >= deadline:
+                            raise self._busy(thread_id, strategy, started)
+                        await asyncio.sleep(wait)
+                        wait = min(wait * 2, _POLL_S[1])
+                except BaseException:
+                    slot.lock.release()
+                    raise
+            finally:
+                self._withdraw(slot, ask)
+            try:
+                with self._holding(key, handle, slot, thread_id) as holding:
+                    yield holding
             finally:
                 slot.lock.release()
 

@@ -50,7 +50,7 @@ from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
-from langchain_kimi_context.errors import KimiConfigurationError
+from langchain_kimi_context.errors import KimiConfigurationError, ThreadInterruptedError
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
 
 __all__ = ["create_kimi_agent"]
@@ -109,7 +109,8 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
 
     A run holds its thread id for its whole duration (see
     :mod:`~langchain_kimi_context.agent.concurrency`): another run on the same thread
-    waits or is refused with ``ThreadBusyError`` per ``multitask_strategy``.
+    waits, is refused with ``ThreadBusyError``, or asks this run to stop at its next
+    step boundary (``ThreadInterruptedError``), per ``multitask_strategy``.
     """
 
     def __init__(
@@ -150,8 +151,11 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
         self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
     ) -> Iterator[Any]:
         assert self.kimi_guard is not None
-        with self.kimi_guard.hold(*busy):
-            yield from super().stream(input, config, **kwargs)
+        with self.kimi_guard.hold(*busy) as held:
+            for chunk in super().stream(input, config, **kwargs):
+                yield chunk
+                if held.interrupt_requested():  # a step just finished and was saved
+                    raise ThreadInterruptedError(busy[0])
 
     def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -168,9 +172,11 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
         self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
     ) -> AsyncIterator[Any]:
         assert self.kimi_guard is not None
-        async with self.kimi_guard.ahold(*busy):
+        async with self.kimi_guard.ahold(*busy) as held:
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
+                if held.interrupt_requested():
+                    raise ThreadInterruptedError(busy[0])
 
 
 def create_kimi_agent(

@@ -169,9 +169,12 @@ class AgentSettings:
         multitask_strategy: What a run does when another run holds its thread (in this
             process or another one on the same store): ``"enqueue"`` (default) waits
             for it, up to ``busy_timeout_s``; ``"reject"`` raises
-            :class:`~langchain_kimi_context.errors.ThreadBusyError` at once. Either way
-            a turn is kept exactly once or refused, never lost. A run's config may
-            override it: ``{"configurable": {"multitask_strategy": "reject"}}``.
+            :class:`~langchain_kimi_context.errors.ThreadBusyError` at once;
+            ``"interrupt"`` asks the running turn to stop after its current step (it
+            raises :class:`~langchain_kimi_context.errors.ThreadInterruptedError`, its
+            completed steps saved), then runs. A turn is kept exactly once or refused,
+            never lost. A run's config may override it:
+            ``{"configurable": {"multitask_strategy": "reject"}}``.
         busy_timeout_s: Longest wait of an enqueued run before it raises
             :class:`~langchain_kimi_context.errors.ThreadBusyError`.
 

@@ -325,7 +325,7 @@ def test_different_threads_run_in_parallel(emulator: KimiEmulator, tmp_path: Pat
 
 def test_unsupported_strategies_are_build_time_errors() -> None:
     with pytest.raises(KimiConfigurationError, match="multitask_strategy"):
-        AgentSettings(multitask_strategy="interrupt")  # type: ignore[arg-type]
+        AgentSettings(multitask_strategy="rollback")  # type: ignore[arg-type]
     with pytest.raises(KimiConfigurationError, match="busy_timeout_s"):
         AgentSettings(busy_timeout_s=0)
 
@@ -377,3 +377,191 @@ def test_plain_langgraph_on_the_same_load_for_comparison(
         + ", ".join(f"{name} {n}/{N_CALLERS * M_TURNS}" for name, n in kept.items())
     )
     assert kept["create_kimi_agent"] == N_CALLERS * M_TURNS
+
+
+_HOLDER = """
+import sys, time
+from langchain_kimi_context.agent.concurrency import store_lock_for
+from tests.integration_tests._concurrency_worker import open_store
+lock = store_lock_for(open_store(sys.argv[1]))
+assert lock.try_acquire("crash-thread") is not None
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_crashed_holder_never_leaves_the_thread_locked(store: str) -> None:
+    from langchain_kimi_context.agent.concurrency import store_lock_for
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, store], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        lock = store_lock_for(_saver(store))
+        assert lock.try_acquire("crash-thread") is None  # another process holds it
+        handle = lock.try_acquire("other-thread")  # other threads are free
+        assert handle is not None
+        lock.release(handle)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    deadline = time.monotonic() + 10
+    while (handle := lock.try_acquire("crash-thread")) is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server notices a dead Postgres session within moments
+    assert handle is not None
+    lock.release(handle)
+
+
+# ----------------------------------------------------------------------------- interrupt
+_LONG_TURN = "@calls 8 slow_step {}\n@say done A"
+
+
+def _slow_agent(emu: KimiEmulator, saver: Any, started: threading.Event | None = None) -> Any:
+    def slow_step() -> str:
+        """A slow step of a long task."""
+        if started is not None:
+            started.set()
+        time.sleep(0.25)
+        return "step done"
+
+    return create_kimi_agent(_model(emu), [slow_step], checkpointer=saver, settings=_settings())
+
+
+def _assert_interrupted_then_new_turn(log: list[BaseMessage]) -> None:
+    users = [m.content for m in log if isinstance(m, HumanMessage)]
+    assert users == [_LONG_TURN, "@say B here"]  # both turns kept, once each, in order
+    assert log[-1].content == "B here"
+    steps = [m for m in log if isinstance(m, AIMessage) and m.tool_calls]
+    assert 1 <= len(steps) < 8  # the long turn stopped early, its finished steps saved
+
+
+def test_interrupt_stops_the_running_turn_in_this_process(
+    emulator: KimiEmulator, store: str
+) -> None:
+    from langchain_kimi_context.errors import ThreadInterruptedError
+
+    started = threading.Event()
+    agent = _slow_agent(emulator, _saver(store), started)
+    thread = f"i-{uuid.uuid4().hex[:8]}"
+    cfg = {"configurable": {"thread_id": thread}}
+    outcome: list[BaseException | None] = []
+
+    def long_turn() -> None:
+        try:
+            agent.invoke({"messages": [HumanMessage(_LONG_TURN)]}, cfg)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=long_turn)
+    runner.start()
+    assert started.wait(10)
+    begun = time.perf_counter()
+    new_cfg = {"configurable": {"thread_id": thread, "multitask_strategy": "interrupt"}}
+    out = agent.invoke({"messages": [HumanMessage("@say B here")]}, new_cfg)
+    waited = time.perf_counter() - begun
+    runner.join(30)
+    assert isinstance(outcome[0], ThreadInterruptedError)
+    assert out["messages"][-1].content == "B here"
+    _assert_interrupted_then_new_turn(agent.get_state(cfg).values["messages"])
+    print(f"\n[concurrency] interrupt: the new turn finished {waited:.2f} s after it was sent")
+
+
+_LONG_RUNNER = """
+import sys, time
+from langchain_core.messages import HumanMessage
+from langchain_kimi_context import KimiChatModel, create_kimi_agent
+from langchain_kimi_context.errors import ThreadInterruptedError
+from tests.integration_tests._concurrency_worker import open_store
+store, base_url, api_key, thread, text = sys.argv[1:]
+
+def slow_step() -> str:
+    '''A slow step of a long task.'''
+    print("started", flush=True)
+    time.sleep(0.25)
+    return "step done"
+
+model = KimiChatModel(model="kimi-k2.6", base_url=base_url, api_key=api_key)
+agent = create_kimi_agent(model, [slow_step], checkpointer=open_store(store))
+try:
+    agent.invoke({"messages": [HumanMessage(text)]}, {"configurable": {"thread_id": thread}})
+    print("finished", flush=True)
+except ThreadInterruptedError:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.subprocess
+def test_interrupt_stops_a_turn_running_in_another_process(
+    emulator: KimiEmulator, store: str
+) -> None:
+    thread = f"x-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [store, emulator.base_url, emulator.api_key, thread, _LONG_TURN]
+    other = subprocess.Popen(
+        [sys.executable, "-c", _LONG_RUNNER, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "started"
+        agent = _slow_agent(emulator, _saver(store))
+        cfg = {"configurable": {"thread_id": thread, "multitask_strategy": "interrupt"}}
+        out = agent.invoke({"messages": [HumanMessage("@say B here")]}, cfg)
+        rest, err = other.communicate(timeout=60)
+    finally:
+        other.kill()
+    assert "interrupted" in rest.split(), err[-2000:]
+    assert out["messages"][-1].content == "B here"
+    _assert_interrupted_then_new_turn(agent.get_state(cfg).values["messages"])
+
+
+def test_memory_interrupt_rolls_the_running_turn_back(emulator: KimiEmulator, store: str) -> None:
+    """Memory API: the interrupted turn is rolled back (SessionTurnError), the new one runs."""
+    from langchain_kimi_context import SessionTurnError
+    from langchain_kimi_context.errors import ThreadInterruptedError
+
+    started = threading.Event()
+
+    def slow_step() -> str:
+        """A slow step of a long task."""
+        started.set()
+        time.sleep(0.25)
+        return "step done"
+
+    memory = RollingSnapshotMemory(
+        _model(emulator), checkpointer=_saver(store), tools=[slow_step], settings=_settings()
+    )
+    sid = memory.create_session(system="sys")
+    outcome: list[BaseException | None] = []
+
+    def long_turn() -> None:
+        try:
+            memory.chat(sid, _LONG_TURN)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=long_turn)
+    runner.start()
+    assert started.wait(10)
+    interrupting = RollingSnapshotMemory(
+        _model(emulator),
+        checkpointer=memory.checkpointer,
+        tools=[slow_step],
+        settings=_settings("interrupt"),
+    )
+    reply = interrupting.chat(sid, "@say B here")
+    runner.join(30)
+    assert isinstance(outcome[0], SessionTurnError)
+    assert isinstance(outcome[0].cause, ThreadInterruptedError)
+    assert reply.content == "B here"
+    assert [m.type for m in memory.log(sid)] == ["system", "human", "ai"]  # rolled back

@@ -201,3 +201,21 @@ def test_middleware_invoke_output_has_kimi_compactions(
     record = out["kimi_compactions"][0]
     assert record["tokens_after"] < record["tokens_before"]
     assert len(out["messages"]) == 2 + 8 * 4  # the log itself is never rewritten
+
+
+def test_agent_overflow_give_up_names_the_tries_and_keeps_the_history(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    agent = create_kimi_agent(_model(emulator), db_path=tmp_path / "o.sqlite", settings=FAST)
+    cfg = {"configurable": {"thread_id": "over"}}
+    agent.invoke({"messages": [("user", "@say first")]}, cfg)
+    before = agent.get_state(cfg).values
+    with pytest.raises(KimiContextOverflowError) as info:
+        agent.invoke({"messages": [("user", "@fail overflow x20\n@say never")]}, cfg)
+    message = str(info.value)
+    assert "Automatic recovery tried" in message
+    assert "model call(s) refused as too long" in message
+    after = agent.get_state(cfg).values
+    assert after["messages"][:2] == before["messages"]  # earlier history untouched
+    assert [m.type for m in after["messages"]] == ["human", "ai", "human"]  # the new turn kept
+    assert after["compactions"] == before["compactions"]

@@ -110,3 +110,29 @@ def test_retry_and_window_learned_events(emulator: KimiEmulator, tmp_path: Path)
     assert retry
     assert retry[0]["attempt"] == 1
     assert retry[0]["error_type"] == "KimiServerError"
+
+
+def test_middleware_stream_has_no_summary_and_keeps_every_record(emulator: KimiEmulator) -> None:
+    """create_agent + KimiContextMiddleware: summaries never stream; records accumulate."""
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from langchain_kimi_context import KimiContextMiddleware
+
+    model = KimiChatModel(model="kimi-k2.6", base_url=emulator.base_url, api_key=emulator.api_key)
+    agent = create_agent(
+        model, middleware=[KimiContextMiddleware(policy=SMALL)], checkpointer=InMemorySaver()
+    )
+    cfg = {"configurable": {"thread_id": "mw-stream"}}
+    streamed: list[str] = []
+    for i in range(14):
+        msg = HumanMessage(_turn(i))
+        for token, _meta in agent.stream({"messages": [msg]}, cfg, stream_mode="messages"):
+            streamed.append(str(token.content))
+    records = agent.get_state(cfg).values["kimi_compactions"]
+    assert len(records) >= 2, "several compactions, each record kept (not overwritten)"
+    assert len({r["record_id"] for r in records}) == len(records)
+    joined = "".join(streamed)
+    for mark in SUMMARY_MARKS:
+        assert mark not in joined
+    assert "Step 13" not in joined  # user turns are not echoed either
