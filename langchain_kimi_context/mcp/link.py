@@ -7,7 +7,8 @@ langchain-mcp-adapters connection dict (stdio, streamable HTTP, SSE, websocket).
 * Opening (process start or HTTP connect, plus the MCP handshake) is bounded by
   ``connect_timeout_s``.
 * A call is bounded by its timeout as a whole: reconnects, retries and backoff waits all
-  happen within it. A call that times out is not retried (the tool may still be running).
+  happen within it. A call that times out is not retried; the server is sent
+  ``notifications/cancelled`` for it, so a server that honours it stops the tool.
 * A transport error (see :func:`is_transport_error`: the process died, the connection was
   refused or dropped, the server forgot the session) drops the session; the next attempt
   opens a new one. Attempts and waits follow :class:`~langchain_kimi_context.agent.retry.
@@ -37,7 +38,14 @@ import httpx
 from langchain_mcp_adapters.sessions import Connection, create_session
 from mcp import ClientSession
 from mcp.shared.exceptions import McpError
-from mcp.types import CONNECTION_CLOSED, CallToolResult, ListToolsResult
+from mcp.types import (
+    CONNECTION_CLOSED,
+    CallToolResult,
+    CancelledNotification,
+    CancelledNotificationParams,
+    ClientNotification,
+    ListToolsResult,
+)
 
 from langchain_kimi_context.agent.retry import RetrySettings
 from langchain_kimi_context.mcp._loop import mcp_loop, run_async
@@ -252,6 +260,17 @@ def _never_sent(exc: BaseException) -> bool:
         or (isinstance(e, McpError) and e.error.code == _SESSION_TERMINATED)
         for e in _leaves(exc)
     )
+
+
+async def _notify_cancelled(session: ClientSession, request_id: int, reason: str) -> None:
+    """Send ``notifications/cancelled`` for an abandoned request (best effort, bounded)."""
+    notice = ClientNotification(
+        CancelledNotification(
+            params=CancelledNotificationParams(requestId=request_id, reason=reason)
+        )
+    )
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(session.send_notification(notice), 2)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -479,11 +498,15 @@ class ServerLink:
                 call = asyncio.ensure_future(op(current.session))
                 sent = True
                 remaining = deadline - loop.time()
-                done, _ = await asyncio.wait(
-                    {call, current.ended},
-                    timeout=max(remaining, 0),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                try:
+                    done, _ = await asyncio.wait(
+                        {call, current.ended},
+                        timeout=max(remaining, 0),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                except asyncio.CancelledError:  # the caller gave up: so does the call
+                    call.cancel()
+                    raise
                 if call in done:
                     result = call.result()
                 else:
@@ -592,7 +615,15 @@ class ServerLink:
         """
 
         async def op(session: ClientSession) -> CallToolResult:
-            return await session.call_tool(name, arguments, progress_callback=progress_callback)
+            # The SDK numbers requests in order, synchronously when the call starts, so
+            # this is the id of the request below (no await in between).
+            request_id = getattr(session, "_request_id", None)
+            try:
+                return await session.call_tool(name, arguments, progress_callback=progress_callback)
+            except asyncio.CancelledError:  # timed out: tell the server to stop the tool
+                if isinstance(request_id, int):
+                    await _notify_cancelled(session, request_id, f"timed out after {timeout_s:g} s")
+                raise
 
         with self._guard:
             self._counters.calls += 1

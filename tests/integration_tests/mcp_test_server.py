@@ -45,9 +45,15 @@ def build(name: str, only: set[str] | None = None) -> object:
         return "\n".join(lines)[:chars]
 
     @tool
-    async def hang(seconds: float) -> str:
-        """Sleep for ``seconds`` before answering."""
-        await asyncio.sleep(seconds)
+    async def hang(seconds: float, marker: str = "") -> str:
+        """Sleep for ``seconds`` before answering (writes ``marker`` if cancelled)."""
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            if marker:
+                with open(marker, "w") as f:
+                    f.write("cancelled")
+            raise
         return "woke up"
 
     @tool

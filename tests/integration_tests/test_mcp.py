@@ -254,11 +254,13 @@ def test_tool_that_hangs_past_the_timeout(emulator: KimiEmulator, tmp_path: Path
     agent = make_agent(
         emulator, tmp_path, {"slow": stdio("slow", "hang", "echo")}, settings=settings
     )
-    script = (
-        '@call hang {"seconds": 60}\n@call echo {"text": "meanwhile"}\n@then\n'
-        '@call echo {"text": "after"}\n@say finished'
-    )
     for n, mode in enumerate(MODES, 1):
+        marker = tmp_path / f"cancelled-{mode}"
+        script = (
+            f'@call hang {{"seconds": 60, "marker": "{marker}"}}\n'
+            '@call echo {"text": "meanwhile"}\n@then\n'
+            '@call echo {"text": "after"}\n@say finished'
+        )
         msgs = turn(agent, mode, script, thread=mode)
         hung, meanwhile, after = results(msgs)
         assert hung.status == "error"
@@ -272,6 +274,11 @@ def test_tool_that_hangs_past_the_timeout(emulator: KimiEmulator, tmp_path: Path
         # the model saw the failure text and could choose another path
         sent = emulator.requests[-2].body["messages"]
         assert any("timed out" in str(m.get("content")) for m in sent if m["role"] == "tool")
+        # the server was told to stop the abandoned call (notifications/cancelled)
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.read_text() == "cancelled"
 
 
 def test_per_server_and_per_tool_timeouts(tmp_path: Path) -> None:
