@@ -345,9 +345,8 @@ class MCPToolset:
                 content, artifact = await coroutine(**kwargs)
             except MCPCallTimeoutError as exc:
                 raise ToolException(
-                    f"Error: {where} timed out after {exc.timeout_s:g} s and was abandoned "
-                    "(the server may still be working on it). Try another way or a smaller "
-                    "request."
+                    f"Error: {where} timed out after {exc.timeout_s:g} s and was cancelled. "
+                    "Try another way or a smaller request."
                 ) from exc
             except MCPServerUnavailableError as exc:
                 if exc.in_flight:
