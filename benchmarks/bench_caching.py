@@ -4,7 +4,7 @@ The session has a stable system prompt (~2.5K tokens) and five tools, and a grow
 history: every third turn the model calls a tool and the tool result joins the history.
 The same script runs, in one process, with:
 
-* ``KimiChatModel(context_cache="auto")`` on kimi-k2 (automatic prefix caching: stable
+* ``KimiChatModel(context_cache="auto")`` on kimi-k2.6 (automatic prefix caching: stable
   canonical prefix + ``prompt_cache_key``),
 * ``KimiChatModel(context_cache="off")`` (payload sent as built, no cache key),
 * plain ``langchain_openai.ChatOpenAI`` (the usual LangChain way),
@@ -37,7 +37,7 @@ from langchain_kimi_context.caching import CachePolicy, read_cached_tokens
 from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import KimiEmulator
 
-K2 = "kimi-k2-0905-preview"
+K2 = "kimi-k2.6"
 V1 = "moonshot-v1-128k"
 SYSTEM = "You are a meticulous coding agent working in a large repository.\n" + "\n".join(
     f"Rule {i}: keep functions small, typed and documented; never mutate inputs; "
@@ -176,6 +176,12 @@ def cost(result: RunResult, *, no_cache: bool = False, explicit: bool = False) -
     return total + (0.0 if no_cache else result.extra_cost)
 
 
+# Plain ChatOpenAI cannot run a thinking tool loop on kimi-k2.6 (it drops
+# reasoning_content, which the API requires back), so every row runs with thinking off:
+# the rows then differ only in how they cache.
+NO_THINKING = {"thinking": {"type": "disabled"}}
+
+
 def kimi(emu: KimiEmulator, model: str, mode: str) -> Callable[[], BaseChatModel]:
     return lambda: KimiChatModel(
         model=model,
@@ -184,12 +190,18 @@ def kimi(emu: KimiEmulator, model: str, mode: str) -> Callable[[], BaseChatModel
         context_cache=mode,  # type: ignore[arg-type]
         session_id=f"bench-{mode}",
         max_tokens=512,
+        thinking=False,
     )
 
 
 def plain(emu: KimiEmulator, model: str) -> Callable[[], BaseChatModel]:
     return lambda: ChatOpenAI(
-        model=model, base_url=emu.base_url, api_key=emu.api_key, max_tokens=512, max_retries=0
+        model=model,
+        base_url=emu.base_url,
+        api_key=emu.api_key,
+        max_tokens=512,
+        max_retries=0,
+        extra_body=NO_THINKING,
     )
 
 
@@ -216,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
     for name, model_name, factory, explicit, rotate in configs:
         label = name + (" [rotating tools]" if rotate else "")
-        with KimiEmulator() as emu:  # a fresh server: no cache carried over between runs
+        # A fresh server per run: no cache carried over. moonshot-v1 (explicit caching) is
+        # retired: the emulator's legacy catalog stands in for a host that still serves it.
+        catalog = "legacy" if model_name == V1 else "current"
+        with KimiEmulator(catalog=catalog) as emu:
             result = replay(emu, factory(emu), label, model_name, args.turns, rotate_tools=rotate)
             runs.append((result, explicit))
 

@@ -48,7 +48,7 @@ from langchain_kimi_context.context.compaction import (
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.testing import KimiEmulator
 
-MODEL = "kimi-k2-0905-preview"
+MODEL = "kimi-k2.6"
 SYSTEM_PROMPT = "You are a careful coding agent working in the repository of a data uploader."
 
 # Facts seeded into the session that the compaction rules say to keep:

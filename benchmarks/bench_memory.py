@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeat", type=int, default=30)
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp())
-    memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-bench", db_path=tmp / "m.sqlite")
+    memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-bench", db_path=tmp / "m.sqlite")
     sid = memory.create_session(system="You refactor code.")
     probe = prose(-1, 40_000)
     chars_per_token = len(probe) / memory.token_counter.count_text(probe)

@@ -361,7 +361,7 @@ def bench_accuracy(turns: int = 6) -> dict[str, Any]:
                 tracked = tracker.current_size(history)
                 lc = count_tokens_approximately(history)
                 wire = _to_wire(history)
-                response = client.chat.completions.create(model="kimi-k2.5", messages=wire)
+                response = client.chat.completions.create(model="kimi-k2.6", messages=wire)
                 billed = response.usage.prompt_tokens if response.usage else 0
                 rows.append(
                     {

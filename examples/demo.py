@@ -95,7 +95,7 @@ def user_turn(i: int) -> str:
 @contextlib.contextmanager
 def kimi_endpoint() -> Iterator[tuple[dict[str, Any], KimiEmulator | None]]:
     """Yield model settings for the real API when a key is set, else the emulator."""
-    model_name = os.environ.get("KIMI_MODEL", "kimi-k2.5")
+    model_name = os.environ.get("KIMI_MODEL", "kimi-k2.6")
     if os.environ.get("MOONSHOT_API_KEY"):
         yield {"model": model_name}, None
         return

@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
             emu.faults.server_error(rate=args.fault_rate, seed=7)
         for way, key in keys.items():
             model = KimiChatModel(
-                model="kimi-k2.5", api_key=key, base_url=emu.base_url, max_retries=0
+                model="kimi-k2.6", api_key=key, base_url=emu.base_url, max_retries=0
             )
             started = time.perf_counter()
             if way == "no management":

@@ -2,7 +2,7 @@
 
 Example:
     >>> from langchain_kimi_context import ContextPolicy, get_profile
-    >>> ContextPolicy().compact_trigger_ratio, get_profile("kimi-k2.5").context_window
+    >>> ContextPolicy().compact_trigger_ratio, get_profile("kimi-k2.6").context_window
     (0.85, 262144)
 """
 
@@ -107,7 +107,9 @@ from langchain_kimi_context.errors import (
     KimiEmptyResponseError,
     KimiInputError,
     KimiInvalidRequestError,
+    KimiModelRetiredError,
     KimiNotFoundError,
+    KimiOutputLimitError,
     KimiPermissionDeniedError,
     KimiQuotaExceededError,
     KimiRateLimitError,
@@ -143,8 +145,10 @@ from langchain_kimi_context.middleware import (
     KimiPreModelHook,
 )
 from langchain_kimi_context.profiles import (
+    DEFAULT_MODEL,
     KimiModelProfile,
     Pricing,
+    current_models,
     get_profile,
     register_profile,
 )
@@ -190,6 +194,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order)
     "ContextWindowTooSmallError",
     "ContextWindowWarning",
     "CostLedger",
+    "DEFAULT_MODEL",
     "DedupeFileReads",
     "ExplicitContextCache",
     "GuardReport",
@@ -211,7 +216,9 @@ __all__ = [  # noqa: RUF022 (plain sorted order)
     "KimiInvalidRequestError",
     "KimiMaxStepsExceededError",
     "KimiModelProfile",
+    "KimiModelRetiredError",
     "KimiNotFoundError",
+    "KimiOutputLimitError",
     "KimiPermissionDeniedError",
     "KimiPreModelHook",
     "KimiQuotaExceededError",
@@ -275,6 +282,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order)
     "create_cache_strategy",
     "create_kimi_agent",
     "current_context_tokens",
+    "current_models",
     "default_compaction",
     "default_token_counter",
     "ensure_fits",

@@ -8,9 +8,11 @@ module makes cache hits the normal case and shows what they are worth:
   every JSON object (schemas, tool-call arguments, content parts) gets sorted keys and
   tool-call argument strings get stable separators, so the same logical prefix is sent
   byte for byte identically on every call.
-* **Automatic prefix caching** (kimi-k2 and later, :class:`AutomaticPrefixCache`): a stable
-  ``prompt_cache_key`` derived from the session id (hashed, so no user data leaks) and a
-  :class:`PrefixStabilityChecker` that explains what broke the prefix between two calls.
+* **Automatic prefix caching** (every current model, :class:`AutomaticPrefixCache`): a
+  stable ``prompt_cache_key`` derived from the session id (hashed, so no user data leaks; a
+  routing hint, not the cache identity) and a :class:`PrefixStabilityChecker` that
+  explains what broke the prefix between two calls. ``context_cache="auto"`` picks it for
+  every model whose profile says ``cache_kind="automatic"`` (all current ones).
 * **Explicit Context Caching** (moonshot-v1, :class:`ExplicitContextCache`): the seed's
   design. On the first request of a session a cache is created (``POST /v1/caching``) for
   the stable prefix (leading system messages, a pinned compaction summary, the tools); every
@@ -37,8 +39,8 @@ The strategies plug into :class:`~langchain_kimi_context.KimiChatModel` through
 
 Example:
     >>> from langchain_kimi_context.profiles import get_profile
-    >>> strategy = create_cache_strategy("auto", profile=get_profile("kimi-k2.5"))
-    >>> payload = {"model": "kimi-k2.5", "messages": [{"role": "user", "content": "hi"}]}
+    >>> strategy = create_cache_strategy("auto", profile=get_profile("kimi-k2.6"))
+    >>> payload = {"model": "kimi-k2.6", "messages": [{"role": "user", "content": "hi"}]}
     >>> out = strategy.prepare(payload, session_id="thread-1")
     >>> out["prompt_cache_key"] == prompt_cache_key_for("thread-1")
     True
@@ -78,6 +80,7 @@ from langchain_kimi_context.profiles import (
     KimiModelProfile,
     Pricing,
 )
+from langchain_kimi_context.thinking_rules import web_search_echoes
 from langchain_kimi_context.tokens import default_token_counter
 
 __all__ = [
@@ -857,6 +860,8 @@ class CallCost:
         cache_currency: Currency of ``cache_cost``.
         cache_id: The explicit cache used, if any.
         timestamp: When the call was recorded (clock seconds).
+        web_search_calls: Builtin ``$web_search`` calls completed by the request; their
+            per-call fee (``Pricing.web_search_call``) is included in ``cost``.
 
     Example:
         >>> c = CallCost(session_id="s", model="m", cache_mode="automatic",
@@ -878,6 +883,7 @@ class CallCost:
     cache_currency: str | None = None
     cache_id: str | None = None
     timestamp: float = 0.0
+    web_search_calls: int = 0
 
     @property
     def uncached_tokens(self) -> int:
@@ -1213,6 +1219,9 @@ class _BaseStrategy:
                 cost = pricing.cost(
                     prompt_tokens=prompt, cached_tokens=cached, output_tokens=output
                 )
+        searches = web_search_echoes(payload.get("messages"))
+        if pricing is not None and searches:
+            cost += searches * pricing.web_search_call
         return CallCost(
             session_id=session_id,
             model=model,
@@ -1226,6 +1235,7 @@ class _BaseStrategy:
             cache_currency=cache_currency,
             cache_id=cache_id,
             timestamp=self.clock(),
+            web_search_calls=searches,
         )
 
     def record(
@@ -1245,7 +1255,7 @@ class _BaseStrategy:
 
         Example:
             >>> s = NoContextCache()
-            >>> r = s.record({"model": "kimi-k2.5"}, {"prompt_tokens": 10,
+            >>> r = s.record({"model": "kimi-k2.6"}, {"prompt_tokens": 10,
             ...     "completion_tokens": 2}, session_id=None)
             >>> r["kimi_cache"]["prompt_tokens"]
             10
@@ -1295,7 +1305,7 @@ class NoContextCache(_BaseStrategy):
         clock: Time source.
 
     Example:
-        >>> p = {"model": "kimi-k2.5", "messages": []}
+        >>> p = {"model": "kimi-k2.6", "messages": []}
         >>> NoContextCache().prepare(p, session_id="s") == p
         True
     """
@@ -1335,7 +1345,10 @@ class AutomaticPrefixCache(_BaseStrategy):
     ``prepare`` canonicalises tools and messages, sets ``prompt_cache_key`` (derived from
     the session id, or from the stable prefix's fingerprint when there is no session, and
     never overriding one the caller set) and runs the :class:`PrefixStabilityChecker`.
-    ``record`` stores the server's ``cached_tokens`` as the call's cache reads.
+    ``record`` stores the server's ``cached_tokens`` as the call's cache reads. The key is
+    a routing hint only: live reports show Kimi's cache identity is the content prefix
+    (``prompt_cache_key`` does not partition it), so nothing here relies on the key; the
+    byte-stable prefix is what earns hits.
 
     Args:
         profile: The model's profile (for prices).
@@ -2359,12 +2372,12 @@ def create_cache_strategy(
 
     Example:
         >>> from langchain_kimi_context.profiles import get_profile
-        >>> type(create_cache_strategy("auto", profile=get_profile("kimi-k2.5"))).__name__
+        >>> type(create_cache_strategy("auto", profile=get_profile("kimi-k2.6"))).__name__
         'AutomaticPrefixCache'
         >>> type(create_cache_strategy("auto", profile=get_profile("moonshot-v1-8k"),
         ...      base_url="http://127.0.0.1:9/v1")).__name__
         'ExplicitContextCache'
-        >>> create_cache_strategy("on", profile=get_profile("kimi-k2.5"))
+        >>> create_cache_strategy("on", profile=get_profile("kimi-k2.6"))
         Traceback (most recent call last):
         ...
         langchain_kimi_context.errors.KimiConfigurationError: context_cache must be 'auto', 'explicit' or 'off' (got 'on').
@@ -2408,7 +2421,7 @@ def make_cache_strategy(model: Any) -> NoContextCache | AutomaticPrefixCache | E
     Example:
         >>> from types import SimpleNamespace
         >>> from langchain_kimi_context.profiles import get_profile
-        >>> fake = SimpleNamespace(context_cache="auto", model_profile=get_profile("kimi-k2.5"))
+        >>> fake = SimpleNamespace(context_cache="auto", model_profile=get_profile("kimi-k2.6"))
         >>> type(make_cache_strategy(fake)).__name__
         'AutomaticPrefixCache'
     """

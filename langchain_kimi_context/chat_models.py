@@ -22,9 +22,9 @@ and the base class does not do:
 
 Example:
     >>> from langchain_kimi_context import KimiChatModel
-    >>> model = KimiChatModel(model="kimi-k2-0905-preview", api_key="sk-test")
-    >>> model.profile["max_input_tokens"], model.model_profile.cache_kind
-    (262144, 'automatic')
+    >>> model = KimiChatModel(api_key="sk-test")
+    >>> model.model_name, model.profile["max_input_tokens"], model.model_profile.cache_kind
+    ('kimi-k2.6', 262144, 'automatic')
     >>> "sk-test" in repr(model)
     False
 """
@@ -35,12 +35,15 @@ import asyncio
 import importlib
 import importlib.util
 import json
+import logging
 import random
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, cast, get_type_hints, runtime_checkable
+from urllib.parse import urlsplit
 
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -69,6 +72,8 @@ from langchain_kimi_context.errors import (
     KimiConfigurationError,
     KimiConnectionError,
     KimiEmptyResponseError,
+    KimiModelRetiredError,
+    KimiOutputLimitError,
     from_openai_error,
     is_retryable_error,
     is_unreachable_error,
@@ -79,6 +84,7 @@ from langchain_kimi_context.profiles import (
     get_profile,
     update_profiles_from_models_payload,
 )
+from langchain_kimi_context.thinking_rules import plan_tool_choice, plan_web_search, thinking_on
 from langchain_kimi_context.tokens import count_tokens_for_model, default_token_counter
 
 __all__ = [
@@ -91,8 +97,13 @@ __all__ = [
     "resolve_session_id",
 ]
 
-DEFAULT_BASE_URL: Final = "https://api.moonshot.cn/v1"
-"""Moonshot's China endpoint; the global one is ``https://api.moonshot.ai/v1``."""
+DEFAULT_BASE_URL: Final = "https://api.moonshot.ai/v1"
+"""Moonshot's global endpoint (the default of Moonshot's own SDK, kosong, and of most
+clients); the China platform's is ``https://api.moonshot.cn/v1``. A key of one platform gets
+401 on the other: set ``MOONSHOT_BASE_URL`` or ``base_url=...`` to switch."""
+
+_MOONSHOT_HOSTS: Final = frozenset({"api.moonshot.ai", "api.moonshot.cn"})
+"""Moonshot's own API hosts: only there is a retired model refused before the request."""
 
 WEB_SEARCH_TOOL: Final[Mapping[str, Any]] = {
     "type": "builtin_function",
@@ -105,6 +116,11 @@ _MAX_STOP: Final = 5
 _MAX_STOP_BYTES: Final = 32
 _NEAR_ZERO_TEMPERATURE: Final = 1e-3
 _LC_PROFILE_KEYS: Final = frozenset(get_type_hints(ModelProfile))
+_LOGGER = logging.getLogger(__name__)
+_REFRESH_LOCK = threading.Lock()
+_MIN_OUTPUT_BUDGET: Final = 1_024
+_PROMPT_ESTIMATE_MARGIN: Final = 1.05
+"""Local prompt estimates are approximate: keep 5% headroom when sizing max_tokens."""
 _PROVIDER: Final = "moonshot"
 """``response_metadata["model_provider"]`` of replies (and ``ls_provider``)."""
 
@@ -221,8 +237,8 @@ class PassThroughCacheStrategy:
 
     Example:
         >>> s = PassThroughCacheStrategy()
-        >>> s.prepare({"model": "kimi-k2.5", "messages": []}, session_id="t1")["model"]
-        'kimi-k2.5'
+        >>> s.prepare({"model": "kimi-k2.6", "messages": []}, session_id="t1")["model"]
+        'kimi-k2.6'
         >>> s.record({}, {"prompt_tokens": 3}, session_id=None)
         {}
     """
@@ -439,8 +455,18 @@ class KimiChatModel(BaseChatOpenAI):
     """Kimi (Moonshot) chat model with profiles, cache-aware usage and typed errors.
 
     Setup:
-        Set ``MOONSHOT_API_KEY`` (and optionally ``MOONSHOT_BASE_URL``, default
+        Set ``MOONSHOT_API_KEY`` (and optionally ``MOONSHOT_BASE_URL``, default the global
+        ``https://api.moonshot.ai/v1``; China platform keys need
         ``https://api.moonshot.cn/v1``) or pass ``api_key``/``base_url``.
+
+    Kimi's thinking rules are applied from the model's profile (see
+    ``docs/kimi-api-rules.md``): ``reasoning_content`` is kept on every reply (also when
+    empty) and replayed on every assistant message of a thinking request; locked sampling
+    parameters are checked locally and never sent; a forced ``tool_choice`` the model
+    rejects while thinking is sent with thinking switched off for that call (kimi-k2.6),
+    narrowed to ``"required"`` over the named tool (kimi-k3), or refused locally
+    (always-thinking models without forced choice); ``with_structured_output`` uses
+    function calling where a forced tool works and ``json_schema`` otherwise.
 
     Retries: the OpenAI client's own retries are switched off (it would retry exhausted
     quota and other non-retryable 429s). The model itself retries up to ``max_retries``
@@ -454,7 +480,10 @@ class KimiChatModel(BaseChatOpenAI):
 
     Attributes:
         thinking: ``True``/``False`` sends ``extra_body={"thinking": {"type":
-            "enabled"|"disabled"}}``; ``None`` leaves the model default.
+            "enabled"|"disabled"}}`` to models with a thinking switch (kimi-k2.6);
+            ``None`` leaves the model default. Always-reasoning models get no switch.
+        reasoning_effort: ``"low"``, ``"high"`` or ``"max"`` for models tuned with the
+            top-level ``reasoning_effort`` field (kimi-k3); ``None`` = server default.
         profile_overrides: Replacement values for fields of the model's
             :class:`~langchain_kimi_context.profiles.KimiModelProfile`.
         context_cache: Caching mode for the cache strategy (``"auto"``, ``"explicit"``,
@@ -469,10 +498,10 @@ class KimiChatModel(BaseChatOpenAI):
         max_retry_wait: Longest retry-after hint (seconds) the model waits out itself.
 
     Example:
-        >>> model = KimiChatModel(model="kimi-k2-thinking", api_key="sk-test")
+        >>> model = KimiChatModel(model="kimi-k3", api_key="sk-test", reasoning_effort="high")
         >>> model.model_profile.thinking, model.profile["reasoning_output"]
         ('always', True)
-        >>> KimiChatModel(model="kimi-k2-0905-preview", api_key="k", temperature=1.5)
+        >>> KimiChatModel(model="kimi-k2.6", api_key="k", temperature=1.5)
         Traceback (most recent call last):
         ...
         langchain_kimi_context.errors.KimiConfigurationError: temperature=1.5 is out of range: ...
@@ -491,7 +520,7 @@ class KimiChatModel(BaseChatOpenAI):
     openai_api_base: str | None = Field(
         alias="base_url", default_factory=from_env("MOONSHOT_BASE_URL", default=DEFAULT_BASE_URL)
     )
-    """API base URL; ``MOONSHOT_BASE_URL`` or ``https://api.moonshot.cn/v1``."""
+    """API base URL; ``MOONSHOT_BASE_URL`` or ``https://api.moonshot.ai/v1`` (global)."""
 
     stream_usage: bool | None = True
     """Ask for usage in the final stream chunk (on by default, unlike the base class)."""
@@ -504,6 +533,9 @@ class KimiChatModel(BaseChatOpenAI):
 
     thinking: bool | None = None
     """Enable/disable thinking (``extra_body.thinking``); ``None`` = model default."""
+
+    reasoning_effort: Literal["low", "high", "max"] | None = None
+    """Reasoning depth of models tuned with ``reasoning_effort`` (kimi-k3)."""
 
     profile_overrides: dict[str, Any] | None = None
     """Overrides for the model's profile (e.g. ``{"context_window": 131072}``)."""
@@ -529,6 +561,8 @@ class KimiChatModel(BaseChatOpenAI):
     _cache_strategy: CacheStrategy = PrivateAttr(default_factory=PassThroughCacheStrategy)
     _learned_windows: dict[str, int] = PrivateAttr(default_factory=dict)
     _auto_profile: bool = PrivateAttr(default=True)
+    _refresh_tried: bool = PrivateAttr(default=False)
+    _refresh_thread: threading.Thread | None = PrivateAttr(default=None)
     _async_template: Any = PrivateAttr(default=None)
     _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = PrivateAttr(
         default_factory=weakref.WeakKeyDictionary
@@ -542,6 +576,12 @@ class KimiChatModel(BaseChatOpenAI):
                 cause = (error.get("ctx") or {}).get("error")
                 if isinstance(cause, KimiConfigurationError):
                     raise cause from None
+                if error.get("loc") == ("reasoning_effort",):
+                    msg = (
+                        f"reasoning_effort={error.get('input')!r} is not a Kimi reasoning "
+                        "effort: use 'low', 'high' or 'max' (kimi-k3), or None."
+                    )
+                    raise KimiConfigurationError(msg) from None
             raise
         # A LangChain profile given by the caller is kept as is; ours follows the data.
         self._auto_profile = kwargs.get("profile") is None
@@ -654,13 +694,20 @@ class KimiChatModel(BaseChatOpenAI):
             raise KimiConfigurationError(msg)
         profile = self.model_profile
         self._validate_sampling(
-            {"temperature": self.temperature, "top_p": self.top_p, "n": self.n},
+            {
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "n": self.n,
+                "presence_penalty": self.presence_penalty,
+                "frequency_penalty": self.frequency_penalty,
+            },
             profile,
             where="KimiChatModel(...)",
             thinking=self._thinking_on(self.thinking, profile),
         )
         self._validate_stop(self.stop)
         self._validate_thinking(self.thinking, profile)
+        self._validate_effort(self.reasoning_effort, profile)
         # The model retries (only retryable errors); the SDK must not retry on its own.
         if self.root_client is not None:
             self.root_client = self.root_client.with_options(max_retries=0)
@@ -680,11 +727,7 @@ class KimiChatModel(BaseChatOpenAI):
     @staticmethod
     def _thinking_on(thinking: bool | None, profile: KimiModelProfile) -> bool:
         """Whether a request runs with thinking (the profile's mode + the toggle)."""
-        if profile.thinking == "always":
-            return True
-        if profile.thinking == "off":
-            return False
-        return thinking is not False
+        return thinking_on(profile, thinking)
 
     @staticmethod
     def _validate_sampling(
@@ -740,7 +783,7 @@ class KimiChatModel(BaseChatOpenAI):
         if thinking is False and profile.thinking == "always":
             msg = (
                 f"thinking=False is not possible for {profile.name!r}: it always thinks. "
-                f"Use a non-thinking model (e.g. kimi-k2.5 with thinking=False)."
+                f"Use a model with a thinking switch (e.g. kimi-k2.6 with thinking=False)."
             )
             raise KimiConfigurationError(msg)
         if thinking is True and profile.thinking == "off":
@@ -748,6 +791,29 @@ class KimiChatModel(BaseChatOpenAI):
                 f"thinking=True: {profile.name!r} has no thinking mode according to its "
                 f"profile. Use a thinking model, or if the profile is outdated pass "
                 f"profile_overrides={{'thinking': 'default_on'}}."
+            )
+            raise KimiConfigurationError(msg)
+
+    @staticmethod
+    def _validate_effort(effort: Any, profile: KimiModelProfile) -> None:
+        if effort is None:
+            return
+        if not profile.reasoning_efforts:
+            msg = (
+                f"reasoning_effort={effort!r}: {profile.name!r} takes no reasoning_effort "
+                f"(its reasoning is "
+                + (
+                    "switched with thinking=True/False)."
+                    if profile.thinking == "default_on"
+                    else "not configurable)."
+                )
+                + " Remove reasoning_effort, or use kimi-k3 (low/high/max)."
+            )
+            raise KimiConfigurationError(msg)
+        if effort not in profile.reasoning_efforts:
+            msg = (
+                f"reasoning_effort={effort!r} is not accepted by {profile.name!r}; use one of "
+                f"{list(profile.reasoning_efforts)} (or None for the server default)."
             )
             raise KimiConfigurationError(msg)
 
@@ -818,7 +884,7 @@ class KimiChatModel(BaseChatOpenAI):
             KimiConfigurationError: If ``window`` is not a positive integer.
 
         Example:
-            >>> m = KimiChatModel(model="kimi-k2.5", api_key="k")
+            >>> m = KimiChatModel(model="kimi-k2.6", api_key="k")
             >>> m.learn_context_window(131072)
             >>> m.model_profile.context_window, m.profile["max_input_tokens"]
             (131072, 131072)
@@ -849,6 +915,38 @@ class KimiChatModel(BaseChatOpenAI):
         update_profiles_from_models_payload([m.model_dump() for m in page.data])
         self._sync_langchain_profile()
         return self.model_profile
+
+    def _refresh_guessed_profile(self) -> None:
+        """Once per model, refresh a guessed profile from ``/v1/models`` in the background.
+
+        Only for ids the catalog does not know (the window is a guess); never blocks a
+        call, and a failure only leaves the guess in place (logged at INFO).
+        """
+        if self._refresh_tried or self.root_client is None:
+            return
+        with _REFRESH_LOCK:  # concurrent first calls start one refresh
+            claimed, self._refresh_tried = not self._refresh_tried, True
+        if not claimed or not self.model_profile.is_guess:
+            return
+        thread = threading.Thread(
+            target=self._refresh_quietly, name="kimi-refresh-profile", daemon=True
+        )
+        self._refresh_thread = thread
+        thread.start()
+
+    def _refresh_quietly(self) -> None:
+        try:
+            profile = self.refresh_profile()
+        except Exception as exc:  # never fatal: the guessed profile stays in use
+            _LOGGER.info(
+                "Could not refresh the profile of %s from /v1/models (%s); using the "
+                "guessed window %s.",
+                self.model_name,
+                type(exc).__name__,
+                self.model_profile.context_window,
+            )
+            return
+        _LOGGER.debug("Profile of %s refreshed: %s", self.model_name, profile.source)
 
     async def arefresh_profile(self) -> KimiModelProfile:
         """Async :meth:`refresh_profile`.
@@ -908,6 +1006,14 @@ class KimiChatModel(BaseChatOpenAI):
             response_format=response_format,
             **kwargs,
         )
+        bound_kwargs = cast(RunnableBinding, bound).kwargs
+        thinking = bound_kwargs.get("thinking", self.thinking)
+        plan = plan_tool_choice(bound_kwargs.get("tool_choice"), self.model_profile, thinking)
+        if plan.action == "refuse":  # before any request
+            raise KimiConfigurationError(plan.reason)
+        web = plan_web_search(tools, self.model_profile, thinking)
+        if web.action == "refuse":
+            raise KimiConfigurationError(web.reason)
         if len(regular) == len(tools):
             return bound
         formatted = iter(cast(RunnableBinding, bound).kwargs.get("tools", []))
@@ -916,6 +1022,51 @@ class KimiChatModel(BaseChatOpenAI):
             for t in tools
         ]
         return self.bind(**{**cast(RunnableBinding, bound).kwargs, "tools": merged})
+
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        tools: list | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Return a runnable whose output follows ``schema``, on every Kimi model.
+
+        ``"function_calling"`` (the default) forces the schema's tool. Where the model
+        rejects a forced tool while thinking, the call is still made with a forced tool:
+        kimi-k2.6 gets thinking switched off for that call, kimi-k3 gets ``"required"``
+        over the one schema tool. On models that always think and cannot force a tool
+        (kimi-k2.7-code) the method becomes ``"json_schema"`` (``response_format`` with
+        the schema; the reply is still validated against it by the parser).
+
+        Args:
+            schema: As in ``ChatOpenAI.with_structured_output``.
+            method: As in ``ChatOpenAI.with_structured_output``.
+            include_raw: As in ``ChatOpenAI.with_structured_output``.
+            strict: As in ``ChatOpenAI.with_structured_output``.
+            tools: As in ``ChatOpenAI.with_structured_output``.
+            **kwargs: As in ``ChatOpenAI.with_structured_output``.
+
+        Returns:
+            The structured-output runnable.
+
+        Example:
+            >>> schema = {"title": "Answer", "type": "object",
+            ...           "properties": {"city": {"type": "string"}}, "required": ["city"]}
+            >>> m = KimiChatModel(model="kimi-k2.7-code", api_key="k")
+            >>> m.with_structured_output(schema).first.kwargs["response_format"]["type"]
+            'json_schema'
+        """
+        if method == "function_calling":
+            probe = {"type": "function", "function": {"name": "schema"}}
+            if plan_tool_choice(probe, self.model_profile, self.thinking).action == "refuse":
+                method = "json_schema"
+        return super().with_structured_output(
+            schema, method=method, include_raw=include_raw, strict=strict, tools=tools, **kwargs
+        )
 
     # ------------------------------------------------------------------ tokens
 
@@ -979,38 +1130,95 @@ class KimiChatModel(BaseChatOpenAI):
         messages = self._convert_input(input_).to_messages()
         payload = super()._get_request_payload(messages, stop=stop, **kwargs)
         profile = self._profile_for(payload.get("model"))
-        thinking_on = self._thinking_on(thinking, profile)
-        self._validate_sampling(
-            payload, profile, where="the call's parameters", thinking=thinking_on
-        )
+        self._refuse_retired(profile)
+        thinks = self._thinking_on(thinking, profile)
+        self._validate_sampling(payload, profile, where="the call's parameters", thinking=thinks)
         if stop is not None:
             self._validate_stop(stop)
         self._validate_thinking(thinking, profile)
-        for name in profile.fixed_params_for(thinking=thinking_on):  # fixed: send nothing
+        self._validate_effort(payload.get("reasoning_effort"), profile)
+        plan = plan_tool_choice(payload.get("tool_choice"), profile, thinking)
+        if plan.action == "refuse":
+            raise KimiConfigurationError(plan.reason)
+        if plan.action == "narrow":
+            # "required" over exactly the named tool forces the same call.
+            payload["tools"] = [
+                t
+                for t in payload.get("tools") or []
+                if (t.get("function") or {}).get("name") == plan.tool
+            ]
+            payload["tool_choice"] = "required"
+        web = plan_web_search(payload.get("tools"), profile, thinking)
+        if web.action == "refuse":
+            raise KimiConfigurationError(web.reason)
+        if "thinking_off" in (plan.action, web.action):
+            _LOGGER.debug("%s Sending thinking disabled for this call.", plan.reason or web.reason)
+            thinking, thinks = False, False
+        # Locked sampling parameters: validated above, never sent (in either mode).
+        locked = {
+            *profile.fixed_params_for(thinking=True),
+            *profile.fixed_params_for(thinking=False),
+        }
+        for name in locked:
             payload.pop(name, None)
         if "max_tokens" not in payload and "max_completion_tokens" not in payload:
-            payload["max_tokens"] = profile.default_max_tokens
-        if thinking is not None:
+            payload["max_tokens"] = self._default_output_budget(messages, payload, profile)
+        if thinking is not None and profile.thinking == "default_on" and profile.thinking_switch:
             extra = dict(payload.get("extra_body") or {})
             extra.setdefault("thinking", {"type": "enabled" if thinking else "disabled"})
             payload["extra_body"] = extra
         payload["messages"] = [
-            self._kimi_message(message, converted)
+            self._kimi_message(message, converted, thinking=thinks)
             for message, converted in zip(messages, payload["messages"], strict=True)
         ]
         return payload
 
     @staticmethod
-    def _kimi_message(message: BaseMessage, converted: dict[str, Any]) -> dict[str, Any]:
-        """Apply Kimi's rules to one converted message (never mutates ``message``)."""
+    def _default_output_budget(
+        messages: Sequence[BaseMessage], payload: Mapping[str, Any], profile: KimiModelProfile
+    ) -> int:
+        """``max_tokens`` when the caller set none: the profile's, within the window's room.
+
+        Thinking models need a large budget (reasoning is output), but input + max_tokens
+        must fit the window or the request is refused; the budget shrinks to the room
+        left by the (locally estimated, with a margin) prompt, never below
+        ``_MIN_OUTPUT_BUDGET`` (a prompt that leaves less overflows either way).
+        """
+        budget = profile.default_max_tokens
+        estimate = count_tokens_for_model(messages, payload.get("tools"), model=profile.name)
+        room = profile.context_window - int(estimate * _PROMPT_ESTIMATE_MARGIN)
+        return max(min(budget, room), min(budget, _MIN_OUTPUT_BUDGET))
+
+    def _refuse_retired(self, profile: KimiModelProfile) -> None:
+        """Raise the retired-model error before a request to Moonshot's own endpoints."""
+        if profile.lifecycle != "retired":
+            return
+        host = urlsplit(self.openai_api_base or DEFAULT_BASE_URL).hostname or ""
+        if host.lower() in _MOONSHOT_HOSTS:
+            raise KimiModelRetiredError(
+                profile.name, retired_on=profile.retired_on, replacement=profile.replacement
+            )
+
+    @staticmethod
+    def _kimi_message(
+        message: BaseMessage, converted: dict[str, Any], *, thinking: bool = False
+    ) -> dict[str, Any]:
+        """Apply Kimi's rules to one converted message (never mutates ``message``).
+
+        Reasoning is replayed on every assistant message that has it (empty strings
+        included); in a thinking request every assistant message carries the field, an
+        empty one when the reasoning is unknown (the API rejects tool-call turns without it
+        with 400 "thinking is enabled but reasoning_content is missing ...").
+        """
         if not isinstance(message, AIMessage) or converted.get("role") != "assistant":
             return converted
-        if converted.get("tool_calls"):
-            if not converted.get("content"):
-                converted.pop("content", None)
-            reasoning = _reasoning_from_message(message)
-            if reasoning is not None:
-                converted["reasoning_content"] = reasoning
+        if converted.get("tool_calls") and not converted.get("content"):
+            converted.pop("content", None)
+        reasoning = _reasoning_from_message(message)
+        if reasoning is not None and (thinking or converted.get("tool_calls")):
+            converted["reasoning_content"] = reasoning
+        elif thinking:
+            converted["reasoning_content"] = ""
         if message.additional_kwargs.get("partial"):
             converted["partial"] = True
         return converted
@@ -1035,7 +1243,7 @@ class KimiChatModel(BaseChatOpenAI):
             message = generation.message
             message.response_metadata["model_provider"] = _PROVIDER
             reasoning = (choice.get("message") or {}).get("reasoning_content")
-            if reasoning:
+            if isinstance(reasoning, str):  # empty reasoning is kept: it is replayed
                 message.additional_kwargs["reasoning_content"] = reasoning
             if usage and isinstance(message, AIMessage):
                 message.usage_metadata = _usage_metadata(usage)
@@ -1062,7 +1270,7 @@ class KimiChatModel(BaseChatOpenAI):
         choices = chunk.get("choices") or []
         if choices:
             reasoning = (choices[0].get("delta") or {}).get("reasoning_content")
-            if reasoning:
+            if isinstance(reasoning, str):  # empty reasoning is kept: it is replayed
                 message.additional_kwargs["reasoning_content"] = reasoning
         usage = _usage_of(chunk)
         if usage:
@@ -1130,6 +1338,50 @@ class KimiChatModel(BaseChatOpenAI):
         return delay
 
     @staticmethod
+    def _check_output_limit(
+        finish: Any, answered: bool, reasoning: Any, payload: Mapping[str, Any]
+    ) -> None:
+        """Report a reply cut by ``max_tokens`` (``finish_reason="length"``).
+
+        A cut with no answer at all (the reasoning used the whole budget) raises
+        :class:`~langchain_kimi_context.errors.KimiOutputLimitError`; a cut answer is
+        returned as is (``finish_reason`` says so) with a warning in the log.
+        """
+        if finish != "length":
+            return
+        budget = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        model = str(payload.get("model") or "")
+        if not answered:
+            msg = (
+                f"{model} spent the whole output budget (max_tokens={budget}) "
+                f"{'reasoning' if reasoning else 'without answering'} and returned no answer "
+                "(finish_reason='length'). Thinking models count reasoning as output: raise "
+                "max_tokens (e.g. KimiChatModel(max_tokens=32768)) or lower reasoning_effort."
+            )
+            raise KimiOutputLimitError(
+                msg, model=model, max_tokens=budget, reasoning=str(reasoning or "")
+            )
+        _LOGGER.warning(
+            "%s reply was cut at max_tokens=%s (finish_reason='length'); raise max_tokens "
+            "for complete answers.",
+            model,
+            budget,
+        )
+
+    @classmethod
+    def _check_reply(cls, generation: Any, payload: Mapping[str, Any]) -> None:
+        message = generation.message
+        if isinstance(message, AIMessage):
+            finish = (generation.generation_info or {}).get("finish_reason")
+            cls._check_output_limit(
+                finish or message.response_metadata.get("finish_reason"),
+                bool(message.text.strip() or message.tool_calls or message.invalid_tool_calls),
+                message.additional_kwargs.get("reasoning_content"),
+                payload,
+            )
+        cls._check_not_empty(message)
+
+    @staticmethod
     def _check_not_empty(message: BaseMessage) -> None:
         if not isinstance(message, AIMessage):
             return
@@ -1148,6 +1400,7 @@ class KimiChatModel(BaseChatOpenAI):
     def _call_context(
         self, kwargs: dict[str, Any], run_manager: Any
     ) -> tuple[str | None, str | None]:
+        self._refresh_guessed_profile()
         self._sync_langchain_profile()  # the profile registry may have changed
         session = resolve_session_id(
             kwargs.pop("session_id", None),
@@ -1178,7 +1431,7 @@ class KimiChatModel(BaseChatOpenAI):
                     messages, stop, run_manager, _kimi_payload=dict(payload), **kwargs
                 )
                 for generation in result.generations:
-                    self._check_not_empty(generation.message)
+                    self._check_reply(generation, payload)
                 break
             except Exception as exc:
                 _sleep(self._fail(exc, model, attempt))
@@ -1203,7 +1456,7 @@ class KimiChatModel(BaseChatOpenAI):
                     messages, stop, run_manager, _kimi_payload=dict(payload), **kwargs
                 )
                 for generation in result.generations:
-                    self._check_not_empty(generation.message)
+                    self._check_reply(generation, payload)
                 break
             except Exception as exc:
                 await _async_sleep(self._fail(exc, model, attempt))
@@ -1253,12 +1506,12 @@ class KimiChatModel(BaseChatOpenAI):
                     state["recorded"] = True
                     info.update(self._record(payload, usage, session))
                 chunk.generation_info = info or None
-            if (
-                message.text.strip()
-                or message.tool_call_chunks
-                or message.additional_kwargs.get("reasoning_content")
-            ):
+            if message.text.strip() or message.tool_call_chunks:
+                state["answered"] = True
+            if state.get("answered") or message.additional_kwargs.get("reasoning_content"):
                 state["content"] = True
+            if message.additional_kwargs.get("reasoning_content"):
+                state["reasoning"] = True
             if chunk.generation_info and chunk.generation_info.get("finish_reason"):
                 state["finish_reason"] = chunk.generation_info["finish_reason"]
         return chunk
@@ -1266,6 +1519,12 @@ class KimiChatModel(BaseChatOpenAI):
     def _stream_end(
         self, state: dict[str, Any], payload: Mapping[str, Any], session: str | None
     ) -> ChatGenerationChunk | None:
+        self._check_output_limit(
+            state.get("finish_reason"),
+            bool(state.get("answered")),
+            "(streamed)" if state.get("reasoning") else "",
+            payload,
+        )
         if not state["content"]:
             msg = (
                 f"Kimi streamed an empty reply (no content, no tool calls, no reasoning; "

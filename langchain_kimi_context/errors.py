@@ -34,6 +34,8 @@ from langchain_core.exceptions import (
     ModelTimeoutError,
 )
 
+from langchain_kimi_context.profiles import retired_profile
+
 __all__ = [
     "ContextWindowTooSmallError",
     "KimiAPIContextOverflowError",
@@ -46,7 +48,9 @@ __all__ = [
     "KimiErrorInfo",
     "KimiInputError",
     "KimiInvalidRequestError",
+    "KimiModelRetiredError",
     "KimiNotFoundError",
+    "KimiOutputLimitError",
     "KimiPermissionDeniedError",
     "KimiQuotaExceededError",
     "KimiRateLimitError",
@@ -86,9 +90,16 @@ _OVERFLOW_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"input token length too long", re.IGNORECASE),
     re.compile(r"context_length_exceeded|maximum context length", re.IGNORECASE),
 )
+# Moonshot's 429s carry the delay only in the text ("... please try again after 3 seconds");
+# no Retry-After header was seen on the live API (kimi-api reference "Errors").
 _RETRY_AFTER = re.compile(
     r"try again (?:after|in)\s+(?P<secs>\d+(?:\.\d+)?)\s*(?:s|sec|second)", re.I
 )
+# Insufficient balance arrives as 429 exceeded_current_quota_error or as 403 "Your account
+# ... is not active, organization ... exceeded current quota" (MoonshotAI/Kimi-K2 issue #5).
+_QUOTA_TEXT = re.compile(r"quota|suspended|balance", re.I)
+# Moonshot's 404 for a model: "Not found the model <id> or Permission denied".
+_MODEL_NOT_FOUND = re.compile(r"Not found the model (?P<model>\S+) or Permission denied", re.I)
 
 
 @dataclass(frozen=True)
@@ -223,14 +234,14 @@ def classify_moonshot_error(
         "incorrect_api_key_error",
     }:
         return info("authentication", False)
+    if etype == "exceeded_current_quota_error" or (
+        status_code in (403, 429) and _QUOTA_TEXT.search(message)
+    ):
+        return info("quota_exceeded", False)
     if status_code == 403 or etype == "permission_denied_error":
         return info("permission_denied", False)
     if status_code == 404 or etype == "resource_not_found_error":
         return info("not_found", False)
-    if etype == "exceeded_current_quota_error" or (
-        status_code == 429 and re.search(r"quota|suspended|balance", message, re.I)
-    ):
-        return info("quota_exceeded", False)
     if etype == "engine_overloaded_error":
         return info("engine_overloaded", True)
     if status_code == 429 or etype == "rate_limit_reached_error":
@@ -392,6 +403,77 @@ class KimiNotFoundError(openai.NotFoundError, ModelNotFoundError, _KimiStatusErr
     """
 
 
+class KimiModelRetiredError(ModelNotFoundError):
+    """The model was retired by Moonshot: says when and which current model to use.
+
+    Raised before any request when a retired model is called on Moonshot's own endpoints
+    (``api.moonshot.cn`` / ``api.moonshot.ai``), and instead of
+    :class:`KimiNotFoundError` when any endpoint answers 404 for a model the catalog knows
+    as retired. Other base URLs (gateways, third-party hosts) that still serve the model
+    are called normally. Never retried.
+
+    Attributes:
+        model: The retired model id.
+        retired_on: ISO date of the retirement, when known.
+        replacement: The current model to use instead, when known.
+
+    Example:
+        >>> err = KimiModelRetiredError("kimi-k2.5", retired_on="2026-08-31",
+        ...                             replacement="kimi-k2.6")
+        >>> "2026-08-31" in str(err) and "kimi-k2.6" in str(err), err.is_retryable
+        (True, False)
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        retired_on: str | None = None,
+        replacement: str | None = None,
+        detail: str = "",
+    ) -> None:
+        self.model = model
+        self.retired_on = retired_on
+        self.replacement = replacement
+        use = (
+            f" Use {replacement!r} instead (KimiChatModel(model={replacement!r}))."
+            if replacement
+            else " GET /v1/models (KimiChatModel(...).refresh_profile()) lists the models."
+        )
+        super().__init__(
+            f"Model {model!r} was retired by Moonshot on {retired_on or 'an earlier date'} "
+            f"and is no longer served by its API.{use} Third-party hosts that still serve "
+            f"it work when you pass their base_url.{detail}"
+        )
+
+
+class KimiOutputLimitError(ModelError):
+    """A reply was cut by ``max_tokens`` before it said anything (``finish_reason="length"``).
+
+    Thinking models count their reasoning as output: a budget that the reasoning uses up
+    leaves no answer. Raised instead of returning an empty answer; never retried as-is
+    (the same budget would be cut again). Attributes carry what was produced.
+
+    Attributes:
+        model: The model id.
+        max_tokens: The output budget of the request.
+        reasoning: The (partial) reasoning the server returned.
+
+    Example:
+        >>> err = KimiOutputLimitError("cut", model="kimi-k2.6", max_tokens=64)
+        >>> err.is_retryable, err.max_tokens
+        (False, 64)
+    """
+
+    def __init__(
+        self, message: str, *, model: str, max_tokens: int | None, reasoning: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.max_tokens = max_tokens
+        self.reasoning = reasoning
+
+
 class KimiRateLimitError(openai.RateLimitError, ModelRateLimitError, _KimiStatusErrorMixin):
     """HTTP 429 overload or rate limit: retry after ``retry_after`` seconds (or backoff).
 
@@ -404,7 +486,9 @@ class KimiRateLimitError(openai.RateLimitError, ModelRateLimitError, _KimiStatus
 
 
 class KimiQuotaExceededError(openai.RateLimitError, ModelRateLimitError, _KimiStatusErrorMixin):
-    """HTTP 429 ``exceeded_current_quota_error``: out of balance/suspended, never retried.
+    """Out of balance or suspended: never retried.
+
+    Arrives as 429 ``exceeded_current_quota_error`` or as 403 "... exceeded current quota".
 
     Example:
         >>> KimiQuotaExceededError.is_retryable
@@ -581,22 +665,53 @@ def _endpoint(exc: openai.APIStatusError) -> str:
     return f"{url.scheme}://{url.host}{f':{url.port}' if url.port else ''}{prefix}"
 
 
+_GLOBAL_ENDPOINT = "https://api.moonshot.ai/v1"
+_CHINA_ENDPOINT = "https://api.moonshot.cn/v1"
+
+
 def _fix_hint(kind: str, exc: openai.APIStatusError) -> str:
     """What the user should do about a non-retryable error of this kind ('' = nothing)."""
+    endpoint = _endpoint(exc)
     if kind == "authentication":
+        if "moonshot.ai" in endpoint:
+            other = f"a key from platform.moonshot.cn needs {_CHINA_ENDPOINT}"
+        elif "moonshot.cn" in endpoint:
+            other = f"a key from platform.moonshot.ai (global) needs {_GLOBAL_ENDPOINT}"
+        else:
+            other = (
+                f"platform.moonshot.ai keys work with {_GLOBAL_ENDPOINT}, platform.moonshot.cn "
+                f"keys with {_CHINA_ENDPOINT}"
+            )
         return (
-            f" (HTTP 401 from {_endpoint(exc)}). Check the API key (MOONSHOT_API_KEY or "
+            f" (HTTP 401 from {endpoint}). Check the API key (MOONSHOT_API_KEY or "
             "KimiChatModel(api_key=...)) and that it belongs to this endpoint's platform: "
-            "platform.moonshot.cn keys work with https://api.moonshot.cn/v1, "
-            "platform.moonshot.ai keys with https://api.moonshot.ai/v1 (MOONSHOT_BASE_URL)."
+            f"{other} (set MOONSHOT_BASE_URL or base_url=...)."
         )
     if kind == "not_found":
         return (
-            f" (HTTP 404 from {_endpoint(exc)}). Check the model name (e.g. 'kimi-k2.5'); "
-            "GET /v1/models (KimiChatModel(...).refresh_profile()) lists the models your "
-            "key can use."
+            f" (HTTP 404 from {endpoint}). Check the model name (e.g. 'kimi-k2.6' or "
+            "'kimi-k3'); GET /v1/models (KimiChatModel(...).refresh_profile()) lists the "
+            "models your key can use."
         )
+    if kind == "quota_exceeded":
+        return " Top up the account balance (or check its plan); retrying does not help."
     return ""
+
+
+def _retired_error(info: KimiErrorInfo) -> KimiModelRetiredError | None:
+    """The retired-model error for a 404 that names a model the catalog knows as retired."""
+    match = _MODEL_NOT_FOUND.search(info.message)
+    if match is None:
+        return None
+    profile = retired_profile(match.group("model"))
+    if profile is None:
+        return None
+    return KimiModelRetiredError(
+        profile.name,
+        retired_on=profile.retired_on,
+        replacement=profile.replacement,
+        detail=f" (server: {info.message})",
+    )
 
 
 def from_openai_error(exc: BaseException) -> BaseException:
@@ -630,6 +745,10 @@ def from_openai_error(exc: BaseException) -> BaseException:
     message = info.message or exc.message
     if info.kind == "context_overflow":
         return KimiAPIContextOverflowError(message, response=exc.response, body=exc.body, info=info)
+    if info.kind == "not_found":
+        retired = _retired_error(info)
+        if retired is not None:
+            return retired
     cls = _KIND_TO_CLASS.get(info.kind)
     if cls is None:
         return exc

@@ -15,7 +15,7 @@ Example:
     >>> import os, tempfile
     >>> from langchain_core.messages import AIMessage, HumanMessage
     >>> from langchain_kimi_context import RollingSnapshotMemory
-    >>> memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+    >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
     ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
     >>> history = memory.history("user-42")
     >>> history.add_messages([HumanMessage("hi"), AIMessage("hello")])
@@ -52,7 +52,7 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
     Example:
         >>> import os, tempfile
         >>> from langchain_kimi_context import RollingSnapshotMemory
-        >>> memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+        >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
         ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> h = KimiChatMessageHistory(memory, "s1", system="Be terse.")
         >>> h.add_user_message("hi")
@@ -85,7 +85,7 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
         Example:
             >>> import os, tempfile
             >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> memory.history("s").messages
             []
@@ -102,7 +102,7 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
             >>> import os, tempfile
             >>> from langchain_core.messages import HumanMessage
             >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> h = memory.history("s")
             >>> h.add_messages([HumanMessage("hi")]); len(memory.log("s"))
@@ -118,7 +118,7 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
         Example:
             >>> import os, tempfile
             >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> h = memory.history("s"); h.add_user_message("x"); h.clear(); h.messages
             []
@@ -138,7 +138,7 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
         Example:
             >>> import os, tempfile
             >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> memory.history("s").snapshot("v1").startswith("snap-")
             True

@@ -23,7 +23,7 @@ Example:
     >>> import os, tempfile
     >>> from langchain_kimi_context import RollingSnapshotMemory
     >>> memory = RollingSnapshotMemory(
-    ...     "kimi-k2.5", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+    ...     "kimi-k2.6", api_key="sk-test", db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
     >>> sid = memory.create_session(system="You are a careful refactoring assistant.")
     >>> snap = memory.snapshot(sid, name="start")
     >>> _ = memory.append_message(sid, "Decision: keep the public API stable.")
@@ -583,7 +583,7 @@ class RollingSnapshotMemory:
 
     Example:
         >>> import os, tempfile
-        >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test", max_sessions=1,
+        >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test", max_sessions=1,
         ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> sid = mem.create_session(system="Be terse.")
         >>> mem.create_session()
@@ -621,7 +621,7 @@ class RollingSnapshotMemory:
         if not isinstance(model, str | BaseChatModel):
             raise KimiConfigurationError(
                 "RollingSnapshotMemory(model) must be a KimiChatModel, another LangChain chat "
-                f"model or a Kimi model name such as 'kimi-k2.5', got {type(model).__name__}"
+                f"model or a Kimi model name such as 'kimi-k2.6', got {type(model).__name__}"
             )
         if preserve_len < self.policy.min_preserve_tokens:
             raise PreserveTooSmallError(
@@ -852,7 +852,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.create_session(session_id="refactor-1")
             'refactor-1'
@@ -901,7 +901,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> def ls() -> str:
             ...     '''List files.'''
@@ -920,7 +920,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.sessions()
             []
@@ -940,7 +940,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mem.close_session(sid); mem.sessions()
@@ -984,7 +984,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> mid = mem.append_message(sid, ("system", "Code style: black, 100 cols."))
@@ -1024,7 +1024,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> len(mem.append_messages(sid, ["question", AIMessage("answer")]))
@@ -1054,7 +1054,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.maintain(mem.create_session(system="sys"))
             False
@@ -1121,7 +1121,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> _ = mem.append_stream(sid, iter(["part one, ", "part two"]))
@@ -1151,7 +1151,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import asyncio, os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> async def gen():
@@ -1191,7 +1191,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1228,7 +1228,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1322,7 +1322,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid, name="before-refactor")
@@ -1345,7 +1345,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> [s.reason for s in mem.list_snapshots(sid)]
@@ -1378,7 +1378,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session()
             >>> snap = mem.snapshot(sid)
@@ -1410,7 +1410,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> _ = mem.append_message(sid, "context")
@@ -1480,7 +1480,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> for i in range(6):
@@ -1594,7 +1594,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
@@ -1668,7 +1668,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> sid = mem.create_session(system="sys")
             >>> [m.content for m in mem.messages(sid)]
@@ -1690,7 +1690,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> mem.log(mem.create_session(system="sys"))[0].content
             'sys'
@@ -1708,7 +1708,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> u = mem.usage(mem.create_session(system="Be terse."))
             >>> u.calls, u.context_by_role["system"] > 0, u.snapshots
@@ -1765,7 +1765,7 @@ class RollingSnapshotMemory:
 
         Example:
             >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.5", api_key="sk-test",
+            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
             ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
             >>> type(mem.history("s1")).__name__
             'KimiChatMessageHistory'
@@ -1803,7 +1803,7 @@ class RollingSnapshotMemory:
             >>> import os, tempfile
             >>> from langchain_kimi_context.testing import KimiEmulator
             >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
             ...                           base_url=emu.base_url)
             ...     mem = RollingSnapshotMemory(model,
             ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))

@@ -236,7 +236,7 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         >>> from langchain_kimi_context import KimiChatModel
         >>> from langchain_kimi_context.testing import KimiEmulator
         >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-        ...     model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key,
+        ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
         ...                           base_url=emu.base_url)
         ...     agent = create_agent(model, tools=[], middleware=[
         ...         KimiContextMiddleware(), ModelRetryMiddleware(max_retries=2)])

@@ -1,12 +1,20 @@
-"""Kimi model profiles as data: windows, output limits, prices, cache kind, thinking.
+"""Kimi model profiles as data: windows, output limits, prices, lifecycle, thinking rules.
 
-Every number here is data that users can override (``register_profile`` or the
+Every number and rule here is data that users can override (``register_profile`` or the
 ``profile_overrides`` argument of :class:`~langchain_kimi_context.KimiChatModel`), and
 windows can be refreshed from the server's ``GET /v1/models`` (``context_length``).
-Nothing else in the package hard-codes a model name, a window or a price.
+Nothing else in the package hard-codes a model name, a window, a price or a thinking rule.
 
-Sources: Moonshot's published pricing and model pages as summarised in the project's
-reference notes (prices per 1M tokens).
+Lifecycle: a profile is ``"current"`` (served by Moonshot today), ``"retired"`` (Moonshot
+answers 404; ``retired_on`` and ``replacement`` say when and what to use instead; third-party
+hosts may still serve it) or ``"unknown"`` (a guess for an id the package has no data for).
+
+Sources (every rule is listed with its public evidence in ``docs/kimi-api-rules.md``):
+Moonshot's model, pricing and thinking-mode pages as quoted by other clients' catalog
+changes (e.g. llmgateway PR #3378, coder/xum PR #3737, cline PR #11109, opencode-kimi-full
+PR #11), a live ``GET /v1/models`` listing of 2026-09-02 (kimi-k3, kimi-k2.7-code,
+kimi-k2.7-code-highspeed, kimi-k2.6), and Moonshot's retirement notices (K2 previews, turbo
+and thinking models on 2026-05-25; kimi-k2.5, moonshot-v1 and kimi-latest on 2026-08-31).
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from typing import Any, Literal
 
 CacheKind = Literal["automatic", "explicit", "none"]
 ThinkingMode = Literal["always", "default_on", "off"]
+Lifecycle = Literal["current", "retired", "unknown"]
+ForcedToolChoice = Literal["required", "named"]
 
-DEFAULT_MODEL = "kimi-k2.5"
-"""The model used when none is given: a current kimi-k2 generation model."""
+DEFAULT_MODEL = "kimi-k2.6"
+"""The model used when none is given: Moonshot's current general model with the lowest
+price (kimi-k3 costs about three times as much per token)."""
 
 DEFAULT_CONTEXT_WINDOW = 262_144
 """Window assumed for a model that no profile and no server metadata describes."""
@@ -37,6 +48,7 @@ class Pricing:
         input_cache_hit: Price of a prompt token served from the context cache.
         input_cache_miss: Price of a prompt token not served from the cache.
         output: Price of a completion (including reasoning) token.
+        web_search_call: Fee of one builtin ``$web_search`` call (not per token).
 
     Example:
         >>> p = Pricing(currency="USD", input_cache_hit=0.15, input_cache_miss=0.6, output=2.5)
@@ -48,6 +60,7 @@ class Pricing:
     input_cache_hit: float
     input_cache_miss: float
     output: float
+    web_search_call: float = 0.0
 
     def cost(self, *, prompt_tokens: int, cached_tokens: int, output_tokens: int) -> float:
         """Return the cost of one call.
@@ -118,12 +131,33 @@ class KimiModelProfile:
             ``"default_on"`` model (k2.5/k2.6 fix temperature 0.6 instead of 1.0); empty
             means the same as ``fixed_params``.
         supports_tool_calling: Whether the model accepts ``tools``.
-        source: Where the numbers came from (``"builtin"``, ``"user"``, ``"/v1/models"``).
+        source: Where the numbers came from (``"builtin"``, ``"user"``, ``"/v1/models"``,
+            ``"guessed from <model>"``, ``"default"``).
+        lifecycle: ``"current"``, ``"retired"`` or ``"unknown"`` (see the module docstring).
+        retired_on: ISO date Moonshot retired the model (``None`` unless retired).
+        replacement: The current model to use instead of a retired one.
+        thinking_switch: Whether the model takes the ``thinking`` request field
+            (``{"type": "enabled"|"disabled"}``); models that always reason and are tuned
+            with ``reasoning_effort`` (kimi-k3) must not get it.
+        reasoning_efforts: Accepted values of the top-level ``reasoning_effort`` field
+            (empty: the field is not sent).
+        forced_tool_choice_with_thinking: Forced ``tool_choice`` forms the model accepts
+            while thinking: ``"required"`` (any tool) and/or ``"named"`` (one function).
+            The others are answered with 400 "tool_choice ... is incompatible with
+            thinking enabled".
+        web_search_with_thinking: Whether the builtin ``$web_search`` works while thinking.
+        reasoning_effort_default: The server's ``reasoning_effort`` when none is sent.
+        json_schema_output: Whether ``response_format: json_schema`` is relied on for
+            structured output (LangChain's ``structured_output`` profile key, which
+            ``create_agent`` reads to pick its provider strategy).
 
     Example:
-        >>> p = get_profile("kimi-k2-0905-preview")
-        >>> p.context_window, p.cache_kind
-        (262144, 'automatic')
+        >>> p = get_profile("kimi-k2.6")
+        >>> p.context_window, p.cache_kind, p.lifecycle
+        (262144, 'automatic', 'current')
+        >>> r = get_profile("kimi-k2.5")
+        >>> r.lifecycle, r.retired_on, r.replacement
+        ('retired', '2026-08-31', 'kimi-k2.6')
     """
 
     name: str
@@ -142,6 +176,44 @@ class KimiModelProfile:
     )
     supports_tool_calling: bool = True
     source: str = "builtin"
+    lifecycle: Lifecycle = "current"
+    retired_on: str | None = None
+    replacement: str | None = None
+    thinking_switch: bool = True
+    reasoning_efforts: tuple[str, ...] = ()
+    forced_tool_choice_with_thinking: frozenset[ForcedToolChoice] = frozenset()
+    web_search_with_thinking: bool = False
+    reasoning_effort_default: str | None = None
+    json_schema_output: bool = False
+
+    @property
+    def is_guess(self) -> bool:
+        """Whether the profile is a guess for an id the package has no data for.
+
+        Example:
+            >>> get_profile("kimi-k9-preview").is_guess, get_profile("kimi-k3").is_guess
+            (True, False)
+        """
+        return self.source == "default" or self.source.startswith("guessed")
+
+    def retirement_notice(self) -> str:
+        """Return one sentence saying the model was retired, when, and what to use.
+
+        Returns:
+            The notice (empty for a model that is not retired).
+
+        Example:
+            >>> get_profile("kimi-k2.5").retirement_notice()[:60]
+            'Moonshot retired kimi-k2.5 on 2026-08-31 (its API answers 40'
+        """
+        if self.lifecycle != "retired":
+            return ""
+        use = f" Use {self.replacement!r} instead" if self.replacement else ""
+        return (
+            f"Moonshot retired {self.name} on {self.retired_on or 'an earlier date'} (its "
+            f"API answers 404 for it).{use} (KimiChatModel(model=...)); third-party hosts "
+            f"that still serve {self.name} work with their own base_url."
+        )
 
     def fixed_params_for(self, *, thinking: bool) -> Mapping[str, Any]:
         """Return the sampling parameters the model fixes with thinking on or off.
@@ -153,7 +225,7 @@ class KimiModelProfile:
             Parameter name -> the only accepted value.
 
         Example:
-            >>> p = get_profile("kimi-k2.5")
+            >>> p = get_profile("kimi-k2.6")
             >>> p.fixed_params_for(thinking=True)["temperature"]
             1.0
             >>> p.fixed_params_for(thinking=False)["temperature"]
@@ -173,7 +245,7 @@ class KimiModelProfile:
             The new profile.
 
         Example:
-            >>> get_profile("kimi-k2.5").replace(context_window=131_072).context_window
+            >>> get_profile("kimi-k2.6").replace(context_window=131_072).context_window
             131072
         """
         return dataclasses.replace(self, **changes)
@@ -189,25 +261,59 @@ class KimiModelProfile:
             ``reasoning_output`` and the Kimi-specific extras.
 
         Example:
-            >>> get_profile("kimi-k2.5").to_langchain_profile()["max_input_tokens"]
+            >>> get_profile("kimi-k2.6").to_langchain_profile()["max_input_tokens"]
             262144
         """
-        return {
+        profile: dict[str, Any] = {
             "name": self.name,
             "max_input_tokens": self.context_window,
             "max_output_tokens": self.max_output_tokens,
             "text_inputs": True,
             "text_outputs": True,
             "tool_calling": self.supports_tool_calling,
+            # a forced tool choice works unless the model always thinks and rejects it
+            "tool_choice": self.supports_tool_calling
+            and (self.thinking != "always" or bool(self.forced_tool_choice_with_thinking)),
+            "structured_output": self.json_schema_output,
             "reasoning_output": self.thinking != "off",
+            "temperature": "temperature" not in self.fixed_params,
             "kimi_cache_kind": self.cache_kind,
+            "kimi_lifecycle": self.lifecycle,
         }
+        if self.lifecycle != "unknown":
+            profile["status"] = "active" if self.lifecycle == "current" else "retired"
+        if self.reasoning_efforts:
+            profile["reasoning_effort_levels"] = list(self.reasoning_efforts)
+        if self.reasoning_effort_default:
+            profile["reasoning_effort_default"] = self.reasoning_effort_default
+        return profile
 
 
 _K2_CLASSIC = Pricing(currency="USD", input_cache_hit=0.15, input_cache_miss=0.60, output=2.50)
 _K2_TURBO = Pricing(currency="USD", input_cache_hit=0.15, input_cache_miss=1.15, output=8.00)
+# Fixed sampling values of the thinking generations: temperature 1.0 with thinking and 0.6
+# without, top_p 0.95, n 1; presence/frequency penalties "cannot be modified" (0). Any other
+# value is a 400 (Moonshot's kimi-k2.6 page; cline PR #11109; big-AGI issue #1161 probed the
+# same 400s on kimi-k3, whose values are assumed to be the thinking ones: strict).
+_FIXED_THINKING = MappingProxyType(
+    {"temperature": 1.0, "top_p": 0.95, "n": 1, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+)
+_FIXED_NO_THINKING = MappingProxyType({**_FIXED_THINKING, "temperature": 0.6})
 _FIXED_K25 = MappingProxyType({"temperature": 1.0, "top_p": 0.95, "n": 1})
 _FIXED_K25_NO_THINKING = MappingProxyType({"temperature": 0.6, "top_p": 0.95, "n": 1})
+# USD per builtin $web_search call (Moonshot's web-search pricing as quoted by clients).
+_WEB_SEARCH_FEE = 0.004
+# Output budget of thinking models: reasoning is billed and counted as output, so a small
+# budget cuts long reasoning turns ("length"); Moonshot's own thinking examples use 32K.
+_THINKING_MAX_TOKENS = 32_768
+_RETIRED_K2_PREVIEWS = "2026-05-25"
+_RETIRED_K25_V1 = "2026-08-31"
+
+
+def _retired(
+    profile: KimiModelProfile, on: str, replacement: str = DEFAULT_MODEL
+) -> KimiModelProfile:
+    return profile.replace(lifecycle="retired", retired_on=on, replacement=replacement)
 
 
 def _v1(name: str, window: int, price_in: float, price_out: float) -> KimiModelProfile:
@@ -226,67 +332,143 @@ def _v1(name: str, window: int, price_in: float, price_out: float) -> KimiModelP
         cache_family="moonshot-v1",
         explicit_cache_pricing=ExplicitCachePricing(),
         default_temperature=0.0,
+        lifecycle="retired",
+        retired_on=_RETIRED_K25_V1,
+        replacement=DEFAULT_MODEL,
     )
 
 
-BUILTIN_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
+def _usd(miss: float, hit: float, output: float) -> Pricing:
+    return Pricing(
+        currency="USD",
+        input_cache_miss=miss,
+        input_cache_hit=hit,
+        output=output,
+        web_search_call=_WEB_SEARCH_FEE,
+    )
+
+
+def _current(name: str, **fields: Any) -> KimiModelProfile:
+    """A current thinking-generation model: the fields they share, then its own."""
+    shared: dict[str, Any] = {
+        "context_window": 262_144,
+        "max_output_tokens": 65_536,
+        "default_max_tokens": _THINKING_MAX_TOKENS,
+        "default_temperature": 1.0,
+        "fixed_params": _FIXED_THINKING,
+    }
+    return KimiModelProfile(name=name, **{**shared, **fields})
+
+
+_K26_PRICES = _usd(0.95, 0.16, 4.00)
+
+CURRENT_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
     {
         p.name: p
         for p in (
-            KimiModelProfile(
-                name="kimi-k2-0905-preview", context_window=262_144, pricing=_K2_CLASSIC
-            ),
-            KimiModelProfile(
-                name="kimi-k2-0711-preview", context_window=131_072, pricing=_K2_CLASSIC
-            ),
-            KimiModelProfile(
-                name="kimi-k2-turbo-preview", context_window=262_144, pricing=_K2_TURBO
-            ),
-            KimiModelProfile(
-                name="kimi-k2-thinking",
-                context_window=262_144,
-                pricing=_K2_CLASSIC,
-                thinking="always",
-                default_temperature=1.0,
-            ),
-            KimiModelProfile(
-                name="kimi-k2-thinking-turbo",
-                context_window=262_144,
-                pricing=_K2_TURBO,
-                thinking="always",
-                default_temperature=1.0,
-            ),
-            KimiModelProfile(
-                name="kimi-k2.5",
-                context_window=262_144,
-                pricing=Pricing(
-                    currency="USD", input_cache_hit=0.10, input_cache_miss=0.60, output=3.00
-                ),
-                thinking="default_on",
-                default_temperature=1.0,
-                fixed_params=_FIXED_K25,
-                fixed_params_thinking_off=_FIXED_K25_NO_THINKING,
-            ),
-            KimiModelProfile(
-                name="kimi-k2.6",
-                context_window=262_144,
-                pricing=Pricing(
-                    currency="USD", input_cache_hit=0.16, input_cache_miss=0.95, output=4.00
-                ),
-                thinking="default_on",
-                default_temperature=1.0,
-                fixed_params=_FIXED_K25,
-                fixed_params_thinking_off=_FIXED_K25_NO_THINKING,
-            ),
-            KimiModelProfile(
-                name="kimi-k3",
+            # kimi-k3: 1,048,576 window, USD 3.00 / 0.30 / 15.00 flat, output up to 131,072
+            # (coder/xum PR #3737, big-AGI #1161). Always reasons; depth is the top-level
+            # reasoning_effort low/high/max, default max (llmgateway PR #3378; lobehub PR
+            # #17272 saw only "max" accepted at launch); drop the thinking switch for it.
+            # Forced tool_choice: "required" works while thinking, a named function is a
+            # 400 (inspect_ai PR #5152, oh-my-pi PR #5994, big-AGI #1161).
+            _current(
+                "kimi-k3",
                 context_window=1_048_576,
-                max_output_tokens=65_536,
-                pricing=Pricing(
-                    currency="USD", input_cache_hit=0.30, input_cache_miss=3.00, output=15.00
-                ),
+                max_output_tokens=131_072,
+                pricing=_usd(3.00, 0.30, 15.00),
+                thinking="always",
+                thinking_switch=False,
+                reasoning_efforts=("low", "high", "max"),
+                reasoning_effort_default="max",
+                forced_tool_choice_with_thinking=frozenset({"required"}),
+                json_schema_output=True,  # strict json_schema verified (big-AGI #1161)
+            ),
+            # kimi-k2.6: 262,144 window, USD 0.95 / 0.16 / 4.00 (cline PR #11109, chatcli
+            # PR #911); thinking on by default, switchable; forced tool_choice is a 400
+            # while thinking (oh-my-pi #1077, inspect_ai PR #5152).
+            _current(
+                "kimi-k2.6",
+                pricing=_K26_PRICES,
                 thinking="default_on",
-                default_temperature=1.0,
+                fixed_params_thinking_off=_FIXED_NO_THINKING,
+            ),
+            # Coding models: always reason; the only accepted `thinking` value is
+            # enabled+keep=all, so the package sends none (opencode-kimi-full PR #11 quoting
+            # Moonshot's docs). Prices are not published: kimi-k2.6's are used until the
+            # server or the user says otherwise. No forced tool choice while thinking, so
+            # structured output goes through json_schema (not verified publicly: strict).
+            *(
+                _current(
+                    name,
+                    pricing=_K26_PRICES,
+                    thinking="always",
+                    thinking_switch=False,
+                    json_schema_output=True,
+                )
+                for name in ("kimi-k2.7-code", "kimi-k2.7-code-highspeed")
+            ),
+        )
+    }
+)
+"""The models Moonshot serves today (``GET /v1/models`` of 2026-09-02)."""
+
+RETIRED_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            _retired(
+                KimiModelProfile(
+                    name="kimi-k2-0905-preview", context_window=262_144, pricing=_K2_CLASSIC
+                ),
+                _RETIRED_K2_PREVIEWS,
+            ),
+            _retired(
+                KimiModelProfile(
+                    name="kimi-k2-0711-preview", context_window=131_072, pricing=_K2_CLASSIC
+                ),
+                _RETIRED_K2_PREVIEWS,
+            ),
+            _retired(
+                KimiModelProfile(
+                    name="kimi-k2-turbo-preview", context_window=262_144, pricing=_K2_TURBO
+                ),
+                _RETIRED_K2_PREVIEWS,
+            ),
+            *(
+                _retired(
+                    KimiModelProfile(
+                        name=name,
+                        context_window=262_144,
+                        pricing=pricing,
+                        thinking="always",
+                        thinking_switch=False,
+                        default_temperature=1.0,
+                    ),
+                    _RETIRED_K2_PREVIEWS,
+                )
+                for name, pricing in (
+                    ("kimi-k2-thinking", _K2_CLASSIC),
+                    ("kimi-k2-thinking-turbo", _K2_TURBO),
+                )
+            ),
+            _retired(
+                KimiModelProfile(
+                    name="kimi-k2.5",
+                    context_window=262_144,
+                    pricing=Pricing(
+                        currency="USD", input_cache_hit=0.10, input_cache_miss=0.60, output=3.00
+                    ),
+                    thinking="default_on",
+                    default_temperature=1.0,
+                    fixed_params=_FIXED_K25,
+                    fixed_params_thinking_off=_FIXED_K25_NO_THINKING,
+                ),
+                _RETIRED_K25_V1,
+            ),
+            _retired(
+                KimiModelProfile(name="kimi-latest", context_window=131_072, pricing=_K2_CLASSIC),
+                _RETIRED_K25_V1,
             ),
             _v1("moonshot-v1-8k", 8_192, 0.20, 2.00),
             _v1("moonshot-v1-32k", 32_768, 1.00, 3.00),
@@ -294,6 +476,13 @@ BUILTIN_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
         )
     }
 )
+"""Models Moonshot no longer serves, with ``retired_on`` and ``replacement``."""
+
+BUILTIN_PROFILES: Mapping[str, KimiModelProfile] = MappingProxyType(
+    {**RETIRED_PROFILES, **CURRENT_PROFILES}
+)
+"""Every profile the package ships: current and retired."""
+
 
 _lock = threading.Lock()
 _registry: dict[str, KimiModelProfile] = dict(BUILTIN_PROFILES)
@@ -306,7 +495,7 @@ def register_profile(profile: KimiModelProfile) -> None:
         profile: The profile; ``profile.name`` is the model id it applies to.
 
     Example:
-        >>> register_profile(get_profile("kimi-k2.5").replace(name="my-kimi", source="user"))
+        >>> register_profile(get_profile("kimi-k2.6").replace(name="my-kimi", source="user"))
         >>> get_profile("my-kimi").context_window
         262144
     """
@@ -321,7 +510,7 @@ def list_profiles() -> list[str]:
         Sorted model ids.
 
     Example:
-        >>> "kimi-k2.5" in list_profiles()
+        >>> "kimi-k3" in list_profiles()
         True
     """
     with _lock:
@@ -335,12 +524,19 @@ def _fallback_profile(model: str) -> KimiModelProfile:
     for candidate in known:
         family = candidate.name.rsplit("-", 1)[0] if candidate.name.count("-") > 1 else ""
         if family and model.startswith(family):
-            return candidate.replace(name=model, source=f"guessed from {candidate.name}")
+            return candidate.replace(
+                name=model,
+                source=f"guessed from {candidate.name}",
+                lifecycle="unknown",
+                retired_on=None,
+                replacement=None,
+            )
     return KimiModelProfile(
         name=model,
         context_window=DEFAULT_CONTEXT_WINDOW,
         pricing=_K2_CLASSIC,
         source="default",
+        lifecycle="unknown",
     )
 
 
@@ -351,7 +547,7 @@ def get_profile(model: str, overrides: Mapping[str, Any] | None = None) -> KimiM
     defaults); ``source`` says which.
 
     Args:
-        model: Model id, e.g. ``"kimi-k2-0905-preview"``.
+        model: Model id, e.g. ``"kimi-k2.6"``.
         overrides: Field values that replace the stored ones (e.g.
             ``{"context_window": 131072}``).
 
@@ -364,7 +560,7 @@ def get_profile(model: str, overrides: Mapping[str, Any] | None = None) -> KimiM
     Example:
         >>> get_profile("moonshot-v1-32k").cache_kind
         'explicit'
-        >>> get_profile("kimi-k2.5", {"context_window": 100_000}).context_window
+        >>> get_profile("kimi-k2.6", {"context_window": 100_000}).context_window
         100000
     """
     with _lock:
@@ -411,3 +607,37 @@ def update_profiles_from_models_payload(
         register_profile(profile)
         updated.append(profile)
     return updated
+
+
+def current_models() -> list[str]:
+    """Return the ids of the models Moonshot serves today (per the registered profiles).
+
+    Returns:
+        Sorted model ids whose lifecycle is ``"current"``.
+
+    Example:
+        >>> current_models()
+        ['kimi-k2.6', 'kimi-k2.7-code', 'kimi-k2.7-code-highspeed', 'kimi-k3']
+    """
+    with _lock:
+        return sorted(n for n, p in _registry.items() if p.lifecycle == "current")
+
+
+def retired_profile(model: str) -> KimiModelProfile | None:
+    """Return the profile of ``model`` if the catalog knows it as retired.
+
+    Args:
+        model: Model id.
+
+    Returns:
+        The retired profile, or ``None`` (current, unknown or guessed models).
+
+    Example:
+        >>> retired_profile("moonshot-v1-8k").replacement
+        'kimi-k2.6'
+        >>> retired_profile("kimi-k3") is None
+        True
+    """
+    with _lock:
+        profile = _registry.get(model)
+    return profile if profile is not None and profile.lifecycle == "retired" else None

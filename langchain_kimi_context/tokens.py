@@ -179,7 +179,7 @@ class TokenizerBackend(Protocol):
         Example:
             >>> backend: TokenizerBackend = ApproximateBackend()
             >>> backend.count("上下文")
-            3
+            2
         """
         ...
 
@@ -503,7 +503,8 @@ class ApproximateBackend:
     a :class:`TokenCalibrator` corrects the remaining per-session bias.
 
     Attributes:
-        cjk_tokens_per_char: Tokens per 3-byte character (Han, Kana, Hangul, ...).
+        cjk_tokens_per_char: Tokens per 3-byte character (Han, Kana, Hangul, ...);
+            0.6 follows Moonshot's "one token is about 1.5 to 2 Chinese characters".
         ascii_chars_per_token: Letters per extra token beyond the 5th letter of a word.
         digits_per_token: Digits per token inside a digit run.
         punct_chars_per_token: Extra characters per token inside a punctuation run.
@@ -514,12 +515,12 @@ class ApproximateBackend:
     Example:
         >>> backend = ApproximateBackend()
         >>> backend.count("你好世界"), backend.count("hello world")
-        (4, 2)
+        (2, 2)
         >>> backend.count("def f(x):\n    return x + 1\n")
         12
     """
 
-    cjk_tokens_per_char: float = 1.0
+    cjk_tokens_per_char: float = 0.6
     ascii_chars_per_token: float = 4.0
     digits_per_token: float = 3.0
     punct_chars_per_token: float = 3.0
@@ -566,7 +567,7 @@ class ApproximateBackend:
 
         Example:
             >>> ApproximateBackend().count("北京 Beijing 2026")
-            6
+            5
         """
         if not text:
             return 0
@@ -816,7 +817,7 @@ class TokenCounter:
 
         Example:
             >>> TokenCounter(backend=ApproximateBackend()).count_text("北京欢迎你")
-            5
+            3
         """
         return self.backend.count(text)
 
@@ -1305,7 +1306,7 @@ def count_tokens_for_model(
 
     Example:
         >>> from langchain_core.messages import HumanMessage
-        >>> count_tokens_for_model([HumanMessage("hi")], model="kimi-k2.5") > 0
+        >>> count_tokens_for_model([HumanMessage("hi")], model="kimi-k2.6") > 0
         True
     """
     del model

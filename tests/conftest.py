@@ -7,6 +7,9 @@
   pass them via ``make_emulator``).
 * ``make_emulator``: a factory ``make_emulator(**options) -> KimiEmulator`` whose servers
   are stopped after the test.
+* ``legacy_emulator``: like ``emulator`` with ``catalog="legacy"`` (the retired 2025
+  catalog: moonshot-v1 and the explicit Context Caching API, ``Retry-After`` headers,
+  prefix cache partitioned by ``prompt_cache_key``), for tests of the explicit cache.
 """
 
 from __future__ import annotations
@@ -30,6 +33,19 @@ def emulator(_session_emulator: KimiEmulator) -> KimiEmulator:
     """The session's emulator, reset for this test."""
     _session_emulator.reset()
     return _session_emulator
+
+
+@pytest.fixture(scope="session")
+def _session_legacy_emulator() -> Iterator[KimiEmulator]:
+    with KimiEmulator(catalog="legacy") as emu:
+        yield emu
+
+
+@pytest.fixture
+def legacy_emulator(_session_legacy_emulator: KimiEmulator) -> KimiEmulator:
+    """The session's legacy-catalog emulator (explicit Context Caching), reset."""
+    _session_legacy_emulator.reset()
+    return _session_legacy_emulator
 
 
 @pytest.fixture

@@ -234,7 +234,7 @@ def create_kimi_agent(
     Example:
         >>> import tempfile, os
         >>> from langchain_kimi_context import KimiChatModel
-        >>> model = KimiChatModel(model="kimi-k2.5", api_key="sk-test")
+        >>> model = KimiChatModel(model="kimi-k2.6", api_key="sk-test")
         >>> db = os.path.join(tempfile.mkdtemp(), "kimi.sqlite")
         >>> agent = create_kimi_agent(model, db_path=db)
         >>> [n for n in agent.get_graph().nodes if not n.startswith("__")][:3]

@@ -320,7 +320,7 @@ def preflight_guard(
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_kimi_context import get_profile
         >>> msgs = [HumanMessage("hello")]
-        >>> out, report = preflight_guard(msgs, ContextPolicy(), profile=get_profile("kimi-k2.5"))
+        >>> out, report = preflight_guard(msgs, ContextPolicy(), profile=get_profile("kimi-k2.6"))
         >>> out is msgs, report.window, report.fits
         (True, 262144, True)
         >>> preflight_guard(msgs, ContextPolicy(context_window=8_192))  # doctest: +ELLIPSIS

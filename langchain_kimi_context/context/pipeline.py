@@ -121,9 +121,9 @@ class StageContext:
 
         Example:
             >>> from langchain_kimi_context import get_profile
-            >>> ctx = StageContext.build(ContextPolicy(), profile=get_profile("kimi-k2.5"))
+            >>> ctx = StageContext.build(ContextPolicy(), profile=get_profile("kimi-k2.6"))
             >>> ctx.window.window, ctx.profile.name
-            (262144, 'kimi-k2.5')
+            (262144, 'kimi-k2.6')
         """
         window = resolve_context_window(policy, profile)
         return cls(

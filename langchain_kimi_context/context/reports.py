@@ -223,7 +223,7 @@ class GuardReport(_ReportMixin):
             >>> r = GuardReport(window=20_000, window_source="default", uncapped_window=20_000,
             ...                 uncapped_source="default", minimum=16_000, warn=True,
             ...                 required_tokens=25_000, fits=False, route="compact")
-            >>> err = r.overflow_error("kimi-k2.5")
+            >>> err = r.overflow_error("kimi-k2.6")
             >>> err.window, err.requested
             (20000, 25000)
         """

@@ -8,6 +8,15 @@ and replies deterministically through a pluggable responder (the default scripte
 follows ``@`` directives in the last user message; see
 :mod:`langchain_kimi_context.testing.responders` for the full grammar).
 
+By default the emulator follows today's API (``catalog="current"``): only the current
+models are served (retired ids get Moonshot's 404), the thinking rules are enforced with
+the API's error texts (forced ``tool_choice``, ``reasoning_content`` replay, locked
+sampling parameters, ``reasoning_effort``, ``$web_search``), some thinking tool-call turns
+carry empty reasoning, 429s carry their delay only in the message, and the prefix cache is
+keyed by content alone. ``KimiEmulator(catalog="legacy")`` serves the retired 2025 catalog
+(moonshot-v1 and its explicit Context Caching API). The public evidence of each rule is
+listed in ``docs/kimi-api-rules.md``.
+
 In-process::
 
     with KimiEmulator() as emu:
@@ -42,7 +51,7 @@ Example:
     >>> from openai import OpenAI
     >>> with KimiEmulator() as emu:
     ...     client = OpenAI(base_url=emu.base_url, api_key=emu.api_key)
-    ...     reply = client.chat.completions.create(model="kimi-k2-0905-preview",
+    ...     reply = client.chat.completions.create(model="kimi-k2.6",
     ...         messages=[{"role": "user", "content": '@call get_weather {"city": "Paris"}'}])
     ...     reply.choices[0].message.tool_calls[0].id
     'functions.get_weather:0'
@@ -72,7 +81,12 @@ from langchain_kimi_context.testing.responders import (
     parse_directives,
     synthesize_from_schema,
 )
-from langchain_kimi_context.testing.server import DEFAULT_API_KEY, KimiEmulator, StreamUsageMode
+from langchain_kimi_context.testing.server import (
+    DEFAULT_API_KEY,
+    Catalog,
+    KimiEmulator,
+    StreamUsageMode,
+)
 from langchain_kimi_context.testing.tokenizer import EmulatorTokenizer
 from langchain_kimi_context.testing.validation import (
     SERVER_DEFAULT_MAX_TOKENS,
@@ -86,6 +100,7 @@ from langchain_kimi_context.testing.validation import (
 __all__ = [
     "DEFAULT_API_KEY",
     "SERVER_DEFAULT_MAX_TOKENS",
+    "Catalog",
     "CompactionResponder",
     "DefaultResponder",
     "Directive",

@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where streamed replies carry usage",
     )
     parser.add_argument(
+        "--catalog",
+        choices=["current", "legacy"],
+        default="current",
+        help="today's models and rules (default) or the retired 2025 catalog (moonshot-v1)",
+    )
+    parser.add_argument(
         "--nested-cached-tokens",
         action="store_true",
         help="also send usage.prompt_tokens_details.cached_tokens",
@@ -74,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accept_any_key=args.accept_any_key,
         stream_usage_mode=args.stream_usage_mode,
         nested_cached_tokens=args.nested_cached_tokens,
+        catalog=args.catalog,
     )
     stop = threading.Event()
 

@@ -30,7 +30,7 @@ __all__ = [
     "key_hint",
 ]
 
-LedgerKind = Literal["chat", "cache_create", "cache_storage", "cache_call"]
+LedgerKind = Literal["chat", "cache_create", "cache_storage", "cache_call", "web_search"]
 
 
 def key_hint(api_key: str | None) -> str | None:
@@ -60,7 +60,8 @@ class LedgerEntry:
     """One billed event.
 
     Attributes:
-        kind: ``chat``, ``cache_create``, ``cache_storage`` or ``cache_call``.
+        kind: ``chat``, ``cache_create``, ``cache_storage``, ``cache_call`` or
+            ``web_search`` (the per-call fee of a builtin ``$web_search``).
         model: Model (or cache family) billed.
         cost: Amount in ``currency``.
         currency: Currency of ``cost``.

@@ -242,6 +242,8 @@ class ResponderRequest:
         max_tokens: Effective ``max_tokens``.
         tokenizer: The emulator's tokenizer.
         choice_index: Which of the ``n`` choices is being generated.
+        reason_free: A tool-call reply to this request carries empty reasoning (the
+            emulator's ``reason_free_every``), unless ``@think`` asks for reasoning.
 
     Example:
         >>> req = ResponderRequest.from_messages([{"role": "user", "content": "@say hi"}])
@@ -252,12 +254,13 @@ class ResponderRequest:
     body: Mapping[str, Any]
     messages: Sequence[Mapping[str, Any]]
     tools: Sequence[Mapping[str, Any]] = ()
-    model: str = "kimi-k2-0905-preview"
+    model: str = "kimi-k2.6"
     thinking: bool = False
     prompt_tokens: int = 0
     max_tokens: int = 1024
     tokenizer: EmulatorTokenizer = field(default_factory=EmulatorTokenizer)
     choice_index: int = 0
+    reason_free: bool = False
 
     @classmethod
     def from_messages(
@@ -730,6 +733,8 @@ class ScriptedAgentResponder:
             reasoning = deterministic_text(n, "think|" + seed)
         allow_calls = request.body.get("tool_choice") != "none"
         if allow_calls and steps_done < len(script.steps):
+            if request.reason_free and script.think_tokens is None:
+                reasoning = ""  # a reason-free tool-call turn, as real replies have
             return ReplySpec(
                 content="",
                 tool_calls=tuple(script.steps[steps_done]),

@@ -65,13 +65,15 @@ from langchain_kimi_context.testing.validation import (
     known_profiles,
     validate_chat_request,
 )
+from langchain_kimi_context.thinking_rules import web_search_echoes
 
-__all__ = ["DEFAULT_API_KEY", "KimiEmulator", "StreamUsageMode"]
+__all__ = ["DEFAULT_API_KEY", "Catalog", "KimiEmulator", "StreamUsageMode"]
 
 DEFAULT_API_KEY = "sk-kimi-emulator-0000000000000000"
 """The API key a :class:`KimiEmulator` accepts unless told otherwise."""
 
 StreamUsageMode = Literal["final_chunk", "in_choice", "both"]
+Catalog = Literal["current", "legacy"]
 _MAX_BODY = 64 * 1024 * 1024
 
 
@@ -114,8 +116,23 @@ class KimiEmulator:
         api_keys: More accepted keys (each gets its own ledger and caches).
         accept_any_key: Accept any non-empty key (each still billed separately).
         responder: Reply generator (default :class:`DefaultResponder`).
-        profiles: Models served (default: every profile known to the package);
-            other models get a 404.
+        catalog: ``"current"`` (default): today's API. Only current models are served
+            (retired ids get Moonshot's 404 "Not found the model <id> or Permission
+            denied"); 429s carry their delay only in the message (no ``Retry-After``
+            header: none was seen on the live API); the automatic prefix cache is keyed by
+            content alone (``prompt_cache_key`` is accepted but does not partition it:
+            live measurements report it as ignored for cache identity); some thinking
+            tool-call turns carry empty reasoning (``reason_free_every``). ``"legacy"``:
+            the catalog of 2025 (every builtin profile, retired ones included, e.g.
+            moonshot-v1 for the explicit Context Caching API), ``Retry-After`` headers and
+            a prefix cache partitioned by ``prompt_cache_key``. The thinking rules (forced
+            tool choice, reasoning replay, locked parameters, ``$web_search``) follow each
+            model's profile in both.
+        profiles: Models served (default: per ``catalog``); other models get a 404.
+        reason_free_every: With thinking on, every N-th tool-call turn of a
+            conversation (counted by earlier tool calls) has empty ``reasoning_content``,
+            as real replies sometimes do (``None``: never; default 2 in the current
+            catalog). A responder's explicit reasoning wins.
         tokenizer: Token counter (default :class:`EmulatorTokenizer`).
         cache_block_size: Prefix-cache granularity in tokens (Kimi: 256).
         max_cached_blocks_per_partition: Memory bound of the prefix cache.
@@ -143,7 +160,7 @@ class KimiEmulator:
         >>> import httpx
         >>> with KimiEmulator() as emu:
         ...     r = httpx.post(emu.base_url + "/chat/completions", headers=emu.headers,
-        ...                    json={"model": "kimi-k2-0905-preview",
+        ...                    json={"model": "kimi-k2.6",
         ...                          "messages": [{"role": "user", "content": "@say hi"}]})
         ...     r.json()["choices"][0]["message"]["content"], emu.ledger().requests
         ('hi', 1)
@@ -158,7 +175,9 @@ class KimiEmulator:
         api_keys: Iterable[str] = (),
         accept_any_key: bool = False,
         responder: Callable[[ResponderRequest], ReplySpec] | None = None,
+        catalog: Catalog = "current",
         profiles: Mapping[str, KimiModelProfile] | Iterable[KimiModelProfile] | None = None,
+        reason_free_every: int | None = -1,
         tokenizer: EmulatorTokenizer | None = None,
         cache_block_size: int = 256,
         max_cached_blocks_per_partition: int = 65_536,
@@ -191,8 +210,22 @@ class KimiEmulator:
         self._keys = {api_key, *api_keys}
         self.accept_any_key = accept_any_key
         self.responder: Callable[[ResponderRequest], ReplySpec] = responder or DefaultResponder()
+        if catalog not in ("current", "legacy"):
+            msg = f"catalog must be 'current' or 'legacy', not {catalog!r}"
+            raise ValueError(msg)
+        self.catalog: Catalog = catalog
+        today = catalog == "current"
+        self.retry_after_header = not today
+        self.cache_key_partitions = not today
+        self.reason_free_every: int | None = (
+            (2 if today else None) if reason_free_every == -1 else reason_free_every
+        )
         if profiles is None:
-            self.profiles: dict[str, KimiModelProfile] = known_profiles()
+            self.profiles: dict[str, KimiModelProfile] = {
+                name: p
+                for name, p in known_profiles().items()
+                if not today or p.lifecycle != "retired"
+            }
         elif isinstance(profiles, Mapping):
             self.profiles = dict(profiles)
         else:
@@ -666,7 +699,10 @@ class _Handler(BaseHTTPRequestHandler):
         record.response = err.to_json()
         self.emu._log_record(record, self._epoch)
         self._logged = True
-        self._send_json(err.status, err.to_json(), err.headers)
+        headers = err.headers
+        if not self.emu.retry_after_header:  # today's 429s: the delay is in the message
+            headers = {k: v for k, v in headers.items() if k.lower() != "retry-after"}
+        self._send_json(err.status, err.to_json(), headers)
 
     def _ok(self, record: RequestRecord, payload: Any, status: int = 200) -> None:
         record.status = status
@@ -783,6 +819,7 @@ class _Handler(BaseHTTPRequestHandler):
             tokenizer=emu.tokenizer,
             reject_empty_tool_call_content=emu.reject_empty_tool_call_content,
             reject_empty_string_content=emu.reject_empty_string_content,
+            check_web_search_echo=True,
         )
         choices: list[_Choice] = []
         fail_spec: str | None = None
@@ -802,6 +839,7 @@ class _Handler(BaseHTTPRequestHandler):
                 max_tokens=validated.max_tokens,
                 tokenizer=emu.tokenizer,
                 choice_index=index,
+                reason_free=self._reason_free(validated, base_id),
             )
             try:
                 spec = emu.responder(request)
@@ -956,8 +994,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self._epoch != emu._current_epoch:
             return 0, None  # in flight across reset(): do not refill the cleared cache
         cache_key = body.get("prompt_cache_key")
-        partition = (validated.profile.name, key, cache_key if isinstance(cache_key, str) else None)
+        if not emu.cache_key_partitions or not isinstance(cache_key, str):
+            cache_key = None  # today: the content prefix alone is the cache identity
+        # Moonshot's K3 docs: switching reasoning_effort invalidates prefix-cache hits
+        # (quoted in opencode-kimi-full PR #11).
+        effort = body.get("reasoning_effort") if validated.profile.reasoning_efforts else None
+        partition = (validated.profile.name, key, cache_key, effort)
         return emu.prefix_cache.lookup_and_store(partition, validated.tokens), None
+
+    def _reason_free(self, validated: ValidatedChatRequest, base_id: int) -> bool:
+        """Whether a tool-call reply to this request carries empty reasoning.
+
+        Real thinking replies sometimes carry empty reasoning on tool-call turns
+        ("reason-free turns"; Moonshot's kosong client keeps "" as "reasoned but empty");
+        the next request must still replay the field. Every ``reason_free_every``-th
+        tool-call turn of a conversation (counted by earlier tool calls) is one.
+        """
+        every = self.emu.reason_free_every
+        return bool(validated.thinking and every and base_id % every == every - 1)
 
     def _make_choice(
         self, index: int, spec: ReplySpec, validated: ValidatedChatRequest, base_id: int
@@ -971,6 +1025,18 @@ class _Handler(BaseHTTPRequestHandler):
                 else deterministic_text(8, "think|" + str(index))
             )
         reasoning_tokens = tok.count_text(reasoning) if reasoning else 0
+        if reasoning and reasoning_tokens >= validated.max_tokens:
+            # The reasoning used the whole output budget: no answer (finish "length").
+            reasoning = tok.truncate(reasoning, validated.max_tokens)
+            return _Choice(
+                index=index,
+                content="",
+                reasoning=reasoning,
+                tool_calls=[],
+                finish_reason="length",
+                completion_tokens=tok.count_text(reasoning),
+                reasoning_tokens=tok.count_text(reasoning),
+            )
         calls: list[dict[str, Any]] = []
         call_tokens = 0
         for offset, call in enumerate(spec.tool_calls):
@@ -1032,6 +1098,21 @@ class _Handler(BaseHTTPRequestHandler):
         emu = self.emu
         now = emu.clock.now()
         pricing = validated.profile.pricing
+        searches = web_search_echoes(validated.messages)
+        if searches and pricing.web_search_call:
+            # Each $web_search the client hands back is one billed search.
+            emu._bill(
+                key,
+                LedgerEntry(
+                    kind="web_search",
+                    model=validated.profile.name,
+                    cost=searches * pricing.web_search_call,
+                    currency=pricing.currency,
+                    time=now,
+                    request_seq=seq,
+                ),
+                self._epoch,
+            )
         prompt = int(usage["prompt_tokens"])
         cached = int(usage["cached_tokens"])
         output = int(usage["completion_tokens"])
@@ -1175,6 +1256,8 @@ class _Handler(BaseHTTPRequestHandler):
             if choice.reasoning:
                 for piece in self._pieces(choice.reasoning):
                     yield chunk(choice.index, {"reasoning_content": piece})
+            elif choice.reasoning is not None:
+                yield chunk(choice.index, {"reasoning_content": ""})  # reason-free turn
             for piece in self._pieces(choice.content):
                 yield chunk(choice.index, {"content": piece})
             for call in choice.tool_calls:

@@ -7,10 +7,12 @@ needs to serve the request (profile, thinking flag, prompt tokens, max tokens).
 
 Rules (in the order they are checked):
 
-1. ``model`` must be a known model: 404 ``resource_not_found_error``
-   ``Not found the model <m> or Permission denied``.
+1. ``model`` must be a served model: 404 ``resource_not_found_error``
+   ``Not found the model <m> or Permission denied`` (also for retired models, as the live
+   API answers since the 2026 retirements: diillson/chatcli issue #1344).
 2. Sampling parameters: ``temperature`` in [0, 1]; models with fixed parameters
-   (kimi-k2.5: temperature/top_p/n) reject other values; ``n`` in [1, 5] and ``n > 1``
+   (kimi-k2.6: temperature/top_p/n/penalties) reject other values (cline PR #11109,
+   big-AGI issue #1161; the emulator's wording is its own); ``n`` in [1, 5] and ``n > 1``
    needs a temperature above ~0; ``stop`` is at most 5 strings of at most 32 bytes;
    ``max_tokens`` / ``max_completion_tokens`` positive integers.
 3. Tools: ``type`` ``function`` (or ``builtin_function`` ``$web_search``), function names
@@ -23,13 +25,30 @@ Rules (in the order they are checked):
    must not carry an empty text part (optionally not even ``content: ""``); with
    thinking enabled every assistant tool-call message carries ``reasoning_content``
    (``thinking is enabled but reasoning_content is missing in assistant tool call
-   message at index N``).
+   message at index N``, quoted by MoonshotAI/kimi-agent-sdk issue #169 and others; an
+   empty string is accepted, as Moonshot's kosong client relies on).
 5. Window: prompt tokens + ``max_tokens`` (default 1024) must fit the model window:
    ``Invalid request: Your request exceeded model token limit: <window> (requested: <n>)``.
+6. Thinking rules, from each model's profile (public evidence in
+   ``docs/kimi-api-rules.md``):
+
+   * a forced ``tool_choice`` the model does not accept while thinking: 400
+     ``tool_choice 'required'|'specified' is incompatible with thinking enabled``
+     (wording quoted by inspect_ai PR #5152 and oh-my-pi issue #1077);
+   * ``thinking`` sent to a model without the switch: kimi-k3 (docs: drop it; strict, the
+     wording is not public), kimi-k2.7-code accepts only ``{"type": "enabled", "keep":
+     "all"}`` (opencode-kimi-full PR #11 quoting Moonshot's docs);
+   * ``reasoning_effort`` outside the model's values (kimi-k3: low/high/max, llmgateway
+     PR #3378), or together with ``thinking`` (400 "cannot specify both 'thinking' and
+     'reasoning_effort'", nanobot issue #3939);
+   * the builtin ``$web_search`` while thinking (Moonshot's docs require thinking off;
+     strict, the wording is not public), and a ``$web_search`` tool result that is not
+     the call's arguments unchanged (strict).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,8 +138,8 @@ class ValidatedChatRequest:
         tokens: The canonical token sequence of tools + messages (prefix caching).
 
     Example:
-        >>> v = validate_chat_request(
-        ...     {"model": "kimi-k2-0905-preview", "messages": [{"role": "user", "content": "hi"}]})
+        >>> v = validate_chat_request({"model": "kimi-k2.6", "thinking": {"type": "disabled"},
+        ...     "messages": [{"role": "user", "content": "hi"}]})
         >>> v.thinking, v.prompt_tokens, v.max_tokens
         (False, 3, 1024)
     """
@@ -150,7 +169,7 @@ def thinking_enabled(profile: KimiModelProfile, body: Mapping[str, Any]) -> bool
         ``True`` when the reply carries ``reasoning_content``.
 
     Example:
-        >>> p = get_profile("kimi-k2.5")
+        >>> p = get_profile("kimi-k2.6")
         >>> thinking_enabled(p, {}), thinking_enabled(p, {"thinking": {"type": "disabled"}})
         (True, False)
     """
@@ -172,6 +191,8 @@ def _resolve_profile(
     else:
         profile = profiles.get(model)
     if profile is None:
+        # Unknown and retired ids alike (the live API after the 2026 retirements, probed
+        # 2026-09-02 by diillson/chatcli issue #1344).
         raise EmulatorAPIError(
             404,
             "resource_not_found_error",
@@ -383,6 +404,79 @@ def _check_messages(
     return messages
 
 
+def _reject_forced_tool_choice(body: Mapping[str, Any], profile: KimiModelProfile) -> None:
+    choice = body.get("tool_choice")
+    if choice in (None, "auto", "none"):
+        return
+    kind = "required" if choice == "required" else "named"
+    if kind not in profile.forced_tool_choice_with_thinking:
+        wire = "required" if kind == "required" else "specified"
+        raise _invalid(f"tool_choice '{wire}' is incompatible with thinking enabled")
+
+
+def _check_thinking_rules(
+    body: Mapping[str, Any], profile: KimiModelProfile, tools: Sequence[Mapping[str, Any]]
+) -> None:
+    thinking_field = body.get("thinking")
+    if thinking_field is not None and not profile.thinking_switch:
+        keep_all = {"type": "enabled", "keep": "all"}
+        if profile.reasoning_efforts or thinking_field != keep_all:
+            raise _invalid(
+                f"Invalid request: thinking {_json_text(thinking_field)} is not supported for "
+                f"model {profile.name}"
+                + (", use reasoning_effort" if profile.reasoning_efforts else "")
+            )
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if thinking_field is not None:
+            raise _invalid("cannot specify both 'thinking' and 'reasoning_effort'")
+        if profile.reasoning_efforts and effort not in profile.reasoning_efforts:
+            raise _invalid(
+                f"Invalid request: reasoning_effort must be one of "
+                f"{', '.join(profile.reasoning_efforts)}, got {effort!r}"
+            )
+    if not thinking_enabled(profile, body):
+        return
+    _reject_forced_tool_choice(body, profile)
+    web = any(
+        t.get("type") == "builtin_function"
+        and (t.get("function") or {}).get("name") == "$web_search"
+        for t in tools
+    )
+    if web and not profile.web_search_with_thinking:
+        raise _invalid(
+            "Invalid request: the builtin function $web_search is not supported when "
+            "thinking is enabled, disable thinking to use it"
+        )
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _check_web_search_echo(messages: Sequence[Mapping[str, Any]]) -> None:
+    """A ``$web_search`` result must be the call's arguments, unchanged."""
+    arguments: dict[str, Any] = {}
+    for message in messages:
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") or {}
+                if function.get("name") == "$web_search":
+                    arguments[str(call.get("id"))] = function.get("arguments")
+        elif message.get("role") == "tool" and message.get("tool_call_id") in arguments:
+            sent = arguments[str(message.get("tool_call_id"))]
+            content = message.get("content")
+            try:
+                same = json.loads(str(content)) == json.loads(str(sent))
+            except json.JSONDecodeError:
+                same = content == sent
+            if not same:
+                raise _invalid(
+                    "Invalid request: the tool message for $web_search (tool_call_id "
+                    f"{message.get('tool_call_id')}) must return the call's arguments unchanged"
+                )
+
+
 def validate_chat_request(
     body: Mapping[str, Any],
     *,
@@ -392,6 +486,7 @@ def validate_chat_request(
     reject_empty_tool_call_content: bool = True,
     reject_empty_string_content: bool = False,
     extra_prompt_tokens: int = 0,
+    check_web_search_echo: bool = False,
 ) -> ValidatedChatRequest:
     """Check a ``POST /v1/chat/completions`` body the way Kimi does.
 
@@ -408,6 +503,8 @@ def validate_chat_request(
         reject_empty_string_content: Also reject ``content: ""`` on them (stricter
             endpoints; the portable form omits ``content`` or sends ``null``).
         extra_prompt_tokens: Tokens to add to the prompt count (e.g. spliced cache).
+        check_web_search_echo: Reject a ``$web_search`` tool result that is not the
+            call's arguments unchanged (the emulator turns it on).
 
     Returns:
         The :class:`ValidatedChatRequest`.
@@ -417,7 +514,7 @@ def validate_chat_request(
             the request.
 
     Example:
-        >>> body = {"model": "kimi-k2-0905-preview", "messages": [
+        >>> body = {"model": "kimi-k2.6", "messages": [
         ...     {"role": "user", "content": "hi"},
         ...     {"role": "tool", "tool_call_id": "x", "content": "orphan"}]}
         >>> try:
@@ -436,6 +533,7 @@ def validate_chat_request(
     n = _check_sampling(body, profile)
     max_tokens = _check_max_tokens(body)
     tools = _check_tools(body.get("tools"))
+    _check_thinking_rules(body, profile, tools)
     thinking = thinking_enabled(profile, body)
     messages = _check_messages(
         body.get("messages"),
@@ -444,6 +542,8 @@ def validate_chat_request(
         reject_empty_tool_call_content=reject_empty_tool_call_content,
         reject_empty_string_content=reject_empty_string_content,
     )
+    if check_web_search_echo:
+        _check_web_search_echo(messages)
     tok = tokenizer or _DEFAULT_TOKENIZER
     counted = [m for m in messages if m.get("role") != "cache"]
     tokens = tok.serialize_request(counted, tools)
@@ -481,7 +581,7 @@ def chat_request_error(
         The error, or ``None``.
 
     Example:
-        >>> err = chat_request_error({"model": "kimi-k2-0905-preview", "temperature": 1.5,
+        >>> err = chat_request_error({"model": "kimi-k2.6", "temperature": 1.5,
         ...     "messages": [{"role": "user", "content": "hi"}]})
         >>> err.status, err.error_type
         (400, 'invalid_request_error')
@@ -503,7 +603,7 @@ def known_profiles(extra: Sequence[KimiModelProfile] = ()) -> dict[str, KimiMode
         A name -> profile dict.
 
     Example:
-        >>> "kimi-k2.5" in known_profiles()
+        >>> "kimi-k3" in known_profiles()
         True
     """
     out = {name: get_profile(name) for name in list_profiles()}

@@ -584,7 +584,7 @@ def test_the_api_key_never_reaches_the_checkpoint_db(
         compact_reserve_tokens=None,
         compact_target_share=0.05,
     )
-    agent = create_kimi_agent("kimi-k2.5", [read_file], db_path=db, policy=small)
+    agent = create_kimi_agent("kimi-k2.6", [read_file], db_path=db, policy=small)
     for i in range(4):
         agent.invoke(
             {"messages": [("user", f'@call read_file {{"path": "m{i}.py"}}\n@reply 400')]},

@@ -36,7 +36,7 @@ from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.testing import KimiEmulator
 
-MODEL = "kimi-k2-0905-preview"
+MODEL = "kimi-k2.6"
 READ_TOOL = {
     "type": "function",
     "function": {

@@ -113,12 +113,12 @@ def _reader_namespace(emu: KimiEmulator) -> dict[str, Any]:
 
     * ``read_file``, ``run_tests``: the app's tools (LangChain ``@tool`` functions).
     * ``tools``: ``[read_file, run_tests]``.
-    * ``model``: ``KimiChatModel(model="kimi-k2.5")`` from the environment (the emulator).
+    * ``model``: ``KimiChatModel(model="kimi-k2.6")`` from the environment (the emulator).
     * ``history``: a list of LangChain messages with an orphan tool result.
     * ``chain``: ``prompt | model`` with a ``history`` placeholder and an ``input``
       variable, for ``RunnableWithMessageHistory``.
     """
-    model = KimiChatModel(model="kimi-k2.5")
+    model = KimiChatModel(model="kimi-k2.6")
     prompt = ChatPromptTemplate.from_messages(
         [("system", "You are helpful."), MessagesPlaceholder("history"), ("human", "{input}")]
     )

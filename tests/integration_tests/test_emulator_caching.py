@@ -10,7 +10,7 @@ import pytest
 from langchain_kimi_context.profiles import ExplicitCachePricing, get_profile
 from langchain_kimi_context.testing import EmulatorTokenizer, KimiEmulator, PrefixCache
 
-K2 = "kimi-k2-0905-preview"
+K2 = "kimi-k2.6"
 # One shared client: creating an httpx.Client per call costs ~20 ms (SSL context).
 HTTP = httpx.Client(timeout=30)
 V1 = "moonshot-v1-32k"
@@ -82,29 +82,44 @@ def test_prefix_cache_is_partitioned(emulator: KimiEmulator) -> None:
     msgs = [SYSTEM, {"role": "user", "content": "hello"}]
     _usage(emulator, {"model": K2, "messages": msgs})
     assert _usage(emulator, {"model": K2, "messages": msgs})["cached_tokens"] > 0
-    # Other prompt_cache_key, other model, other API key, changed tools: full miss.
+    # Today the content prefix alone is the identity: another prompt_cache_key still hits.
     assert (
         _usage(emulator, {"model": K2, "messages": msgs, "prompt_cache_key": "s1"})["cached_tokens"]
-        == 0
+        > 0
     )
-    assert (
-        _usage(emulator, {"model": "kimi-k2-turbo-preview", "messages": msgs})["cached_tokens"] == 0
-    )
+    # Other model, other API key, changed tools: full miss.
+    assert _usage(emulator, {"model": "kimi-k3", "messages": msgs})["cached_tokens"] == 0
     emulator.add_api_key("sk-other-key-abcdefgh")
     other = _usage(
         emulator, {"model": K2, "messages": msgs}, Authorization="Bearer sk-other-key-abcdefgh"
     )
     assert other["cached_tokens"] == 0
     assert _usage(emulator, {"model": K2, "messages": msgs, "tools": TOOLS})["cached_tokens"] == 0
-    # The same prompt_cache_key hits again.
+
+
+def test_legacy_prefix_cache_is_partitioned_by_prompt_cache_key(
+    legacy_emulator: KimiEmulator,
+) -> None:
+    emulator = legacy_emulator
+    msgs = [SYSTEM, {"role": "user", "content": "hello"}]
+    old = "kimi-k2-0905-preview"  # the legacy catalog still serves it
+    _usage(emulator, {"model": old, "messages": msgs})
     assert (
-        _usage(emulator, {"model": K2, "messages": msgs, "prompt_cache_key": "s1"})["cached_tokens"]
+        _usage(emulator, {"model": old, "messages": msgs, "prompt_cache_key": "s1"})[
+            "cached_tokens"
+        ]
+        == 0
+    )
+    assert (
+        _usage(emulator, {"model": old, "messages": msgs, "prompt_cache_key": "s1"})[
+            "cached_tokens"
+        ]
         > 0
     )
 
 
 def test_dropping_reasoning_content_breaks_the_prefix(emulator: KimiEmulator) -> None:
-    model = "kimi-k2-thinking"
+    model = "kimi-k3"
     msgs: list[dict[str, Any]] = [SYSTEM, {"role": "user", "content": "@think 300\n@say a"}]
     reply = _chat(emulator, {"model": model, "messages": msgs}).json()["choices"][0]["message"]
     assert reply["reasoning_content"]
@@ -121,14 +136,15 @@ def test_dropping_reasoning_content_breaks_the_prefix(emulator: KimiEmulator) ->
     assert hit == _floor256(TOK.count_messages(msgs) + 1)
 
 
-def test_no_automatic_cache_for_explicit_models(emulator: KimiEmulator) -> None:
+def test_no_automatic_cache_for_explicit_models(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator
     msgs = [SYSTEM, {"role": "user", "content": "hi"}]
     _usage(emulator, {"model": V1, "messages": msgs})
     assert _usage(emulator, {"model": V1, "messages": msgs})["cached_tokens"] == 0
 
 
 def test_nested_cached_tokens_option(make_emulator: Any) -> None:
-    emu = make_emulator(nested_cached_tokens=True)
+    emu = make_emulator(catalog="legacy", nested_cached_tokens=True)
     msgs = [SYSTEM, {"role": "user", "content": "hi"}]
     _usage(emu, {"model": K2, "messages": msgs})
     usage = _usage(emu, {"model": K2, "messages": msgs})
@@ -165,7 +181,8 @@ def _create(emu: KimiEmulator, **extra: Any) -> dict[str, Any]:
     return data
 
 
-def test_explicit_cache_lifecycle(emulator: KimiEmulator) -> None:
+def test_explicit_cache_lifecycle(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator
     created = _create(
         emulator, name="doc", description="the doc", metadata={"session": "s1", "kind": "doc"}
     )
@@ -193,7 +210,8 @@ def test_explicit_cache_lifecycle(emulator: KimiEmulator) -> None:
     assert _caching(emulator, "GET", f"/{created['id']}").status_code == 404
 
 
-def test_explicit_cache_validation(emulator: KimiEmulator) -> None:
+def test_explicit_cache_validation(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator
     bad_model = _caching(emulator, "POST", json={"model": K2, "messages": DOC})
     assert bad_model.status_code == 400
     assert "moonshot-v1" in bad_model.json()["error"]["message"]
@@ -214,14 +232,15 @@ def test_explicit_cache_validation(emulator: KimiEmulator) -> None:
 
 
 def test_explicit_cache_pending_then_ready(make_emulator: Any) -> None:
-    emu = make_emulator(cache_ready_delay=5)
+    emu = make_emulator(catalog="legacy", cache_ready_delay=5)
     cache = _create(emu)
     assert cache["status"] == "pending"
     emu.advance_time(5)
     assert _caching(emu, "GET", f"/{cache['id']}").json()["status"] == "ready"
 
 
-def test_explicit_cache_list_filters_and_pages(emulator: KimiEmulator) -> None:
+def test_explicit_cache_list_filters_and_pages(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator
     ids = [_create(emulator, metadata={"session": "a" if i % 2 else "b"})["id"] for i in range(5)]
     listed = _caching(emulator, "GET", params={"order": "asc", "limit": 2}).json()
     assert [c["id"] for c in listed["data"]] == ids[:2]
@@ -236,7 +255,8 @@ def test_explicit_cache_list_filters_and_pages(emulator: KimiEmulator) -> None:
     assert [c["id"] for c in only_a["data"]] == [ids[1], ids[3]]
 
 
-def test_header_mode_hit_mismatch_expiry_and_reset_ttl(emulator: KimiEmulator) -> None:
+def test_header_mode_hit_mismatch_expiry_and_reset_ttl(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator
     cache = _create(emulator, ttl=100)
     question = {"role": "user", "content": "@say answer"}
     body = {"model": V1, "messages": [*DOC, question], "tools": TOOLS}
@@ -274,7 +294,8 @@ def test_header_mode_hit_mismatch_expiry_and_reset_ttl(emulator: KimiEmulator) -
     assert _caching(emulator, "GET", f"/{cache['id']}").json()["status"] == "inactive"
 
 
-def test_message_mode_splices_cached_messages(emulator: KimiEmulator) -> None:
+def test_message_mode_splices_cached_messages(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator
     cache = _create(emulator)
     question = {"role": "user", "content": "@say from cache"}
     cache_msg = {"role": "cache", "content": f"cache_id={cache['id']};reset_ttl=3600"}
@@ -331,7 +352,8 @@ def test_message_mode_splices_cached_messages(emulator: KimiEmulator) -> None:
     assert "inactive" in expired.json()["error"]["message"]
 
 
-def test_explicit_cache_billing(emulator: KimiEmulator) -> None:
+def test_explicit_cache_billing(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator
     pricing = get_profile(V1).explicit_cache_pricing or ExplicitCachePricing()
     v1_price = get_profile(V1).pricing
     cache = _create(emulator, ttl=3600)

@@ -13,10 +13,12 @@ from openai import AsyncOpenAI, OpenAI
 from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import EmulatorTokenizer, KimiEmulator
 
-K2 = "kimi-k2-0905-preview"
+K2 = "kimi-k2.6"
+# Most tests here are about the emulator's mechanics, not thinking: thinking off.
+OFF = {"thinking": {"type": "disabled"}}
 # One shared client: creating an httpx.Client per call costs ~20 ms (SSL context).
 HTTP = httpx.Client(timeout=30)
-THINKING = "kimi-k2-thinking"
+THINKING = "kimi-k3"
 
 
 def _post(emu: KimiEmulator, body: dict[str, Any], **kw: Any) -> httpx.Response:
@@ -34,7 +36,7 @@ def _sse_events(resp: httpx.Response) -> list[Any]:
 
 def test_non_streaming_reply_shape_and_usage(emulator: KimiEmulator) -> None:
     messages = [{"role": "user", "content": "@reply 40"}]
-    resp = _post(emulator, {"model": K2, "messages": messages})
+    resp = _post(emulator, {**OFF, "model": K2, "messages": messages})
     assert resp.status_code == 200
     data = resp.json()
     assert data["object"] == "chat.completion"
@@ -58,6 +60,7 @@ def test_non_streaming_reply_shape_and_usage(emulator: KimiEmulator) -> None:
 
 def test_streaming_sse_with_final_usage_chunk(emulator: KimiEmulator) -> None:
     body = {
+        **OFF,
         "model": K2,
         "messages": [{"role": "user", "content": "@reply 50"}],
         "stream": True,
@@ -84,7 +87,7 @@ def test_streaming_sse_with_final_usage_chunk(emulator: KimiEmulator) -> None:
 
 def test_stream_usage_inside_last_choice(make_emulator: Any) -> None:
     emu = make_emulator(stream_usage_mode="in_choice")
-    body = {"model": K2, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    body = {**OFF, "model": K2, "messages": [{"role": "user", "content": "hi"}], "stream": True}
     events = _sse_events(_post(emu, body))
     last = events[-2]
     assert last["choices"][0]["finish_reason"] == "stop"
@@ -117,10 +120,10 @@ def test_thinking_reasoning_streams_before_content(emulator: KimiEmulator) -> No
 
 def test_thinking_default_on_can_be_disabled(emulator: KimiEmulator) -> None:
     msgs = [{"role": "user", "content": "hello"}]
-    on = _post(emulator, {"model": "kimi-k2.5", "messages": msgs}).json()
+    on = _post(emulator, {"model": "kimi-k2.6", "messages": msgs}).json()
     off = _post(
         emulator,
-        {"model": "kimi-k2.5", "messages": msgs, "thinking": {"type": "disabled"}},
+        {"model": "kimi-k2.6", "messages": msgs, "thinking": {"type": "disabled"}},
     ).json()
     assert on["choices"][0]["message"]["reasoning_content"]
     assert on["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
@@ -139,19 +142,19 @@ def test_tool_call_ids_increment_over_conversation(emulator: KimiEmulator) -> No
         '@call read_file {"path": "b.py"}\n@say finished',
     }
     msgs: list[dict[str, Any]] = [user]
-    first = _post(emulator, {"model": K2, "messages": msgs, "tools": tools}).json()
+    first = _post(emulator, {**OFF, "model": K2, "messages": msgs, "tools": tools}).json()
     calls = first["choices"][0]["message"]["tool_calls"]
     assert [c["id"] for c in calls] == ["functions.read_file:0", "functions.grep_code:1"]
     assert json.loads(calls[0]["function"]["arguments"]) == {"path": "a.py"}
     assert first["choices"][0]["finish_reason"] == "tool_calls"
     msgs.append(first["choices"][0]["message"])
     msgs += [{"role": "tool", "tool_call_id": c["id"], "content": "ok"} for c in calls]
-    second = _post(emulator, {"model": K2, "messages": msgs, "tools": tools}).json()
+    second = _post(emulator, {**OFF, "model": K2, "messages": msgs, "tools": tools}).json()
     calls2 = second["choices"][0]["message"]["tool_calls"]
     assert [c["id"] for c in calls2] == ["functions.read_file:2"]
     msgs.append(second["choices"][0]["message"])
     msgs.append({"role": "tool", "tool_call_id": calls2[0]["id"], "content": "done"})
-    third = _post(emulator, {"model": K2, "messages": msgs, "tools": tools}).json()
+    third = _post(emulator, {**OFF, "model": K2, "messages": msgs, "tools": tools}).json()
     assert third["choices"][0]["message"]["content"] == "finished"
     assert third["choices"][0]["finish_reason"] == "stop"
 
@@ -161,6 +164,7 @@ def test_streamed_tool_calls_reassemble(emulator: KimiEmulator) -> None:
     args = {"path": "src/very/long/path/to/module.py", "lines": [1, 2, 3]}
     stream = client.chat.completions.create(
         model=K2,
+        extra_body=OFF,
         messages=[{"role": "user", "content": f"@call read_file {json.dumps(args)}"}],
         stream=True,
     )
@@ -180,7 +184,7 @@ def test_streamed_tool_calls_reassemble(emulator: KimiEmulator) -> None:
 def test_openai_sdk_sync_and_async(emulator: KimiEmulator) -> None:
     client = OpenAI(base_url=emulator.base_url, api_key=emulator.api_key)
     reply = client.chat.completions.create(
-        model=K2, messages=[{"role": "user", "content": "@say exact words"}]
+        model=K2, extra_body=OFF, messages=[{"role": "user", "content": "@say exact words"}]
     )
     assert reply.choices[0].message.content == "exact words"
 
@@ -191,13 +195,14 @@ def test_openai_sdk_sync_and_async(emulator: KimiEmulator) -> None:
 
         async def one(i: int) -> str:
             r = await aclient.chat.completions.create(
-                model=K2, messages=[{"role": "user", "content": f"@say n{i}"}]
+                model=K2, extra_body=OFF, messages=[{"role": "user", "content": f"@say n{i}"}]
             )
             return r.choices[0].message.content or ""
 
         out = await asyncio.gather(*(one(i) for i in range(8)))
         stream = await aclient.chat.completions.create(
             model=K2,
+            extra_body=OFF,
             messages=[{"role": "user", "content": "@say streamed"}],
             stream=True,
         )
@@ -213,7 +218,7 @@ def test_openai_sdk_sync_and_async(emulator: KimiEmulator) -> None:
 
 
 def test_auth_errors(emulator: KimiEmulator) -> None:
-    body = {"model": K2, "messages": [{"role": "user", "content": "hi"}]}
+    body = {**OFF, "model": K2, "messages": [{"role": "user", "content": "hi"}]}
     missing = HTTP.post(f"{emulator.base_url}/chat/completions", json=body)
     assert missing.status_code == 401
     assert missing.json()["error"]["type"] == "invalid_authentication_error"
@@ -232,23 +237,22 @@ def test_auth_errors(emulator: KimiEmulator) -> None:
 def test_models_and_estimate_token_count(emulator: KimiEmulator) -> None:
     models = HTTP.get(f"{emulator.base_url}/models", headers=emulator.headers).json()
     by_id = {m["id"]: m for m in models["data"]}
-    assert by_id["kimi-k2-0905-preview"]["context_length"] == 262_144
-    assert by_id["moonshot-v1-8k"]["context_length"] == 8_192
-    assert by_id["kimi-k3"]["context_length"] == get_profile("kimi-k3").context_window
-    one = HTTP.get(f"{emulator.base_url}/models/moonshot-v1-32k", headers=emulator.headers)
-    assert one.json()["context_length"] == 32_768
+    assert by_id["kimi-k2.6"]["context_length"] == 262_144
+    assert by_id["kimi-k3"]["context_length"] == get_profile("kimi-k3").context_window == 1_048_576
+    one = HTTP.get(f"{emulator.base_url}/models/kimi-k2.7-code", headers=emulator.headers)
+    assert one.json()["context_length"] == 262_144
     messages = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Count 12345 tokens, 你好!"},
     ]
     est = HTTP.post(
         f"{emulator.base_url}/tokenizers/estimate-token-count",
-        json={"model": K2, "messages": messages},
+        json={**OFF, "model": K2, "messages": messages},
         headers=emulator.headers,
     ).json()
     assert est["data"]["total_tokens"] == EmulatorTokenizer().count_messages(messages)
     # and the chat usage agrees with the estimate
-    usage = _post(emulator, {"model": K2, "messages": messages}).json()["usage"]
+    usage = _post(emulator, {**OFF, "model": K2, "messages": messages}).json()["usage"]
     assert usage["prompt_tokens"] == est["data"]["total_tokens"]
     unknown = HTTP.post(
         f"{emulator.base_url}/tokenizers/estimate-token-count",
@@ -261,16 +265,32 @@ def test_models_and_estimate_token_count(emulator: KimiEmulator) -> None:
 def test_max_tokens_truncates_with_length_finish(emulator: KimiEmulator) -> None:
     data = _post(
         emulator,
-        {"model": K2, "messages": [{"role": "user", "content": "@reply 100"}], "max_tokens": 7},
+        {
+            **OFF,
+            "model": K2,
+            "messages": [{"role": "user", "content": "@reply 100"}],
+            "max_tokens": 7,
+        },
     ).json()
     assert data["choices"][0]["finish_reason"] == "length"
     assert data["usage"]["completion_tokens"] == 7
 
 
-def test_n_choices(emulator: KimiEmulator) -> None:
+def test_n_choices(make_emulator: Any) -> None:
+    # Current Kimi models fix n to 1; a host serving a model without that lock (a user
+    # profile) answers n choices.
+    free = get_profile("kimi-k2.6").replace(
+        name="gateway-kimi", fixed_params={}, fixed_params_thinking_off={}
+    )
+    emulator = make_emulator(profiles=[free])
     data = _post(
         emulator,
-        {"model": K2, "messages": [{"role": "user", "content": "@reply 5"}], "n": 3},
+        {
+            **OFF,
+            "model": "gateway-kimi",
+            "messages": [{"role": "user", "content": "@reply 5"}],
+            "n": 3,
+        },
     ).json()
     assert [c["index"] for c in data["choices"]] == [0, 1, 2]
     assert data["usage"]["completion_tokens"] == 15
@@ -297,7 +317,7 @@ def test_async_clients_across_event_loops(emulator: KimiEmulator) -> None:
 
     async def ask() -> str:
         r = await aclient.chat.completions.create(
-            model=K2, messages=[{"role": "user", "content": "@say loop"}]
+            model=K2, extra_body=OFF, messages=[{"role": "user", "content": "@say loop"}]
         )
         return r.choices[0].message.content or ""
 
@@ -310,7 +330,7 @@ def test_builtin_web_search_round_trip(emulator: KimiEmulator) -> None:
     msgs: list[dict[str, Any]] = [
         {"role": "user", "content": '@call $web_search {"query": "kimi k2"}\n@say found'}
     ]
-    first = _post(emulator, {"model": K2, "messages": msgs, "tools": tools}).json()
+    first = _post(emulator, {**OFF, "model": K2, "messages": msgs, "tools": tools}).json()
     call = first["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["name"] == "$web_search"
     assert call["id"] == "functions.$web_search:0"
@@ -323,5 +343,5 @@ def test_builtin_web_search_round_trip(emulator: KimiEmulator) -> None:
             "content": call["function"]["arguments"],  # Kimi: echo the arguments back
         },
     ]
-    final = _post(emulator, {"model": K2, "messages": msgs, "tools": tools}).json()
+    final = _post(emulator, {**OFF, "model": K2, "messages": msgs, "tools": tools}).json()
     assert final["choices"][0]["message"]["content"] == "found"

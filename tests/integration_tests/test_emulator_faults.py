@@ -13,10 +13,17 @@ from openai import OpenAI
 from langchain_kimi_context.errors import classify_moonshot_error
 from langchain_kimi_context.testing import Fault, FaultInjector, KimiEmulator
 
-K2 = "kimi-k2-0905-preview"
+K2 = "kimi-k2.6"
+# These tests are about the emulator's mechanics, not thinking: thinking off.
+OFF = {"thinking": {"type": "disabled"}}
 # One shared client: creating an httpx.Client per call costs ~20 ms (SSL context).
 HTTP = httpx.Client(timeout=30)
-BODY = {"model": K2, "messages": [{"role": "user", "content": "@reply 60"}]}
+BODY = {**OFF, "model": K2, "messages": [{"role": "user", "content": "@reply 60"}]}
+SDK_BODY: dict[str, Any] = {  # the OpenAI SDK sends non-OpenAI fields through extra_body
+    "model": K2,
+    "messages": BODY["messages"],
+    "extra_body": OFF,
+}
 
 
 def _post(emu: KimiEmulator, body: dict[str, Any] = BODY, **kw: Any) -> httpx.Response:
@@ -32,7 +39,7 @@ def test_rate_limit_at_request_number_with_retry_after(emulator: KimiEmulator) -
     assert _post(emulator).status_code == 200
     resp = _post(emulator)
     assert resp.status_code == 429
-    assert resp.headers["Retry-After"] == "7"
+    assert "Retry-After" not in resp.headers  # today's API: the delay is in the message
     err = resp.json()["error"]
     assert err["type"] == "rate_limit_reached_error"
     assert "please try again after 7 seconds" in err["message"]
@@ -102,14 +109,14 @@ def test_openai_sdk_sees_typed_errors(emulator: KimiEmulator) -> None:
     client = _client(emulator)
     emulator.faults.rate_limit(at=1)
     with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(**BODY)
+        client.chat.completions.create(**SDK_BODY)
     emulator.faults.server_error(at=1)
     with pytest.raises(openai.InternalServerError):
-        client.chat.completions.create(**BODY)
+        client.chat.completions.create(**SDK_BODY)
     # The SDK's own retries get through a single scripted 500.
     emulator.faults.server_error(at=1)
     retrying = OpenAI(base_url=emulator.base_url, api_key=emulator.api_key, max_retries=1)
-    assert retrying.chat.completions.create(**BODY).choices[0].message.content
+    assert retrying.chat.completions.create(**SDK_BODY).choices[0].message.content
 
 
 def test_empty_reply(emulator: KimiEmulator) -> None:
@@ -136,7 +143,7 @@ def test_stream_cut_mid_way(emulator: KimiEmulator) -> None:
     received: list[str] = []
 
     def consume() -> None:
-        stream = client.chat.completions.create(**BODY, stream=True)
+        stream = client.chat.completions.create(**SDK_BODY, stream=True)
         for chunk in stream:
             received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
 
@@ -144,7 +151,7 @@ def test_stream_cut_mid_way(emulator: KimiEmulator) -> None:
         consume()
     assert len(received) == 3
     # the next stream is complete
-    stream = client.chat.completions.create(**BODY, stream=True)
+    stream = client.chat.completions.create(**SDK_BODY, stream=True)
     assert sum(1 for _ in stream) > 3
     assert emulator.chat_requests[0].fault == "cut"
 
@@ -181,7 +188,8 @@ def test_multiple_request_numbers_and_times() -> None:
         Fault("boom")  # type: ignore[arg-type]
 
 
-def test_caching_endpoint_faults(emulator: KimiEmulator) -> None:
+def test_caching_endpoint_faults(legacy_emulator: KimiEmulator) -> None:
+    emulator = legacy_emulator  # the explicit cache API: legacy catalog
     emulator.faults.server_error(at=1, endpoint="caching")
     body = {"model": "moonshot-v1", "messages": [{"role": "user", "content": "doc"}]}
     assert _post(emulator).status_code == 200  # chat is unaffected
@@ -192,12 +200,16 @@ def test_caching_endpoint_faults(emulator: KimiEmulator) -> None:
 
 
 def test_fail_directive_fails_once_then_identical_retry_succeeds(emulator: KimiEmulator) -> None:
-    body = {"model": K2, "messages": [{"role": "user", "content": "@fail rate_limit 3\n@say ok"}]}
+    body = {
+        **OFF,
+        "model": K2,
+        "messages": [{"role": "user", "content": "@fail rate_limit 3\n@say ok"}],
+    }
     first = _post(emulator, body)
     assert first.status_code == 429
-    assert first.headers["Retry-After"] == "3"
+    assert "please try again after 3 seconds" in first.json()["error"]["message"]
     assert _post(emulator, body).json()["choices"][0]["message"]["content"] == "ok"
-    twice = {"model": K2, "messages": [{"role": "user", "content": "@fail server_error x2"}]}
+    twice = {**OFF, "model": K2, "messages": [{"role": "user", "content": "@fail server_error x2"}]}
     assert [_post(emulator, twice).status_code for _ in range(3)] == [500, 500, 200]
     cut = {
         **body,
@@ -207,7 +219,7 @@ def test_fail_directive_fails_once_then_identical_retry_succeeds(emulator: KimiE
     with pytest.raises(httpx.HTTPError):
         _post(emulator, cut).read()
     assert _post(emulator, cut).status_code == 200
-    bad = {"model": K2, "messages": [{"role": "user", "content": "@fail explode"}]}
+    bad = {**OFF, "model": K2, "messages": [{"role": "user", "content": "@fail explode"}]}
     resp = _post(emulator, bad)
     assert resp.status_code == 500
     assert "Unknown fault kind" in resp.json()["error"]["message"]

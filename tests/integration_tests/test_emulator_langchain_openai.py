@@ -9,7 +9,9 @@ from pydantic import BaseModel
 
 from langchain_kimi_context.testing import KimiEmulator
 
-K2 = "kimi-k2-0905-preview"
+K2 = "kimi-k2.6"
+# These tests are about the emulator's mechanics, not thinking: thinking off.
+OFF = {"thinking": {"type": "disabled"}}
 
 
 def _model(emu: KimiEmulator, **kw: object) -> ChatOpenAI:
@@ -19,6 +21,7 @@ def _model(emu: KimiEmulator, **kw: object) -> ChatOpenAI:
         api_key=emu.api_key,  # type: ignore[arg-type]
         stream_usage=True,
         max_retries=0,
+        extra_body=OFF,
         **kw,  # type: ignore[arg-type]
     )
 

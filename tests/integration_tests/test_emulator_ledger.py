@@ -14,7 +14,9 @@ import pytest
 from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import KimiEmulator, ReplySpec, ResponderRequest
 
-K2 = "kimi-k2-0905-preview"
+K2 = "kimi-k2.6"
+# These tests are about the emulator's mechanics, not thinking: thinking off.
+OFF = {"thinking": {"type": "disabled"}}
 # One shared client: creating an httpx.Client per call costs ~20 ms (SSL context).
 HTTP = httpx.Client(timeout=30)
 SYSTEM = {"role": "system", "content": " ".join(f"policy{i} applies" for i in range(500))}
@@ -30,7 +32,7 @@ def _post(emu: KimiEmulator, body: dict[str, Any], key: str | None = None) -> di
 
 def test_ledger_prices_hits_misses_and_output(emulator: KimiEmulator) -> None:
     price = get_profile(K2).pricing
-    body = {"model": K2, "messages": [SYSTEM, {"role": "user", "content": "@reply 100"}]}
+    body = {**OFF, "model": K2, "messages": [SYSTEM, {"role": "user", "content": "@reply 100"}]}
     u1 = _post(emulator, body)["usage"]
     u2 = _post(emulator, body)["usage"]
     assert u2["cached_tokens"] > 0
@@ -56,11 +58,11 @@ def test_ledger_prices_hits_misses_and_output(emulator: KimiEmulator) -> None:
 
 
 def test_reasoning_tokens_are_billed_as_output(emulator: KimiEmulator) -> None:
-    price = get_profile("kimi-k2-thinking").pricing
+    price = get_profile("kimi-k3").pricing
     data = _post(
         emulator,
         {
-            "model": "kimi-k2-thinking",
+            "model": "kimi-k3",
             "messages": [{"role": "user", "content": "@think 50\n@reply 10"}],
         },
     )
@@ -75,7 +77,7 @@ def test_reasoning_tokens_are_billed_as_output(emulator: KimiEmulator) -> None:
 def test_ledgers_are_per_api_key_and_admin_readable(emulator: KimiEmulator) -> None:
     other = "sk-second-tenant-key-9999"
     emulator.add_api_key(other)
-    body = {"model": K2, "messages": [{"role": "user", "content": "@reply 5"}]}
+    body = {**OFF, "model": K2, "messages": [{"role": "user", "content": "@reply 5"}]}
     _post(emulator, body)
     _post(emulator, body, key=other)
     _post(emulator, body, key=other)
@@ -90,7 +92,7 @@ def test_ledgers_are_per_api_key_and_admin_readable(emulator: KimiEmulator) -> N
 
 
 def test_request_log_and_admin_endpoints(emulator: KimiEmulator) -> None:
-    _post(emulator, {"model": K2, "messages": [{"role": "user", "content": "@say logged"}]})
+    _post(emulator, {**OFF, "model": K2, "messages": [{"role": "user", "content": "@say logged"}]})
     HTTP.get(f"{emulator.base_url}/models", headers=emulator.headers)
     bad = HTTP.post(
         f"{emulator.base_url}/chat/completions",
@@ -122,6 +124,7 @@ def test_request_log_and_admin_endpoints(emulator: KimiEmulator) -> None:
 
 def test_streamed_request_is_logged_with_assembled_response(emulator: KimiEmulator) -> None:
     body = {
+        **OFF,
         "model": K2,
         "messages": [{"role": "user", "content": "@say streamed text"}],
         "stream": True,
@@ -148,6 +151,7 @@ def test_concurrent_requests_are_all_served(emulator: KimiEmulator) -> None:
                         f"{emulator.base_url}/chat/completions",
                         headers=emulator.headers,
                         json={
+                            **OFF,
                             "model": K2,
                             "messages": [{"role": "user", "content": f"@say w{i}-{j}"}],
                             "stream": j == 1,
@@ -189,7 +193,7 @@ def test_custom_responder_and_profiles(make_emulator: Any) -> None:
     missing = HTTP.post(
         f"{emu.base_url}/chat/completions",
         headers=emu.headers,
-        json={"model": K2, "messages": [{"role": "user", "content": "x"}]},
+        json={**OFF, "model": K2, "messages": [{"role": "user", "content": "x"}]},
     )
     assert missing.status_code == 404
     models = HTTP.get(f"{emu.base_url}/models", headers=emu.headers).json()["data"]
@@ -204,7 +208,7 @@ def test_responder_exception_is_a_500_with_the_reason(make_emulator: Any) -> Non
     resp = HTTP.post(
         f"{emu.base_url}/chat/completions",
         headers=emu.headers,
-        json={"model": K2, "messages": [{"role": "user", "content": "x"}]},
+        json={**OFF, "model": K2, "messages": [{"role": "user", "content": "x"}]},
     )
     assert resp.status_code == 500
     assert "script bug" in resp.json()["error"]["message"]
@@ -255,7 +259,7 @@ def test_requests_in_flight_across_reset_are_not_recorded(emulator: KimiEmulator
         HTTP.post(
             f"{emulator.base_url}/chat/completions",
             headers=emulator.headers,
-            json={"model": K2, "messages": [{"role": "user", "content": "@say late"}]},
+            json={**OFF, "model": K2, "messages": [{"role": "user", "content": "@say late"}]},
         )
         done.set()
 
@@ -271,6 +275,7 @@ def test_requests_in_flight_across_reset_are_not_recorded(emulator: KimiEmulator
 
 def test_request_is_logged_before_the_client_sees_the_end(emulator: KimiEmulator) -> None:
     body = {
+        **OFF,
         "model": K2,
         "messages": [{"role": "user", "content": "@reply 5"}],
         "stream": True,
@@ -286,7 +291,7 @@ def test_request_is_logged_before_the_client_sees_the_end(emulator: KimiEmulator
 def test_log_bounds_and_bodies_off(make_emulator: Any) -> None:
     emu = make_emulator(max_logged_requests=3, log_bodies=False)
     for i in range(5):
-        _post(emu, {"model": K2, "messages": [{"role": "user", "content": f"@say {i}"}]})
+        _post(emu, {**OFF, "model": K2, "messages": [{"role": "user", "content": f"@say {i}"}]})
     log = emu.requests
     assert [r.seq for r in log] == [3, 4, 5]
     assert all(r.body is None and r.response is None for r in log)

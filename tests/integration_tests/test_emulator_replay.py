@@ -9,7 +9,7 @@ import httpx
 
 from langchain_kimi_context.testing import KimiEmulator
 
-K2 = "kimi-k2-thinking"
+K2 = "kimi-k3"
 TOOLS = [
     {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
     for n in ("read_file", "run_tests", "edit_file")

@@ -34,7 +34,7 @@ def _forget_learned_windows() -> Iterator[None]:
 
 
 def _chain(emu: KimiEmulator) -> Any:
-    model = KimiChatModel(model="kimi-k2.5", api_key=emu.api_key, base_url=emu.base_url)
+    model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key, base_url=emu.base_url)
     prompt = ChatPromptTemplate.from_messages(
         [
             ("system", "You are a refactoring assistant."),
@@ -53,7 +53,7 @@ def test_one_line_swap_in_runnable_with_message_history(
     emulator: KimiEmulator, tmp_path: Path
 ) -> None:
     memory = RollingSnapshotMemory(
-        KimiChatModel(model="kimi-k2.5", api_key=emulator.api_key, base_url=emulator.base_url),
+        KimiChatModel(model="kimi-k2.6", api_key=emulator.api_key, base_url=emulator.base_url),
         db_path=tmp_path / "m.db",
     )
     chain = RunnableWithMessageHistory(
@@ -99,7 +99,7 @@ def test_history_compacts_long_sessions_automatically(
         compact_target_share=0.1,
     )
     memory = RollingSnapshotMemory(
-        KimiChatModel(model="kimi-k2.5", api_key=emulator.api_key, base_url=emulator.base_url),
+        KimiChatModel(model="kimi-k2.6", api_key=emulator.api_key, base_url=emulator.base_url),
         db_path=tmp_path / "m.db",
         policy=policy,
     )
@@ -121,7 +121,7 @@ def test_history_compacts_long_sessions_automatically(
 
 
 def test_clear_rolls_back_to_creation(emulator: KimiEmulator, tmp_path: Path) -> None:
-    memory = RollingSnapshotMemory("kimi-k2.5", api_key="sk-x", db_path=tmp_path / "m.db")
+    memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-x", db_path=tmp_path / "m.db")
     history = memory.history("c", system="Be terse.")
     history.add_user_message("hello")
     history.add_ai_message("hi")

@@ -62,7 +62,7 @@ def _chat_requests(emu: KimiEmulator) -> list[Any]:
 
 
 def _model(emu: KimiEmulator) -> KimiChatModel:
-    return KimiChatModel(model="kimi-k2.5", api_key=emu.api_key, base_url=emu.base_url)
+    return KimiChatModel(model="kimi-k2.6", api_key=emu.api_key, base_url=emu.base_url)
 
 
 @pytest.fixture
@@ -416,7 +416,7 @@ def test_truncate_refuses_small_preserve_len_and_noops_when_it_fits(
     assert result.snapshot_id is None
     assert [s.reason for s in memory.list_snapshots(sid)] == ["created"]
     with pytest.raises(PreserveTooSmallError):
-        RollingSnapshotMemory("kimi-k2.5", api_key="sk-x", preserve_len=100)
+        RollingSnapshotMemory("kimi-k2.6", api_key="sk-x", preserve_len=100)
 
 
 # ------------------------------------------------------------------ snapshots
@@ -569,7 +569,7 @@ def test_achat_failure_rolls_back_on_the_async_default_checkpointer(
 
 
 def test_wrong_model_policy_or_settings_types_are_clear_errors(tmp_path: Path) -> None:
-    model = KimiChatModel(model="kimi-k2.5", api_key="sk-unit")
+    model = KimiChatModel(model="kimi-k2.6", api_key="sk-unit")
     # all three used to be accepted and fail later (AttributeError on a dict, or at the
     # first chat for a non-model)
     with pytest.raises(KimiConfigurationError, match=r"RollingSnapshotMemory\(model\) .* got int"):
@@ -589,8 +589,8 @@ def test_a_model_name_is_enough(
 ) -> None:
     monkeypatch.setenv("MOONSHOT_API_KEY", emulator.api_key)
     monkeypatch.setenv("MOONSHOT_BASE_URL", emulator.base_url)
-    memory = RollingSnapshotMemory("kimi-k2.5", db_path=tmp_path / "m.sqlite")
+    memory = RollingSnapshotMemory("kimi-k2.6", db_path=tmp_path / "m.sqlite")
     sid = memory.create_session(system="You refactor the shop package.")
     assert memory.chat(sid, "@say split done").content == "split done"
-    assert memory.model.model_name == "kimi-k2.5"
-    assert _chat_requests(emulator)[-1].body["model"] == "kimi-k2.5"
+    assert memory.model.model_name == "kimi-k2.6"
+    assert _chat_requests(emulator)[-1].body["model"] == "kimi-k2.6"

@@ -50,7 +50,7 @@ def read_file(path: str) -> str:
 
 def _model(emu: KimiEmulator) -> KimiChatModel:
     return KimiChatModel(
-        model="kimi-k2.5", api_key=emu.api_key, base_url=emu.base_url, max_retries=0
+        model="kimi-k2.6", api_key=emu.api_key, base_url=emu.base_url, max_retries=0
     )
 
 

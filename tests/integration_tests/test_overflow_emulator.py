@@ -34,7 +34,7 @@ WINDOW = 20_000
 
 @pytest.fixture
 def small_emulator(make_emulator: Any) -> Iterator[KimiEmulator]:
-    base = get_profile("kimi-k2-0905-preview")
+    base = get_profile("kimi-k2.6")
     profile = KimiModelProfile(
         name=SMALL, context_window=WINDOW, max_output_tokens=4_096, pricing=base.pricing
     )
@@ -44,8 +44,15 @@ def small_emulator(make_emulator: Any) -> Iterator[KimiEmulator]:
 
 
 def model(emu: KimiEmulator) -> KimiChatModel:
+    # The profile claims a bigger window than the server's (a wrong, user-given profile,
+    # so no automatic /v1/models refresh): the window is learned from the overflow error.
     return KimiChatModel(
-        model=SMALL, base_url=emu.base_url, api_key=emu.api_key, max_retries=0, max_tokens=1_000
+        model=SMALL,
+        base_url=emu.base_url,
+        api_key=emu.api_key,
+        max_retries=0,
+        max_tokens=1_000,
+        profile_overrides={"context_window": 262_144},
     )
 
 

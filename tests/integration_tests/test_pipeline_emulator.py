@@ -49,7 +49,7 @@ def _broken_history() -> list[BaseMessage]:
     ]
 
 
-@pytest.mark.parametrize("model", ["kimi-k2-0905-preview", "kimi-k2-thinking"])
+@pytest.mark.parametrize("model", ["kimi-k2.6", "kimi-k3"])
 def test_emulator_rejects_the_raw_history_and_accepts_the_prepared_one(
     emulator: KimiEmulator, model: str
 ) -> None:

@@ -12,10 +12,11 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from langchain_kimi_context import KimiChatModel
+from langchain_kimi_context.profiles import DEFAULT_MODEL
 from langchain_kimi_context.testing import KimiEmulator
 
-MODEL = "kimi-k2-0905-preview"
-THINKING_MODEL = "kimi-k2-thinking"
+MODEL = DEFAULT_MODEL  # the current default (kimi-k2.6)
+THINKING_MODEL = "kimi-k3"
 
 
 class TestKimiChatModelIntegration(ChatModelIntegrationTests):
@@ -38,6 +39,14 @@ class TestKimiChatModelIntegration(ChatModelIntegrationTests):
             "base_url": self.emulator.base_url,
             "api_key": self.emulator.api_key,
         }
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # Current Kimi models lock temperature (kimi-k2.6: 1.0 thinking, 0.6 without) and
+        # refuse other values locally, so the suite's temperature=0 is left out.
+        params = dict(super().standard_chat_model_params)
+        params.pop("temperature", None)
+        return params
 
     @property
     def has_tool_choice(self) -> bool:
@@ -65,7 +74,7 @@ class TestKimiChatModelIntegration(ChatModelIntegrationTests):
 
     @property
     def model_override_value(self) -> str:
-        return "kimi-k2-turbo-preview"
+        return "kimi-k3"
 
     @property
     def supported_usage_metadata_details(self) -> dict[str, list[str]]:  # type: ignore[override]

@@ -108,7 +108,7 @@ def test_calibration_converges_on_emulator_billing(kind: str, client: OpenAI) ->
         history = [*history, HumanMessage(turn_text(kind, rng) + "\n@reply 120")]
         calibrated = tracker.estimate(history)
         tracked = tracker.current_size(history)
-        reply = client.chat.completions.create(model="kimi-k2.5", messages=wire(history))
+        reply = client.chat.completions.create(model="kimi-k2.6", messages=wire(history))
         assert reply.usage is not None
         billed = reply.usage.prompt_tokens
         errors.append(
@@ -136,7 +136,7 @@ def test_uncalibrated_estimate_differs_from_emulator_which_calibration_fixes(
 ) -> None:
     counter = TokenCounter(backend=ApproximateBackend())
     history: list[BaseMessage] = [HumanMessage(turn_text("english", random.Random(1)))]
-    reply = client.chat.completions.create(model="kimi-k2.5", messages=wire(history))
+    reply = client.chat.completions.create(model="kimi-k2.6", messages=wire(history))
     assert reply.usage is not None
     billed = reply.usage.prompt_tokens
     raw = counter.count_messages(history)
@@ -144,7 +144,7 @@ def test_uncalibrated_estimate_differs_from_emulator_which_calibration_fixes(
     tracker = ContextSizeTracker(counter)
     tracker.record_usage(history, billed)
     more = [*history, AIMessage("ok"), HumanMessage(turn_text("english", random.Random(2)))]
-    reply2 = client.chat.completions.create(model="kimi-k2.5", messages=wire(more))
+    reply2 = client.chat.completions.create(model="kimi-k2.6", messages=wire(more))
     assert reply2.usage is not None
     billed2 = reply2.usage.prompt_tokens
     assert (
@@ -164,7 +164,7 @@ def test_tracker_with_tool_calls_and_tools(client: OpenAI, emulator: KimiEmulato
     ]
     for step in range(4):
         reply = client.chat.completions.create(
-            model="kimi-k2.5", messages=wire(history), tools=wire_tools
+            model="kimi-k2.6", messages=wire(history), tools=wire_tools
         )
         assert reply.usage is not None
         if step >= 3:
@@ -208,7 +208,7 @@ def sample_history() -> list[BaseMessage]:
             tool_calls=[{"name": "ReadFile", "args": {"path": "cfg.toml"}, "id": "ReadFile:0"}],
             additional_kwargs={"reasoning_content": "I should read the file first."},
         ),
-        ToolMessage('model = "kimi-k2.5"', tool_call_id="ReadFile:0"),
+        ToolMessage('model = "kimi-k2.6"', tool_call_id="ReadFile:0"),
     ]
 
 
@@ -217,11 +217,11 @@ def test_exact_count_matches_what_the_chat_endpoint_bills(
 ) -> None:
     history = sample_history()
     exact = count_tokens_exact(
-        history, model="kimi-k2.5", base_url=emulator.base_url, api_key=emulator.api_key
+        history, model="kimi-k2.6", base_url=emulator.base_url, api_key=emulator.api_key
     )
     payload = wire(history)
     payload[2]["reasoning_content"] = "I should read the file first."
-    reply = client.chat.completions.create(model="kimi-k2.5", messages=payload)
+    reply = client.chat.completions.create(model="kimi-k2.6", messages=payload)
     assert reply.usage is not None
     assert exact == reply.usage.prompt_tokens
     sent = next(r for r in emulator.requests if "estimate-token-count" in r.path)
@@ -229,7 +229,7 @@ def test_exact_count_matches_what_the_chat_endpoint_bills(
 
 
 def test_exact_count_with_tools_and_chat_model_settings(emulator: KimiEmulator) -> None:
-    model = ChatOpenAI(model="kimi-k2.5", base_url=emulator.base_url, api_key=emulator.api_key)
+    model = ChatOpenAI(model="kimi-k2.6", base_url=emulator.base_url, api_key=emulator.api_key)
     history = sample_history()
     without = count_tokens_exact(history, chat_model=model)
     with_tools = count_tokens_exact(history, [ReadFile], chat_model=model)
@@ -237,7 +237,7 @@ def test_exact_count_with_tools_and_chat_model_settings(emulator: KimiEmulator) 
     with httpx.Client() as http:
         reused = count_tokens_exact(
             history,
-            model="kimi-k2.5",
+            model="kimi-k2.6",
             base_url=emulator.base_url,
             api_key=emulator.api_key,
             client=http,
@@ -248,16 +248,16 @@ def test_exact_count_with_tools_and_chat_model_settings(emulator: KimiEmulator) 
 async def test_async_exact_count(emulator: KimiEmulator) -> None:
     history = sample_history()
     sync = count_tokens_exact(
-        history, model="kimi-k2.5", base_url=emulator.base_url, api_key=emulator.api_key
+        history, model="kimi-k2.6", base_url=emulator.base_url, api_key=emulator.api_key
     )
     got = await acount_tokens_exact(
-        history, model="kimi-k2.5", base_url=emulator.base_url, api_key=emulator.api_key
+        history, model="kimi-k2.6", base_url=emulator.base_url, api_key=emulator.api_key
     )
     assert got == sync
     async with httpx.AsyncClient() as http:
         again = await acount_tokens_exact(
             history,
-            model="kimi-k2.5",
+            model="kimi-k2.6",
             base_url=emulator.base_url,
             api_key=emulator.api_key,
             client=http,
@@ -271,7 +271,7 @@ def test_exact_count_errors_are_typed_and_never_leak_the_key(
     history = sample_history()
     with pytest.raises(KimiAuthenticationError) as auth:
         count_tokens_exact(
-            history, model="kimi-k2.5", base_url=emulator.base_url, api_key="sk-wrong-secret-1"
+            history, model="kimi-k2.6", base_url=emulator.base_url, api_key="sk-wrong-secret-1"
         )
     assert "sk-wrong-secret-1" not in str(auth.value)
     with pytest.raises(KimiNotFoundError):

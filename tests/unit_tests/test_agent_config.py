@@ -16,7 +16,7 @@ from langchain_kimi_context import (
 
 
 def _model() -> KimiChatModel:
-    return KimiChatModel(model="kimi-k2.5", api_key="sk-unit")
+    return KimiChatModel(model="kimi-k2.6", api_key="sk-unit")
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def test_canonical_messages_normalise_arguments_and_keep_text() -> None:
 
 def test_canonicalize_payload_copies_and_keeps_other_keys() -> None:
     payload = {
-        "model": "kimi-k2.5",
+        "model": "kimi-k2.6",
         "messages": [{"content": "x", "role": "user"}],
         "tools": [_tool("b"), _tool("a")],
         "temperature": 1.0,
@@ -298,8 +298,8 @@ def test_checker_forgets_oldest_sessions() -> None:
 
 
 def test_automatic_strategy_sets_key_canonicalises_and_never_mutates() -> None:
-    strategy = AutomaticPrefixCache(profile=get_profile("kimi-k2.5"))
-    payload = {"model": "kimi-k2.5", "messages": [SYSTEM, USER], "tools": [_tool("b"), _tool("a")]}
+    strategy = AutomaticPrefixCache(profile=get_profile("kimi-k2.6"))
+    payload = {"model": "kimi-k2.6", "messages": [SYSTEM, USER], "tools": [_tool("b"), _tool("a")]}
     before = copy.deepcopy(payload)
     out = strategy.prepare(payload, session_id="thread-7")
     assert payload == before
@@ -363,14 +363,14 @@ async def test_record_reports_cache_read_equal_to_server_cached_tokens() -> None
 
 def test_off_strategy_passes_through_but_records() -> None:
     strategy = NoContextCache()
-    payload = {"model": "kimi-k2.5", "messages": [USER], "tools": [_tool("b"), _tool("a")]}
+    payload = {"model": "kimi-k2.6", "messages": [USER], "tools": [_tool("b"), _tool("a")]}
     assert strategy.prepare(payload, session_id="s") is payload
     strategy.record(payload, {"prompt_tokens": 10, "completion_tokens": 1}, session_id="s")
     assert strategy.ledger.session("s").prompt_tokens == 10
 
 
 def test_create_cache_strategy_modes() -> None:
-    k2, v1 = get_profile("kimi-k2.5"), get_profile("moonshot-v1-32k")
+    k2, v1 = get_profile("kimi-k2.6"), get_profile("moonshot-v1-32k")
     url = "http://127.0.0.1:9/v1"
     assert isinstance(create_cache_strategy("auto", profile=k2), AutomaticPrefixCache)
     explicit = create_cache_strategy("auto", profile=v1, base_url=url)

@@ -32,10 +32,25 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+# A kimi-k2.6 deployment (e.g. behind a gateway) without locked sampling parameters, with
+# thinking off: the generic parameter and message rules, without the thinking rules.
+UNLOCKED = {"fixed_params": {}, "fixed_params_thinking_off": {}, "default_max_tokens": 8_192}
+
+
 def _model(**kwargs: Any) -> KimiChatModel:
-    params: dict[str, Any] = {"model": "kimi-k2-0905-preview", "api_key": KEY}
+    params: dict[str, Any] = {
+        "model": "kimi-k2.6",
+        "api_key": KEY,
+        "thinking": False,
+        "profile_overrides": UNLOCKED,
+    }
     params.update(kwargs)
     return KimiChatModel(**params)
+
+
+def _current(model: str = "kimi-k2.6", **kwargs: Any) -> KimiChatModel:
+    """A current model with its catalog profile (thinking rules and locked parameters)."""
+    return KimiChatModel(model=model, api_key=KEY, **kwargs)
 
 
 TOOL_CALL = {"name": "read_file", "args": {"path": "a.py"}, "id": "functions.read_file:0"}
@@ -56,7 +71,7 @@ def test_api_key_and_base_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_base_url_to_moonshot() -> None:
-    assert _model().openai_api_base == DEFAULT_BASE_URL == "https://api.moonshot.cn/v1"
+    assert _model().openai_api_base == DEFAULT_BASE_URL == "https://api.moonshot.ai/v1"
 
 
 def test_a_base_url_without_scheme_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +104,7 @@ def test_secret_not_in_repr_str_or_serialisation() -> None:
 
 
 def test_serialisation_round_trip_without_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _model(temperature=0.3, profile_overrides={"context_window": 100_000}, thinking=None)
+    model = _model(temperature=0.3, profile_overrides={**UNLOCKED, "context_window": 100_000})
     data = dumpd(model)
     monkeypatch.setenv("MOONSHOT_API_KEY", "sk-from-env")
     with warnings.catch_warnings():
@@ -113,7 +128,7 @@ def test_langchain_identity() -> None:
     assert KimiChatModel.is_lc_serializable()
     params = model._get_ls_params()
     assert params["ls_provider"] == "moonshot"
-    assert params["ls_model_name"] == "kimi-k2-0905-preview"
+    assert params["ls_model_name"] == "kimi-k2.6"
     assert _model(base_url="http://127.0.0.1:9/v1").lc_attributes == {
         "openai_api_base": "http://127.0.0.1:9/v1"
     }
@@ -191,14 +206,14 @@ def test_temperature_range(temperature: float) -> None:
 
 def test_fixed_params_rejected_and_not_sent() -> None:
     with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 1\.0"):
-        _model(model="kimi-k2.5", temperature=0.2)
+        _current(temperature=0.2)
     with pytest.raises(KimiConfigurationError, match="top_p"):
-        _model(model="kimi-k2.5")._get_request_payload([HumanMessage("hi")], top_p=0.5)
-    model = _model(model="kimi-k2.5", temperature=1.0, top_p=0.95, n=1)
+        _current()._get_request_payload([HumanMessage("hi")], top_p=0.5)
+    model = _current(temperature=1.0, top_p=0.95, n=1)
     payload = model._get_request_payload([HumanMessage("hi")])
     assert not {"temperature", "top_p", "n"} & set(payload)
     # a per-call override to a model without fixed params keeps the caller's value
-    other = model._get_request_payload([HumanMessage("hi")], model="kimi-k2-0905-preview")
+    other = model._get_request_payload([HumanMessage("hi")], model="custom-kimi-finetune")
     assert other["temperature"] == 1.0
 
 
@@ -215,19 +230,23 @@ def test_n_and_stop_limits() -> None:
 
 
 def test_thinking_toggle() -> None:
-    on = _model(model="kimi-k2.5", thinking=True)._get_request_payload([HumanMessage("hi")])
+    on = _current(thinking=True)._get_request_payload([HumanMessage("hi")])
     assert on["extra_body"] == {"thinking": {"type": "enabled"}}
-    model = _model(model="kimi-k2.5", thinking=False, extra_body={"x": 1})
+    model = _current(thinking=False, extra_body={"x": 1})
     off = model._get_request_payload([HumanMessage("hi")])
     assert off["extra_body"] == {"x": 1, "thinking": {"type": "disabled"}}
-    per_call = _model(model="kimi-k2.5")._get_request_payload([HumanMessage("hi")], thinking=True)
+    per_call = _current()._get_request_payload([HumanMessage("hi")], thinking=True)
     assert per_call["extra_body"]["thinking"] == {"type": "enabled"}
     assert "thinking" not in per_call
-    assert "extra_body" not in _model(model="kimi-k2.5")._get_request_payload([HumanMessage("x")])
+    assert "extra_body" not in _current()._get_request_payload([HumanMessage("x")])
     with pytest.raises(KimiConfigurationError, match="always thinks"):
-        _model(model="kimi-k2-thinking", thinking=False)
+        _current("kimi-k3", thinking=False)
+    # always-reasoning models get no thinking switch, even when asked to think
+    assert "extra_body" not in _current("kimi-k3", thinking=True)._get_request_payload(
+        [HumanMessage("x")]
+    )
     with pytest.raises(KimiConfigurationError, match="profile_overrides"):
-        _model(thinking=True)
+        _model(model="custom-kimi-finetune", thinking=True)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -241,7 +260,7 @@ def test_reasoning_replayed_and_empty_content_omitted_without_mutation() -> None
     )
     before = ai.model_dump()
     history = [HumanMessage("go"), ai, ToolMessage("print(1)", tool_call_id=TOOL_CALL["id"])]
-    payload = _model(model="kimi-k2-thinking")._get_request_payload(history)
+    payload = _current("kimi-k3")._get_request_payload(history)
     assistant = payload["messages"][1]
     assert assistant["role"] == "assistant"
     assert "content" not in assistant
@@ -281,7 +300,7 @@ def _response(
     body: dict[str, Any] = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
-        "model": "kimi-k2-thinking",
+        "model": "kimi-k3",
         "choices": [{"index": 0, "message": message, "finish_reason": "stop", **choice_extra}],
     }
     if top_usage is not None:
@@ -455,9 +474,9 @@ def test_fixed_params_follow_the_thinking_toggle() -> None:
     """k2.5 fixes temperature 1.0 with thinking on and 0.6 with thinking off."""
     from langchain_kimi_context import KimiChatModel, KimiConfigurationError
 
-    KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=0.6)
-    KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=1.0)
+    KimiChatModel(model="kimi-k2.6", api_key="sk-test", thinking=False, temperature=0.6)
+    KimiChatModel(model="kimi-k2.6", api_key="sk-test", temperature=1.0)
     with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 0\.6"):
-        KimiChatModel(model="kimi-k2.5", api_key="sk-test", thinking=False, temperature=1.0)
+        KimiChatModel(model="kimi-k2.6", api_key="sk-test", thinking=False, temperature=1.0)
     with pytest.raises(KimiConfigurationError, match=r"fixes temperature to 1\.0"):
-        KimiChatModel(model="kimi-k2.5", api_key="sk-test", temperature=0.6)
+        KimiChatModel(model="kimi-k2.6", api_key="sk-test", temperature=0.6)

@@ -97,17 +97,17 @@ def test_unknown_role() -> None:
 def test_thinking_requires_reasoning_on_tool_call_messages() -> None:
     call = {"role": "assistant", "tool_calls": [_call("read_file", 0)]}
     msgs = [USER, call, {"role": "tool", "tool_call_id": "functions.read_file:0", "content": "r"}]
-    err = _err(_body(msgs, model="kimi-k2-thinking"))
+    err = _err(_body(msgs, model="kimi-k3"))
     assert err.message == (
         "thinking is enabled but reasoning_content is missing in assistant tool call "
         "message at index 1"
     )
     # default_on model: rejected unless thinking is disabled
-    _err(_body(msgs, model="kimi-k2.5"))
-    validate_chat_request(_body(msgs, model="kimi-k2.5", thinking={"type": "disabled"}))
+    _err(_body(msgs, model="kimi-k2.6"))
+    validate_chat_request(_body(msgs, model="kimi-k2.6", thinking={"type": "disabled"}))
     # with reasoning it is accepted; non-thinking models never need it
     msgs[1] = {**call, "reasoning_content": "I will read it."}
-    assert validate_chat_request(_body(msgs, model="kimi-k2-thinking")).thinking
+    assert validate_chat_request(_body(msgs, model="kimi-k3")).thinking
     validate_chat_request(_body([USER, call, msgs[2]]))
 
 
@@ -136,9 +136,9 @@ def test_window_overflow_message_and_default_max_tokens() -> None:
     [
         ({"temperature": 1.5}, K2, "temperature 1.5 is out of range"),
         ({"temperature": -0.1}, K2, "temperature -0.1 is out of range"),
-        ({"temperature": 0.6}, "kimi-k2.5", "invalid temperature: only 1.0 is allowed"),
-        ({"top_p": 0.5}, "kimi-k2.5", "invalid top_p: only 0.95 is allowed"),
-        ({"n": 2}, "kimi-k2.5", "invalid n: only 1 is allowed"),
+        ({"temperature": 0.6}, "kimi-k2.6", "invalid temperature: only 1.0 is allowed"),
+        ({"top_p": 0.5}, "kimi-k2.6", "invalid top_p: only 0.95 is allowed"),
+        ({"n": 2}, "kimi-k2.6", "invalid n: only 1 is allowed"),
         ({"n": 6, "temperature": 0.7}, K2, "n 6 is out of range"),
         ({"n": 2, "temperature": 0.0}, K2, "n > 1 is not allowed"),
         ({"n": 2}, "moonshot-v1-8k", "n > 1 is not allowed"),  # default temperature 0
@@ -154,7 +154,7 @@ def test_sampling_parameter_rules(extra: dict[str, Any], model: str, fragment: s
 
 
 def test_fixed_params_accept_their_own_values() -> None:
-    validate_chat_request(_body([USER], model="kimi-k2.5", temperature=1.0, top_p=0.95, n=1))
+    validate_chat_request(_body([USER], model="kimi-k2.6", temperature=1.0, top_p=0.95, n=1))
     validate_chat_request(_body([USER], n=5, temperature=0.7))
 
 
@@ -210,7 +210,7 @@ def test_partial_mode_only_on_last_assistant_message() -> None:
 
 
 def test_fixed_params_follow_the_thinking_toggle() -> None:
-    base = {"model": "kimi-k2.5", "messages": [{"role": "user", "content": "hi"}]}
+    base = {"model": "kimi-k2.6", "messages": [{"role": "user", "content": "hi"}]}
     validate_chat_request({**base, "temperature": 1.0})
     validate_chat_request({**base, "temperature": 0.6, "thinking": {"type": "disabled"}})
     with pytest.raises(EmulatorAPIError, match=r"only 0\.6 is allowed"):

@@ -79,7 +79,7 @@ def test_window_resolution_order_explicit_config_over_profile_over_default() -> 
 
 
 def test_agent_cap_only_lowers_the_window_never_raises_it() -> None:
-    profile = get_profile("kimi-k2.5")  # 262144
+    profile = get_profile("kimi-k2.6")  # 262144
     lowered = resolve_context_window(ContextPolicy(agent_context_cap=64_000), profile)
     assert (lowered.window, lowered.source) == (64_000, "policy.agent_context_cap")
     assert (lowered.uncapped_window, lowered.uncapped_source) == (262_144, lowered.uncapped_source)
@@ -98,7 +98,7 @@ def test_agent_cap_only_lowers_the_window_never_raises_it() -> None:
 
 
 def test_window_zero_or_unknown_never_warns_or_blocks_by_itself() -> None:
-    zero_profile = get_profile("kimi-k2.5").replace(context_window=0)
+    zero_profile = get_profile("kimi-k2.6").replace(context_window=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for policy, profile in [
@@ -204,7 +204,7 @@ def test_past_90_percent_during_tool_loop_flags_overflow_to_raise(counter: Token
     big = [HumanMessage("q"), *_tool_turn("c1", "data " * 500_000)]
     _, report = preflight_guard(big, policy, token_counter=counter)
     assert report.exceeds_tool_loop_limit
-    err = report.overflow_error("kimi-k2.5")
+    err = report.overflow_error("kimi-k2.6")
     assert isinstance(err, KimiContextOverflowError)
     assert err.window == 100_000
     assert err.requested == report.required_tokens

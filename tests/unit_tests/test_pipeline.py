@@ -116,7 +116,7 @@ def test_original_messages_are_never_mutated() -> None:
     history.append(ToolMessage("orphan", tool_call_id="nope", id="orphan"))
     before = [m.model_dump_json() for m in history]
     snapshot = list(history)
-    prepare_context(history, ContextPolicy(history_limit=2), profile=get_profile("kimi-k2.5"))
+    prepare_context(history, ContextPolicy(history_limit=2), profile=get_profile("kimi-k2.6"))
     assert [m.model_dump_json() for m in history] == before
     assert all(a is b for a, b in zip(history, snapshot, strict=True))
 
@@ -134,7 +134,7 @@ def test_rewritten_messages_are_stable_objects_across_calls() -> None:
 
 
 def test_reasoning_is_kept_on_tool_call_turns_for_thinking_models_end_to_end() -> None:
-    out, _ = prepare_context(_session(2), ContextPolicy(), profile=get_profile("kimi-k2-thinking"))
+    out, _ = prepare_context(_session(2), ContextPolicy(), profile=get_profile("kimi-k3"))
     calls = [m for m in out if isinstance(m, AIMessage) and m.tool_calls]
     assert all(m.additional_kwargs.get("reasoning_content") for m in calls)
     finals = [m for m in out if isinstance(m, AIMessage) and not m.tool_calls]

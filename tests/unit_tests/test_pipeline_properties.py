@@ -76,7 +76,7 @@ def assert_valid(messages: list[BaseMessage]) -> None:
         return
     wire = to_wire(messages)
     validate_chat_request({"model": "kimi-k2-0905-preview", "messages": wire})
-    validate_chat_request({"model": "kimi-k2-thinking", "messages": wire})
+    validate_chat_request({"model": "kimi-k3", "messages": wire})
 
 
 @st.composite

@@ -247,7 +247,7 @@ def test_strip_old_reasoning_content_but_keep_it_on_tool_call_turns_for_thinking
         ToolMessage("r", tool_call_id="c1"),
         AIMessage("done", id="a2", additional_kwargs={"reasoning_content": "think"}),
     ]
-    thinking = get_profile("kimi-k2-thinking")
+    thinking = get_profile("kimi-k3")
     out, report = sanitize_messages(history, ContextPolicy(), profile=thinking)
     assert out[1].additional_kwargs["reasoning_content"] == "plan"
     assert "reasoning_content" not in out[3].additional_kwargs

@@ -19,9 +19,16 @@ class TestKimiChatModelStandard(ChatModelUnitTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        # kimi-k2-0905-preview: a model without fixed sampling parameters, so the
-        # standard parameters (temperature=0) are valid for it.
-        return {"model": "kimi-k2-0905-preview", "api_key": "test-key"}
+        # The current default model (kimi-k2.6): no model argument.
+        return {"api_key": "test-key"}
+
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # Current Kimi models lock temperature (kimi-k2.6: 1.0 thinking, 0.6 without) and
+        # refuse other values locally, so the suite's temperature=0 is left out.
+        params = dict(super().standard_chat_model_params)
+        params.pop("temperature", None)
+        return params
 
     @property
     def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
@@ -30,7 +37,7 @@ class TestKimiChatModelStandard(ChatModelUnitTests):
                 "MOONSHOT_API_KEY": "api_key_from_env",
                 "MOONSHOT_BASE_URL": "https://api.moonshot.ai/v1",
             },
-            {"model": "kimi-k2-0905-preview"},
+            {"model": "kimi-k3"},
             {
                 "openai_api_key": "api_key_from_env",
                 "openai_api_base": "https://api.moonshot.ai/v1",
