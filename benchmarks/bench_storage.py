@@ -10,7 +10,15 @@ loads, the context pipeline, compaction bookkeeping.
 * kimi: ``create_kimi_agent`` (delta-channel log, compressed ``KimiSqliteSaver``, every
   node checkpointed, compaction when the window fills).
 
-Run: ``.venv/bin/python benchmarks/bench_storage.py [--turns 100] [--tokens 4000]``
+Two workloads:
+
+* ``--tokens 4000`` (default): ~4K-token user messages and replies (target: DB <= 2x raw).
+* ``--short``: a one-line user message (~25 tokens) and a ~60-token reply per turn,
+  150 turns (targets: DB <= 5x raw; the 10 newest states of the session read in
+  < 200 ms; the whole history read in linear time: the time per state does not grow
+  with the number of states read).
+
+Run: ``.venv/bin/python benchmarks/bench_storage.py [--turns 100] [--tokens 4000] [--short]``
 """
 
 from __future__ import annotations
@@ -102,6 +110,7 @@ def run(
     turns: int,
     tokens: int,
     workdir: Path,
+    user_tokens: int | None = None,
 ) -> dict[str, Any]:
     model = ScriptedModel(reply_tokens=tokens)
     db = workdir / f"{name}.sqlite"
@@ -111,7 +120,7 @@ def run(
     sizes: dict[int, int] = {}
     raw = 0
     for turn in range(1, turns + 1):
-        text = prose(turn, tokens)
+        text = prose(turn, tokens if user_tokens is None else user_tokens)
         busy = model.busy_s
         started = time.perf_counter()
         out = agent.invoke({"messages": [HumanMessage(text)]}, cfg)
@@ -121,6 +130,7 @@ def run(
         if turn in (1, 10, 25, 50, 75, 100, turns):
             sizes[turn] = settled_bytes(db)  # outside the timed region
     final = settled_bytes(db)
+    history = read_history(build, db)
     return {
         "name": name,
         "raw": raw,
@@ -128,7 +138,25 @@ def run(
         "sizes": sizes,
         "per_turn": per_turn,
         "messages": len(out["messages"]),
+        **history,
     }
+
+
+def read_history(build: Callable[[ScriptedModel, Path], Any], db: Path) -> dict[str, Any]:
+    """Browse the session's history in a fresh agent (a new process: nothing cached)."""
+    cfg = {"configurable": {"thread_id": "bench"}}
+    agent = build(ScriptedModel(), db)
+    started = time.perf_counter()
+    newest = list(agent.get_state_history(cfg, limit=10))
+    newest_ms = (time.perf_counter() - started) * 1000
+    agent = build(ScriptedModel(), db)
+    marks: list[tuple[int, float]] = []
+    started = time.perf_counter()
+    for n, _state in enumerate(agent.get_state_history(cfg, limit=1000), 1):
+        if n in (100, 250, 500, 1000):
+            marks.append((n, (time.perf_counter() - started) * 1000))
+    total = n if marks or newest else 0
+    return {"newest_ms": newest_ms, "history_marks": marks, "states": total}
 
 
 def build_plain(model: ScriptedModel, db: Path) -> Any:
@@ -140,6 +168,13 @@ def build_plain(model: ScriptedModel, db: Path) -> Any:
 
 def build_kimi(model: ScriptedModel, db: Path) -> Any:
     return create_kimi_agent(model, [], db_path=db, settings=AgentSettings())
+
+
+def build_kimi_unpruned(model: ScriptedModel, db: Path) -> Any:
+    from langchain_kimi_context.agent import open_sqlite_checkpointer
+
+    saver = open_sqlite_checkpointer(db, prune_turns=False)
+    return create_kimi_agent(model, [], checkpointer=saver, settings=AgentSettings())
 
 
 def build_kimi_uncompressed(model: ScriptedModel, db: Path) -> Any:
@@ -161,11 +196,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=4000, help="tokens per message")
-    parser.add_argument("--only", choices=["plain", "kimi", "kimi-raw"], default=None)
+    parser.add_argument("--only", choices=["plain", "kimi", "kimi-raw", "kimi-full"], default=None)
+    parser.add_argument(
+        "--unpruned", action="store_true", help="also run kimi without turn pruning"
+    )
+    parser.add_argument(
+        "--short", action="store_true", help="one-line user messages, ~60-token replies"
+    )
     parser.add_argument(
         "--uncompressed", action="store_true", help="also run kimi without blob compression"
     )
     args = parser.parse_args()
+    user_tokens = None
+    if args.short:
+        args.tokens, user_tokens = 60, 25
+        if args.turns == 100:
+            args.turns = 150
     workdir = Path(tempfile.mkdtemp(prefix="bench-storage-"))
     results = []
     variants: list[tuple[str, Callable[[ScriptedModel, Path], Any]]] = [
@@ -174,11 +220,14 @@ def main() -> None:
     ]
     if args.uncompressed or args.only == "kimi-raw":
         variants.append(("kimi-raw", build_kimi_uncompressed))
+    if args.unpruned or args.only == "kimi-full":
+        variants.append(("kimi-full", build_kimi_unpruned))
     for name, build in variants:
         if args.only and args.only != name:
             continue
-        results.append(run(name, build, args.turns, args.tokens, workdir))
-    print(f"\n{args.turns} turns, ~{args.tokens} tokens per user message and per reply")
+        results.append(run(name, build, args.turns, args.tokens, workdir, user_tokens))
+    user = args.tokens if user_tokens is None else user_tokens
+    print(f"\n{args.turns} turns, ~{user} tokens per user message, ~{args.tokens} per reply")
     print(
         f"{'agent':<8}{'raw transcript':>16}{'DB bytes':>14}{'DB/raw':>9}"
         f"{'turns 1-10 ms':>15}{'last 10 ms':>12}{'ratio':>8}"
@@ -200,6 +249,15 @@ def main() -> None:
         pts = [i for i in (1, 10, 25, 50, 75, 100) if i <= len(r["per_turn"])]
         series = ", ".join(f"t{i}: {r['per_turn'][i - 1]:.1f}" for i in pts)
         print(f"  {r['name']:<6} {series}")
+    print("\nhistory browsing in a fresh agent (get_state_history):")
+    for r in results:
+        marks = ", ".join(
+            f"{n} states {ms:.0f} ms ({ms / n:.2f} ms/state)" for n, ms in r["history_marks"]
+        )
+        print(
+            f"  {r['name']:<6} {r['states']} states kept; 10 newest: {r['newest_ms']:.0f} ms; "
+            f"{marks}"
+        )
     print(f"\n(files in {workdir})")
 
 

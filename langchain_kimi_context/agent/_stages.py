@@ -39,6 +39,15 @@ __all__ = [
 ]
 
 
+STORED_LIST_ITEMS = 8
+"""Items a stored report keeps of a list field (the newest); ``<field>_count`` has the total.
+
+Reports are stored at every node of every turn; a list that names every older message
+(e.g. each assistant message whose reasoning was stripped) would make each turn's
+checkpoint grow with the session.
+"""
+
+
 def model_profile(model: Any, model_name: str | None = None) -> KimiModelProfile:
     """The profile of the model a face calls, read NOW (every face uses this one rule).
 
@@ -68,6 +77,10 @@ def _small(report: Any) -> dict[str, Any]:
     changed = getattr(report, "changed", None)
     if isinstance(changed, bool):
         data["changed"] = changed
+    for key, value in list(data.items()):
+        if isinstance(value, list) and len(value) > STORED_LIST_ITEMS:
+            data[key] = value[-STORED_LIST_ITEMS:]
+            data[f"{key}_count"] = len(value)
     return data
 
 

@@ -36,6 +36,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
+from langchain_kimi_context.agent.checkpointer import resolve_checkpointer
 from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
 from langchain_kimi_context.agent.inputs import check_agent_input
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
@@ -45,7 +46,7 @@ from langchain_kimi_context.agent.state import (
     KimiAgentState,
     _GraphState,
 )
-from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.agent.storage import apruned_stream, pruned_stream
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
@@ -143,16 +144,13 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
         _require_thread(merged)
         input = check_agent_input(input)
         busy = self._busy_args(merged)
-        if busy is None:
-            return super().stream(input, config, **kwargs)
-        return self._held_stream(busy, input, config, kwargs)
+        chunks = pruned_stream(super().stream(input, config, **kwargs), self.checkpointer, merged)
+        return chunks if busy is None else self._held_stream(busy, chunks)
 
-    def _held_stream(
-        self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
-    ) -> Iterator[Any]:
+    def _held_stream(self, busy: tuple[str, str, float], chunks: Iterator[Any]) -> Iterator[Any]:
         assert self.kimi_guard is not None
         with self.kimi_guard.hold(*busy) as held:
-            for chunk in super().stream(input, config, **kwargs):
+            for chunk in chunks:
                 yield chunk
                 if held.interrupt_requested():  # a step just finished and was saved
                     raise ThreadInterruptedError(busy[0])
@@ -164,16 +162,15 @@ class _KimiAgentGraph(CompiledStateGraph[Any, Any, Any, Any]):
         _require_thread(merged)
         input = check_agent_input(input)
         busy = self._busy_args(merged)
-        if busy is None:
-            return super().astream(input, config, **kwargs)
-        return self._held_astream(busy, input, config, kwargs)
+        chunks = apruned_stream(super().astream(input, config, **kwargs), self.checkpointer, merged)
+        return chunks if busy is None else self._held_astream(busy, chunks)
 
     async def _held_astream(
-        self, busy: tuple[str, str, float], input: Any, config: Any, kwargs: Any
+        self, busy: tuple[str, str, float], chunks: AsyncIterator[Any]
     ) -> AsyncIterator[Any]:
         assert self.kimi_guard is not None
         async with self.kimi_guard.ahold(*busy) as held:
-            async for chunk in super().astream(input, config, **kwargs):
+            async for chunk in chunks:
                 yield chunk
                 if held.interrupt_requested():
                     raise ThreadInterruptedError(busy[0])
@@ -186,7 +183,7 @@ def create_kimi_agent(
     system_prompt: str | None = None,
     policy: ContextPolicy | None = None,
     settings: AgentSettings | None = None,
-    checkpointer: BaseCheckpointSaver[Any] | bool | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | bool | str | None = None,
     store: BaseStore | None = None,
     db_path: str | os.PathLike[str] | None = None,
     token_counter: TokenCounter | None = None,
@@ -211,7 +208,9 @@ def create_kimi_agent(
             the log).
         policy: Context thresholds (default ``ContextPolicy()``).
         settings: Retry/tool/step limits (default ``AgentSettings()``).
-        checkpointer: Any ``BaseCheckpointSaver`` (Postgres, memory...). ``None`` =
+        checkpointer: Any ``BaseCheckpointSaver`` (Postgres, memory...), a
+            ``"postgresql://..."`` URL (LangGraph's Postgres savers on sync and async
+            pools: :mod:`~langchain_kimi_context.agent.checkpointer`) or a SQLite path. ``None`` =
             SQLite at ``db_path`` or the default path (``$KIMI_CONTEXT_DB`` or
             ``~/.local/share/langchain-kimi-context/checkpoints.sqlite``), created on
             first use. ``False`` = no persistence (not recommended).
@@ -297,13 +296,7 @@ def create_kimi_agent(
     graph.add_conditional_edges("tools", runtime.route_after_tools, ["preflight", "compact"])
     graph.add_conditional_edges("compact", runtime.route_after_compact, ["preflight", END])
 
-    saver: BaseCheckpointSaver[Any] | bool | None
-    if checkpointer is None:
-        saver = open_sqlite_checkpointer(db_path)
-    elif checkpointer is False:
-        saver = None
-    else:
-        saver = checkpointer
+    saver = resolve_checkpointer(checkpointer, db_path)
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
     limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50

@@ -27,11 +27,10 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import uuid
 import zlib
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +50,22 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
-    PendingWrite,
 )
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.utils import load_pending_writes
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
+from langchain_kimi_context.agent._zdict import ZDICT_V1
+from langchain_kimi_context.agent.delta_chain import ChainNode, decode_incoming, encode_incoming
+from langchain_kimi_context.agent.turn_pruning import PRUNE_STRATEGIES, TurnPruningMixin
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_SNAPSHOT_FREQUENCY",
+    "PRUNE_STRATEGIES",
     "KimiSqliteSaver",
     "ZlibCodec",
     "append_items",
@@ -73,6 +76,7 @@ __all__ = [
     "merge_dicts",
     "messages_channel",
     "open_sqlite_checkpointer",
+    "prune_after_run",
     "records_channel",
 ]
 
@@ -122,8 +126,10 @@ class ZlibCodec:
 
     Plugged into LangGraph's own
     :class:`~langgraph.checkpoint.serde.encrypted.EncryptedSerializer` (which tags each
-    blob with the codec name), it compresses blobs of at least ``min_bytes`` and stores
-    smaller ones as they are. Blobs written without it still load.
+    blob with the codec name), it compresses blobs of at least ``min_bytes`` against a
+    preset dictionary of the package's checkpoint structure (codec ``zlibd1``; small
+    blobs shrink 3x more than with plain zlib) and stores smaller ones as they are.
+    Blobs written without it, or with plain ``zlib``, still load.
 
     Args:
         level: zlib level (1 = fastest).
@@ -133,12 +139,12 @@ class ZlibCodec:
         >>> codec = ZlibCodec()
         >>> name, data = codec.encrypt(b"abc" * 1000)
         >>> name, len(data) < 100, codec.decrypt(name, data) == b"abc" * 1000
-        ('zlib', True, True)
+        ('zlibd1', True, True)
         >>> codec.encrypt(b"tiny")
         ('raw', b'tiny')
     """
 
-    def __init__(self, level: int = 1, min_bytes: int = 512) -> None:
+    def __init__(self, level: int = 1, min_bytes: int = 64) -> None:
         self.level = level
         self.min_bytes = min_bytes
 
@@ -149,21 +155,22 @@ class ZlibCodec:
             plaintext: The serialised blob.
 
         Returns:
-            ``("zlib", compressed)`` or ``("raw", plaintext)`` for small blobs.
+            ``("zlibd1", compressed)`` or ``("raw", plaintext)`` for small blobs.
 
         Example:
             >>> ZlibCodec(min_bytes=0).encrypt(b"x" * 100)[0]
-            'zlib'
+            'zlibd1'
         """
         if len(plaintext) < self.min_bytes:
             return "raw", plaintext
-        return "zlib", zlib.compress(plaintext, self.level)
+        comp = zlib.compressobj(self.level, zdict=ZDICT_V1)
+        return "zlibd1", comp.compress(plaintext) + comp.flush()
 
     def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
         """Decompress a blob written by :meth:`encrypt`.
 
         Args:
-            ciphername: ``"zlib"`` or ``"raw"``.
+            ciphername: ``"zlibd1"``, ``"zlib"`` or ``"raw"``.
             ciphertext: The stored bytes.
 
         Returns:
@@ -176,33 +183,63 @@ class ZlibCodec:
             >>> ZlibCodec().decrypt("raw", b"x")
             b'x'
         """
+        if ciphername == "zlibd1":
+            decomp = zlib.decompressobj(zdict=ZDICT_V1)
+            return decomp.decompress(ciphertext) + decomp.flush()
         if ciphername == "zlib":
             return zlib.decompress(ciphertext)
         if ciphername == "raw":
             return ciphertext
-        raise ValueError(f"Unknown checkpoint codec {ciphername!r} (expected 'zlib' or 'raw')")
+        raise ValueError(
+            f"Unknown checkpoint codec {ciphername!r} (expected 'zlibd1', 'zlib' or 'raw')"
+        )
 
 
-_CacheKey = tuple[str, str, frozenset[str]]
+_INCOMING_DDL = """
+CREATE TABLE IF NOT EXISTS kimi_incoming (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    type TEXT,
+    value BLOB,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+)
+"""
 
 
-class KimiSqliteSaver(SqliteSaver):
-    """``SqliteSaver`` with compressed blobs and an incremental delta-history cache.
+class KimiSqliteSaver(TurnPruningMixin, SqliteSaver):
+    """``SqliteSaver`` that keeps long sessions small and fast to browse.
 
-    Loading a :class:`~langgraph.channels.DeltaChannel` means walking the checkpoint
-    chain and deserialising every write since the last snapshot: O(history) per
-    ``invoke``. This saver remembers, per thread, the delta histories it returned for
-    the last few checkpoints; the next load walks only the checkpoints written since
-    (a handful per turn) and reuses the rest, so the per-turn cost stops growing with
-    the session. Anything unexpected (a fork, a cache miss, a long walk) falls back to
-    the stock implementation, so results are always those of ``SqliteSaver``.
+    * **Turn pruning** (``prune_turns=True``): after each run of the agent
+      (:func:`prune_after_run`), the node checkpoints of the turns before the latest
+      one are squashed: one checkpoint per
+      finished turn stays (the last one, whose id never changes), its delta-channel
+      writes move into an *incoming* record stored next to it
+      (:mod:`~langchain_kimi_context.agent.delta_chain`), and every state that stays
+      loads exactly as before. Checkpoints a compaction recorded in the ``snapshots``
+      channel, ``update_state`` checkpoints and forked histories are never squashed;
+      the turn in progress is never touched. :meth:`prune` does the same on demand
+      (``"keep_turns"``) and implements LangGraph's ``"keep_latest"`` and ``"delete"``
+      safely for delta channels.
+    * **Extended capabilities** of LangGraph's checkpointer conformance suite:
+      :meth:`copy_thread`, :meth:`delete_for_runs`, :meth:`prune` (and async twins).
+    * **Compact versions**: channel versions of new threads are small integers
+      (``SqliteSaver`` writes 49-character strings); old threads keep theirs.
+    * **History without re-walking**: delta histories are remembered per checkpoint,
+      so loading the next checkpoint of a thread walks only what was written since,
+      and browsing ``get_state_history`` derives each parent's history from its
+      child's (a prefix), in linear time overall.
+    * Compressed blobs (``EncryptedSerializer(ZlibCodec())``), and the async API (in
+      a worker thread) so ``ainvoke`` works on the default checkpointer.
 
     Args:
         conn: The SQLite connection (``check_same_thread=False``).
         serde: Serializer; default = LangGraph's ``JsonPlusSerializer`` wrapped in
             ``EncryptedSerializer(ZlibCodec())`` (compressed blobs).
         cache_threads: Threads whose histories are kept in memory (LRU).
-        max_walk: Checkpoints walked looking for a cached ancestor before falling back.
+        prune_turns: Let :func:`prune_after_run` squash the node checkpoints of
+            finished turns after each agent run (``put`` itself never prunes).
+        pin_channel: Channel whose writes name checkpoints that must stay.
 
     Example:
         >>> import sqlite3
@@ -217,114 +254,308 @@ class KimiSqliteSaver(SqliteSaver):
         *,
         serde: Any = None,
         cache_threads: int = 32,
-        max_walk: int = 256,
+        prune_turns: bool = True,
+        pin_channel: str = "snapshots",
     ) -> None:
         if serde is None:
             serde = EncryptedSerializer(ZlibCodec(), JsonPlusSerializer())
         super().__init__(conn, serde=serde)
-        self._delta_cache: OrderedDict[
-            _CacheKey, OrderedDict[str, Mapping[str, DeltaChannelHistory]]
-        ] = OrderedDict()
-        self._delta_lock = threading.Lock()
-        self._cache_threads = cache_threads
-        self._max_walk = max_walk
+        self._init_pruning(
+            cache_threads=cache_threads, prune_turns=prune_turns, pin_channel=pin_channel
+        )
 
-    def _remember(
-        self, key: _CacheKey, checkpoint_id: str, hist: Mapping[str, DeltaChannelHistory]
-    ) -> None:
-        with self._delta_lock:
-            per = self._delta_cache.setdefault(key, OrderedDict())
-            per[checkpoint_id] = hist
-            per.move_to_end(checkpoint_id)
-            while len(per) > 4:
-                per.popitem(last=False)
-            self._delta_cache.move_to_end(key)
-            while len(self._delta_cache) > self._cache_threads:
-                self._delta_cache.popitem(last=False)
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """Delta histories of ``channels`` at the checkpoint of ``config``, incrementally.
-
-        Args:
-            config: Identifies the target checkpoint.
-            channels: Delta channel names.
-
-        Returns:
-            The same mapping ``SqliteSaver`` returns (seed + writes per channel).
+    def setup(self) -> None:
+        """Create the tables (LangGraph's plus ``kimi_incoming``) if missing.
 
         Example:
             >>> import sqlite3
             >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.setup()
-            >>> s.get_delta_channel_history(
-            ...     config={"configurable": {"thread_id": "t"}}, channels=["messages"])
-            {'messages': {'writes': []}}
+            >>> s.setup(); s.is_setup
+            True
         """
-        if not channels:
-            return {}
-        conf = config["configurable"]
-        thread_id = str(conf["thread_id"])
-        ns = str(conf.get("checkpoint_ns", ""))
-        target_id = conf.get("checkpoint_id")
-        target = self.get_tuple(config)
-        if target is None:
-            return {ch: {"writes": []} for ch in channels}
-        target_id = target.config["configurable"]["checkpoint_id"]
-        key: _CacheKey = (thread_id, ns, frozenset(channels))
-        with self._delta_lock:
-            known = dict(self._delta_cache.get(key, {}))
-        if target_id in known:
-            return _copy_hist(known[target_id], channels)
-        result: Mapping[str, DeltaChannelHistory] | None = None
-        if known:
-            result = self._walk_to_cached(target.parent_config, known, channels)
-        if result is None:
-            result = super().get_delta_channel_history(config=target.config, channels=channels)
-        self._remember(key, target_id, _copy_hist(result, channels))
-        return result
+        if self.is_setup:
+            return
+        super().setup()
+        self.conn.execute(_INCOMING_DDL)
+        self.conn.commit()
 
-    def _walk_to_cached(
+    def get_next_version(self, current: Any, channel: None = None) -> Any:
+        """Next channel version: an integer for new threads, the stock string otherwise.
+
+        Args:
+            current: The current version (``None``, an int, or a stock string).
+            channel: Unused.
+
+        Returns:
+            The next version.
+
+        Example:
+            >>> import sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> s.get_next_version(None), s.get_next_version(41)
+            (1, 42)
+        """
+        if isinstance(current, str):
+            return super().get_next_version(current, channel)
+        return int(current or 0) + 1
+
+    # --- storage primitives of TurnPruningMixin ---------------------------------------
+
+    def _load_chain(
+        self, cur: sqlite3.Cursor, thread_id: str, ns: str, checkpoint_id: str, *, depth: int
+    ) -> dict[str, ChainNode]:
+        """``checkpoint_id`` and up to ``depth - 1`` ancestors, in three statements."""
+        rows = cur.execute(
+            "WITH RECURSIVE chain(cid, parent, depth) AS ("
+            " SELECT checkpoint_id, parent_checkpoint_id, 1 FROM checkpoints"
+            " WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+            " UNION ALL SELECT c.checkpoint_id, c.parent_checkpoint_id, chain.depth + 1"
+            " FROM checkpoints c JOIN chain ON c.checkpoint_id = chain.parent"
+            " WHERE c.thread_id = ? AND c.checkpoint_ns = ? AND chain.depth < ?)"
+            " SELECT c.checkpoint_id, c.parent_checkpoint_id, c.type, c.checkpoint, c.metadata"
+            " FROM chain JOIN checkpoints c ON c.thread_id = ? AND c.checkpoint_ns = ?"
+            " AND c.checkpoint_id = chain.cid",
+            (thread_id, ns, checkpoint_id, thread_id, ns, depth, thread_id, ns),
+        ).fetchall()
+        if not rows:
+            return {}
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        task_path = "task_path" if self._has_task_path else "''"
+        writes: dict[str, list[Any]] = {cid: [] for cid in ids}
+        for row in cur.execute(
+            f"SELECT checkpoint_id, task_id, channel, type, value, {task_path}, idx "  # noqa: S608
+            f"FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
+            (thread_id, ns, *ids),
+        ).fetchall():
+            writes[row[0]].append(row[1:])
+        incoming = dict(
+            (row[0], (row[1], row[2]))
+            for row in cur.execute(
+                "SELECT checkpoint_id, type, value FROM kimi_incoming WHERE thread_id = ? "  # noqa: S608
+                f"AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
+                (thread_id, ns, *ids),
+            ).fetchall()
+        )
+        out: dict[str, ChainNode] = {}
+        for cid, parent_id, type_, blob, metadata in rows:
+            checkpoint = self.serde.loads_typed((type_, blob))
+            inc = incoming.get(cid)
+            out[cid] = ChainNode(
+                checkpoint_id=cid,
+                parent_id=parent_id,
+                values=checkpoint["channel_values"],
+                writes=load_pending_writes(writes[cid], self.serde),
+                incoming=decode_incoming(self.serde.loads_typed(inc)) if inc else {},
+                source=(json.loads(metadata) if metadata else {}).get("source"),
+                versions=frozenset(checkpoint["channel_versions"]),
+            )
+        return out
+
+    def _reading(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return self.cursor(transaction=False)
+
+    def _writing(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return self.cursor(transaction=True)
+
+    def _child_counts(
+        self, h: sqlite3.Cursor, thread_id: str, ns: str, ids: Sequence[str]
+    ) -> dict[str, int]:
+        marks = ",".join("?" * len(ids))
+        return dict(
+            h.execute(
+                "SELECT parent_checkpoint_id, COUNT(*) FROM checkpoints WHERE "  # noqa: S608
+                f"thread_id = ? AND checkpoint_ns = ? AND parent_checkpoint_id IN ({marks}) "
+                "GROUP BY parent_checkpoint_id",
+                (thread_id, ns, *ids),
+            ).fetchall()
+        )
+
+    def _namespaces(self, h: sqlite3.Cursor, thread_id: str) -> list[str]:
+        rows = h.execute(
+            "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = ?", (thread_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _latest_id(self, h: sqlite3.Cursor, thread_id: str, ns: str) -> str | None:
+        row = h.execute(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id, ns),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def _store_incoming(
         self,
-        cursor: RunnableConfig | None,
-        known: Mapping[str, Mapping[str, DeltaChannelHistory]],
-        channels: Sequence[str],
-    ) -> Mapping[str, DeltaChannelHistory] | None:
-        collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
-        seeds: dict[str, Any] = {}
-        remaining = set(channels)
-        steps = 0
-        while cursor is not None and remaining:
-            steps += 1
-            if steps > self._max_walk:
-                return None
-            tup = self.get_tuple(cursor)
-            if tup is None:
-                return None
-            for write in reversed(tup.pending_writes or []):
-                if write[1] in remaining:
-                    collected[write[1]].append(write)
-            cid = tup.config["configurable"]["checkpoint_id"]
-            for ch in list(remaining):
-                if ch in tup.checkpoint["channel_values"]:
-                    seeds[ch] = tup.checkpoint["channel_values"][ch]
-                    remaining.discard(ch)
-            if remaining and cid in known:
-                base = known[cid]
-                out: dict[str, DeltaChannelHistory] = {}
-                for ch in channels:
-                    newer = list(reversed(collected[ch]))
-                    if ch in remaining:
-                        entry: DeltaChannelHistory = {"writes": [*base[ch]["writes"], *newer]}
-                        if "seed" in base[ch]:
-                            entry["seed"] = base[ch]["seed"]
-                    else:
-                        entry = {"writes": newer, "seed": seeds[ch]}
-                    out[ch] = entry
-                return out
-            cursor = tup.parent_config
-        return None  # reached the root or seeds without meeting a cached checkpoint
+        h: sqlite3.Cursor,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        incoming: Mapping[str, DeltaChannelHistory],
+    ) -> None:
+        type_, blob = self.serde.dumps_typed(encode_incoming(incoming))
+        h.execute(
+            "INSERT OR REPLACE INTO kimi_incoming (thread_id, checkpoint_ns, checkpoint_id, "
+            "type, value) VALUES (?, ?, ?, ?, ?)",
+            (thread_id, ns, checkpoint_id, type_, blob),
+        )
+
+    def _apply_keep_latest(
+        self,
+        h: sqlite3.Cursor,
+        thread_id: str,
+        ns: str,
+        keep_id: str,
+        incoming: Mapping[str, DeltaChannelHistory],
+    ) -> None:
+        others = (thread_id, ns, keep_id)
+        for table in ("checkpoints", "writes", "kimi_incoming"):
+            h.execute(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608
+                "AND checkpoint_id != ?",
+                others,
+            )
+        h.execute(
+            "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND checkpoint_id = ?",
+            others,
+        )
+        self._store_incoming(h, thread_id, ns, keep_id, incoming)
+
+    def _apply_squash(
+        self,
+        h: sqlite3.Cursor,
+        thread_id: str,
+        ns: str,
+        *,
+        keep_id: str,
+        removed: Sequence[str],
+        stop_id: str | None,
+        moved: Sequence[str],
+        incoming: Mapping[str, DeltaChannelHistory],
+    ) -> None:
+        rows = [(thread_id, ns, cid) for cid in removed]
+        for table in ("checkpoints", "writes", "kimi_incoming"):
+            h.executemany(
+                f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608
+                "AND checkpoint_id = ?",
+                rows,
+            )
+        h.executemany(
+            "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ? AND channel = ?",
+            [(thread_id, ns, stop_id, ch) for ch in moved],
+        )
+        # The snapshot counters only steer the run that resumes from the latest
+        # checkpoint; a finished turn's checkpoint never is (a new turn follows it).
+        row = h.execute(
+            "SELECT metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ?",
+            (thread_id, ns, keep_id),
+        ).fetchone()
+        metadata = json.loads(row[0]) if row and row[0] else {}
+        metadata.pop("counters_since_delta_snapshot", None)
+        h.execute(
+            "UPDATE checkpoints SET parent_checkpoint_id = ?, metadata = ? WHERE thread_id = ? "
+            "AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (
+                stop_id,
+                json.dumps(metadata, ensure_ascii=False).encode("utf-8", "ignore"),
+                thread_id,
+                ns,
+                keep_id,
+            ),
+        )
+        self._store_incoming(h, thread_id, ns, keep_id, incoming)
+
+    # --- deleting ------------------------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete a thread's checkpoints, writes and incoming records.
+
+        Args:
+            thread_id: The thread to delete.
+
+        Example:
+            >>> import sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> s.delete_thread("nothing-here")
+        """
+        with self.cursor() as cur:
+            for table in ("checkpoints", "writes", "kimi_incoming"):
+                cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (str(thread_id),))  # noqa: S608
+        self._forget(str(thread_id))
+
+    # --- extended capabilities ------------------------------------------------------
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, write and incoming record of a thread to another.
+
+        Checkpoint ids are kept, so a checkpoint id of the source addresses the same
+        state in the copy (how a session is shared or forked).
+
+        Args:
+            source_thread_id: The thread to copy.
+            target_thread_id: The new thread (its existing rows are replaced).
+
+        Example:
+            >>> import sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> s.copy_thread("none", "copy")
+        """
+        src, dst = str(source_thread_id), str(target_thread_id)
+        with self.cursor() as cur:
+            for table in ("checkpoints", "writes", "kimi_incoming"):
+                cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (dst,))  # noqa: S608
+            cur.execute(
+                "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+                "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+                "FROM checkpoints WHERE thread_id = ?",
+                (dst, src),
+            )
+            cur.execute(
+                "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, "
+                "task_path, idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, "
+                "task_id, task_path, idx, channel, type, value FROM writes WHERE thread_id = ?",
+                (dst, src),
+            )
+            cur.execute(
+                "INSERT INTO kimi_incoming (thread_id, checkpoint_ns, checkpoint_id, type, "
+                "value) SELECT ?, checkpoint_ns, checkpoint_id, type, value "
+                "FROM kimi_incoming WHERE thread_id = ?",
+                (dst, src),
+            )
+        self._forget(dst)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) that the given runs created.
+
+        Args:
+            run_ids: ``run_id`` values of checkpoint metadata.
+
+        Example:
+            >>> import sqlite3
+            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
+            >>> s.delete_for_runs([])
+        """
+        ids = [str(r) for r in run_ids]
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        with self.cursor() as cur:
+            rows = cur.execute(
+                "SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints WHERE "  # noqa: S608
+                f"json_extract(CAST(metadata AS TEXT), '$.run_id') IN ({marks})",
+                ids,
+            ).fetchall()
+            for table in ("checkpoints", "writes", "kimi_incoming"):
+                cur.executemany(
+                    f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_ns = ? "  # noqa: S608
+                    "AND checkpoint_id = ?",
+                    rows,
+                )
+        self._forget()
 
     # --- async API: the sync implementation in a worker thread ---------------------
     # (SqliteSaver itself refuses async use; this lets ``agent.ainvoke`` work on the
@@ -437,6 +668,44 @@ class KimiSqliteSaver(SqliteSaver):
         """
         await asyncio.to_thread(self.delete_thread, thread_id)
 
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Async :meth:`copy_thread` (runs in a worker thread).
+
+        Args:
+            source_thread_id: The thread to copy.
+            target_thread_id: The new thread.
+
+        Example:
+            >>> KimiSqliteSaver.acopy_thread.__name__
+            'acopy_thread'
+        """
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Async :meth:`delete_for_runs` (runs in a worker thread).
+
+        Args:
+            run_ids: The runs whose checkpoints to delete.
+
+        Example:
+            >>> KimiSqliteSaver.adelete_for_runs.__name__
+            'adelete_for_runs'
+        """
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_turns") -> None:
+        """Async :meth:`prune` (runs in a worker thread).
+
+        Args:
+            thread_ids: Threads to prune.
+            strategy: See :meth:`prune`.
+
+        Example:
+            >>> KimiSqliteSaver.aprune.__name__
+            'aprune'
+        """
+        await asyncio.to_thread(lambda: self.prune(thread_ids, strategy=strategy))
+
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
@@ -458,19 +727,73 @@ class KimiSqliteSaver(SqliteSaver):
         )
 
 
-def _copy_hist(
-    hist: Mapping[str, DeltaChannelHistory], channels: Sequence[str]
-) -> dict[str, DeltaChannelHistory]:
-    out: dict[str, DeltaChannelHistory] = {}
-    for ch in channels:
-        entry: DeltaChannelHistory = {"writes": list(hist[ch]["writes"])}
-        if "seed" in hist[ch]:
-            entry["seed"] = hist[ch]["seed"]
-        out[ch] = entry
-    return out
+def prune_after_run(saver: object, config: RunnableConfig) -> None:
+    """Squash the finished turns of the run's thread on a saver that prunes turns.
+
+    Called by the agent when a run ends: on a saver with ``prune_turns=True``
+    (:class:`KimiSqliteSaver`, the Postgres checkpointer of ``checkpointer="postgresql://"``)
+    every turn before the latest keeps one checkpoint (see
+    :meth:`~langchain_kimi_context.agent.turn_pruning.TurnPruningMixin.prune`); any
+    other saver is left alone.
+
+    Args:
+        saver: The graph's checkpointer (anything).
+        config: The run's config (its ``thread_id`` is pruned).
+
+    Example:
+        >>> prune_after_run(None, {"configurable": {"thread_id": "t"}})
+    """
+    if not getattr(saver, "prune_turns", False):
+        return
+    thread_id = (config.get("configurable") or {}).get("thread_id")
+    if thread_id is not None:
+        saver.prune([str(thread_id)], strategy="keep_turns")  # type: ignore[attr-defined]
 
 
-def open_sqlite_checkpointer(path: str | os.PathLike[str] | None = None) -> KimiSqliteSaver:
+def pruned_stream(stream: Iterator[Any], saver: object, config: RunnableConfig) -> Iterator[Any]:
+    """Yield from a run's stream, then :func:`prune_after_run` (when it completed).
+
+    Args:
+        stream: The graph's stream.
+        saver: The graph's checkpointer.
+        config: The run's config.
+
+    Yields:
+        The stream's items.
+
+    Example:
+        >>> list(pruned_stream(iter([1, 2]), None, {}))
+        [1, 2]
+    """
+    yield from stream
+    prune_after_run(saver, config)
+
+
+async def apruned_stream(
+    stream: AsyncIterator[Any], saver: object, config: RunnableConfig
+) -> AsyncIterator[Any]:
+    """Async :func:`pruned_stream` (the pruning runs in a worker thread).
+
+    Args:
+        stream: The graph's async stream.
+        saver: The graph's checkpointer.
+        config: The run's config.
+
+    Yields:
+        The stream's items.
+
+    Example:
+        >>> apruned_stream.__name__
+        'apruned_stream'
+    """
+    async for item in stream:
+        yield item
+    await asyncio.to_thread(prune_after_run, saver, config)
+
+
+def open_sqlite_checkpointer(
+    path: str | os.PathLike[str] | None = None, *, prune_turns: bool = True
+) -> KimiSqliteSaver:
     """Open (creating on first use) a SQLite checkpointer in a file.
 
     The connection is shared across threads (the saver serialises access with a lock)
@@ -481,6 +804,8 @@ def open_sqlite_checkpointer(path: str | os.PathLike[str] | None = None) -> Kimi
     Args:
         path: The database file; ``None`` = :func:`default_checkpoint_path`. Parent
             directories are created.
+        prune_turns: Squash the node checkpoints of finished turns (see
+            :class:`KimiSqliteSaver`).
 
     Returns:
         A ready :class:`KimiSqliteSaver`.
@@ -501,7 +826,7 @@ def open_sqlite_checkpointer(path: str | os.PathLike[str] | None = None) -> Kimi
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(target), check_same_thread=False)
-        saver = KimiSqliteSaver(conn)
+        saver = KimiSqliteSaver(conn, prune_turns=prune_turns)
         saver.setup()  # creates the tables, switches to WAL
     except (OSError, sqlite3.Error) as exc:
         if path is not None:

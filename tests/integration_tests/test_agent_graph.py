@@ -20,6 +20,7 @@ from langchain_kimi_context.agent import (
     KimiMaxStepsExceededError,
     RetrySettings,
     create_kimi_agent,
+    open_sqlite_checkpointer,
 )
 from langchain_kimi_context.caching import canonicalize_messages
 from langchain_kimi_context.context.compaction import forget_learned_windows
@@ -151,7 +152,9 @@ def test_each_node_effect_is_visible_in_the_checkpoint_history(
         compact_reserve_tokens=None,
         compact_keep_turns=1,
     )
-    agent = _agent(emulator, tmp_path, tools=[dump], policy=policy)
+    # every node checkpoint of every turn kept (finished turns are pruned by default)
+    saver = open_sqlite_checkpointer(tmp_path / "full.sqlite", prune_turns=False)
+    agent = _agent(emulator, tmp_path, tools=[dump], policy=policy, checkpointer=saver)
     cfg = _cfg("nodes")
     agent.invoke({"messages": [HumanMessage("@say first turn")]}, cfg)
     agent.invoke({"messages": [HumanMessage("@say second turn")]}, cfg)

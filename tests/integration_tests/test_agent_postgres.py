@@ -26,15 +26,22 @@ def postgres_saver() -> Iterator[Any]:
     pg = pytest.importorskip("langgraph.checkpoint.postgres")
     psycopg = pytest.importorskip("psycopg")
     try:
-        conn = psycopg.connect(DSN, autocommit=True, prepare_threshold=0, connect_timeout=3)
+        admin = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
     except Exception as exc:  # pragma: no cover - depends on the machine
         pytest.skip(f"PostgreSQL not reachable at {DSN}: {exc}")
+    schema = f"kimi_pg_{uuid.uuid4().hex[:12]}"  # other test runs share the server
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    conn = psycopg.connect(
+        DSN, autocommit=True, prepare_threshold=0, options=f"-csearch_path={schema}"
+    )
     saver = pg.PostgresSaver(conn)
     saver.setup()
     try:
         yield saver
     finally:
         conn.close()
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
 
 
 def test_agent_runs_and_resumes_on_postgres(

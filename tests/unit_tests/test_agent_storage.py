@@ -24,6 +24,7 @@ from langchain_kimi_context.agent.storage import (
     fold_messages,
     messages_channel,
     open_sqlite_checkpointer,
+    prune_after_run,
 )
 
 # ----------------------------------------------------------------- fold_messages --
@@ -136,24 +137,41 @@ def _text(rng: random.Random, chars: int) -> str:
     return " ".join(out)
 
 
-def test_kimi_saver_loads_the_same_state_as_stock_sqlite_saver(tmp_path: Path) -> None:
-    db = tmp_path / "c.sqlite"
-    saver = open_sqlite_checkpointer(db)
+def _session(saver: Any) -> Any:
     app = _graph(saver)
     cfg = {"configurable": {"thread_id": "t"}}
     rng = random.Random(0)
     for i in range(12):
         app.invoke({"messages": [HumanMessage(f"turn {i} " + _text(rng, 300))]}, cfg)
+        prune_after_run(saver, cfg)  # what create_kimi_agent does after each run
     # update_state between runs (a fork-free manual edit) must also be replayed
     app.update_state(cfg, {"messages": [HumanMessage("manual", id="manual")]})
     app.invoke({"messages": [HumanMessage("last")]}, cfg)
+    prune_after_run(saver, cfg)
+    return app
 
-    cached = [(s.config, _key(s.values["messages"])) for s in app.get_state_history(cfg)]
-    # a fresh process: stock saver with the same serializer, no cache
-    conn = sqlite3.connect(db, check_same_thread=False)
-    stock = SqliteSaver(conn, serde=saver.serde)
-    fresh = _graph(stock)
-    for config, values in cached:
+
+def test_pruned_saver_loads_every_kept_state_as_the_unpruned_one(tmp_path: Path) -> None:
+    cfg = {"configurable": {"thread_id": "t"}}
+    full = _session(open_sqlite_checkpointer(tmp_path / "full.sqlite", prune_turns=False))
+    # ids of input messages are random per run: compare types and contents across runs
+    by_step = {
+        s.metadata["step"]: [(m.type, m.content) for m in s.values["messages"]]
+        for s in full.get_state_history(cfg)
+    }
+    db = tmp_path / "pruned.sqlite"
+    pruned = _session(open_sqlite_checkpointer(db))
+    kept = [
+        (s.config, s.metadata["step"], _key(s.values["messages"]))
+        for s in pruned.get_state_history(cfg)
+    ]
+    # one checkpoint per finished turn (12 turns + the update) + the whole last turn
+    assert len(kept) < len(by_step) / 2
+    for _config, step, values in kept:
+        assert [(typ, content) for typ, _id, content in values] == by_step[step]
+    # a fresh process (nothing remembered) reads the same states
+    fresh = _graph(open_sqlite_checkpointer(db))
+    for config, _step, values in kept:
         assert _key(fresh.get_state(config).values["messages"]) == values
     final = fresh.get_state(cfg).values["messages"]
     assert len(final) == 2 * 13 + 1
@@ -251,3 +269,66 @@ def test_kimi_saver_handles_forks_from_old_checkpoints(tmp_path: Path) -> None:
     assert _key(stock.get_state(cfg).values["messages"]) == forked
     # the original branch is still intact
     assert len(_key(app.get_state(old.config).values["messages"])) == 4
+
+
+class _Snap(TypedDict, total=False):
+    messages: Annotated[list[Any], messages_channel(snapshot_frequency=3)]
+    note: str
+
+
+def test_pruning_keeps_delta_snapshots_and_other_connections_read_the_same(
+    tmp_path: Path,
+) -> None:
+    """Seeds written mid-turn move into the kept checkpoint; a second connection with
+    its own memory of the thread (another process) reads every state identically."""
+    g = StateGraph(_Snap)
+    g.add_node("a", lambda s: {"note": f"a{len(s['messages'])}"})
+    g.add_node("model", lambda s: {"messages": [AIMessage(f"reply {len(s['messages'])}")]})
+    g.add_edge(START, "a")
+    g.add_edge("a", "model")
+    g.add_edge("model", END)
+    db = tmp_path / "snap.sqlite"
+    writer = open_sqlite_checkpointer(db)
+    reader = open_sqlite_checkpointer(db)
+    app, other = g.compile(checkpointer=writer), g.compile(checkpointer=reader)
+    cfg = {"configurable": {"thread_id": "s"}}
+    expected: list[str] = []
+    for i in range(15):
+        out = app.invoke({"messages": [HumanMessage(f"q{i}")]}, cfg)
+        prune_after_run(writer, cfg)
+        expected += [f"q{i}", f"reply {2 * i + 1}"]
+        assert [m.content for m in out["messages"]] == expected
+        # the reader remembered older states; the writer pruned under it meanwhile
+        assert [m.content for m in other.get_state(cfg).values["messages"]] == expected
+    seeds = writer.conn.execute("SELECT COUNT(*) FROM kimi_incoming").fetchone()[0]
+    assert seeds >= 14
+    states = list(other.get_state_history(cfg))
+    lengths = [len(s.values.get("messages", [])) for s in states]
+    assert lengths == sorted(lengths, reverse=True)
+    assert lengths[-1] <= 2
+
+
+def test_copy_thread_and_keep_latest_keep_the_state(tmp_path: Path) -> None:
+    saver = open_sqlite_checkpointer(tmp_path / "c.sqlite")
+    app = _session(saver)
+    src = {"configurable": {"thread_id": "t"}}
+    before = _key(app.get_state(src).values["messages"])
+    saver.copy_thread("t", "copy")
+    copy = {"configurable": {"thread_id": "copy"}}
+    assert (
+        _key(
+            _graph(open_sqlite_checkpointer(tmp_path / "c.sqlite"))
+            .get_state(copy)
+            .values["messages"]
+        )
+        == before
+    )
+    # the copy goes on by itself; the source is untouched
+    app.invoke({"messages": [HumanMessage("only in the copy")]}, copy)
+    assert _key(app.get_state(src).values["messages"]) == before
+    saver.prune(["copy"], strategy="keep_latest")
+    assert len(list(app.get_state_history(copy))) == 1
+    fresh = _graph(open_sqlite_checkpointer(tmp_path / "c.sqlite"))
+    values = [m.content for m in fresh.get_state(copy).values["messages"]]
+    assert values[: len(before)] == [c for _t, _i, c in before]
+    assert values[-2:] == ["only in the copy", f"reply {len(before) + 1}"]

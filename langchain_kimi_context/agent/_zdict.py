@@ -1,0 +1,79 @@
+"""The preset zlib dictionary of checkpoint blobs (format ``zlibd1``).
+
+Checkpoint blobs of one session repeat the same structure (channel names, node names,
+report keys, LangChain message fields) in every small blob; zlib compresses a small blob
+poorly on its own but well against a preset dictionary holding that structure. The
+bytes below are one serialised agent checkpoint and one incoming record of a sample
+session. They are part of the storage format: blobs written as ``zlibd1`` need exactly
+these bytes to load, so they never change (a new dictionary gets a new codec name).
+"""
+
+from __future__ import annotations
+
+import base64
+
+__all__ = ["ZDICT_V1"]
+
+ZDICT_V1: bytes = base64.b64decode(
+    "h6F2BKJ0c9kgMjAyNi0xMi0wMVQyMjoyMzoyNS43OTM2NzIrMDA6MDCiaWTZJDFmMWVkZDVkLTM4ODQtNjdiZi04"
+    "MDI2LTA1Y2IyZTRjYzM5Nq5jaGFubmVsX3ZhbHVlc4CwY2hhbm5lbF92ZXJzaW9uc94AEKlfX3N0YXJ0X18gqG1l"
+    "c3NhZ2VzJ7NicmFuY2g6dG86cHJlZmxpZ2h0IalraW1pX3ZpZXcmsmtpbWlfc3RhZ2VfY29udGV4dCakdHVybiin"
+    "cmVwb3J0cyiyYnJhbmNoOnRvOnNhbml0aXplIrhicmFuY2g6dG86cmVwYWlyX3BhaXJpbmcjtWJyYW5jaDp0bzps"
+    "aW1pdF90dXJucyS8YnJhbmNoOnRvOnJlcGFpcl9hZnRlcl9saW1pdCW6YnJhbmNoOnRvOnRydW5jYXRlX3Jlc3Vs"
+    "dHMmtGJyYW5jaDp0bzpjYWxsX21vZGVsJ6V1c2FnZSenY29udGV4dCexYnJhbmNoOnRvOmNvbXBhY3QorXZlcnNp"
+    "b25zX3NlZW6KqV9faW5wdXRfX4CpX19zdGFydF9fgalfX3N0YXJ0X18fqXByZWZsaWdodIGzYnJhbmNoOnRvOnBy"
+    "ZWZsaWdodCCoc2FuaXRpemWBsmJyYW5jaDp0bzpzYW5pdGl6ZSGucmVwYWlyX3BhaXJpbmeBuGJyYW5jaDp0bzpy"
+    "ZXBhaXJfcGFpcmluZyKrbGltaXRfdHVybnOBtWJyYW5jaDp0bzpsaW1pdF90dXJucyOycmVwYWlyX2FmdGVyX2xp"
+    "bWl0gbxicmFuY2g6dG86cmVwYWlyX2FmdGVyX2xpbWl0JLB0cnVuY2F0ZV9yZXN1bHRzgbpicmFuY2g6dG86dHJ1"
+    "bmNhdGVfcmVzdWx0cyWqY2FsbF9tb2RlbIG0YnJhbmNoOnRvOmNhbGxfbW9kZWwmp2NvbXBhY3SBsWJyYW5jaDp0"
+    "bzpjb21wYWN0J7B1cGRhdGVkX2NoYW5uZWxzkqdyZXBvcnRzpHR1cm6Fp2NvbnRleHSBpnZhbHVlc5GDp3RyYWNr"
+    "ZXKDp3ZlcnNpb24BqmNhbGlicmF0b3KGpmZhY3Rvcss/5UkleF+NLqxvYnNlcnZhdGlvbnMDqXNtb290aGluZ8s/"
+    "4AAAAAAAAKptaW5fZmFjdG9yyz/gAAAAAAAAqm1heF9mYWN0b3LLQAAAAAAAAACqbGFzdF9yYXRpb8s/5jy+6k4a"
+    "CaZhbmNob3KFrW1lc3NhZ2VfY291bnQFrXByb21wdF90b2tlbnMprHJhd19tZXNzYWdlczipcmF3X3Rvb2xzAK9s"
+    "YXN0X21lc3NhZ2VfaWTZJDBhOGI1YjA4LTUxMDQtNDU3NC05MjRjLTk1OTBjODU4ZDYzZqZ3aW5kb3fOAAQAALJs"
+    "YXN0X3Byb21wdF90b2tlbnMpqG1lc3NhZ2VzgaZ2YWx1ZXOSkcfFBZS9bGFuZ2NoYWluX2NvcmUubWVzc2FnZXMu"
+    "aHVtYW6sSHVtYW5NZXNzYWdlhqdjb250ZW50u0BzYXkgU2FtcGxlIHJlcGx5IG51bWJlciAyLrFhZGRpdGlvbmFs"
+    "X2t3YXJnc4CxcmVzcG9uc2VfbWV0YWRhdGGApHR5cGWlaHVtYW6kbmFtZcCiaWTZJDBhOGI1YjA4LTUxMDQtNDU3"
+    "NC05MjRjLTk1OTBjODU4ZDYzZrNtb2RlbF92YWxpZGF0ZV9qc29ukcgD9gWUumxhbmdjaGFpbl9jb3JlLm1lc3Nh"
+    "Z2VzLmFpqUFJTWVzc2FnZYmnY29udGVudLZTYW1wbGUgcmVwbHkgbnVtYmVyIDIusWFkZGl0aW9uYWxfa3dhcmdz"
+    "gqdyZWZ1c2FswLFyZWFzb25pbmdfY29udGVudNlHYW5jaG9yIGJhc2FsdCBkdW5lIHJpdmVyIGJpcmNoIG5vcnRo"
+    "IGtpbmRsZSBtZWFkb3cgc2FkZGxlIGdyb3ZlIHF1aXZlci6xcmVzcG9uc2VfbWV0YWRhdGGIq3Rva2VuX3VzYWdl"
+    "hbFjb21wbGV0aW9uX3Rva2VucxGtcHJvbXB0X3Rva2VucymsdG90YWxfdG9rZW5zOrljb21wbGV0aW9uX3Rva2Vu"
+    "c19kZXRhaWxzhbphY2NlcHRlZF9wcmVkaWN0aW9uX3Rva2Vuc8CsYXVkaW9fdG9rZW5zwLByZWFzb25pbmdfdG9r"
+    "ZW5zDLpyZWplY3RlZF9wcmVkaWN0aW9uX3Rva2Vuc8CrdGV4dF90b2tlbnPArWNhY2hlZF90b2tlbnMArm1vZGVs"
+    "X3Byb3ZpZGVyqG1vb25zaG90qm1vZGVsX25hbWWpa2ltaS1rMi42snN5c3RlbV9maW5nZXJwcmludMCiaWTZIWNo"
+    "YXRjbXBsLTA3YmFhMTRiNTFmOWI2ZjU0YTNjYmI2Mq1maW5pc2hfcmVhc29upHN0b3CobG9ncHJvYnPAqmtpbWlf"
+    "Y2FjaGWOqnNlc3Npb25faWSmc2FtcGxlpW1vZGVsqWtpbWktazIuNqpjYWNoZV9tb2RlqWF1dG9tYXRpY61wcm9t"
+    "cHRfdG9rZW5zKa1jYWNoZWRfdG9rZW5zAK1vdXRwdXRfdG9rZW5zEaRjb3N0yz8cCUsCXNGRqGN1cnJlbmN5o1VT"
+    "RKpjYWNoZV9jb3N0ywAAAAAAAAAArmNhY2hlX2N1cnJlbmN5wKhjYWNoZV9pZMCpdGltZXN0YW1wy0Haw9I3cehh"
+    "qmNhY2hlX3JlYWQAqmNhY2hlX21pc3MppHR5cGWiYWmkbmFtZcCiaWTZLmxjX3J1bi0tMDFhMjMzYjQtYTI1MC03"
+    "NDJkLTgyZjgtMzRkNGFkYWMzZmM3LTCqdG9vbF9jYWxsc5CyaW52YWxpZF90b29sX2NhbGxzkK51c2FnZV9tZXRh"
+    "ZGF0YYWsaW5wdXRfdG9rZW5zKa1vdXRwdXRfdG9rZW5zEax0b3RhbF90b2tlbnM6s2lucHV0X3Rva2VuX2RldGFp"
+    "bHOBqmNhY2hlX3JlYWQAtG91dHB1dF90b2tlbl9kZXRhaWxzgalyZWFzb25pbmcMs21vZGVsX3ZhbGlkYXRlX2pz"
+    "b26ncmVwb3J0c4GmdmFsdWVzmIGpcHJlZmxpZ2h03gAWpndpbmRvd84ABAAArXdpbmRvd19zb3VyY2W7cHJvZmls"
+    "ZTpraW1pLWsyLjYgKGJ1aWx0aW4pr3VuY2FwcGVkX3dpbmRvd84ABAAAr3VuY2FwcGVkX3NvdXJjZbtwcm9maWxl"
+    "OmtpbWktazIuNiAoYnVpbHRpbimnbWluaW11bc0+gKR3YXJuwqd3YXJuaW5nwK5tZXNzYWdlX3Rva2Vuczutc3lz"
+    "dGVtX3Rva2VucwCydG9vbF9zY2hlbWFfdG9rZW5zALZyZXNlcnZlZF9vdXRwdXRfdG9rZW5zzSAAsGVzdGltYXRl"
+    "ZF90b2tlbnM7r3JlcXVpcmVkX3Rva2Vuc80gO6RmaXRzw69vdmVyZmxvd190b2tlbnMAsnRvb2xfcmVzdWx0X3Rv"
+    "a2VucwC8cmVkdWNpYmxlX3Rvb2xfcmVzdWx0X3Rva2VucwClcm91dGWkbm9uZa90b29sX2xvb3BfbGltaXTOAAOZ"
+    "mbdleGNlZWRzX3Rvb2xfbG9vcF9saW1pdMKxY2FsaWJyYXRlZF90b2tlbnMnp2NvbXBhY3TAgahzYW5pdGl6ZYmy"
+    "ZHJvcHBlZF90b29sX2NhbGxzkLZkcm9wcGVkX2VtcHR5X21lc3NhZ2VzkLdzdHJpcHBlZF9kZWJ1Z19wYXlsb2Fk"
+    "c5C0bWVyZ2VkX3VzZXJfbWVzc2FnZXOQr2Jvb3RzdHJhcF9hZGRlZMCyc3RyaXBwZWRfcmVhc29uaW5nktkubGNf"
+    "cnVuLS0wMWEyMzNiNC1hMjJkLTc2NmYtYWI2Ny1lMGJkOGExNDA1ZmEtMNkubGNfcnVuLS0wMWEyMzNiNC1hMjQz"
+    "LTc2OGItYmZkYi1lOTg2YzVjNDBjYTMtMLJub3JtYWxpemVkX2NvbnRlbnSQsWRyb3BwZWRfbWFsZm9ybWVkkKdj"
+    "aGFuZ2Vkw4GucmVwYWlyX3BhaXJpbmeKt2FkZGVkX3N5bnRoZXRpY19yZXN1bHRzkLJkcm9wcGVkX2R1cGxpY2F0"
+    "ZXOQr2Ryb3BwZWRfb3JwaGFuc5CtbW92ZWRfcmVzdWx0c5CubW92ZWRfbWVzc2FnZXOQrWVycm9yZWRfdHVybnOQ"
+    "uXN0cmlwcGVkX3VuYW5zd2VyZWRfY2FsbHOQuGRyb3BwZWRfZW1wdHlfYXNzaXN0YW50c5C0bWVyZ2VkX3VzZXJf"
+    "bWVzc2FnZXOQp2NoYW5nZWTCgatsaW1pdF90dXJuc4ilbGltaXTArGxpbWl0X3NvdXJjZaRub25lrHNlc3Npb25f"
+    "a2luZMCqaHlzdGVyZXNpcwCxdXNlcl90dXJuc19iZWZvcmUDr3VzZXJfdHVybnNfa2VwdAOwZHJvcHBlZF9tZXNz"
+    "YWdlc5CnY2hhbmdlZMKBsnJlcGFpcl9hZnRlcl9saW1pdIOjcmFuwqdjaGFuZ2VkwqZyZWFzb261dGhlIGxpbWl0"
+    "IGN1dCBub3RoaW5ngbB0cnVuY2F0ZV9yZXN1bHRzh6dhcHBsaWVkwqRtb2RlpGF1dG+lcm91dGWkbm9uZbBlc3Rp"
+    "bWF0ZWRfdG9rZW5zO69yZXF1aXJlZF90b2tlbnPNIDukZml0c8OnY2hhbmdlZMKBqmNhbGxfbW9kZWyFom9rw61z"
+    "ZW50X21lc3NhZ2VzBadyZXRyaWVzkKp0b29sX2NhbGxzAKhtb2RlbF9tc8tADzMzMzMzM4GnY29tcGFjdIKjcmFu"
+    "wqVwaGFzZatlbmRfb2ZfdHVybqR0dXJugaZ2YWx1ZXOTg6JpZNkkMGE4YjViMDgtNTEwNC00NTc0LTkyNGMtOTU5"
+    "MGM4NThkNjNmpXN0ZXBzAKxmYWlsZWRfc3RlcHMAhKJpZNkkMGE4YjViMDgtNTEwNC00NTc0LTkyNGMtOTU5MGM4"
+    "NThkNjNmpXN0ZXBzAaxmYWlsZWRfc3RlcHMAqGZhaWx1cmVzkIWiaWTZJDBhOGI1YjA4LTUxMDQtNDU3NC05MjRj"
+    "LTk1OTBjODU4ZDYzZqVzdGVwcwGsZmFpbGVkX3N0ZXBzAKhmYWlsdXJlc5CsY29tcGFjdGVkX2F0BqV1c2FnZYGm"
+    "dmFsdWVzkYSlY2FsbHMDrGlucHV0X3Rva2Vuc0utb3V0cHV0X3Rva2VuczOxY2FjaGVfcmVhZF90b2tlbnMA"
+)
+"""Dictionary of codec ``zlibd1`` (3957 bytes)."""
