@@ -43,7 +43,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, cast
@@ -332,6 +332,8 @@ def store_lock_for(checkpointer: Any) -> StoreLock:
         True
     """
     conn = getattr(checkpointer, "conn", None)
+    if conn is None:  # a wrapper over a sync saver (the 'postgresql://...' checkpointer)
+        conn = getattr(getattr(checkpointer, "sync", None), "conn", None)
     lock: StoreLock | None = None
     if isinstance(conn, sqlite3.Connection) and _fcntl is not None:
         path = _sqlite_path(conn, getattr(checkpointer, "lock", None))
@@ -454,6 +456,37 @@ class ThreadGuard:
         logger.info("thread %r busy after %.2f s (%s)", thread_id, waited, strategy)
         return ThreadBusyError(thread_id, strategy=strategy, waited_s=waited)
 
+    def _acquire(
+        self, slot: _Slot, thread_id: str, strategy: str, timeout_s: float
+    ) -> Generator[float, None, object]:
+        """Take the in-process lock, then the store's; yields the waits between tries.
+
+        The sync and async :meth:`hold` drive this one generator (sleeping or awaiting
+        each wait); it returns the store lock's handle with ``slot.lock`` held.
+        """
+        started = time.monotonic()
+        deadline = started + (0.0 if strategy == "reject" else timeout_s)
+        ask = self._ask(slot, thread_id, strategy)
+        wait = _POLL_S[0]
+        try:
+            while not slot.lock.acquire(blocking=False):
+                if time.monotonic() >= deadline:
+                    raise self._busy(thread_id, strategy, started)
+                yield min(wait, max(deadline - time.monotonic(), 0.0))
+                wait = min(wait * 2, _POLL_S[1])
+            try:
+                while (handle := self.store.try_acquire(thread_id)) is None:
+                    if time.monotonic() >= deadline:
+                        raise self._busy(thread_id, strategy, started)
+                    yield min(wait, max(deadline - time.monotonic(), 0.0))
+                    wait = min(wait * 2, _POLL_S[1])
+            except BaseException:
+                slot.lock.release()
+                raise
+            return handle
+        finally:
+            self._withdraw(slot, ask)
+
     @contextlib.contextmanager
     def hold(self, thread_id: str, strategy: str, timeout_s: float) -> Iterator[Holding]:
         """Hold ``thread_id`` for the block (wait, raise or interrupt per ``strategy``).
@@ -474,25 +507,15 @@ class ThreadGuard:
         if (held := _held.get().get(key)) is not None:
             yield held
             return
-        started = time.monotonic()
-        deadline = started + (0.0 if strategy == "reject" else timeout_s)
         with self._slot(key) as slot:
-            ask = self._ask(slot, thread_id, strategy)
+            steps = self._acquire(slot, thread_id, strategy, timeout_s)
             try:
-                if not slot.lock.acquire(timeout=max(deadline - started, 0.0)):
-                    raise self._busy(thread_id, strategy, started)
-                try:
-                    wait = _POLL_S[0]
-                    while (handle := self.store.try_acquire(thread_id)) is None:
-                        if time.monotonic() >= deadline:
-                            raise self._busy(thread_id, strategy, started)
-                        time.sleep(min(wait, max(deadline - time.monotonic(), 0.0)))
-                        wait = min(wait * 2, _POLL_S[1])
-                except BaseException:
-                    slot.lock.release()
-                    raise
+                while True:
+                    time.sleep(next(steps))
+            except StopIteration as done:
+                handle = done.value
             finally:
-                self._withdraw(slot, ask)
+                steps.close()  # interrupted while waiting: releases what it took
             try:
                 with self._holding(key, handle, slot, thread_id) as holding:
                     yield holding
@@ -503,7 +526,7 @@ class ThreadGuard:
     async def ahold(
         self, thread_id: str, strategy: str, timeout_s: float
     ) -> AsyncIterator[Holding]:
-        """Async :meth:`hold`: polls, so the event loop is never blocked while waiting.
+        """Async :meth:`hold`: waits with ``asyncio.sleep``, never blocking the loop.
 
         Args:
             thread_id: The thread (session) id.
@@ -520,28 +543,15 @@ class ThreadGuard:
         if (held := _held.get().get(key)) is not None:
             yield held
             return
-        started = time.monotonic()
-        deadline = started + (0.0 if strategy == "reject" else timeout_s)
         with self._slot(key) as slot:
-            ask = self._ask(slot, thread_id, strategy)
+            steps = self._acquire(slot, thread_id, strategy, timeout_s)
             try:
-                wait = _POLL_S[0]
-                while not slot.lock.acquire(blocking=False):
-                    if time.monotonic() >= deadline:
-                        raise self._busy(thread_id, strategy, started)
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, _POLL_S[1])
-                try:
-                    while (handle := self.store.try_acquire(thread_id)) is None:
-                        if time.monotonic() >= deadline:
-                            raise self._busy(thread_id, strategy, started)
-                        await asyncio.sleep(wait)
-                        wait = min(wait * 2, _POLL_S[1])
-                except BaseException:
-                    slot.lock.release()
-                    raise
+                while True:
+                    await asyncio.sleep(next(steps))
+            except StopIteration as done:
+                handle = done.value
             finally:
-                self._withdraw(slot, ask)
+                steps.close()  # interrupted while waiting: releases what it took
             try:
                 with self._holding(key, handle, slot, thread_id) as holding:
                     yield holding

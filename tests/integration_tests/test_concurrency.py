@@ -565,3 +565,27 @@ def test_memory_interrupt_rolls_the_running_turn_back(emulator: KimiEmulator, st
     assert isinstance(outcome[0].cause, ThreadInterruptedError)
     assert reply.content == "B here"
     assert [m.type for m in memory.log(sid)] == ["system", "human", "ai"]  # rolled back
+
+
+def test_a_postgres_url_checkpointer_serialises_across_processes_too(
+    emulator: KimiEmulator, pg_dsn: str
+) -> None:
+    import psycopg
+
+    from langchain_kimi_context.agent.concurrency import PostgresAdvisoryLock
+
+    params = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+    url = (
+        f"postgresql://{params.get('user', 'postgres')}@{params['host']}:{params.get('port', 5432)}"
+    )
+    agent = create_kimi_agent(
+        _model(emulator), checkpointer=f"{url}/{params['dbname']}", settings=_settings()
+    )
+    assert isinstance(agent.kimi_guard.store, PostgresAdvisoryLock)
+    cfg = {"configurable": {"thread_id": f"u-{uuid.uuid4().hex[:8]}"}}
+    sent = {str(i): [f"{i}-{j}" for j in range(3)] for i in range(3)}
+    _run_threads(
+        3, lambda i: [agent.invoke({"messages": [("user", _text(t))]}, cfg) for t in sent[str(i)]]
+    )
+    kept = {t for tags in sent.values() for t in tags}
+    assert_turns(agent.get_state(cfg).values["messages"], sent, kept)

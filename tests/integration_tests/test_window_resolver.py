@@ -7,33 +7,16 @@ their next call on, without being rebuilt.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from langchain_kimi_context import KimiChatModel, RollingSnapshotMemory, get_profile
+from langchain_kimi_context import KimiChatModel, RollingSnapshotMemory
 from langchain_kimi_context.agent import AgentSettings, RetrySettings, create_kimi_agent
-from langchain_kimi_context.context.compaction import forget_learned_windows
-from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.testing import KimiEmulator
-from langchain_kimi_context.testing.validation import known_profiles
+from tests.integration_tests.test_overflow_emulator import SMALL, WINDOW, small_emulator
 
-SMALL = "kimi-window-test-20k"
-WINDOW = 20_000
-
-
-@pytest.fixture
-def small_emulator(make_emulator: Any) -> Iterator[KimiEmulator]:
-    base = get_profile("kimi-k2.6")
-    profile = KimiModelProfile(
-        name=SMALL, context_window=WINDOW, max_output_tokens=4_096, pricing=base.pricing
-    )
-    forget_learned_windows()
-    yield make_emulator(profiles={**known_profiles(), SMALL: profile})
-    forget_learned_windows()
+__all__ = ["small_emulator"]  # the fixture: a 20,000-token model the package does not know
 
 
 def _history(turns: int) -> list[BaseMessage]:
