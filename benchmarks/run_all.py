@@ -11,6 +11,7 @@ SCRIPTS = [
     ["bench_pipeline.py"],
     ["bench_caching.py", "--explicit"],
     ["bench_compaction.py"],
+    ["bench_budget.py"],
     ["bench_storage.py"],
     ["bench_memory.py"],
     ["bench_mcp.py"],

@@ -84,6 +84,7 @@ from langchain_kimi_context.context.compaction import (
     should_compact,
 )
 from langchain_kimi_context.context.compaction._common import is_real_user_turn, is_system
+from langchain_kimi_context.context.compaction.savings import SavingsLedger, savings_ledger
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
@@ -411,6 +412,8 @@ class SessionUsage:
         snapshots: Snapshots of the session.
         context_window: The window the session's next call is checked against (the
             policy's, else the model's, a window learned from the server included).
+        savings: The savings ledger: per compaction, tokens before/after and the
+            money it saved so far at the model's prices.
 
     Example:
         >>> SessionUsage(1, 10, 0, 5, 15, 0.0, "USD", 12, {"user": 12}, 2, 2, 0, 1).total_tokens
@@ -431,6 +434,7 @@ class SessionUsage:
     compactions: int
     snapshots: int
     context_window: int = 0
+    savings: SavingsLedger | None = None
 
 
 @dataclass(frozen=True)
@@ -1077,6 +1081,7 @@ class RollingSnapshotMemory:
             tools=runtime.tool_schemas,
             trigger=None,
             snapshot_id=head,
+            prepare=lambda view: runtime.prepare(view, state),
         )
         if record is None:
             return False
@@ -1748,6 +1753,9 @@ class RollingSnapshotMemory:
             compactions=len(state.get("compactions") or []),
             snapshots=len(self.list_snapshots(session_id)),
             context_window=resolve_context_window(self.policy, runtime.profile).window,
+            savings=savings_ledger(
+                state.get("messages") or [], state.get("compactions") or [], pricing
+            ),
         )
 
     def history(self, session_id: str, *, system: str | None = None) -> KimiChatMessageHistory:

@@ -138,6 +138,7 @@ class _ContextCore:
             )
         new: list[dict[str, Any]] = []
         if self.compaction and log:
+            before = _Plan(log, records, [], profile, schemas, system, summariser)
             record, _ = _stages.run_compaction(
                 log,  # type: ignore[arg-type]
                 records,
@@ -148,6 +149,7 @@ class _ContextCore:
                 tools=schemas,
                 trigger=None,
                 snapshot_id=None,
+                prepare=lambda view: self.sent(view, before),
             )
             if record is not None:
                 new.append(record)
@@ -177,6 +179,11 @@ class _ContextCore:
             tools=plan.tools,
         )
         return [m for m in out if not (head and m.id == head[0].id)]
+
+    def sent(self, raw_view: Sequence[BaseMessage], plan: _Plan) -> list[BaseMessage]:
+        """What the model receives for ``raw_view``: the system message, then the rest."""
+        body = self.prepare(raw_view, plan)
+        return [plan.system, *body] if plan.system is not None else body
 
     def recovery(self, plan: _Plan) -> OverflowRecovery:
         return OverflowRecovery(

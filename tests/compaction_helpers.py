@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -12,6 +13,13 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from langchain_kimi_context.errors import KimiServerError
+from langchain_kimi_context.testing.responders import ResponderRequest, is_compaction_request
+
+
+def is_summary_request(body: Mapping[str, Any]) -> bool:
+    """Whether an emulator request body is a summary call (transcript or cached-prefix form)."""
+    request = ResponderRequest.from_messages(body.get("messages") or [], body.get("tools") or [])
+    return is_compaction_request(request)
 
 
 class RecordingModel(BaseChatModel):

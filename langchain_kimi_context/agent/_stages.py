@@ -9,7 +9,7 @@ graph state. The pipeline stages themselves run straight from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import AnyMessage, BaseMessage
@@ -22,6 +22,7 @@ from langchain_kimi_context.context.compaction import (
     maybe_compact,
     should_compact,
 )
+from langchain_kimi_context.context.compaction.savings import savings_ledger
 from langchain_kimi_context.context.pipeline import StageReport
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import RequestTruncationReport
@@ -177,19 +178,28 @@ def apply_records(log: list[AnyMessage], records: Sequence[Any] | None) -> list[
     return list(apply_compactions(log, load_records(records)))  # type: ignore[arg-type]
 
 
-def compaction_due(tokens: int, policy: ContextPolicy, profile: KimiModelProfile) -> str | None:
+def compaction_due(
+    tokens: int,
+    policy: ContextPolicy,
+    profile: KimiModelProfile,
+    records: Sequence[Any] | None = None,
+) -> str | None:
     """The compaction trigger (``should_compact``) for a request of ``tokens``.
 
     Args:
         tokens: The calibrated size of the request.
         policy: Trigger thresholds.
-        profile: Model profile (window).
+        profile: Model profile (window; prices for the price budget).
+        records: The compaction records (the newest one's ``tokens_after`` is the price
+            budget's floor, as in ``maybe_compact``).
 
     Returns:
         The trigger reason, or ``None`` when it does not fire.
     """
     window = resolve_context_window(policy, profile).window
-    decision = should_compact(tokens, window, policy)
+    last = load_records(records[-1:]) if records else []
+    floor = last[0].tokens_after if last else None
+    decision = should_compact(tokens, window, policy, profile=profile, floor_tokens=floor)
     return (decision.reason or "trigger") if decision else None
 
 
@@ -204,6 +214,7 @@ def run_compaction(
     tools: Sequence[Any],
     trigger: str | None,
     snapshot_id: str | None,
+    prepare: Callable[[list[BaseMessage]], Sequence[BaseMessage]] | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Compact now (``trigger`` given) or only if the trigger fires (``maybe_compact``).
 
@@ -217,9 +228,13 @@ def run_compaction(
         tools: Tool schemas.
         trigger: Why a compaction is forced, or ``None`` for the end-of-turn check.
         snapshot_id: The checkpoint holding the pre-compaction state.
+        prepare: How a view becomes the request the model receives (the cached-prefix
+            summary request starts with exactly that).
 
     Returns:
-        ``(new record as a dict or None, report dict)``.
+        ``(new record as a dict or None, report dict)``; with a new record the report has
+        ``savings``: the session's savings ledger totals (compactions, tokens removed,
+        cost, money saved so far).
     """
     common: dict[str, Any] = {
         "model": model,
@@ -228,6 +243,7 @@ def run_compaction(
         "token_counter": token_counter,
         "tools": list(tools) or None,
         "snapshot_id": snapshot_id,
+        "prepare": prepare,
     }
     if trigger is None:
         _, report = maybe_compact(log, policy, **common)
@@ -246,14 +262,17 @@ def run_compaction(
         "failures": list(report.failures),
         "timed_out": report.timed_out,
     }
-    record = report.record.to_dict() if report.record is not None else None
-    if record is not None and report.tokens_after >= report.tokens_before:
+    if report.record is None:
+        return None, data
+    record = report.record.to_dict()
+    if report.tokens_after >= report.tokens_before:
         # a compaction must shrink what the model sees; otherwise it only loses detail
         data["rejected"] = (
             f"not smaller: {report.tokens_before} -> {report.tokens_after} tokens; "
             "the record was discarded and the view is unchanged"
         )
         return None, data
-    if record is not None:
-        data["record_id"] = record["record_id"]
+    data["record_id"] = record["record_id"]
+    ledger = savings_ledger(log, [*common["records"], report.record], profile.pricing)
+    data["savings"] = {k: v for k, v in ledger.to_dict().items() if k != "entries"}
     return record, data

@@ -269,7 +269,7 @@ class AgentRuntime:
             tools=self.tool_schemas,
         )
         report["calibrated_tokens"] = size
-        reason = _stages.compaction_due(size, self.policy, self.profile)
+        reason = _stages.compaction_due(size, self.policy, self.profile, state.get("compactions"))
         if reason is None and report.get("route") in ("compact", "compact_then_truncate"):
             reason = "preflight"
         # compact at most once per log length, so a compaction that cannot help
@@ -511,6 +511,7 @@ class AgentRuntime:
             tools=self.tool_schemas,
             trigger=reason,
             snapshot_id=_checkpoint_id(config),
+            prepare=lambda view: self.prepare(view, state),
         )
         report["phase"] = phase
         if report.get("ran"):

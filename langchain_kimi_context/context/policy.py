@@ -112,7 +112,26 @@ class ContextPolicy:
         chars_per_token: Conversion used to turn token budgets into character caps.
         compact_trigger_ratio: Compact when ``tokens >= window * ratio`` (``None`` off).
         compact_reserve_tokens: Compact when ``tokens + reserve >= window`` (``None`` off).
-        compact_trigger_tokens: Compact when ``tokens > N`` (the seed: 180,000).
+        compact_trigger_tokens: Compact when ``tokens > N`` (the seed: 180,000). Setting
+            it is choosing a fixed budget: the price budget is then not applied.
+        compact_budget: ``"price"``: also compact at the price budget, the view size at
+            which compacting is cheapest per call for the model's cache-hit, cache-miss
+            and output prices (``context.compaction.budget``), when it is below the
+            window rule (which stays the hard ceiling) and the model has a cache-hit
+            discount; an integer: a fixed budget in tokens (same compaction, capped by the
+            window rule); ``"off"``: the window rule alone. A budget compaction runs the
+            summary first and aims at ``compact_budget_floor_tokens``.
+        compact_budget_growth_tokens: Price budget input: tokens a session appends per
+            model call (tool results and replies).
+        compact_budget_floor_tokens: Price budget input: the view's size right after a
+            compaction (system prompt, tools, summary, kept turns), until a compaction
+            record tells the real one; also the target of a budget compaction.
+        compact_budget_summary_tokens: Price budget input: length of a summary.
+        compact_summary_form: How the summariser reads the history: ``"cached_prefix"``
+            (the conversation exactly as the model last saw it, with the instruction
+            appended, so it is read at the cache-hit price), ``"transcript"`` (a rendered
+            transcript of the summarised span under a summariser prompt) or ``"auto"``
+            (the cheaper of the two at the model's prices; transcript when unknown).
         compact_keep_turns: Recent user turns kept verbatim by LLM compaction.
         compact_target_ratio: Target tokens-before / tokens-after of a summary (4:1).
         compact_max_attempts: Summary attempts before giving up (history is kept).
@@ -186,6 +205,11 @@ class ContextPolicy:
     compact_trigger_ratio: float | None = 0.85
     compact_reserve_tokens: int | None = 50_000
     compact_trigger_tokens: int | None = None
+    compact_budget: Literal["price", "off"] | int = "price"
+    compact_budget_growth_tokens: int = 2_500
+    compact_budget_floor_tokens: int = 20_000
+    compact_budget_summary_tokens: int = 3_000
+    compact_summary_form: Literal["auto", "cached_prefix", "transcript"] = "auto"
     compact_keep_turns: int = 3
     compact_target_ratio: float = 4.0
     compact_max_attempts: int = 3
@@ -250,6 +274,24 @@ class ContextPolicy:
             problems.append(
                 f"compact_chunk_tokens must be >= 1000 (got {self.compact_chunk_tokens})"
             )
+        budget = self.compact_budget
+        fixed = isinstance(budget, int) and not isinstance(budget, bool) and budget > 0
+        if not (fixed or budget in ("price", "off")):
+            problems.append(
+                "compact_budget must be 'price', 'off' or a token count > 0 (got "
+                f"{self.compact_budget!r})"
+            )
+        if self.compact_summary_form not in ("auto", "cached_prefix", "transcript"):
+            problems.append(
+                "compact_summary_form must be 'auto', 'cached_prefix' or 'transcript' (got "
+                f"{self.compact_summary_form!r})"
+            )
+        if self.compact_budget_growth_tokens < 1 or self.compact_budget_floor_tokens < 0:
+            problems.append(
+                "compact_budget_growth_tokens must be >= 1 and compact_budget_floor_tokens >= 0"
+            )
+        if self.compact_budget_summary_tokens < 0:
+            problems.append("compact_budget_summary_tokens must be >= 0")
         if self.compact_max_attempts < 1 or self.compact_timeout_s <= 0:
             problems.append("compact_max_attempts must be >= 1 and compact_timeout_s > 0")
         if self.compact_target_ratio < 1:

@@ -78,7 +78,11 @@ The emulator (not the agent) applies ``stop`` sequences and ``max_tokens``.
 
 Compaction responder
 ====================
-Returns a Markdown summary with the headings ``## Current Task``, ``## Errors &
+Answers the transcript form (above) and the cache-friendly form: the conversation as
+sent before, tools included, with a last user message starting "Compaction request:"
+(that message is the instruction, not content; an earlier summary in the conversation, a
+system message starting "Previous context has been compacted", is folded in item by
+item). Returns a Markdown summary with the headings ``## Current Task``, ``## Errors &
 Solutions``, ``## Code``, ``## System Context``, ``## Design Decisions`` and ``## TODO``,
 built from the request text: the current task (the last real user request), lines
 mentioning errors/tracebacks/exceptions, file paths, other system messages and
@@ -831,6 +835,8 @@ def is_compaction_request(request: ResponderRequest) -> bool:
         ...     {"role": "user", "content": "next question"}]))
         False
     """
+    if _is_cached_compaction_request(request):
+        return True
     if request.tools or not request.messages:
         return False
     first = request.messages[0]
@@ -840,6 +846,14 @@ def is_compaction_request(request: ResponderRequest) -> bool:
     if text.startswith("previous context has been compacted"):
         return False
     return "compact" in text or "summar" in text
+
+
+def _is_cached_compaction_request(request: ResponderRequest) -> bool:
+    """The cache-friendly form: the conversation + a last user "Compaction request:"."""
+    if not request.messages or request.messages[-1].get("role") != "user":
+        return False
+    text = message_text(request.messages[-1].get("content")).lstrip().lower()
+    return text.startswith("compaction request:")
 
 
 _ERROR_RE = re.compile(
@@ -934,7 +948,10 @@ class CompactionResponder:
             >>> r.content.splitlines()[0]
             '## Current Task'
         """
-        sections = self.extract(request.messages)
+        messages = request.messages
+        if _is_cached_compaction_request(request):
+            messages = messages[:-1]  # the instruction is not conversation content
+        sections = self.extract(messages)
         budget = int(request.prompt_tokens * self.max_fraction)
         text = self._render(sections, budget, request.tokenizer)
         reasoning = "Summarising the conversation." if request.thinking else None
@@ -968,7 +985,8 @@ class CompactionResponder:
                 if isinstance(call, Mapping):
                     fn = call.get("function") or {}
                     text += f"\n{fn.get('name', '')} {fn.get('arguments', '')}"
-            if role == "system":
+            folded = text.lstrip().lower().startswith("previous context has been compacted")
+            if role == "system" and not folded:
                 if index != first_system and text.strip():
                     context.append(_clip(text))
                 continue

@@ -32,6 +32,7 @@ from langchain_kimi_context.testing import (
     ResponderRequest,
     is_compaction_request,
 )
+from tests.compaction_helpers import is_summary_request
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(120)]
 
@@ -133,7 +134,10 @@ def _agent_requests(emu: KimiEmulator) -> list[Any]:
     return [
         r
         for r in emu.requests
-        if r.path.endswith("/chat/completions") and r.status == 200 and r.body.get("tools")
+        if r.path.endswith("/chat/completions")
+        and r.status == 200
+        and r.body.get("tools")
+        and not is_summary_request(r.body)
     ]
 
 

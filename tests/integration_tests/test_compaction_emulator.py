@@ -195,7 +195,8 @@ def test_structural_compaction_is_valid_for_the_strict_server(emulator: KimiEmul
 def test_llm_compaction_keeps_last_turns_verbatim_with_sections(emulator: KimiEmulator) -> None:
     log = plain_session(emulator, 16)
     emulator.reset()
-    view, report = compact(log, policy(), model=chat(emulator), target_tokens=3_000)
+    transcript = policy(compact_summary_form="transcript")
+    view, report = compact(log, transcript, model=chat(emulator), target_tokens=3_000)
     assert report.record is not None
     assert report.record.summary is not None
     (summary_request,) = chat_bodies(emulator)

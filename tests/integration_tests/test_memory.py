@@ -32,6 +32,7 @@ from langchain_kimi_context.agent import AgentSettings
 from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.testing import KimiEmulator
+from tests.compaction_helpers import is_summary_request
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -254,9 +255,8 @@ def test_chat_past_the_threshold_snapshots_then_compacts(
     view = mem.messages(sid)
     assert is_marked(view[1], "summary")
     assert "## Current Task" in str(view[1].content)
-    # the summariser was called through the emulator's compaction responder (no tools)
-    summaries = [r for r in _chat_requests(emulator) if not r.body.get("tools")]
-    summaries = [r for r in summaries if "compact" in r.body["messages"][0]["content"].lower()]
+    # the summariser was called through the emulator's compaction responder
+    summaries = [r for r in _chat_requests(emulator) if is_summary_request(r.body)]
     assert summaries
     # the snapshot holds the pre-compaction state: rolling back restores the full view
     mem.rollback(sid, compaction_snaps[0].snapshot_id)
@@ -496,7 +496,7 @@ def test_compress_outline_summary(memory: RollingSnapshotMemory, emulator: KimiE
     assert "dataclasses" in text
     reqs = _chat_requests(emulator)
     assert len(reqs) == 1
-    assert not reqs[0].body.get("tools")
+    assert is_summary_request(reqs[0].body)
     assert len(memory.log(sid)) == 13  # nothing deleted
     assert any(s.reason == "compress" for s in memory.list_snapshots(sid))
     assert memory.usage(sid).compactions == 1

@@ -1,7 +1,9 @@
 """Compaction and overflow recovery: shrink what the model sees, never lose the record.
 
-* Trigger: :func:`should_compact` (ratio, reserve and absolute forms) on
-  :func:`current_context_tokens` (last server usage + estimate since).
+* Trigger: :func:`should_compact` (budget, ratio, reserve and absolute forms) on
+  :func:`current_context_tokens` (last server usage + estimate since); the default
+  budget is :func:`price_budget`, the size that is cheapest per call at the model's
+  prices (:func:`budget_for`).
 * Strategies (:class:`Compaction` protocol, composable with :class:`CompositeCompaction`):
   structural first (:class:`DedupeFileReads`, :class:`CollapseCodeBlocks`,
   :class:`ClearToolResults`), then :class:`LLMCompaction` (structured summary).
@@ -9,6 +11,7 @@
   :func:`apply_compactions` rebuilds the view.
 * Running: :func:`compact` / :func:`acompact` / :func:`maybe_compact` return
   ``(view, CompactionReport)``; all-or-nothing with a timeout.
+* Savings: :func:`savings_ledger` (per compaction: tokens before/after, money saved).
 * Overflow: :class:`OverflowRecovery` (compact -> truncate tool results -> readable
   ``KimiContextOverflowError``) and the learned-window table.
 
@@ -33,6 +36,11 @@ from langchain_kimi_context.context.compaction.base import (
     CompactionDraft,
     CompositeCompaction,
 )
+from langchain_kimi_context.context.compaction.budget import (
+    PriceBudget,
+    expected_cost_per_call,
+    price_budget,
+)
 from langchain_kimi_context.context.compaction.engine import (
     CompactionReport,
     acompact,
@@ -42,6 +50,7 @@ from langchain_kimi_context.context.compaction.engine import (
     maybe_compact,
 )
 from langchain_kimi_context.context.compaction.llm import (
+    COMPACTION_REQUEST_LEAD,
     COMPACTION_SYSTEM_PROMPT,
     SUMMARY_HEADER,
     SUMMARY_SECTIONS,
@@ -65,6 +74,11 @@ from langchain_kimi_context.context.compaction.recovery import (
     learned_context_window,
     window_from_error,
 )
+from langchain_kimi_context.context.compaction.savings import (
+    CompactionSaving,
+    SavingsLedger,
+    savings_ledger,
+)
 from langchain_kimi_context.context.compaction.structural import (
     ClearToolResults,
     CollapseCodeBlocks,
@@ -75,11 +89,13 @@ from langchain_kimi_context.context.compaction.structural import (
 from langchain_kimi_context.context.compaction.trigger import (
     CompactionDecision,
     TriggerReason,
+    budget_for,
     current_context_tokens,
     should_compact,
 )
 
 __all__ = [
+    "COMPACTION_REQUEST_LEAD",
     "COMPACTION_SYSTEM_PROMPT",
     "SUMMARY_HEADER",
     "SUMMARY_SECTIONS",
@@ -93,12 +109,15 @@ __all__ = [
     "CompactionRecord",
     "CompactionRecordError",
     "CompactionReport",
+    "CompactionSaving",
     "CompositeCompaction",
     "DedupeFileReads",
     "LLMCompaction",
     "OverflowRecovery",
+    "PriceBudget",
     "RecordLike",
     "RecoveryOutcome",
+    "SavingsLedger",
     "TokenCounterLike",
     "TriggerReason",
     "TruncateFn",
@@ -106,18 +125,22 @@ __all__ = [
     "amaybe_compact",
     "apply_compactions",
     "as_records",
+    "budget_for",
     "collapse_code",
     "compact",
     "current_context_tokens",
     "default_compaction",
     "ensure_fits",
     "ensure_message_ids",
+    "expected_cost_per_call",
     "forget_learned_windows",
     "is_read_file_tool",
     "learn_context_window",
     "learned_context_window",
     "maybe_compact",
+    "price_budget",
     "render_transcript",
+    "savings_ledger",
     "should_compact",
     "window_from_error",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,6 +46,10 @@ class CompactionContext:
         window: The context window in tokens.
         target_tokens: Strategies stop once the view is at or below this.
         tools: Tool schemas bound to the model (counted with the view).
+        trigger: Why the compaction runs (``"budget"``, ``"overflow"``, ``"manual"``, ...).
+        prepare: How the caller turns a view into the messages it sends (e.g. the agent's
+            pipeline and system prompt); the cached-prefix summary request starts with
+            exactly those messages. ``None``: the view is sent as it is.
         cancelled: Set when the run was abandoned; strategies check it between calls.
 
     Example:
@@ -66,6 +70,8 @@ class CompactionContext:
     window: int
     target_tokens: int
     tools: Sequence[Any] | None = None
+    trigger: str = "manual"
+    prepare: Callable[[list[BaseMessage]], Sequence[BaseMessage]] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def view(self, draft: CompactionDraft) -> list[BaseMessage]:

@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 SummaryModel = Runnable[LanguageModelInput, BaseMessage]
+Prepare = Callable[[list[BaseMessage]], Sequence[BaseMessage]]
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ class CompactionReport:
         return data
 
 
-def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction:
+def default_compaction(
+    model: SummaryModel | None = None, *, summary_first: bool = False
+) -> CompositeCompaction:
     """The default pipeline: structural strategies first, then a summary if a model is given.
 
     Order: :class:`DedupeFileReads`, :class:`CollapseCodeBlocks`,
@@ -151,6 +154,9 @@ def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction
 
     Args:
         model: The summariser, or ``None`` for structural compaction only.
+        summary_first: Run the summary before the structural strategies (a price-budget
+            compaction: frequent, small, and every fact of the span must reach the
+            summariser before a structural edit hides it from later summaries).
 
     Returns:
         The composite strategy.
@@ -161,8 +167,17 @@ def default_compaction(model: SummaryModel | None = None) -> CompositeCompaction
     """
     strategies: list[Compaction] = [DedupeFileReads(), CollapseCodeBlocks(), ClearToolResults()]
     if model is not None:
-        strategies.append(LLMCompaction(model))
+        if summary_first:
+            strategies.insert(0, LLMCompaction(model))
+        else:
+            strategies.append(LLMCompaction(model))
     return CompositeCompaction(strategies)
+
+
+def _budget_target(policy: ContextPolicy, window: int) -> int:
+    """Target of a price-budget compaction: the floor the budget assumes."""
+    share = int(window * policy.compact_target_share)
+    return max(min(policy.compact_budget_floor_tokens, share), 1)
 
 
 def _setup(
@@ -174,13 +189,18 @@ def _setup(
     token_counter: TokenCounterLike | None,
     tools: Sequence[Any] | None,
     target_tokens: int | None,
+    trigger: str = "manual",
+    prepare: Prepare | None = None,
 ) -> tuple[CompactionContext, list[BaseMessage], int]:
     policy = policy or ContextPolicy()
     log = tuple(ensure_message_ids(messages))
     resolved = resolve_window(policy, window=window, profile=profile)
-    target = (
-        target_tokens if target_tokens is not None else int(resolved * policy.compact_target_share)
-    )
+    if target_tokens is not None:
+        target = target_tokens
+    elif trigger == "budget":
+        target = _budget_target(policy, resolved)
+    else:
+        target = int(resolved * policy.compact_target_share)
     ctx = CompactionContext(
         log=log,
         records=tuple(as_records(records)),
@@ -189,6 +209,8 @@ def _setup(
         window=resolved,
         target_tokens=target,
         tools=tools,
+        trigger=trigger,
+        prepare=prepare,
     )
     before = apply_compactions(log, ctx.records)
     return ctx, before, ctx.tokens(before)
@@ -273,6 +295,7 @@ def compact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     r"""Compact the view of ``messages`` (the full log) and return ``(view, report)``.
 
@@ -293,7 +316,11 @@ def compact(
         trigger: Stored in the record (``"ratio"``, ``"overflow"``, ``"manual"``, ...).
         snapshot_id: Checkpoint id / archive key of the pre-compaction state.
         target_tokens: Stop once the view is at or below this (default
-            ``window * policy.compact_target_share``).
+            ``window * policy.compact_target_share``; for ``trigger="budget"``,
+            ``policy.compact_budget_floor_tokens`` and the summary runs first).
+        prepare: How you turn a view into the messages you send (your pipeline, system
+            prompt); the cached-prefix summary request starts with exactly those, so it
+            is served from the cache. ``None``: you send the view as it is.
 
     Returns:
         ``(view, report)``; on timeout or when nothing could be done the view is the
@@ -314,9 +341,18 @@ def compact(
     """
     started = time.monotonic()
     ctx, before, tokens_before = _setup(
-        messages, policy, records, window, profile, token_counter, tools, target_tokens
+        messages,
+        policy,
+        records,
+        window,
+        profile,
+        token_counter,
+        tools,
+        target_tokens,
+        trigger,
+        prepare,
     )
-    runner = strategy or default_compaction(model)
+    runner = strategy or default_compaction(model, summary_first=trigger == "budget")
     run = contextvars.copy_context().run
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kimi-compaction")
     future = executor.submit(run, runner.compact, ctx, CompactionDraft())
@@ -354,6 +390,7 @@ async def acompact(
     trigger: str = "manual",
     snapshot_id: str | None = None,
     target_tokens: int | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport]:
     """Async variant of :func:`compact` (same arguments, same all-or-nothing result).
 
@@ -370,6 +407,7 @@ async def acompact(
         trigger: Stored in the record.
         snapshot_id: Pre-compaction snapshot id.
         target_tokens: Target size.
+        prepare: How the view becomes the sent request (see :func:`compact`).
 
     Returns:
         ``(view, report)``.
@@ -383,9 +421,18 @@ async def acompact(
     """
     started = time.monotonic()
     ctx, before, tokens_before = _setup(
-        messages, policy, records, window, profile, token_counter, tools, target_tokens
+        messages,
+        policy,
+        records,
+        window,
+        profile,
+        token_counter,
+        tools,
+        target_tokens,
+        trigger,
+        prepare,
     )
-    runner = strategy or default_compaction(model)
+    runner = strategy or default_compaction(model, summary_first=trigger == "budget")
     draft: CompactionDraft | None
     try:
         draft = await asyncio.wait_for(
@@ -426,7 +473,8 @@ def _decide(
             view, token_counter=token_counter, tools=tools, usage_valid_after=covered
         )
     resolved = resolve_window(policy, window=window, profile=profile)
-    return should_compact(tokens, resolved, policy), view
+    floor = parsed[-1].tokens_after if parsed else None
+    return should_compact(tokens, resolved, policy, profile=profile, floor_tokens=floor), view
 
 
 def _calibrated_target(
@@ -437,7 +485,10 @@ def _calibrated_target(
     tools: Sequence[Any] | None,
 ) -> int:
     """The target in local-estimate units: the server's count may differ from ours."""
-    target = int(decision.window * policy.compact_target_share)
+    if decision.reason == "budget":
+        target = _budget_target(policy, decision.window)
+    else:
+        target = int(decision.window * policy.compact_target_share)
     local = resolve_token_counter(token_counter).count_messages(view, tools)
     if decision.tokens > 0 and local > 0 and local != decision.tokens:
         target = int(target * local / decision.tokens)
@@ -457,6 +508,7 @@ def maybe_compact(
     tools: Sequence[Any] | None = None,
     snapshot_id: str | None = None,
     tracker: ContextSizeTracker | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Compact only if the trigger fires (server usage + estimate of what came after).
 
@@ -478,6 +530,7 @@ def maybe_compact(
         tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
             delta); without it, the newest ``usage_metadata`` in the view is used
             (:func:`current_context_tokens`).
+        prepare: How the view becomes the sent request (see :func:`compact`).
 
     Returns:
         ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
@@ -507,6 +560,7 @@ def maybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
+        prepare=prepare,
     )
     return view, dataclasses.replace(report, decision=decision)
 
@@ -524,6 +578,7 @@ async def amaybe_compact(
     tools: Sequence[Any] | None = None,
     snapshot_id: str | None = None,
     tracker: ContextSizeTracker | None = None,
+    prepare: Prepare | None = None,
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Async variant of :func:`maybe_compact`.
 
@@ -541,6 +596,7 @@ async def amaybe_compact(
         tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
             delta); without it, the newest ``usage_metadata`` in the view is used
             (:func:`current_context_tokens`).
+        prepare: How the view becomes the sent request (see :func:`compact`).
 
     Returns:
         ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
@@ -570,5 +626,6 @@ async def amaybe_compact(
         trigger=decision.reason or "manual",
         snapshot_id=snapshot_id,
         target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
+        prepare=prepare,
     )
     return view, dataclasses.replace(report, decision=decision)

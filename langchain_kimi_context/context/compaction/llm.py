@@ -11,8 +11,26 @@ last 4,000 tokens), the summariser sees the whole span: a span larger than
 ``policy.compact_chunk_tokens`` is summarised chunk by chunk, each call folding the
 summary so far into the next (so the result merges all chunks), and a later compaction
 folds the previous summary in, so facts from before the first compaction survive the
-second and the third. Thinking parts (``reasoning_content``, reasoning blocks) never
-reach the summariser, and only the reply's visible text becomes the summary.
+second and the third. Only the reply's visible text becomes the summary; in the
+transcript form thinking parts (``reasoning_content``, reasoning blocks) never reach the
+summariser (the cached-prefix form sends the conversation as the model already saw it).
+
+Two request forms (``policy.compact_summary_form``):
+
+* ``"transcript"``: ``[SystemMessage(summariser prompt), HumanMessage(rendered span)]``,
+  chunked; every token is new to the cache, so it is read at the cache-miss price;
+* ``"cached_prefix"``: the conversation exactly as the model last saw it (same system
+  prompt, same tools bound with ``tool_choice="none"``, same history, previous summary
+  included) with one user message appended that starts with
+  :data:`COMPACTION_REQUEST_LEAD` and carries the instructions, so the provider's prefix
+  cache serves the history at the cache-hit price. It needs a model that can bind the
+  tools and a view well inside the window (80% of it less the reply reserve), and is
+  never used after an overflow; otherwise the transcript form is used.
+
+``"auto"`` estimates both requests at the model's prices (``model_profile`` of a
+:class:`~langchain_kimi_context.KimiChatModel`) and sends the cheaper one: the cached
+prefix when the history is read at a discount larger than the share of it that is
+summarised, the transcript when the kept tail dominates or the prices are unknown.
 
 A failed or empty summary is never stored: up to ``policy.compact_max_attempts`` calls
 with exponential backoff (retryable errors and empty replies only), then the draft is
@@ -26,7 +44,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import (
@@ -36,7 +54,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableBinding
 
 from langchain_kimi_context.context.compaction._common import (
     is_real_user_turn,
@@ -50,10 +68,12 @@ from langchain_kimi_context.context.compaction.base import (
     CompactionContext,
     CompactionDraft,
 )
+from langchain_kimi_context.context.compaction.records import apply_compactions
 from langchain_kimi_context.context.markers import with_marker
 from langchain_kimi_context.errors import KimiEmptyResponseError, is_retryable_error
 
 __all__ = [
+    "COMPACTION_REQUEST_LEAD",
     "COMPACTION_SYSTEM_PROMPT",
     "SUMMARY_HEADER",
     "SUMMARY_SECTIONS",
@@ -103,6 +123,17 @@ working solutions, and the user's explicit instructions and constraints.
 ## TODO
 Write "- none" under a heading with nothing to report."""
 """System prompt of the summariser call (no tools are bound to that call)."""
+
+COMPACTION_REQUEST_LEAD = "Compaction request:"
+"""First words of the instruction appended in the cached-prefix request form."""
+
+SummaryForm = Literal["cached_prefix", "transcript"]
+
+# The cached-prefix form re-sends the whole view: only while the view is well inside the
+# window (this share of it minus the reply reserve), and never when the view itself was
+# refused (overflow) or judged too large to send (preflight).
+_CACHED_FORM_WINDOW_SHARE = 0.8
+_UNSENDABLE_VIEW_TRIGGERS = frozenset({"overflow", "preflight"})
 
 
 def _render(message: BaseMessage, calls: dict[str, tuple[str, dict[str, Any]]], cap: int) -> str:
@@ -159,6 +190,16 @@ class _Plan:
     pinned_ids: tuple[str, ...]
     span: tuple[BaseMessage, ...]
     previous_summary: str | None
+    first_kept_text: str = ""
+
+
+def _profile_of(model: Any) -> Any:
+    """The ``KimiModelProfile`` of a model or of the model inside a binding."""
+    for candidate in (model, getattr(model, "bound", None)):
+        profile = getattr(candidate, "model_profile", None)
+        if profile is not None and hasattr(profile, "pricing"):
+            return profile
+    return None
 
 
 def _anchor_of(ctx: CompactionContext, draft: CompactionDraft) -> tuple[Any, ...] | None:
@@ -308,6 +349,7 @@ class LLMCompaction:
             pinned_ids=tuple(log[i].id or "" for i in pinned),
             span=tuple(log[i] for i in span_ids),
             previous_summary=previous,
+            first_kept_text=message_text(log[cut])[:80] if cut < n else "",
         )
 
     # ----------------------------------------------------------------- prompts
@@ -381,7 +423,125 @@ class LLMCompaction:
         )
         return [SystemMessage(self.system_prompt), HumanMessage("\n\n".join(body))]
 
-    def _summary_message(self, text: str, plan: _Plan, ctx: CompactionContext) -> BaseMessage:
+    def _budget_tokens(self, ctx: CompactionContext, tokens: int) -> int:
+        policy = ctx.policy
+        return max(policy.compact_summary_min_tokens, int(tokens / policy.compact_target_ratio))
+
+    def cached_request(self, ctx: CompactionContext, plan: _Plan) -> list[BaseMessage]:
+        """Build the cached-prefix request: the view the model last saw + the instruction.
+
+        Args:
+            ctx: Run inputs.
+            plan: The plan.
+
+        Returns:
+            The pre-compaction view as the caller sends it (``ctx.prepare``), so it is
+            byte-identical to the last request's messages, with one ``HumanMessage``
+            appended that starts with :data:`COMPACTION_REQUEST_LEAD`.
+        """
+        view = self._sent_view(ctx)
+        span_tokens = self._text_tokens(ctx, render_transcript(plan.span))
+        if plan.previous_summary:
+            span_tokens += self._text_tokens(ctx, plan.previous_summary)
+        budget = self._budget_tokens(ctx, span_tokens)
+        if plan.first_kept_id is not None:
+            scope = (
+                "The messages from the one that begins "
+                f"{json.dumps(plan.first_kept_text, ensure_ascii=False)} onward stay "
+                "verbatim after your outline: compact everything before that message."
+            )
+        else:
+            scope = "Compact the whole conversation above."
+        instruction = (
+            f"{COMPACTION_REQUEST_LEAD} pause the task; do not call tools. {scope} An "
+            "earlier compaction output (a system message beginning "
+            f'"{SUMMARY_HEADER}") counts as part of the conversation: fold all of its '
+            f"facts in.\n\n{self.system_prompt}\n\nWrite the compacted outline now, at "
+            f"most about {budget} tokens (a {ctx.policy.compact_target_ratio:g}:1 "
+            "compression)."
+        )
+        return [*view, HumanMessage(instruction)]
+
+    @staticmethod
+    def _sent_view(ctx: CompactionContext) -> list[BaseMessage]:
+        """The messages the model last received for this view (``ctx.prepare`` applied)."""
+        view = apply_compactions(ctx.log, ctx.records)
+        return list(ctx.prepare(view)) if ctx.prepare is not None else view
+
+    def choose_form(
+        self, ctx: CompactionContext, plan: _Plan, chunks: Sequence[tuple[str, int]]
+    ) -> SummaryForm:
+        """Pick the request form (``policy.compact_summary_form``; ``"auto"``: cheaper).
+
+        Args:
+            ctx: Run inputs.
+            plan: The plan.
+            chunks: The transcript chunks (their sizes price the transcript form).
+
+        Returns:
+            ``"cached_prefix"`` or ``"transcript"``.
+        """
+        form = ctx.policy.compact_summary_form
+        if form == "transcript" or self._cache_model(ctx) is None:
+            return "transcript"
+        if ctx.trigger in _UNSENDABLE_VIEW_TRIGGERS:
+            return "transcript"  # the view itself did not fit: re-sending it cannot work
+        view_tokens = ctx.tokens(self._sent_view(ctx))
+        room = ctx.window - ctx.policy.reserved_output_tokens
+        if view_tokens > _CACHED_FORM_WINDOW_SHARE * room:
+            return "transcript"  # near the window, the estimate's error could overflow
+        if form == "cached_prefix":
+            return "cached_prefix"
+        profile = _profile_of(self.model)
+        if profile is None or getattr(profile, "cache_kind", None) != "automatic":
+            return "transcript"
+        hit = profile.pricing.input_cache_hit
+        miss = profile.pricing.input_cache_miss
+        instruction = self._text_tokens(ctx, self.system_prompt) + 200
+        cached = hit * view_tokens + miss * instruction
+        prompt = self._text_tokens(ctx, self.system_prompt)
+        transcript = miss * sum(
+            tokens + prompt + (self._text_tokens(ctx, plan.previous_summary or "") if i else 0)
+            for i, (_, tokens) in enumerate(chunks)
+        )
+        return "cached_prefix" if cached < transcript else "transcript"
+
+    def _cache_model(
+        self, ctx: CompactionContext
+    ) -> Runnable[LanguageModelInput, BaseMessage] | None:
+        """The summariser with the session's tools bound (``None``: it cannot bind them)."""
+        if not ctx.tools:
+            return self.model
+        bind = getattr(self.model, "bind_tools", None)
+        if bind is None:
+            return None
+        try:
+            bound: Runnable[LanguageModelInput, BaseMessage] = bind(
+                list(ctx.tools), tool_choice="none"
+            )
+        except (NotImplementedError, TypeError, ValueError):
+            return None
+        if isinstance(self.model, RunnableBinding):
+            # bind_tools reaches through a binding to the bare model: the summariser's own
+            # tags (``nostream``), run name and bound arguments must survive it
+            bound = bound.with_config(self.model.config).bind(**self.model.kwargs)
+        return bound
+
+    def _cached_call(
+        self, ctx: CompactionContext, plan: _Plan
+    ) -> tuple[list[BaseMessage], Runnable[LanguageModelInput, BaseMessage], int]:
+        """The cached-prefix request, the model with the session's tools, its size."""
+        request = self.cached_request(ctx, plan)
+        return request, self._cache_model(ctx) or self.model, ctx.tokens(request)
+
+    def _summary_message(
+        self,
+        text: str,
+        plan: _Plan,
+        ctx: CompactionContext,
+        form: SummaryForm = "transcript",
+        request_tokens: int = 0,
+    ) -> BaseMessage:
         digest = hashlib.sha1(
             f"{plan.first_kept_id}|{text}".encode(), usedforsecurity=False
         ).hexdigest()[:16]
@@ -398,6 +558,8 @@ class LLMCompaction:
             summary_tokens=self._text_tokens(ctx, text),
             first_kept_id=plan.first_kept_id,
             folded_previous_summary=plan.previous_summary is not None,
+            request_form=form,
+            request_tokens=request_tokens,
         )
 
     def _finish(
@@ -408,6 +570,8 @@ class LLMCompaction:
         text: str | None,
         failures: list[str],
         calls: int,
+        form: SummaryForm = "transcript",
+        request_tokens: int = 0,
     ) -> CompactionDraft:
         if text is None:
             return replace(
@@ -417,7 +581,7 @@ class LLMCompaction:
             )
         new = replace(
             draft,
-            summary=self._summary_message(text, plan, ctx),
+            summary=self._summary_message(text, plan, ctx, form, request_tokens),
             first_kept_id=plan.first_kept_id,
             pinned_ids=plan.pinned_ids,
             strategies=(*draft.strategies, self.name),
@@ -452,15 +616,20 @@ class LLMCompaction:
 
     # ----------------------------------------------------------------- running
     def _summarise_sync(
-        self, ctx: CompactionContext, request: list[BaseMessage], failures: list[str]
+        self,
+        ctx: CompactionContext,
+        request: list[BaseMessage],
+        failures: list[str],
+        model: Runnable[LanguageModelInput, BaseMessage] | None = None,
     ) -> tuple[str | None, int]:
         policy = ctx.policy
+        model = model or self.model
         calls = 0
         for attempt in range(1, policy.compact_max_attempts + 1):
             ctx.check_cancelled()
             calls += 1
             try:
-                return self._text_of(self.model.invoke(request)), calls
+                return self._text_of(model.invoke(request)), calls
             except CompactionCancelledError:
                 raise
             except Exception as exc:
@@ -472,15 +641,20 @@ class LLMCompaction:
         return None, calls
 
     async def _summarise_async(
-        self, ctx: CompactionContext, request: list[BaseMessage], failures: list[str]
+        self,
+        ctx: CompactionContext,
+        request: list[BaseMessage],
+        failures: list[str],
+        model: Runnable[LanguageModelInput, BaseMessage] | None = None,
     ) -> tuple[str | None, int]:
         policy = ctx.policy
+        model = model or self.model
         calls = 0
         for attempt in range(1, policy.compact_max_attempts + 1):
             ctx.check_cancelled()
             calls += 1
             try:
-                return self._text_of(await self.model.ainvoke(request)), calls
+                return self._text_of(await model.ainvoke(request)), calls
             except (CompactionCancelledError, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -505,16 +679,23 @@ class LLMCompaction:
         if plan is None:
             return draft
         failures: list[str] = []
+        chunks = self.requests(ctx, plan)
+        if self.choose_form(ctx, plan, chunks) == "cached_prefix":
+            request, model, size = self._cached_call(ctx, plan)
+            text, calls = self._summarise_sync(ctx, request, failures, model)
+            return self._finish(ctx, draft, plan, text, failures, calls, "cached_prefix", size)
         summary = plan.previous_summary
         total_calls = 0
-        for chunk, tokens in self.requests(ctx, plan):
+        size = 0
+        for chunk, tokens in chunks:
             request = self.build_messages(ctx, chunk, tokens, summary)
+            size += ctx.token_counter.count_messages(request)
             text, calls = self._summarise_sync(ctx, request, failures)
             total_calls += calls
             if text is None:
                 return self._finish(ctx, draft, plan, None, failures, total_calls)
             summary = text
-        return self._finish(ctx, draft, plan, summary, failures, total_calls)
+        return self._finish(ctx, draft, plan, summary, failures, total_calls, "transcript", size)
 
     async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
         """Async variant of :meth:`compact`.
@@ -530,13 +711,20 @@ class LLMCompaction:
         if plan is None:
             return draft
         failures: list[str] = []
+        chunks = self.requests(ctx, plan)
+        if self.choose_form(ctx, plan, chunks) == "cached_prefix":
+            request, model, size = self._cached_call(ctx, plan)
+            text, calls = await self._summarise_async(ctx, request, failures, model)
+            return self._finish(ctx, draft, plan, text, failures, calls, "cached_prefix", size)
         summary = plan.previous_summary
         total_calls = 0
-        for chunk, tokens in self.requests(ctx, plan):
+        size = 0
+        for chunk, tokens in chunks:
             request = self.build_messages(ctx, chunk, tokens, summary)
+            size += ctx.token_counter.count_messages(request)
             text, calls = await self._summarise_async(ctx, request, failures)
             total_calls += calls
             if text is None:
                 return self._finish(ctx, draft, plan, None, failures, total_calls)
             summary = text
-        return self._finish(ctx, draft, plan, summary, failures, total_calls)
+        return self._finish(ctx, draft, plan, summary, failures, total_calls, "transcript", size)

@@ -1,5 +1,10 @@
-"""When to compact: the trigger, in the three forms the policy can express.
+"""When to compact: the trigger, in the four forms the policy can express.
 
+* budget form: ``tokens >= budget``. ``policy.compact_budget="price"`` (the default,
+  when the model profile is given and has a cache-hit discount): the view size at which
+  compacting is cheapest per call (:mod:`.budget`), used only when it is below the
+  window rule (ratio/reserve), which stays the hard ceiling, and not when the seed-style
+  ``compact_trigger_tokens`` is set; an integer ``compact_budget`` is a fixed budget;
 * ratio form: ``tokens >= window * compact_trigger_ratio`` (Kimi CLI: 0.85);
 * reserve form: ``tokens + compact_reserve_tokens >= window`` (Kimi CLI: 50,000, i.e.
   212,144 tokens of a 262,144 window), never below half the window (so a large reserve
@@ -38,11 +43,19 @@ from langchain_kimi_context.context.compaction._common import (
     TokenCounterLike,
     resolve_token_counter,
 )
+from langchain_kimi_context.context.compaction.budget import price_budget
 from langchain_kimi_context.context.policy import ContextPolicy
+from langchain_kimi_context.profiles import KimiModelProfile
 
-__all__ = ["CompactionDecision", "TriggerReason", "current_context_tokens", "should_compact"]
+__all__ = [
+    "CompactionDecision",
+    "TriggerReason",
+    "budget_for",
+    "current_context_tokens",
+    "should_compact",
+]
 
-TriggerReason = Literal["ratio", "reserve", "absolute"]
+TriggerReason = Literal["budget", "ratio", "reserve", "absolute"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,7 @@ class CompactionDecision:
         window: The context window.
         threshold: The lowest enabled threshold (``None`` if every form is disabled).
         reasons: Every form that fired.
+        budget: The budget trigger in force (``None``: the window rule alone applies).
 
     Example:
         >>> d = should_compact(230_000, 262_144, ContextPolicy())
@@ -69,9 +83,72 @@ class CompactionDecision:
     window: int
     threshold: int | None
     reasons: tuple[TriggerReason, ...] = ()
+    budget: int | None = None
 
     def __bool__(self) -> bool:
         return self.compact
+
+
+def _window_rule(window: int, policy: ContextPolicy) -> int:
+    """The lowest ratio/reserve threshold (the window itself when both are off)."""
+    found = _thresholds(window, policy)
+    rule = [found[r] for r in ("ratio", "reserve") if r in found]
+    return min(rule) if rule else window
+
+
+def budget_for(
+    window: int,
+    policy: ContextPolicy,
+    profile: KimiModelProfile | None,
+    *,
+    floor_tokens: int | None = None,
+) -> int | None:
+    """The budget trigger (tokens) in force for a model, or ``None`` (window rule alone).
+
+    Args:
+        window: The context window.
+        policy: ``compact_budget`` and the budget inputs.
+        profile: The model profile (prices, cache kind); ``None``: no price budget.
+        floor_tokens: The size the last compaction actually returned to (its
+            ``tokens_after``); ``policy.compact_budget_floor_tokens`` until one ran.
+
+    Returns:
+        A fixed ``compact_budget`` (capped by the window rule); or, for ``"price"``,
+        :func:`~langchain_kimi_context.context.compaction.budget.price_budget`'s trigger
+        when no fixed ``compact_trigger_tokens`` is set, the model caches prefixes
+        automatically with a hit discount, and the optimum is below the window rule;
+        else ``None``.
+
+    Example:
+        >>> from langchain_kimi_context.profiles import get_profile
+        >>> budget_for(1_048_576, ContextPolicy(), get_profile("kimi-k3"))
+        61833
+        >>> budget_for(1_048_576, ContextPolicy(compact_budget=100_000), None)
+        100000
+        >>> budget_for(1_048_576, ContextPolicy(compact_budget="off"), get_profile("kimi-k3"))
+    """
+    budget = policy.compact_budget
+    ceiling = _window_rule(window, policy)
+    if not isinstance(budget, str):
+        return min(budget, ceiling)
+    if (
+        budget != "price"
+        or profile is None
+        or policy.compact_trigger_tokens is not None
+        or profile.cache_kind != "automatic"
+    ):
+        return None
+    floor = policy.compact_budget_floor_tokens if floor_tokens is None else floor_tokens
+    if floor >= ceiling:
+        return None
+    found = price_budget(
+        profile.pricing,
+        growth_tokens=policy.compact_budget_growth_tokens,
+        floor_tokens=floor,
+        summary_tokens=policy.compact_budget_summary_tokens,
+        ceiling=ceiling,
+    )
+    return None if found is None or found.capped else found.trigger_tokens
 
 
 def _thresholds(window: int, policy: ContextPolicy) -> dict[TriggerReason, int]:
@@ -89,14 +166,24 @@ def _thresholds(window: int, policy: ContextPolicy) -> dict[TriggerReason, int]:
     return found
 
 
-def should_compact(tokens: int, window: int, policy: ContextPolicy) -> CompactionDecision:
+def should_compact(
+    tokens: int,
+    window: int,
+    policy: ContextPolicy,
+    *,
+    profile: KimiModelProfile | None = None,
+    floor_tokens: int | None = None,
+) -> CompactionDecision:
     """Decide whether a view of ``tokens`` tokens must be compacted.
 
     Args:
         tokens: Current tokens of what the model sees (see :func:`current_context_tokens`).
         window: The model's context window.
         policy: Thresholds (``compact_trigger_ratio``, ``compact_reserve_tokens``,
-            ``compact_trigger_tokens``; ``None`` disables a form).
+            ``compact_trigger_tokens``; ``None`` disables a form; ``compact_budget``).
+        profile: The model profile; its prices give the budget form (:func:`budget_for`).
+            Without it only the window rule and the absolute form apply.
+        floor_tokens: The size the last compaction returned to (budget input).
 
     Returns:
         The decision; ``threshold`` is the lowest token count at which any enabled form
@@ -114,6 +201,10 @@ def should_compact(tokens: int, window: int, policy: ContextPolicy) -> Compactio
         'absolute'
         >>> should_compact(15_999, 32_000, p).threshold  # reserve floor: half the window
         16000
+        >>> from langchain_kimi_context.profiles import get_profile
+        >>> d = should_compact(70_000, 1_048_576, p, profile=get_profile("kimi-k3"))
+        >>> d.reason, d.threshold
+        ('budget', 61833)
     """
     if window <= 0:
         msg = f"window must be a positive token count (got {window})"
@@ -122,6 +213,9 @@ def should_compact(tokens: int, window: int, policy: ContextPolicy) -> Compactio
         msg = f"tokens must be >= 0 (got {tokens})"
         raise ValueError(msg)
     thresholds = _thresholds(window, policy)
+    budget = budget_for(window, policy, profile, floor_tokens=floor_tokens)
+    if budget is not None:
+        thresholds["budget"] = budget
     fired = tuple(
         sorted(
             (reason for reason, at in thresholds.items() if tokens >= at),
@@ -135,6 +229,7 @@ def should_compact(tokens: int, window: int, policy: ContextPolicy) -> Compactio
         window=window,
         threshold=min(thresholds.values()) if thresholds else None,
         reasons=fired,
+        budget=budget,
     )
 
 
