@@ -581,6 +581,8 @@ class RollingSnapshotMemory:
         api_key: API key when ``model`` is a name (else ``$MOONSHOT_API_KEY``).
         base_url: Base URL when ``model`` is a name.
         sleep: Sleep used for retry backoff (tests pass a fast one).
+        recall: Sessions get the ``search_history`` / ``read_history`` tools over their
+            full log (``create_kimi_agent(recall=True)``).
         mcp_servers: MCP servers whose tools every session gets, as for
             ``create_kimi_agent(mcp_servers=...)``; rebuilt from this configuration in
             every process, so resumed sessions keep them (``mcp_status(memory)``).
@@ -613,8 +615,10 @@ class RollingSnapshotMemory:
         api_key: str | None = None,
         base_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        recall: bool = False,
         mcp_servers: Mapping[str, Any] | None = None,
     ) -> None:
+        self.recall = recall
         if on_threshold not in ("compact", "truncate"):
             raise KimiConfigurationError(
                 f"on_threshold must be 'compact' or 'truncate' (got {on_threshold!r})"
@@ -701,6 +705,7 @@ class RollingSnapshotMemory:
                 token_counter=self.token_counter,
                 name="kimi_session",
                 sleep=self.sleep,
+                recall=self.recall,
             )
             self._graphs[key] = graph
         return graph
