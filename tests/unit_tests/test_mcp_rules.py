@@ -145,3 +145,15 @@ def test_tool_timeouts_of_a_down_server_do_not_fail_the_build(
     assert "tool_timeouts for ['read_file'] ignored" in caplog.text
     with pytest.raises(KimiConfigurationError, match="unknown tools"):  # no server down: a typo
         create_kimi_agent(model, checkpointer=False, mcp_servers={}, settings=settings)
+
+
+def test_mcp_servers_next_to_recall_tools() -> None:
+    from langchain_kimi_context import KimiChatModel, create_kimi_agent
+    from langchain_kimi_context.memory import RollingSnapshotMemory
+
+    model = KimiChatModel(model="kimi-k2.6", api_key="sk-test")
+    gone = {"files": {"transport": "stdio", "command": "/nonexistent/mcp-files"}}
+    agent = create_kimi_agent(model, checkpointer=False, recall=True, mcp_servers=gone)
+    assert mcp_status(agent)["files"].state == "failed"
+    tools = RollingSnapshotMemory._runtime(agent).runner.tools
+    assert {"search_history", "read_history"} <= set(tools)
