@@ -22,7 +22,7 @@ from typing import Any, cast
 from langchain_core.messages.ai import UsageMetadata
 from langchain_openai.chat_models.base import _create_usage_metadata
 
-__all__ = ["CALL_COST_KEY", "cached_tokens", "call_cost", "usage_metadata"]
+__all__ = ["CALL_COST_KEY", "add_usage", "cached_tokens", "call_cost", "usage_metadata"]
 
 CALL_COST_KEY = "kimi_cache"
 """The ``response_metadata`` key under which the chat model stores a call's ledger entry."""
@@ -113,3 +113,30 @@ def call_cost(response_metadata: Mapping[str, Any] | None) -> float | None:
     ):
         total += float(extra)
     return total
+
+
+def add_usage(usage: Mapping[str, Any], reply: Any) -> dict[str, Any]:
+    """Return the thread's cumulative usage with one more model reply added.
+
+    Tokens come from the reply's ``usage_metadata``, cost from the ledger entry
+    (:func:`call_cost`); ``costed_calls`` counts the calls whose cost was recorded.
+
+    Args:
+        usage: The cumulative usage so far (``calls``, ``input_tokens``, ...).
+        reply: The model's reply.
+
+    Returns:
+        A new dict.
+    """
+    out = dict(usage)
+    out["calls"] = int(out.get("calls", 0)) + 1
+    meta = getattr(reply, "usage_metadata", None) or {}
+    out["input_tokens"] = int(out.get("input_tokens", 0)) + int(meta.get("input_tokens", 0))
+    out["output_tokens"] = int(out.get("output_tokens", 0)) + int(meta.get("output_tokens", 0))
+    cached = (meta.get("input_token_details") or {}).get("cache_read", 0) or 0
+    out["cache_read_tokens"] = int(out.get("cache_read_tokens", 0)) + int(cached)
+    cost = call_cost(getattr(reply, "response_metadata", None))
+    if cost is not None:
+        out["cost"] = round(float(out.get("cost", 0.0)) + cost, 8)
+        out["costed_calls"] = int(out.get("costed_calls", 0)) + 1
+    return out

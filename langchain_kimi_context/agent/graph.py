@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -41,6 +41,7 @@ from langchain_kimi_context.agent.checkpointer import resolve_checkpointer
 from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
 from langchain_kimi_context.agent.inputs import check_agent_input
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
+from langchain_kimi_context.agent.recall_tools import compact_on_request, with_recall
 from langchain_kimi_context.agent.state import (
     AgentSettings,
     KimiAgentInput,
@@ -194,6 +195,9 @@ def create_kimi_agent(
     token_counter: TokenCounter | None = None,
     name: str = "kimi_agent",
     sleep: Callable[[float], None] = time.sleep,
+    recall: bool = False,
+    compact_context_tool: bool = False,
+    mcp_servers: Mapping[str, Any] | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the checkpointed agent graph for long Kimi sessions.
 
@@ -223,6 +227,16 @@ def create_kimi_agent(
         token_counter: Token counter (default: the process-wide one).
         name: Graph name.
         sleep: Sleep function used for retry backoff (tests pass a fast one).
+        recall: Add the ``search_history`` / ``read_history`` tools over the thread's
+            full log and set ``ContextPolicy(recall=True)`` (truncation markers and
+            summaries then tell the model how to read back what left its view); see
+            :mod:`~langchain_kimi_context.agent.recall_tools`.
+        compact_context_tool: Add the ``compact_context`` tool: the model may ask for
+            a compaction before its next step (refused while the context is small).
+        mcp_servers: ``{name: langchain-mcp-adapters connection dict}`` or an
+            ``MCPToolset``: their tools join ``tools``; a server that fails is skipped
+            (``langchain_kimi_context.mcp.mcp_status(agent)`` says why). Needs the
+            ``mcp`` extra; see ``docs/mcp.md``.
 
     Returns:
         The compiled graph.
@@ -244,6 +258,21 @@ def create_kimi_agent(
     chat_model = _resolve_model(model)
     settings = resolve_settings(settings, owner="create_kimi_agent")
     policy = as_context_policy(policy, owner="create_kimi_agent")
+    if recall or compact_context_tool:
+        tools, policy = with_recall(
+            tools,
+            policy,
+            recall=recall,
+            compact_tool=compact_context_tool,
+            model=chat_model,
+            token_counter=token_counter,
+        )
+    if mcp_servers is not None:  # rebuilt from the configuration on every build
+        from langchain_kimi_context.mcp.agent import bind_toolset, with_mcp_tools
+
+        mcp, tools, settings = with_mcp_tools(
+            mcp_servers, tools, model=chat_model, policy=policy, settings=settings
+        )
     runner = ToolRunner(
         tools,
         timeout_s=settings.tool_timeout_s,
@@ -251,6 +280,8 @@ def create_kimi_agent(
         warn_at=settings.repeat_warn_at,
         stop_at=settings.repeat_stop_at,
     )
+    if mcp_servers is not None:
+        bind_toolset(runner, mcp)
     tool_list = list(runner.tools.values())
     bound: Any = chat_model.bind_tools(tool_list) if tool_list else chat_model
     runtime = AgentRuntime(
@@ -267,7 +298,8 @@ def create_kimi_agent(
 
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
     # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
-    nodes: dict[str, Any] = {"preflight": runtime.preflight}
+    preflight = compact_on_request(runtime.preflight) if compact_context_tool else None
+    nodes: dict[str, Any] = {"preflight": preflight or runtime.preflight}
     for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
         nodes[stage.name] = runtime.make_stage_node(stage)
     # the tools node has both paths: ainvoke awaits async tools on the caller's loop

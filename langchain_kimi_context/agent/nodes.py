@@ -54,7 +54,7 @@ from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.errors import is_retryable_error, is_unreachable_error
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
-from langchain_kimi_context.usage import call_cost
+from langchain_kimi_context.usage import add_usage
 
 __all__ = ["PIPELINE_NODES", "AgentRuntime"]
 
@@ -407,7 +407,7 @@ class AgentRuntime:
         model_ms = (time.perf_counter() - started) * 1000
         tracker = self._tracker(state)
         tracker.record_response(view, reply, tools=self.tool_schemas or None)
-        usage = _add_usage(state.get("usage") or {}, reply)
+        usage = add_usage(state.get("usage") or {}, reply)
         turn.update(steps=steps + 1, failed_steps=0, failures=[])
         report = {
             "ok": True,
@@ -458,12 +458,13 @@ class AgentRuntime:
     def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Run the tool calls of the last assistant message (the ``invoke`` path)."""
         last, log = self._tool_message(state)
-        return self._tools_update(state, *self.runner.run(last, log))
+        return self._tools_update(state, *self.runner.run(last, log, state=state, config=config))
 
     async def atools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Run the tool calls on the caller's event loop (the ``ainvoke`` path)."""
         last, log = self._tool_message(state)
-        return self._tools_update(state, *(await self.runner.arun(last, log)))
+        outcome = await self.runner.arun(last, log, state=state, config=config)
+        return self._tools_update(state, *outcome)
 
     @staticmethod
     def _tool_message(state: Mapping[str, Any]) -> tuple[AIMessage, list[AnyMessage]]:
@@ -606,18 +607,3 @@ def _failure_text(failures: Sequence[Mapping[str, Any]]) -> str:
         kinds[str(f.get("error_type"))] = kinds.get(str(f.get("error_type")), 0) + 1
     last = failures[-1].get("message", "")
     return ", ".join(f"{k} x{v}" for k, v in kinds.items()) + f"; last error: {last}"
-
-
-def _add_usage(usage: Mapping[str, Any], reply: Any) -> dict[str, Any]:
-    out = dict(usage)
-    out["calls"] = int(out.get("calls", 0)) + 1
-    meta = getattr(reply, "usage_metadata", None) or {}
-    out["input_tokens"] = int(out.get("input_tokens", 0)) + int(meta.get("input_tokens", 0))
-    out["output_tokens"] = int(out.get("output_tokens", 0)) + int(meta.get("output_tokens", 0))
-    cached = (meta.get("input_token_details") or {}).get("cache_read", 0) or 0
-    out["cache_read_tokens"] = int(out.get("cache_read_tokens", 0)) + int(cached)
-    cost = call_cost(getattr(reply, "response_metadata", None))
-    if cost is not None:
-        out["cost"] = round(float(out.get("cost", 0.0)) + cost, 8)
-        out["costed_calls"] = int(out.get("costed_calls", 0)) + 1
-    return out
