@@ -18,9 +18,7 @@ from langchain_kimi_context.caching.policy import CacheMode, CachePolicy
 from langchain_kimi_context.caching.registry import CacheRegistry
 from langchain_kimi_context.caching.strategies import AutomaticPrefixCache, NoContextCache
 from langchain_kimi_context.errors import KimiConfigurationError
-from langchain_kimi_context.profiles import (
-    KimiModelProfile,
-)
+from langchain_kimi_context.profiles import KimiModelProfile
 
 
 def create_cache_strategy(

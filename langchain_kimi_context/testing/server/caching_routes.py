@@ -13,17 +13,13 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-from langchain_kimi_context.testing.caching import (
-    ExplicitCache,
-)
+from langchain_kimi_context.testing.caching import ExplicitCache
 from langchain_kimi_context.testing.ledger import (
     LedgerEntry,
     RequestRecord,
 )
 from langchain_kimi_context.testing.server.transport import _HandlerBase
-from langchain_kimi_context.testing.validation import (
-    EmulatorAPIError,
-)
+from langchain_kimi_context.testing.validation import EmulatorAPIError
 
 
 class _CachingRoutes:

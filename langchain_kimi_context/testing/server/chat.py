@@ -31,9 +31,7 @@ from langchain_kimi_context.testing.responders import (
 )
 from langchain_kimi_context.testing.server.sse import _SSEMixin
 from langchain_kimi_context.testing.server.transport import _CutConnectionError
-from langchain_kimi_context.testing.tokenizer import (
-    message_text,
-)
+from langchain_kimi_context.testing.tokenizer import message_text
 from langchain_kimi_context.testing.validation import (
     EmulatorAPIError,
     ValidatedChatRequest,

@@ -39,9 +39,7 @@ from langchain_kimi_context.testing.tokenizer import (
     EmulatorTokenizer,
     canonical_json,
 )
-from langchain_kimi_context.testing.validation import (
-    known_profiles,
-)
+from langchain_kimi_context.testing.validation import known_profiles
 
 DEFAULT_API_KEY = "sk-kimi-emulator-0000000000000000"
 """The API key a :class:`KimiEmulator` accepts unless told otherwise."""

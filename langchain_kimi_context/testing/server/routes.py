@@ -13,15 +13,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from langchain_kimi_context.profiles import KimiModelProfile
-from langchain_kimi_context.testing.ledger import (
-    RequestRecord,
-)
+from langchain_kimi_context.testing.ledger import RequestRecord
 from langchain_kimi_context.testing.server.admin import _AdminRoute
 from langchain_kimi_context.testing.server.caching_routes import _CachingRoutes
 from langchain_kimi_context.testing.server.chat import _ChatRoute
-from langchain_kimi_context.testing.validation import (
-    EmulatorAPIError,
-)
+from langchain_kimi_context.testing.validation import EmulatorAPIError
 
 
 class _Handler(_ChatRoute, _AdminRoute):

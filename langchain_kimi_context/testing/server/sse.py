@@ -14,13 +14,9 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from langchain_kimi_context.testing.ledger import (
-    RequestRecord,
-)
+from langchain_kimi_context.testing.ledger import RequestRecord
 from langchain_kimi_context.testing.server.transport import _CutConnectionError, _HandlerBase
-from langchain_kimi_context.testing.validation import (
-    ValidatedChatRequest,
-)
+from langchain_kimi_context.testing.validation import ValidatedChatRequest
 
 if TYPE_CHECKING:
     from langchain_kimi_context.testing.server.chat import _Choice

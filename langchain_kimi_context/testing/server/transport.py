@@ -25,9 +25,7 @@ from langchain_kimi_context.testing.ledger import (
     key_hint,
     redact_headers,
 )
-from langchain_kimi_context.testing.validation import (
-    EmulatorAPIError,
-)
+from langchain_kimi_context.testing.validation import EmulatorAPIError
 
 if TYPE_CHECKING:
     from langchain_kimi_context.testing.server.emulator import KimiEmulator
