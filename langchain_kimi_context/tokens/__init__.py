@@ -25,7 +25,8 @@ Modules (each states its contract in its docstring): :mod:`.vocab` (vocabulary f
 named encodings), :mod:`.backends` (the backend protocol, tiktoken, the default backend),
 :mod:`.approximate` (the vocabulary-free backend), :mod:`.counter` (:class:`TokenCounter`),
 :mod:`.default` (the process-wide counter), :mod:`.calibration` (calibrator and context
-size tracker) and :mod:`.remote` (the exact count through the API).
+size tracker), :mod:`.remote` (the exact count through the API) and
+:mod:`.protocol` (the one counter protocol every ``token_counter=`` accepts).
 
 Example:
     >>> from langchain_core.messages import AIMessage, HumanMessage
@@ -50,6 +51,7 @@ from langchain_kimi_context.tokens.default import (
     default_token_counter,
     set_default_token_counter,
 )
+from langchain_kimi_context.tokens.protocol import SupportsTokenCounting, resolve_token_counter
 from langchain_kimi_context.tokens.remote import acount_tokens_exact, count_tokens_exact
 from langchain_kimi_context.tokens.vocab import (
     KIMI_PAT_STR,
@@ -62,6 +64,7 @@ __all__ = [
     "KIMI_TOKENIZER_PATH_ENV",
     "ApproximateBackend",
     "ContextSizeTracker",
+    "SupportsTokenCounting",
     "TiktokenBackend",
     "TokenCalibrator",
     "TokenCounter",
@@ -72,5 +75,6 @@ __all__ = [
     "count_tokens_for_model",
     "default_token_counter",
     "load_kimi_encoding",
+    "resolve_token_counter",
     "set_default_token_counter",
 ]
