@@ -2,8 +2,8 @@
 
 Contract: :func:`count_tokens_exact` / :func:`acount_tokens_exact` post the messages and
 tools to ``POST /v1/tokenizers/estimate-token-count`` and return ``total_tokens``; an
-HTTP or shape error raises a typed error from :mod:`langchain_kimi_context.errors`
-without the API key in it.
+HTTP error raises the typed error of :mod:`langchain_kimi_context.errors`, a malformed
+reply ``ValueError`` and a missing key ``KimiConfigurationError``.
 """
 
 from __future__ import annotations

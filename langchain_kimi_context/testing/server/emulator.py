@@ -2,8 +2,8 @@
 
 Contract: :class:`KimiEmulator` owns every piece of state the routes read (profiles,
 responder, tokenizer, prefix and explicit caches, faults, ledgers per key, the request
-log) behind one lock, starts and stops the HTTP server thread, and is the only place
-that bills a ledger.
+log) behind one lock and starts and stops the HTTP server thread; routes write the
+request log and the ledgers only through its ``_log_record`` and ``_bill``.
 """
 
 from __future__ import annotations
