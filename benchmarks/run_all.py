@@ -14,6 +14,7 @@ SCRIPTS = [
     ["bench_budget.py"],
     ["bench_storage.py"],
     ["bench_memory.py"],
+    ["bench_recall.py", "--quick"],
 ]
 
 

@@ -15,6 +15,7 @@ from langchain_kimi_context.agent import (
     RetrySettings,
     create_kimi_agent,
 )
+from langchain_kimi_context.agent.recall_tools import recall_tools
 from langchain_kimi_context.caching import (
     AutomaticPrefixCache,
     CacheDecision,
@@ -96,6 +97,7 @@ from langchain_kimi_context.context.compaction import (
 from langchain_kimi_context.context.policy import (
     ContextPolicy,
 )
+from langchain_kimi_context.context.recall import RecallIndex, RecallRefError
 from langchain_kimi_context.errors import (
     ContextWindowTooSmallError,
     KimiAPIContextOverflowError,
@@ -239,6 +241,8 @@ __all__ = [  # noqa: RUF022 (plain sorted order)
     "PrefixStabilityChecker",
     "PreserveTooSmallError",
     "Pricing",
+    "RecallIndex",
+    "RecallRefError",
     "RecoveryOutcome",
     "RequestTruncationReport",
     "RetrySettings",
@@ -298,6 +302,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order)
     "preflight_guard",
     "prepare_context",
     "prompt_cache_key_for",
+    "recall_tools",
     "register_profile",
     "repair_tool_pairing",
     "resolve_session_id",

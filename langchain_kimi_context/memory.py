@@ -581,6 +581,8 @@ class RollingSnapshotMemory:
         api_key: API key when ``model`` is a name (else ``$MOONSHOT_API_KEY``).
         base_url: Base URL when ``model`` is a name.
         sleep: Sleep used for retry backoff (tests pass a fast one).
+        recall: Sessions get the ``search_history`` / ``read_history`` tools over their
+            full log (``create_kimi_agent(recall=True)``).
 
     Example:
         >>> import os, tempfile
@@ -610,7 +612,9 @@ class RollingSnapshotMemory:
         api_key: str | None = None,
         base_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        recall: bool = False,
     ) -> None:
+        self.recall = recall
         if on_threshold not in ("compact", "truncate"):
             raise KimiConfigurationError(
                 f"on_threshold must be 'compact' or 'truncate' (got {on_threshold!r})"
@@ -688,6 +692,7 @@ class RollingSnapshotMemory:
                 token_counter=self.token_counter,
                 name="kimi_session",
                 sleep=self.sleep,
+                recall=self.recall,
             )
             self._graphs[key] = graph
         return graph

@@ -48,6 +48,7 @@ from langgraph.types import Command
 
 from langchain_kimi_context import progress
 from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent.recall_tools import with_recall
 from langchain_kimi_context.context.compaction import OverflowRecovery
 from langchain_kimi_context.context.pipeline import prepare_context
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
@@ -236,6 +237,9 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         token_counter: Counter (default: the process-wide one).
         compaction: Run compaction (trigger + overflow recovery); ``False`` keeps only
             the pipeline stages.
+        recall: Give the agent the ``search_history`` / ``read_history`` tools over its
+            full ``messages`` and set ``ContextPolicy(recall=True)`` (see
+            :mod:`~langchain_kimi_context.agent.recall_tools`).
 
     Example:
         >>> from langchain.agents import create_agent
@@ -262,12 +266,22 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         model_name: str | None = None,
         token_counter: TokenCounter | None = None,
         compaction: bool = True,
+        recall: bool = False,
     ) -> None:
         super().__init__()
         self.tools = []
         self._core = _ContextCore(
             policy, summary_model, model_name, token_counter, compaction, "KimiContextMiddleware"
         )
+        if recall:
+            self.tools, self._core.policy = with_recall(
+                (),
+                self._core.policy,
+                recall=True,
+                compact_tool=False,
+                model=None,
+                token_counter=self._core.token_counter,
+            )
 
     @property
     def policy(self) -> ContextPolicy:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -44,22 +45,38 @@ __all__ = [
 ]
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
+_PG_CONNINFO_PAIR = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+_PG_CONNINFO_KEYS = frozenset({"host", "hostaddr", "dbname", "user", "port", "service"})
 
 
 def is_postgres_url(value: object) -> bool:
-    """Whether ``value`` is a PostgreSQL connection URL.
+    """Whether ``value`` is a PostgreSQL connection string.
 
     Args:
         value: Anything.
 
     Returns:
-        ``True`` for ``postgresql://...`` and ``postgres://...`` strings.
+        ``True`` for ``postgresql://...`` and ``postgres://...`` URLs and for libpq
+        keyword/value strings (``"host=db1 dbname=app user=kimi"``): every word is
+        ``key=value`` and one key is a connection key (host, hostaddr, dbname, user, port,
+        service). Such a string is never a SQLite file name.
 
     Example:
         >>> is_postgres_url("postgresql://u@h/db"), is_postgres_url("/tmp/x.sqlite")
         (True, False)
+        >>> is_postgres_url("host=127.0.0.1 dbname=test user=postgres")
+        True
     """
-    return isinstance(value, str) and value.startswith(_PG_SCHEMES)
+    if not isinstance(value, str):
+        return False
+    if value.startswith(_PG_SCHEMES):
+        return True
+    pairs = _PG_CONNINFO_PAIR.findall(value)
+    return (
+        bool(pairs)
+        and _PG_CONNINFO_PAIR.sub("", value).strip() == ""
+        and any(key in _PG_CONNINFO_KEYS for key, _ in pairs)
+    )
 
 
 def _postgres_modules() -> tuple[Any, Any, Any]:

@@ -40,6 +40,7 @@ from langchain_kimi_context.agent.checkpointer import resolve_checkpointer
 from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
 from langchain_kimi_context.agent.inputs import check_agent_input
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
+from langchain_kimi_context.agent.recall_tools import compact_on_request, with_recall
 from langchain_kimi_context.agent.state import (
     AgentSettings,
     KimiAgentInput,
@@ -189,6 +190,8 @@ def create_kimi_agent(
     token_counter: TokenCounter | None = None,
     name: str = "kimi_agent",
     sleep: Callable[[float], None] = time.sleep,
+    recall: bool = False,
+    compact_context_tool: bool = False,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the checkpointed agent graph for long Kimi sessions.
 
@@ -218,6 +221,12 @@ def create_kimi_agent(
         token_counter: Token counter (default: the process-wide one).
         name: Graph name.
         sleep: Sleep function used for retry backoff (tests pass a fast one).
+        recall: Add the ``search_history`` / ``read_history`` tools over the thread's
+            full log and set ``ContextPolicy(recall=True)`` (truncation markers and
+            summaries then tell the model how to read back what left its view); see
+            :mod:`~langchain_kimi_context.agent.recall_tools`.
+        compact_context_tool: Add the ``compact_context`` tool: the model may ask for
+            a compaction before its next step (refused while the context is small).
 
     Returns:
         The compiled graph.
@@ -239,6 +248,15 @@ def create_kimi_agent(
     chat_model = _resolve_model(model)
     settings = _resolve_settings(settings, owner="create_kimi_agent")
     policy = as_context_policy(policy, owner="create_kimi_agent")
+    if recall or compact_context_tool:
+        tools, policy = with_recall(
+            tools,
+            policy,
+            recall=recall,
+            compact_tool=compact_context_tool,
+            model=chat_model,
+            token_counter=token_counter,
+        )
     runner = ToolRunner(
         tools,
         timeout_s=settings.tool_timeout_s,
@@ -262,7 +280,8 @@ def create_kimi_agent(
 
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
     # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
-    nodes: dict[str, Any] = {"preflight": runtime.preflight}
+    preflight = compact_on_request(runtime.preflight) if compact_context_tool else None
+    nodes: dict[str, Any] = {"preflight": preflight or runtime.preflight}
     for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
         nodes[stage.name] = runtime.make_stage_node(stage)
     # the tools node has both paths: ainvoke awaits async tools on the caller's loop

@@ -457,12 +457,13 @@ class AgentRuntime:
     def tools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Run the tool calls of the last assistant message (the ``invoke`` path)."""
         last, log = self._tool_message(state)
-        return self._tools_update(state, *self.runner.run(last, log))
+        return self._tools_update(state, *self.runner.run(last, log, state=state, config=config))
 
     async def atools(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Run the tool calls on the caller's event loop (the ``ainvoke`` path)."""
         last, log = self._tool_message(state)
-        return self._tools_update(state, *(await self.runner.arun(last, log)))
+        outcome = await self.runner.arun(last, log, state=state, config=config)
+        return self._tools_update(state, *outcome)
 
     @staticmethod
     def _tool_message(state: Mapping[str, Any]) -> tuple[AIMessage, list[AnyMessage]]:

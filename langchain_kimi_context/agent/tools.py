@@ -23,6 +23,7 @@ import asyncio
 import json
 import threading
 import time
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -32,6 +33,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langchain_core.tools import tool as as_tool
+from langgraph.config import get_store
+from langgraph.prebuilt import ToolRuntime
 
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.errors import KimiConfigurationError
@@ -123,6 +126,29 @@ def count_repeats(log: Sequence[AnyMessage]) -> dict[str, int]:
                 sig = call_signature(c)
                 counts[sig] = counts.get(sig, 0) + 1
     return counts
+
+
+def _runtime_params(tool: BaseTool) -> tuple[str, ...]:
+    """Names of the parameters of ``tool`` typed ``ToolRuntime`` (filled in by the runner)."""
+    func = getattr(tool, "func", None) or getattr(tool, "coroutine", None) or tool._run
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        return ()
+    out = []
+    for name, hint in hints.items():
+        origin = typing.get_origin(hint) or hint
+        if isinstance(origin, type) and issubclass(origin, ToolRuntime):
+            out.append(name)
+    return tuple(out)
+
+
+def _current_store() -> Any:
+    """The LangGraph store of the running graph (``None`` outside a graph or without one)."""
+    try:
+        return get_store()
+    except RuntimeError:
+        return None
 
 
 @dataclass
@@ -241,6 +267,7 @@ class ToolRunner:
                     "with @tool on a def or an async def (or StructuredTool.from_function)."
                 )
         self.tools: dict[str, BaseTool] = {t.name: t for t in converted}
+        self._runtime_params = {t.name: _runtime_params(t) for t in converted}
         if len(self.tools) != len(converted):
             names = [t.name for t in converted]
             twice = sorted({n for n in names if names.count(n) > 1})
@@ -281,16 +308,27 @@ class ToolRunner:
         return self.timeouts.get(name, self.timeout_s)
 
     def run(
-        self, message: AIMessage, log: Sequence[AnyMessage]
+        self,
+        message: AIMessage,
+        log: Sequence[AnyMessage],
+        *,
+        state: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> tuple[list[ToolMessage], ToolRunReport]:
         """Execute the tool calls of ``message`` (the ``invoke`` path).
 
         Sync tools run in the runner's thread pool; async-only tools on the package's
         background event loop (a timed-out one is cancelled).
 
+        A tool with a parameter typed ``ToolRuntime`` gets one (``state``, ``config``,
+        the call id, the tools), as LangGraph's ``ToolNode`` gives it; a value the model
+        put under that name is replaced.
+
         Args:
             message: The assistant message with ``tool_calls``.
             log: The message log, ``message`` included (for repeat counting).
+            state: The graph state handed to ``ToolRuntime`` parameters.
+            config: The run config handed to ``ToolRuntime`` parameters.
 
         Returns:
             One ``ToolMessage`` per call, in call order, and the report.
@@ -305,7 +343,7 @@ class ToolRunner:
         batch = _Batch(self, message, log)
         pending: dict[str, Future[Any]] = {}
         for cid, call, tool in batch.todo:
-            payload = dict(call, type="tool_call")
+            payload = self._payload(cid, call, log, state, config)
             if is_async_only(tool):
                 coro = tool.ainvoke(payload)
                 pending[cid] = asyncio.run_coroutine_threadsafe(coro, _background_loop())
@@ -323,16 +361,24 @@ class ToolRunner:
         return batch.ordered(), batch.report
 
     async def arun(
-        self, message: AIMessage, log: Sequence[AnyMessage]
+        self,
+        message: AIMessage,
+        log: Sequence[AnyMessage],
+        *,
+        state: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> tuple[list[ToolMessage], ToolRunReport]:
         """Async variant of :meth:`run` (the ``ainvoke`` path): tools run on this loop.
 
         Async tools are awaited here (cancelled on timeout); sync tools run in the
-        runner's thread pool. Timeouts, errors and repeats work as in :meth:`run`.
+        runner's thread pool. Timeouts, errors, repeats and ``ToolRuntime`` parameters
+        work as in :meth:`run`.
 
         Args:
             message: The assistant message with ``tool_calls``.
             log: The message log, ``message`` included (for repeat counting).
+            state: The graph state handed to ``ToolRuntime`` parameters.
+            config: The run config handed to ``ToolRuntime`` parameters.
 
         Returns:
             One ``ToolMessage`` per call, in call order, and the report.
@@ -349,7 +395,7 @@ class ToolRunner:
         loop = asyncio.get_running_loop()
 
         async def one(call: ToolCall, tool: BaseTool) -> Any:
-            payload = dict(call, type="tool_call")
+            payload = self._payload(str(call.get("id") or ""), call, log, state, config)
             if getattr(tool, "coroutine", None) is not None or not hasattr(tool, "func"):
                 awaitable: Any = tool.ainvoke(payload)
             else:  # a sync function: our pool, so a hung call never starves the loop's
@@ -364,6 +410,29 @@ class ToolRunner:
                 raise outcome  # cancellation of the whole run
             batch.finish(call, outcome)
         return batch.ordered(), batch.report
+
+    def _payload(
+        self,
+        cid: str,
+        call: ToolCall,
+        log: Sequence[AnyMessage],
+        state: Mapping[str, Any] | None,
+        config: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The tool input: the call, with a ``ToolRuntime`` in the parameters typed so."""
+        payload: dict[str, Any] = dict(call, type="tool_call")
+        if params := self._runtime_params.get(call["name"]):
+            runtime = ToolRuntime(
+                state=dict(state or {"messages": list(log)}),
+                context=None,
+                config=dict(config or {}),  # type: ignore[arg-type]
+                stream_writer=lambda _chunk: None,
+                tool_call_id=cid,
+                store=_current_store(),
+                tools=list(self.tools.values()),
+            )
+            payload["args"] = {**(call.get("args") or {}), **dict.fromkeys(params, runtime)}
+        return payload
 
     @staticmethod
     def _error(call: ToolCall, text: str) -> ToolMessage:

@@ -153,6 +153,10 @@ class ContextPolicy:
         overflow_truncate_attempts: Tool-result truncations tried after that.
         max_append_tokens: Largest single message ``append_message`` accepts (seed: 8K).
         min_preserve_tokens: ``truncate(preserve_len=...)`` refuses less than this.
+        recall: The model can read back what left its view (``search_history`` /
+            ``read_history`` tools): truncation markers and cleared tool results name
+            the ref that reads the whole result, and summaries end with
+            :data:`~langchain_kimi_context.context.recall.RECALL_SUMMARY_NOTE`.
 
     Example:
         >>> policy = ContextPolicy(context_window=131_072, history_limit=20)
@@ -230,6 +234,9 @@ class ContextPolicy:
     # --- session API (RollingSnapshotMemory) -----------------------------------------
     max_append_tokens: int = 8_000
     min_preserve_tokens: int = 4_096
+
+    # --- recall (search and read back the full log) ---------------------------------
+    recall: bool = False
 
     def __post_init__(self) -> None:
         if wrong_types := _type_problems(self):

@@ -89,7 +89,7 @@ def _tail_has_cue(text: str, policy: ContextPolicy) -> bool:
 
 
 def truncate_text(
-    text: str, keep: int, policy: ContextPolicy
+    text: str, keep: int, policy: ContextPolicy, *, ref: str | None = None
 ) -> tuple[str, int, Literal["head", "head_tail"]]:
     r"""Cut ``text`` to about ``keep`` characters (plus a marker).
 
@@ -98,6 +98,8 @@ def truncate_text(
         keep: Characters of the original to keep.
         policy: ``tool_result_newline_share``, ``tool_result_tail_share``,
             ``tool_result_tail_cue_chars``.
+        ref: The recall ref of the whole result: the marker then says how to read the
+            removed part back (``read_history``).
 
     Returns:
         ``(new_text, kept_chars, mode)``.
@@ -126,6 +128,15 @@ def truncate_text(
         if newline > 0:
             head_end = newline
     head = text[:head_end]
+    if mode == "head" and ref is not None:
+        removed = length - head_end
+        return (
+            f"{head}\n\n[... {removed:,} of {length:,} characters removed to fit the context "
+            f"window; read_history({ref!r}, start={head_end}) returns the rest, "
+            f"read_history({ref!r}) returns the whole result ...]",
+            head_end,
+            mode,
+        )
     if mode == "head":
         removed = length - head_end
         return (
@@ -142,6 +153,15 @@ def truncate_text(
             start = newline + 1
     kept = head_end + (length - start)
     removed = length - kept
+    if ref is not None:
+        return (
+            f"{head}\n\n[... {removed:,} of {length:,} characters removed from the middle of "
+            f"this tool result to fit the context window; read_history({ref!r}, "
+            f"start={head_end}) returns them, read_history({ref!r}) the whole result ...]"
+            f"\n\n{text[start:]}",
+            kept,
+            mode,
+        )
     return (
         f"{head}\n\n[... {removed} of {length} characters removed from the middle of this "
         f"tool result to fit the context window ...]\n\n{text[start:]}",
@@ -227,7 +247,7 @@ def truncate_tool_results(
             skipped.append(index)
             continue
         originals[index] = text
-        new, kept, mode = truncate_text(text, cap, policy)
+        new, kept, mode = truncate_text(text, cap, policy, ref=_recall_ref(message, policy))
         new_texts[index] = (new, kept, mode, "per_result_cap")
         lengths[index] = kept
 
@@ -246,7 +266,7 @@ def truncate_tool_results(
                 text = _text_of(message)  # type: ignore[arg-type]
                 assert text is not None
                 originals[index] = text
-            new, kept, mode = truncate_text(text, target, policy)
+            new, kept, mode = truncate_text(text, target, policy, ref=_recall_ref(message, policy))
             new_texts[index] = (new, kept, mode, "budget")
             excess -= current - kept
             lengths[index] = kept
@@ -367,3 +387,8 @@ def truncate_for_request(
 def _ref(messages: Sequence[BaseMessage], index: int) -> str:
     message = messages[index]
     return message.id if message.id else f"@{index}"
+
+
+def _recall_ref(message: BaseMessage, policy: ContextPolicy) -> str | None:
+    """The recall ref a marker names (with ``policy.recall`` and a message id only)."""
+    return message.id if policy.recall and message.id else None

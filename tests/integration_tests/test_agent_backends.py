@@ -145,3 +145,21 @@ def test_cache_registry_in_a_postgres_store(pg_url: str) -> None:
     assert registry.get("k") is None
     store.conn.close()
     other.conn.close()
+
+
+def test_a_keyword_value_dsn_is_postgres_not_a_sqlite_file(
+    emulator: KimiEmulator, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    # libpq's keyword/value form of the same connection ("host=... dbname=... options=...")
+    dsn = make_conninfo(**{k: str(v) for k, v in conninfo_to_dict(pg_url).items()})
+    assert "://" not in dsn
+    monkeypatch.chdir(tmp_path)
+    cfg = {"configurable": {"thread_id": f"t-{uuid.uuid4()}"}}
+    out = _agent(emulator, dsn).invoke({"messages": [HumanMessage("@say hello")]}, cfg)
+    assert out["messages"][-1].content
+    assert list(tmp_path.iterdir()) == [], "no SQLite file named after the DSN"
+    assert [m.id for m in _agent(emulator, pg_url).get_state(cfg).values["messages"]] == [
+        m.id for m in out["messages"]
+    ]

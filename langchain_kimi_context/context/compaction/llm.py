@@ -70,6 +70,7 @@ from langchain_kimi_context.context.compaction.base import (
 )
 from langchain_kimi_context.context.compaction.records import apply_compactions
 from langchain_kimi_context.context.markers import with_marker
+from langchain_kimi_context.context.recall import RECALL_SUMMARY_NOTE
 from langchain_kimi_context.errors import KimiEmptyResponseError, is_retryable_error
 
 __all__ = [
@@ -217,6 +218,7 @@ def _anchor_of(ctx: CompactionContext, draft: CompactionDraft) -> tuple[Any, ...
 
 
 def _strip_header(text: str) -> str:
+    text = text.removesuffix(RECALL_SUMMARY_NOTE).rstrip()
     return text[len(SUMMARY_HEADER) :].strip() if text.startswith(SUMMARY_HEADER) else text
 
 
@@ -545,7 +547,12 @@ class LLMCompaction:
         digest = hashlib.sha1(
             f"{plan.first_kept_id}|{text}".encode(), usedforsecurity=False
         ).hexdigest()[:16]
-        message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}", id=f"kc-summary-{digest}")
+        note = ""
+        if ctx.policy.recall:  # the note ends the summary once, even if the summariser echoed it
+            lines = _strip_header(text).splitlines()
+            text = "\n".join(ln for ln in lines if RECALL_SUMMARY_NOTE not in ln).strip()
+            note = f"\n\n{RECALL_SUMMARY_NOTE}"
+        message = SystemMessage(f"{SUMMARY_HEADER}\n\n{text}{note}", id=f"kc-summary-{digest}")
         rendered = render_transcript(plan.span)
         summarized = self._text_tokens(ctx, rendered)
         if plan.previous_summary:
@@ -560,6 +567,7 @@ class LLMCompaction:
             folded_previous_summary=plan.previous_summary is not None,
             request_form=form,
             request_tokens=request_tokens,
+            **({"summarized_ids": [m.id for m in plan.span]} if ctx.policy.recall else {}),
         )
 
     def _finish(

@@ -121,6 +121,24 @@ class CompactionRecord(BaseModel):
             return None
         return round(before / after, 3)
 
+    @property
+    def summarized_refs(self) -> tuple[str, ...]:
+        """Recall refs (log message ids) of the span the summary replaced, oldest first.
+
+        Kept only for summaries made with ``ContextPolicy(recall=True)``; each reads back
+        whole with ``read_history(ref)`` (empty otherwise).
+
+        Example:
+            >>> from langchain_core.messages import SystemMessage
+            >>> from langchain_kimi_context.context.markers import with_marker
+            >>> s = with_marker(SystemMessage("S"), "summary", summarized_ids=["m1", "m2"])
+            >>> CompactionRecord(record_id="r", trigger="m", strategy="llm_summary",
+            ...     tokens_before=9, tokens_after=3, ratio=3.0, summary=s).summarized_refs
+            ('m1', 'm2')
+        """
+        marker = get_marker(self.summary) if self.summary is not None else None
+        return tuple((marker or {}).get("summarized_ids") or ())
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict (``json.dumps`` works on it).
 

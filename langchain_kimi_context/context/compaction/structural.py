@@ -359,7 +359,12 @@ class ClearToolResults(_NoIOCompaction):
                 continue
             size = len(message.content) if isinstance(message.content, str) else 0
             tool = tool_name_of(message, calls)
-            text = f"{placeholder} ({tool} result, {size} chars; the full text is in the log)"
+            where = (
+                f"read_history({message.id!r}) returns it"
+                if ctx.policy.recall
+                else "the full text is in the log"
+            )
+            text = f"{placeholder} ({tool} result, {size} chars; {where})"
             if isinstance(message.content, str) and size <= len(text):
                 continue
             replacement = message.model_copy(update={"content": text})
