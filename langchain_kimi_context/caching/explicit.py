@@ -10,7 +10,6 @@ failure is logged without secrets and the request goes out uncached.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import hashlib
 import logging
 import math
@@ -18,7 +17,6 @@ import re
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -41,7 +39,13 @@ from langchain_kimi_context.caching.policy import (
     CachePolicy,
     explicit_cache_decision,
 )
-from langchain_kimi_context.caching.registry import CacheEntry, CacheRegistry, InMemoryCacheRegistry
+from langchain_kimi_context.caching.registry import (
+    _LIVE_EXPLICIT,
+    CacheEntry,
+    CacheRegistry,
+    InMemoryCacheRegistry,
+    _register_atexit,
+)
 from langchain_kimi_context.caching.strategies import _BaseStrategy
 from langchain_kimi_context.profiles import (
     ExplicitCachePricing,
@@ -53,28 +57,6 @@ logger = logging.getLogger("langchain_kimi_context.caching")
 
 
 _ALIVE_STATUSES = frozenset({"ready", "pending"})
-
-
-_LIVE_EXPLICIT: weakref.WeakSet[ExplicitContextCache] = weakref.WeakSet()
-_ATEXIT_LOCK = threading.Lock()
-_ATEXIT_REGISTERED = False
-
-
-def _close_all_at_exit() -> None:
-    for manager in list(_LIVE_EXPLICIT):
-        try:
-            manager.close()
-        except Exception:
-            logger.debug("explicit cache cleanup at exit failed", exc_info=True)
-
-
-def _register_atexit(manager: ExplicitContextCache) -> None:
-    global _ATEXIT_REGISTERED
-    with _ATEXIT_LOCK:
-        _LIVE_EXPLICIT.add(manager)
-        if not _ATEXIT_REGISTERED:
-            atexit.register(_close_all_at_exit)
-            _ATEXIT_REGISTERED = True
 
 
 class _CacheAPIError(Exception):

@@ -3,18 +3,25 @@
 Contract: a :class:`CacheRegistry` maps a session key to a :class:`CacheEntry` (cache
 id, prefix fingerprint, holders with their last-use time); :class:`InMemoryCacheRegistry`
 serves one process, :class:`StoreCacheRegistry` any LangGraph ``BaseStore`` (several
-processes). A malformed stored entry is logged and ignored, never raised.
+processes). A malformed stored entry is logged and ignored, never raised. The live
+explicit-cache managers of this process are tracked here too, so that their caches are
+deleted at interpreter exit (best effort).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_kimi_context.errors import KimiConfigurationError
+
+if TYPE_CHECKING:
+    from langchain_kimi_context.caching.explicit import ExplicitContextCache
 
 logger = logging.getLogger("langchain_kimi_context.caching")
 
@@ -262,3 +269,25 @@ class StoreCacheRegistry:
             >>> StoreCacheRegistry(InMemoryStore()).delete("absent")
         """
         self.store.delete(self.namespace, key)
+
+
+_LIVE_EXPLICIT: weakref.WeakSet[ExplicitContextCache] = weakref.WeakSet()
+_ATEXIT_LOCK = threading.Lock()
+_ATEXIT_REGISTERED = False
+
+
+def _close_all_at_exit() -> None:
+    for manager in list(_LIVE_EXPLICIT):
+        try:
+            manager.close()
+        except Exception:
+            logger.debug("explicit cache cleanup at exit failed", exc_info=True)
+
+
+def _register_atexit(manager: ExplicitContextCache) -> None:
+    global _ATEXIT_REGISTERED
+    with _ATEXIT_LOCK:
+        _LIVE_EXPLICIT.add(manager)
+        if not _ATEXIT_REGISTERED:
+            atexit.register(_close_all_at_exit)
+            _ATEXIT_REGISTERED = True
