@@ -15,6 +15,7 @@ SCRIPTS = [
     ["bench_storage.py"],
     ["bench_memory.py"],
     ["bench_recall.py", "--quick"],
+    ["bench_mcp.py"],
 ]
 
 

@@ -583,6 +583,9 @@ class RollingSnapshotMemory:
         sleep: Sleep used for retry backoff (tests pass a fast one).
         recall: Sessions get the ``search_history`` / ``read_history`` tools over their
             full log (``create_kimi_agent(recall=True)``).
+        mcp_servers: MCP servers whose tools every session gets, as for
+            ``create_kimi_agent(mcp_servers=...)``; rebuilt from this configuration in
+            every process, so resumed sessions keep them (``mcp_status(memory)``).
 
     Example:
         >>> import os, tempfile
@@ -613,6 +616,7 @@ class RollingSnapshotMemory:
         base_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         recall: bool = False,
+        mcp_servers: Mapping[str, Any] | None = None,
     ) -> None:
         self.recall = recall
         if on_threshold not in ("compact", "truncate"):
@@ -649,6 +653,15 @@ class RollingSnapshotMemory:
         self.namespace = namespace
         self.token_counter = token_counter or default_token_counter()
         self.sleep = sleep
+        self._mcp_configured = mcp_servers is not None
+        if mcp_servers is not None:  # rebuilt from the configuration in every process
+            from langchain_kimi_context.mcp.agent import bind_toolset, with_mcp_tools
+
+            # settings unchanged: sessions without these tools must still build their graph
+            mcp, tools, _ = with_mcp_tools(
+                mcp_servers, tools, model=model, policy=self.policy, settings=self.settings
+            )
+            bind_toolset(self, mcp)
         self._tools: dict[str, BaseTool] = dict(ToolRunner(tools).tools) if tools else {}
         self._session_tools: dict[str, dict[str, BaseTool]] = {}
         self._graphs: dict[tuple[str, ...], CompiledStateGraph[Any, Any, Any, Any]] = {}
@@ -744,6 +757,11 @@ class RollingSnapshotMemory:
                 missing.append(name)
             else:
                 out[name] = tool
+        if missing and self._mcp_configured:  # tools of MCP servers that are down now
+            from langchain_kimi_context.mcp.agent import stand_in_tools
+
+            out.update(stand_in_tools(self, missing))
+            missing = [n for n in missing if n not in out]
         if missing:
             raise KimiConfigurationError(
                 f"Session {entry.session_id!r} uses tools {missing} that this process does "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -192,6 +192,7 @@ def create_kimi_agent(
     sleep: Callable[[float], None] = time.sleep,
     recall: bool = False,
     compact_context_tool: bool = False,
+    mcp_servers: Mapping[str, Any] | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the checkpointed agent graph for long Kimi sessions.
 
@@ -227,6 +228,10 @@ def create_kimi_agent(
             :mod:`~langchain_kimi_context.agent.recall_tools`.
         compact_context_tool: Add the ``compact_context`` tool: the model may ask for
             a compaction before its next step (refused while the context is small).
+        mcp_servers: ``{name: langchain-mcp-adapters connection dict}`` or an
+            ``MCPToolset``: their tools join ``tools``; a server that fails is skipped
+            (``langchain_kimi_context.mcp.mcp_status(agent)`` says why). Needs the
+            ``mcp`` extra; see ``docs/mcp.md``.
 
     Returns:
         The compiled graph.
@@ -257,6 +262,12 @@ def create_kimi_agent(
             model=chat_model,
             token_counter=token_counter,
         )
+    if mcp_servers is not None:  # rebuilt from the configuration on every build
+        from langchain_kimi_context.mcp.agent import bind_toolset, with_mcp_tools
+
+        mcp, tools, settings = with_mcp_tools(
+            mcp_servers, tools, model=chat_model, policy=policy, settings=settings
+        )
     runner = ToolRunner(
         tools,
         timeout_s=settings.tool_timeout_s,
@@ -264,6 +275,8 @@ def create_kimi_agent(
         warn_at=settings.repeat_warn_at,
         stop_at=settings.repeat_stop_at,
     )
+    if mcp_servers is not None:
+        bind_toolset(runner, mcp)
     tool_list = list(runner.tools.values())
     bound: Any = chat_model.bind_tools(tool_list) if tool_list else chat_model
     runtime = AgentRuntime(

@@ -13,8 +13,9 @@ size of a request before it is sent. This module provides:
   ``tiktoken.model`` vocabulary loaded with Kimi's own split pattern) and
   :class:`ApproximateBackend` (no vocabulary needed; about one token per Han / Kana /
   Hangul character and about four characters per token for Latin text). When no
-  vocabulary is available the counter falls back to the approximate backend with one
-  :class:`TokenizerFallbackWarning` per process.
+  vocabulary is available the counter falls back to the approximate backend and says so
+  in one INFO log line per process (a :class:`TokenizerFallbackWarning` only when a
+  vocabulary was asked for and cannot be loaded).
 * :class:`TokenCalibrator` and :class:`ContextSizeTracker`: a per-session correction
   factor learned from the server-reported ``prompt_tokens``, and the current context
   size as "last server usage + calibrated estimate of what was appended since".

@@ -38,7 +38,7 @@ _LONG_RUN = re.compile(r"\S{%d,}|\s{%d,}" % (_MAX_RUN_CHARS, _MAX_RUN_CHARS))  #
 
 
 class TokenizerFallbackWarning(UserWarning):
-    """Issued once per process when no tokenizer vocabulary is available.
+    """Issued once per process when a requested tokenizer vocabulary is unavailable.
 
     The counter then uses :class:`ApproximateBackend`; a :class:`TokenCalibrator`
     corrects its bias against what the server bills.
@@ -50,28 +50,35 @@ class TokenizerFallbackWarning(UserWarning):
 
 
 _fallback_lock = threading.Lock()
+_fallback_logged = False
 _fallback_warned = False
 
 
-def _warn_fallback(reason: str) -> None:
-    """Warn (once per process) that the approximate backend is used."""
-    global _fallback_warned
+def _warn_fallback(reason: str, *, requested: bool = False) -> None:
+    """Report that the approximate backend is used: one INFO log line per process.
+
+    A :class:`TokenizerFallbackWarning` is added (once per process) only when the caller
+    asked for a vocabulary (``encoding=`` or ``$KIMI_TOKENIZER_PATH``) that is unusable;
+    having none configured is the normal case and stays a log line.
+    """
+    global _fallback_logged, _fallback_warned
     with _fallback_lock:
-        if _fallback_warned:
-            logger.debug("approximate token counting: %s", reason)
-            return
-        _fallback_warned = True
+        log, warn = not _fallback_logged, requested and not _fallback_warned
+        _fallback_logged = True
+        _fallback_warned = _fallback_warned or requested
     message = (
         f"langchain-kimi-context: {reason}; token counts use the approximate CJK-aware "
         f"counter (calibrated against server usage when a ContextSizeTracker is used). "
         f"For exact local counts set {KIMI_TOKENIZER_PATH_ENV} to a Kimi tiktoken.model "
         f"file, or pass TokenCounter(vocab_path=...) / TokenCounter(encoding=...)."
     )
-    # One user-visible report: the warning (filterable by category). A WARNING log
-    # record too would reach stderr a second time through logging's last-resort handler
-    # and could not be silenced with warnings filters.
-    logger.info(message)
-    warnings.warn(message, TokenizerFallbackWarning, stacklevel=3)
+    if not (log or warn):
+        logger.debug("approximate token counting: %s", reason)
+        return
+    if log:
+        logger.info(message)
+    if warn:
+        warnings.warn(message, TokenizerFallbackWarning, stacklevel=3)
 
 
 @runtime_checkable
@@ -239,14 +246,14 @@ def _resolve_backend(
         try:
             return TiktokenBackend.from_encoding_name(encoding, timeout=timeout)
         except LookupError as exc:
-            _warn_fallback(str(exc))
+            _warn_fallback(str(exc), requested=True)
             return ApproximateBackend()
     env_path = os.environ.get(KIMI_TOKENIZER_PATH_ENV, "").strip()
     if env_path:
         try:
             return TiktokenBackend.from_kimi_vocab(env_path)
         except KimiConfigurationError as exc:
-            _warn_fallback(f"{KIMI_TOKENIZER_PATH_ENV} is set but unusable ({exc})")
+            _warn_fallback(f"{KIMI_TOKENIZER_PATH_ENV} is set but unusable ({exc})", requested=True)
             return ApproximateBackend()
     _warn_fallback("no tokenizer vocabulary is configured")
     return ApproximateBackend()

@@ -84,7 +84,7 @@ class TokenCounter:
     Args:
         backend: The tokenizer. Default: ``vocab_path`` / ``encoding`` when given, else
             the Kimi vocabulary named by ``KIMI_TOKENIZER_PATH``, else
-            :class:`ApproximateBackend` (with one :class:`TokenizerFallbackWarning`).
+            :class:`ApproximateBackend` (reported in one INFO log line).
         encoding: A tiktoken encoding name (e.g. ``"o200k_base"``); falls back to the
             approximate backend (with the warning) when it cannot be loaded offline.
         vocab_path: A Kimi ``tiktoken.model`` file; a wrong path raises

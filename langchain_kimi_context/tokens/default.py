@@ -23,7 +23,7 @@ def default_token_counter() -> TokenCounter:
     """Return the process-wide :class:`TokenCounter` (created on first use).
 
     The backend is the Kimi vocabulary named by ``KIMI_TOKENIZER_PATH`` when set, else
-    :class:`ApproximateBackend` with one :class:`TokenizerFallbackWarning`.
+    :class:`ApproximateBackend` (the fallback is reported in one INFO log line).
 
     Returns:
         The shared counter.

@@ -94,6 +94,7 @@ def approx_counter(**kwargs: Any) -> TokenCounter:
 @pytest.fixture
 def reset_fallback_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tokens_backends, "_fallback_warned", False)
+    monkeypatch.setattr(tokens_backends, "_fallback_logged", False)
 
 
 @pytest.fixture
@@ -880,21 +881,43 @@ def test_tracker_records_from_usage_metadata() -> None:
         tracker.record_usage(history, -1)
 
 
-def test_fallback_is_reported_once_as_a_filterable_warning(
+def test_fallback_without_a_requested_vocabulary_is_one_info_line(
     caplog: pytest.LogCaptureFixture,
     reset_fallback_warning: None,
     no_vocab_env: None,
 ) -> None:
-    # It used to be a WARNING log record as well: with no logging configured, Python's
-    # last-resort handler printed it to stderr a second time, and a warnings filter for
-    # TokenizerFallbackWarning could not silence that copy (README: "with one warning").
-    with caplog.at_level(logging.DEBUG, logger="langchain_kimi_context"):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            TokenCounter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TokenizerFallbackWarning)
-            TokenCounter()  # already reported: nothing more
-    assert [w.category for w in caught] == [TokenizerFallbackWarning]
+    # Having no vocabulary configured is the normal case: one INFO log line per process,
+    # no warning (it used to print a warning paragraph on every run).
+    with (
+        caplog.at_level(logging.DEBUG, logger="langchain_kimi_context"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        TokenCounter()
+        TokenCounter()  # already reported: only a DEBUG line
+    assert not [w for w in caught if issubclass(w.category, TokenizerFallbackWarning)]
+    info = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(info) == 1
+    assert "no tokenizer vocabulary" in info[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert any("no tokenizer vocabulary" in r.getMessage() for r in caplog.records)
+
+
+def test_fallback_warns_when_the_requested_vocabulary_is_unusable_after_an_info_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    reset_fallback_warning: None,
+    no_vocab_env: None,
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="langchain_kimi_context"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        TokenCounter()  # nothing asked for: the INFO line
+        monkeypatch.setenv("KIMI_TOKENIZER_PATH", str(tmp_path / "nope.model"))
+        TokenCounter()  # asked for and unusable: the warning, once
+        TokenCounter()
+    assert [w.category for w in caught] == [TokenizerFallbackWarning]
+    assert "KIMI_TOKENIZER_PATH" in str(caught[0].message)
+    assert len([r for r in caplog.records if r.levelno == logging.INFO]) == 1
