@@ -46,11 +46,13 @@ def cached_tokens(usage: Mapping[str, Any] | None) -> int | None:
     if not usage:
         return None
     top = usage.get("cached_tokens")
-    if top is not None:
+    if isinstance(top, int | float) and not isinstance(top, bool):
         return int(top)
     details = usage.get("prompt_tokens_details")
-    if isinstance(details, Mapping) and details.get("cached_tokens") is not None:
-        return int(details["cached_tokens"])
+    if isinstance(details, Mapping):
+        nested = details.get("cached_tokens")
+        if isinstance(nested, int | float) and not isinstance(nested, bool):
+            return int(nested)
     return None
 
 

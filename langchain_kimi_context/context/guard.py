@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage, ToolMessage
 
@@ -31,7 +31,7 @@ from langchain_kimi_context.profiles import (
     KimiModelProfile,
     learned_context_window,
 )
-from langchain_kimi_context.tokens import default_token_counter
+from langchain_kimi_context.tokens.protocol import SupportsTokenCounting, resolve_token_counter
 
 __all__ = [
     "ContextWindowWarning",
@@ -55,64 +55,6 @@ class ContextWindowWarning(UserWarning):
         >>> caught[0].category.__name__
         'ContextWindowWarning'
     """
-
-
-@runtime_checkable
-class SupportsTokenCounting(Protocol):
-    """What the pipeline needs from a token counter (``tokens.TokenCounter`` has it).
-
-    Example:
-        >>> isinstance(resolve_token_counter(None), SupportsTokenCounting)
-        True
-    """
-
-    def count_message(self, message: BaseMessage) -> int:
-        """Tokens of one message, per-message overhead included.
-
-        Example:
-            >>> from langchain_core.messages import HumanMessage
-            >>> resolve_token_counter(None).count_message(HumanMessage("hi")) > 0
-            True
-        """
-        ...
-
-    def count_messages(
-        self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
-    ) -> int:
-        """Tokens of a request: messages, ``tools`` when given, reply priming.
-
-        Example:
-            >>> from langchain_core.messages import HumanMessage
-            >>> resolve_token_counter(None).count_messages([HumanMessage("hi")]) > 0
-            True
-        """
-        ...
-
-    def count_tools(self, tools: Sequence[Any]) -> int:
-        """Tokens of tool schemas.
-
-        Example:
-            >>> resolve_token_counter(None).count_tools([])
-            0
-        """
-        ...
-
-
-def resolve_token_counter(token_counter: SupportsTokenCounting | None) -> SupportsTokenCounting:
-    """Return ``token_counter``, or the package's process-wide default counter.
-
-    Args:
-        token_counter: A counter, or ``None`` for ``tokens.default_token_counter()``.
-
-    Returns:
-        The counter to use.
-
-    Example:
-        >>> from langchain_kimi_context.tokens import default_token_counter
-        >>> resolve_token_counter(None) is default_token_counter()
-        True
-    """
-    return token_counter if token_counter is not None else default_token_counter()
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ from langchain_kimi_context.tokens import (
     load_kimi_encoding,
     set_default_token_counter,
 )
+from langchain_kimi_context.tokens import backends as tokens_backends
+from langchain_kimi_context.tokens import vocab as tokens_vocab
 
 CHINESE = (
     "我们需要把这个函数重构一下，先把读取配置的逻辑拆出来，然后给每个分支补上单元测试。"  # noqa: RUF001
@@ -91,8 +93,8 @@ def approx_counter(**kwargs: Any) -> TokenCounter:
 
 @pytest.fixture
 def reset_fallback_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens_mod, "_fallback_warned", False)
-    monkeypatch.setattr(tokens_mod, "_fallback_logged", False)
+    monkeypatch.setattr(tokens_backends, "_fallback_warned", False)
+    monkeypatch.setattr(tokens_backends, "_fallback_logged", False)
 
 
 @pytest.fixture
@@ -303,7 +305,7 @@ def test_named_encoding_download_that_hangs_times_out_and_falls_back_once(
 
     monkeypatch.setattr(tiktoken.load, "read_file", hanging_read)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")  # no cache: go straight to the "download"
-    monkeypatch.setattr(tokens_mod, "_named_failures", {})
+    monkeypatch.setattr(tokens_vocab, "_named_failures", {})
     monkeypatch.delitem(tiktoken.registry.ENCODINGS, "r50k_base", raising=False)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -331,7 +333,7 @@ def test_named_encoding_with_empty_cache_offline_falls_back(
 ) -> None:
     # The real thing: an empty tiktoken cache makes tiktoken try to download.
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(tokens_mod, "_named_failures", {})
+    monkeypatch.setattr(tokens_vocab, "_named_failures", {})
     monkeypatch.delitem(tiktoken.registry.ENCODINGS, "p50k_base", raising=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -360,7 +362,7 @@ def test_named_encoding_loads_through_tiktoken_registry(
     assert tiktoken.registry.ENCODING_CONSTRUCTORS is not None
     monkeypatch.setitem(tiktoken.registry.ENCODING_CONSTRUCTORS, "tiny_named", constructor)
     monkeypatch.delitem(tiktoken.registry.ENCODINGS, "tiny_named", raising=False)
-    monkeypatch.setattr(tokens_mod, "_named_failures", {})
+    monkeypatch.setattr(tokens_vocab, "_named_failures", {})
     counter = TokenCounter(encoding="tiny_named", download_timeout=5)
     assert counter.backend.exact
     assert counter.backend.name == "tiktoken:tiny_named"
@@ -369,7 +371,7 @@ def test_named_encoding_loads_through_tiktoken_registry(
 
 
 def test_unknown_encoding_name_raises_lookup_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens_mod, "_named_failures", {})
+    monkeypatch.setattr(tokens_vocab, "_named_failures", {})
     with pytest.raises(LookupError, match="no-such-encoding"):
         TiktokenBackend.from_encoding_name("no-such-encoding", timeout=5)
 

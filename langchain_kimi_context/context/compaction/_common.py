@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from langchain_core.messages import (
     AIMessage,
@@ -20,7 +20,7 @@ from langchain_kimi_context.context.messages import (
 from langchain_kimi_context.context.messages import is_user_turn as is_real_user_turn
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
-from langchain_kimi_context.tokens import default_token_counter
+from langchain_kimi_context.tokens.protocol import SupportsTokenCounting, resolve_token_counter
 
 __all__ = [
     "TokenCounterLike",
@@ -33,41 +33,8 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class TokenCounterLike(Protocol):
-    """What compaction needs from a token counter (``TokenCounter`` satisfies it).
-
-    Example:
-        >>> isinstance(resolve_token_counter(None), TokenCounterLike)
-        True
-    """
-
-    def count_messages(
-        self, messages: Sequence[BaseMessage], tools: Sequence[Any] | None = None
-    ) -> int:
-        """Return the token count of ``messages`` (plus ``tools`` when given)."""
-        ...
-
-
-def resolve_token_counter(counter: TokenCounterLike | None) -> TokenCounterLike:
-    """Return ``counter`` or the package's default counter.
-
-    Args:
-        counter: A counter, or ``None`` for the process-wide default
-            (``langchain_kimi_context.tokens.default_token_counter()``).
-
-    Returns:
-        A counter.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> resolve_token_counter(None).count_messages([HumanMessage("hello world")]) > 0
-        True
-    """
-    if counter is not None:
-        return counter
-    resolved: TokenCounterLike = default_token_counter()
-    return resolved
+TokenCounterLike = SupportsTokenCounting
+"""What compaction needs from a token counter: the package's one counter protocol."""
 
 
 def ensure_message_ids(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
