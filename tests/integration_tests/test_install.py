@@ -98,7 +98,7 @@ def test_wheel_metadata_matches_the_install_section(wheel: Path) -> None:
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert meta["Name"] == "langchain-kimi-context"
     assert "langchain_kimi_context/py.typed" in names
-    assert "langchain_kimi_context/testing/server.py" in names  # the emulator ships
+    assert "langchain_kimi_context/testing/server/emulator.py" in names  # the emulator ships
     assert "kimi-context = langchain_kimi_context.cli:main" in entry_points
     install = _section("Install")
     assert "pip install langchain-kimi-context" in install
