@@ -68,7 +68,11 @@ def normalise(text: str) -> str:
 
 
 def text_outputs(nb: Any) -> list[list[str]]:
-    """The text each code cell printed or returned (stream and ``text/plain``), per cell."""
+    """The text each code cell printed or returned (stdout and ``text/plain``), per cell.
+
+    ``stderr`` (log lines: a retry, a reconnect) is left out: how many a cell writes
+    depends on the machine's load, not on what the cell shows.
+    """
     cells = []
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -78,6 +82,8 @@ def text_outputs(nb: Any) -> list[list[str]]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
                 name = out.get("name")
+                if name == "stderr":
+                    continue
                 if name == last_stream:  # a stream arrives in arbitrary chunks
                     texts[-1] += out.get("text", "")
                 else:
