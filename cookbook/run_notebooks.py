@@ -114,8 +114,10 @@ def images(nb: Any) -> dict[str, bytes]:
 
 
 def kernel_env() -> dict[str, str]:
-    """The kernel's environment: no real-API credentials, fixed hash seed, no GUI backend."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOONSHOT_")}
+    """The kernel's environment: no real-API credentials or test-runner state, fixed seed."""
+    # PYTEST_CURRENT_TEST would switch off ipykernel's fd capture (sys.stderr without a
+    # fileno: subprocesses started by a notebook, e.g. stdio MCP servers, then fail)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOONSHOT_", "PYTEST_"))}
     env.pop("KIMI_CONTEXT_DB", None)
     env.pop("KIMI_TOKENIZER_PATH", None)
     env["PYTHONHASHSEED"] = "0"
