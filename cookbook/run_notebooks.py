@@ -68,7 +68,11 @@ def normalise(text: str) -> str:
 
 
 def text_outputs(nb: Any) -> list[list[str]]:
-    """The text each code cell printed or returned (stream and ``text/plain``), per cell."""
+    """The text each code cell printed or returned (stdout and ``text/plain``), per cell.
+
+    ``stderr`` (log lines: a retry, a reconnect) is left out: how many a cell writes
+    depends on the machine's load, not on what the cell shows.
+    """
     cells = []
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -78,6 +82,8 @@ def text_outputs(nb: Any) -> list[list[str]]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
                 name = out.get("name")
+                if name == "stderr":
+                    continue
                 if name == last_stream:  # a stream arrives in arbitrary chunks
                     texts[-1] += out.get("text", "")
                 else:
@@ -108,8 +114,10 @@ def images(nb: Any) -> dict[str, bytes]:
 
 
 def kernel_env() -> dict[str, str]:
-    """The kernel's environment: no real-API credentials, fixed hash seed, no GUI backend."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOONSHOT_")}
+    """The kernel's environment: no real-API credentials or test-runner state, fixed seed."""
+    # PYTEST_CURRENT_TEST would switch off ipykernel's fd capture (sys.stderr without a
+    # fileno: subprocesses started by a notebook, e.g. stdio MCP servers, then fail)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOONSHOT_", "PYTEST_"))}
     env.pop("KIMI_CONTEXT_DB", None)
     env.pop("KIMI_TOKENIZER_PATH", None)
     env["PYTHONHASHSEED"] = "0"

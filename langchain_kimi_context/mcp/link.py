@@ -26,17 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import anyio
 import httpx
 from langchain_mcp_adapters.sessions import Connection, create_session
-from mcp import ClientSession
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
@@ -316,6 +319,49 @@ class _Counters:
     status: MCPServerStatus = field(default_factory=lambda: MCPServerStatus("", "failed"))
 
 
+def _has_fileno(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _session_for(connection: Mapping[str, Any]) -> AsyncIterator[ClientSession]:
+    """An MCP session for ``connection``; a stdio server's stderr always has a real file.
+
+    The MCP SDK hands a stdio server the ``sys.stderr`` bound when the SDK was imported.
+    Inside a notebook kernel that stream has no file descriptor and every stdio server
+    fails with ``UnsupportedOperation: fileno``; there the server's stderr goes to the
+    process's original stderr (``sys.__stderr__``) or, failing that, to the null device.
+    Everywhere else the connection goes through langchain-mcp-adapters unchanged.
+    """
+    if connection.get("transport") != "stdio" or _has_fileno(sys.stderr):
+        async with create_session(connection) as session:  # type: ignore[arg-type]
+            yield session
+        return
+    params = StdioServerParameters(
+        command=connection["command"],
+        args=list(connection.get("args") or []),
+        env=connection.get("env"),
+        cwd=connection.get("cwd"),
+        encoding=connection.get("encoding", "utf-8"),
+        encoding_error_handler=connection.get("encoding_error_handler", "strict"),
+    )
+    with contextlib.ExitStack() as files:
+        errlog: TextIO = (
+            sys.__stderr__
+            if sys.__stderr__ is not None and _has_fileno(sys.__stderr__)
+            else files.enter_context(open(os.devnull, "w"))
+        )
+        async with (
+            stdio_client(params, errlog=errlog) as (read, write),
+            ClientSession(read, write, **(connection.get("session_kwargs") or {})) as session,
+        ):
+            yield session
+
+
 class ServerLink:
     """A reconnecting session to one MCP server (all I/O on the MCP loop).
 
@@ -410,7 +456,7 @@ class ServerLink:
         """Hold the session's context open until ``stop``; record how it ended."""
         error: BaseException | None = None
         try:
-            async with create_session(self._connection) as session:  # type: ignore[arg-type]
+            async with _session_for(self._connection) as session:
                 await session.initialize()
                 ready.set_result(session)
                 await stop.wait()

@@ -32,6 +32,7 @@ EXPECTED = {
     "05_agent.ipynb",
     "06_sessions_and_dropins.ipynb",
     "07_cost_analysis.ipynb",
+    "08_mcp.ipynb",
 }
 
 
