@@ -50,24 +50,13 @@ __all__ = [
 
 
 class KimiAgentInput(TypedDict, total=False):
-    """What ``invoke`` accepts: new messages (and optionally nothing else).
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> KimiAgentInput(messages=[HumanMessage("hi")])["messages"][0].content
-        'hi'
-    """
+    """What ``invoke`` accepts: new messages (and optionally nothing else)."""
 
     messages: Annotated[list[AnyMessage], messages_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
 
 
 class KimiAgentState(TypedDict, total=False):
-    """The checkpointed state of a Kimi agent thread (see the module docstring).
-
-    Example:
-        >>> sorted(KimiAgentState.__annotations__)[:3]
-        ['compactions', 'context', 'messages']
-    """
+    """The checkpointed state of a Kimi agent thread (see the module docstring)."""
 
     messages: Annotated[list[AnyMessage], messages_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
     compactions: Annotated[list[Any], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
@@ -85,11 +74,6 @@ class PreparedView:
     message or a list of them); the prepared view holds compaction summaries and
     edited copies that are not answers, so it travels in this wrapper and is never
     streamed.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> [m.content for m in PreparedView([HumanMessage("hi")])]
-        ['hi']
     """
 
     __slots__ = ("messages",)
@@ -124,10 +108,6 @@ class KimiMaxStepsExceededError(RuntimeError):
     Attributes:
         steps: Model calls made in the turn.
         limit: The configured limit.
-
-    Example:
-        >>> str(KimiMaxStepsExceededError(steps=51, limit=50)).startswith("The turn made")
-        True
     """
 
     def __init__(self, *, steps: int, limit: int) -> None:
@@ -177,14 +157,6 @@ class AgentSettings:
             ``{"configurable": {"multitask_strategy": "reject"}}``.
         busy_timeout_s: Longest wait of an enqueued run before it raises
             :class:`~langchain_kimi_context.errors.ThreadBusyError`.
-
-    Example:
-        >>> AgentSettings().max_consecutive_failures, AgentSettings().tool_timeout_s
-        (5, 60.0)
-        >>> AgentSettings(max_steps_per_turn=0)
-        Traceback (most recent call last):
-        ...
-        langchain_kimi_context.errors.KimiConfigurationError: Invalid AgentSettings: ...
     """
 
     retry: RetrySettings = field(default_factory=RetrySettings)

@@ -57,13 +57,6 @@ class PrefixBreak:
         previous_excerpt: Text around that byte in the previous request.
         current_excerpt: Text around that byte in this request.
         reusable_messages: Leading messages still shared with the previous request.
-
-    Example:
-        >>> b = PrefixBreak(session_id="s", kind="message_edited", reason="r",
-        ...                 part="messages", message_index=2, byte_offset=10,
-        ...                 previous_excerpt="a", current_excerpt="b", reusable_messages=2)
-        >>> b.kind
-        'message_edited'
     """
 
     session_id: str
@@ -279,12 +272,7 @@ class PrefixStabilityChecker:
 
     @property
     def active(self) -> bool:
-        """Whether the checker runs (enabled, or its logger is at DEBUG).
-
-        Example:
-            >>> PrefixStabilityChecker(enabled=True).active
-            True
-        """
+        """Whether the checker runs (enabled, or its logger is at DEBUG)."""
         return self.enabled or stability_logger.isEnabledFor(logging.DEBUG)
 
     def check(self, session_id: str, payload: Mapping[str, Any]) -> PrefixBreak | None:
@@ -296,11 +284,6 @@ class PrefixStabilityChecker:
 
         Returns:
             The break, or ``None`` (also when inactive or for the first request).
-
-        Example:
-            >>> c = PrefixStabilityChecker(enabled=True)
-            >>> c.check("s", {"messages": [{"role": "user", "content": "a"}]}) is None
-            True
         """
         if not self.active:
             return None

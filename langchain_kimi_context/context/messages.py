@@ -62,14 +62,6 @@ def is_user_turn(message: BaseMessage) -> bool:
     Returns:
         ``True`` for a human message the package did not create (not a summary, not the
         bootstrap turn).
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> from langchain_kimi_context.context.markers import with_marker
-        >>> is_user_turn(HumanMessage("fix it"))
-        True
-        >>> is_user_turn(with_marker(HumanMessage("s"), "summary"))
-        False
     """
     return isinstance(message, HumanMessage) and marker_kind(message) not in (
         "summary",
@@ -105,12 +97,7 @@ def is_blank_content(content: str | list[str | dict[str, Any]]) -> bool:
 
 
 def content_text(content: str | list[str | dict[str, Any]]) -> str:
-    """Return the text of ``content``: its text blocks joined with newlines.
-
-    Example:
-        >>> content_text(["a", {"type": "text", "text": "b"}, {"type": "image_url"}]).split()
-        ['a', 'b']
-    """
+    """Return the text of ``content``: its text blocks joined with newlines."""
     if isinstance(content, str):
         return content
     parts: list[str] = []
@@ -130,13 +117,7 @@ def content_text_length(content: str | list[str | dict[str, Any]]) -> int:
 
 
 def message_text(message: BaseMessage) -> str:
-    """Return the visible text of ``message`` (reasoning/thinking parts excluded).
-
-    Example:
-        >>> from langchain_core.messages import AIMessage
-        >>> message_text(AIMessage("hi", additional_kwargs={"reasoning_content": "hmm"}))
-        'hi'
-    """
+    """Return the visible text of ``message`` (reasoning/thinking parts excluded)."""
     return content_text(message.content)
 
 

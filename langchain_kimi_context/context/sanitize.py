@@ -92,15 +92,6 @@ def tool_call_problem(call: ToolCall | dict[str, Any], policy: ContextPolicy) ->
     Returns:
         ``"missing_id"``, ``"missing_args"``, ``"blank_name"``, ``"name_too_long"``,
         ``"bad_name"``, ``"unknown_tool"`` or ``None``.
-
-    Example:
-        >>> p = ContextPolicy()
-        >>> tool_call_problem({"id": "c1", "name": "read_file", "args": {}}, p) is None
-        True
-        >>> tool_call_problem({"id": "c1", "name": "read file", "args": {}}, p)
-        'bad_name'
-        >>> tool_call_problem({"id": "", "name": "f", "args": {}}, p)
-        'missing_id'
     """
     call_id = call.get("id")
     if not isinstance(call_id, str) or not call_id.strip():
@@ -331,12 +322,6 @@ def replace_unencodable(text: str) -> tuple[str, int]:
     Returns:
         ``(text, replaced)``: the repaired text (the same object when nothing was
         wrong) and the number of U+FFFD characters put in.
-
-    Example:
-        >>> replace_unencodable("cut emoji \ud83d!")
-        ('cut emoji \ufffd!', 1)
-        >>> replace_unencodable("pair \ud83d\ude00")[0] == "pair \U0001f600"
-        True
     """
     if not _SURROGATE.search(text):
         return text, 0
@@ -352,12 +337,6 @@ def replace_unencodable_message(message: BaseMessage) -> tuple[BaseMessage, int]
 
     Returns:
         ``(message, replaced)``; the same message when nothing was wrong.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> fixed, n = replace_unencodable_message(HumanMessage("a\udc00"))
-        >>> fixed.content, n
-        ('a\ufffd', 1)
     """
     content = message.content
     total = 0
@@ -443,13 +422,6 @@ def merge_adjacent_user_messages(
 
     Returns:
         ``(messages, merges)``; the very same sequence when no user messages are adjacent.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> out, merges = merge_adjacent_user_messages(
-        ...     [HumanMessage("a", id="1"), HumanMessage("b", id="2")], ContextPolicy())
-        >>> out[0].content, merges[0].merged
-        ('a\n\nb', ('1', '2'))
     """
     if not policy.merge_consecutive_user_messages:
         return messages, ()

@@ -49,11 +49,10 @@ Decisions, TODO) of at most a quarter of the prompt tokens.
 
 Example:
     >>> from openai import OpenAI
-    >>> with KimiEmulator() as emu:
-    ...     client = OpenAI(base_url=emu.base_url, api_key=emu.api_key)
-    ...     reply = client.chat.completions.create(model="kimi-k2.6",
-    ...         messages=[{"role": "user", "content": '@call get_weather {"city": "Paris"}'}])
-    ...     reply.choices[0].message.tool_calls[0].id
+    >>> client = OpenAI(base_url=emulator.base_url, api_key=emulator.api_key)
+    >>> reply = client.chat.completions.create(model="kimi-k2.6",
+    ...     messages=[{"role": "user", "content": '@call get_weather {"city": "Paris"}'}])
+    >>> reply.choices[0].message.tool_calls[0].id
     'functions.get_weather:0'
 """
 

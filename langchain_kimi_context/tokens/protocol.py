@@ -21,12 +21,7 @@ __all__ = ["SupportsTokenCounting", "resolve_token_counter"]
 
 @runtime_checkable
 class SupportsTokenCounting(Protocol):
-    """What the package needs from a token counter (``tokens.TokenCounter`` has it).
-
-    Example:
-        >>> isinstance(resolve_token_counter(None), SupportsTokenCounting)
-        True
-    """
+    """What the package needs from a token counter (``tokens.TokenCounter`` has it)."""
 
     def count_text(self, text: str) -> int:
         """Tokens of a plain string (no per-message overhead)."""
@@ -55,10 +50,5 @@ def resolve_token_counter(token_counter: SupportsTokenCounting | None) -> Suppor
 
     Returns:
         The counter to use.
-
-    Example:
-        >>> from langchain_kimi_context.tokens import default_token_counter
-        >>> resolve_token_counter(None) is default_token_counter()
-        True
     """
     return token_counter if token_counter is not None else default_token_counter()

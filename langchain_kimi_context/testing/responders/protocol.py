@@ -24,10 +24,6 @@ class ToolCallSpec:
     Attributes:
         name: The function name.
         arguments: The arguments (a dict, serialised as JSON, or a raw JSON string).
-
-    Example:
-        >>> ToolCallSpec("read_file", {"path": "a.py"}).arguments_json()
-        '{"path": "a.py"}'
     """
 
     name: str
@@ -38,10 +34,6 @@ class ToolCallSpec:
 
         Returns:
             JSON text.
-
-        Example:
-            >>> ToolCallSpec("f", '{"a":1}').arguments_json()
-            '{"a":1}'
         """
         if isinstance(self.arguments, str):
             return self.arguments
@@ -60,10 +52,6 @@ class ReplySpec:
         finish_reason: Forced finish reason; ``None`` = ``"tool_calls"`` when there are
             calls, else ``"stop"`` (or ``"length"`` when cut by ``max_tokens``).
         fail: A fault directive (see ``@fail``) the emulator applies once.
-
-    Example:
-        >>> ReplySpec(content="hi").finish_reason is None
-        True
     """
 
     content: str = ""
@@ -89,12 +77,6 @@ class ResponderRequest:
         choice_index: Which of the ``n`` choices is being generated.
         reason_free: A tool-call reply to this request carries empty reasoning (the
             emulator's ``reason_free_every``), unless ``@think`` asks for reasoning.
-
-    Example:
-        >>> from langchain_kimi_context.testing import ScriptedAgentResponder
-        >>> req = ResponderRequest.from_messages([{"role": "user", "content": "@say hi"}])
-        >>> ScriptedAgentResponder()(req).content
-        'hi'
     """
 
     body: Mapping[str, Any]
@@ -124,10 +106,6 @@ class ResponderRequest:
 
         Returns:
             The request, with ``prompt_tokens`` counted when not given.
-
-        Example:
-            >>> ResponderRequest.from_messages([{"role": "user", "content": "hi"}]).prompt_tokens
-            3
         """
         tokenizer = kwargs.pop("tokenizer", None) or EmulatorTokenizer()
         body = kwargs.pop("body", None) or {"messages": list(messages), "tools": list(tools)}
