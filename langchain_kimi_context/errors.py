@@ -235,7 +235,14 @@ def classify_moonshot_error(
 
 
 class KimiConfigurationError(ValueError):
-    """A ``KimiChatModel`` or policy setting is invalid; the message says how to fix it."""
+    """A ``KimiChatModel`` or policy setting is invalid; the message says how to fix it.
+
+    Example:
+        >>> raise KimiConfigurationError("temperature must be in [0, 1]")
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiConfigurationError: temperature must be in [0, 1]
+    """
 
 
 class KimiContextOverflowError(ContextOverflowError):
@@ -248,6 +255,11 @@ class KimiContextOverflowError(ContextOverflowError):
         window: The window the server (or the profile) named, when known.
         requested: The tokens the request needed, when known.
         model: The model id, when known.
+
+    Example:
+        >>> err = KimiContextOverflowError("too long", window=8192, requested=9000)
+        >>> err.window, err.is_retryable
+        (8192, False)
     """
 
     def __init__(
@@ -271,6 +283,11 @@ class ContextWindowTooSmallError(KimiConfigurationError):
         window: The resolved window.
         source: Where the window came from (``"policy"``, ``"profile"``, ...).
         minimum: The hard minimum.
+
+    Example:
+        >>> err = ContextWindowTooSmallError(window=8192, source="profile", minimum=16000)
+        >>> "8192" in str(err) and "profile" in str(err)
+        True
     """
 
     def __init__(self, *, window: int, source: str, minimum: int) -> None:
@@ -299,7 +316,12 @@ class _KimiStatusErrorMixin:
 class KimiAPIContextOverflowError(
     openai.BadRequestError, KimiContextOverflowError, _KimiStatusErrorMixin
 ):
-    """HTTP 400 overflow from the Kimi API (``exceeded model token limit``)."""
+    """HTTP 400 overflow from the Kimi API (``exceeded model token limit``).
+
+    Example:
+        >>> issubclass(KimiAPIContextOverflowError, ContextOverflowError)
+        True
+    """
 
     def __init__(self, message: str, *, response: Any, body: object, info: KimiErrorInfo) -> None:
         openai.BadRequestError.__init__(self, message, response=response, body=body)
@@ -312,29 +334,54 @@ class KimiAPIContextOverflowError(
 class KimiInvalidRequestError(
     openai.BadRequestError, ModelInvalidRequestError, _KimiStatusErrorMixin
 ):
-    """HTTP 400 from the Kimi API that is not an overflow (never retried)."""
+    """HTTP 400 from the Kimi API that is not an overflow (never retried).
+
+    Example:
+        >>> KimiInvalidRequestError.is_retryable
+        False
+    """
 
 
 class KimiContentFilterError(
     openai.BadRequestError, ModelInvalidRequestError, _KimiStatusErrorMixin
 ):
-    """The request was rejected by Moonshot's content filter (never retried)."""
+    """The request was rejected by Moonshot's content filter (never retried).
+
+    Example:
+        >>> KimiContentFilterError.is_retryable
+        False
+    """
 
 
 class KimiAuthenticationError(
     openai.AuthenticationError, ModelAuthenticationError, _KimiStatusErrorMixin
 ):
-    """HTTP 401: the API key is missing, wrong or revoked (never retried)."""
+    """HTTP 401: the API key is missing, wrong or revoked (never retried).
+
+    Example:
+        >>> KimiAuthenticationError.is_retryable
+        False
+    """
 
 
 class KimiPermissionDeniedError(
     openai.PermissionDeniedError, ModelPermissionDeniedError, _KimiStatusErrorMixin
 ):
-    """HTTP 403: the key may not use this model or endpoint (never retried)."""
+    """HTTP 403: the key may not use this model or endpoint (never retried).
+
+    Example:
+        >>> KimiPermissionDeniedError.is_retryable
+        False
+    """
 
 
 class KimiNotFoundError(openai.NotFoundError, ModelNotFoundError, _KimiStatusErrorMixin):
-    """HTTP 404: unknown model or resource (never retried)."""
+    """HTTP 404: unknown model or resource (never retried).
+
+    Example:
+        >>> KimiNotFoundError.is_retryable
+        False
+    """
 
 
 class KimiModelRetiredError(ModelNotFoundError):
@@ -350,6 +397,12 @@ class KimiModelRetiredError(ModelNotFoundError):
         model: The retired model id.
         retired_on: ISO date of the retirement, when known.
         replacement: The current model to use instead, when known.
+
+    Example:
+        >>> err = KimiModelRetiredError("kimi-k2.5", retired_on="2026-08-31",
+        ...                             replacement="kimi-k2.6")
+        >>> "2026-08-31" in str(err) and "kimi-k2.6" in str(err), err.is_retryable
+        (True, False)
     """
 
     def __init__(
@@ -386,6 +439,11 @@ class KimiOutputLimitError(ModelError):
         model: The model id.
         max_tokens: The output budget of the request.
         reasoning: The (partial) reasoning the server returned.
+
+    Example:
+        >>> err = KimiOutputLimitError("cut", model="kimi-k2.6", max_tokens=64)
+        >>> err.is_retryable, err.max_tokens
+        (False, 64)
     """
 
     def __init__(
@@ -398,7 +456,12 @@ class KimiOutputLimitError(ModelError):
 
 
 class KimiRateLimitError(openai.RateLimitError, ModelRateLimitError, _KimiStatusErrorMixin):
-    """HTTP 429 overload or rate limit: retry after ``retry_after`` seconds (or backoff)."""
+    """HTTP 429 overload or rate limit: retry after ``retry_after`` seconds (or backoff).
+
+    Example:
+        >>> KimiRateLimitError.is_retryable
+        True
+    """
 
     is_retryable = True
 
@@ -407,17 +470,31 @@ class KimiQuotaExceededError(openai.RateLimitError, ModelRateLimitError, _KimiSt
     """Out of balance or suspended: never retried.
 
     Arrives as 429 ``exceeded_current_quota_error`` or as 403 "... exceeded current quota".
+
+    Example:
+        >>> KimiQuotaExceededError.is_retryable
+        False
     """
 
     is_retryable = False
 
 
 class KimiServerError(openai.InternalServerError, ModelAPIError, _KimiStatusErrorMixin):
-    """HTTP 5xx from the Kimi API (retried with backoff)."""
+    """HTTP 5xx from the Kimi API (retried with backoff).
+
+    Example:
+        >>> KimiServerError.is_retryable
+        True
+    """
 
 
 class KimiEmptyResponseError(ModelAPIError):
-    """The server answered 200 with no content, no tool calls and no reasoning."""
+    """The server answered 200 with no content, no tool calls and no reasoning.
+
+    Example:
+        >>> KimiEmptyResponseError("empty reply").is_retryable
+        True
+    """
 
     is_retryable = True
 
@@ -428,6 +505,14 @@ class KimiConnectionError(openai.APIConnectionError, ModelConnectionError):
     ``url`` is the endpoint that was tried (never with credentials). Retryable in the
     middle of a session (a network blip); on the first call of a session the agent
     raises it at once, since it is almost always a wrong ``base_url``.
+
+    Example:
+        >>> import httpx
+        >>> err = KimiConnectionError(
+        ...     "http://127.0.0.1:9/v1", "Connection refused",
+        ...     request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+        >>> err.url, err.is_retryable
+        ('http://127.0.0.1:9/v1', True)
     """
 
     is_retryable = True
@@ -465,7 +550,14 @@ def is_unreachable_error(exc: BaseException) -> bool:
 
 
 class KimiInputError(ValueError):
-    """An agent or session input has the wrong shape; nothing was sent or stored."""
+    """An agent or session input has the wrong shape; nothing was sent or stored.
+
+    Example:
+        >>> raise KimiInputError("expected {'messages': [...]}")
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiInputError: expected {'messages': [...]}
+    """
 
 
 class ThreadBusyError(RuntimeError):
@@ -478,6 +570,10 @@ class ThreadBusyError(RuntimeError):
         thread_id: The busy thread.
         strategy: The multitask strategy in force.
         waited_s: Seconds waited before giving up.
+
+    Example:
+        >>> str(ThreadBusyError("t1", strategy="reject", waited_s=0.0))[:40]
+        "Thread 't1' is busy: another run holds i"
     """
 
     def __init__(self, thread_id: str, *, strategy: str, waited_s: float) -> None:
@@ -505,6 +601,10 @@ class ThreadInterruptedError(RuntimeError):
 
     Attributes:
         thread_id: The thread.
+
+    Example:
+        >>> str(ThreadInterruptedError("t1"))[:45]
+        "The run on thread 't1' was interrupted by a n"
     """
 
     def __init__(self, thread_id: str) -> None:

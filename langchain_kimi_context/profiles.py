@@ -49,6 +49,11 @@ class Pricing:
         input_cache_miss: Price of a prompt token not served from the cache.
         output: Price of a completion (including reasoning) token.
         web_search_call: Fee of one builtin ``$web_search`` call (not per token).
+
+    Example:
+        >>> p = Pricing(currency="USD", input_cache_hit=0.15, input_cache_miss=0.6, output=2.5)
+        >>> round(p.cost(prompt_tokens=1_000_000, cached_tokens=500_000, output_tokens=0), 3)
+        0.375
     """
 
     currency: str
@@ -136,6 +141,14 @@ class KimiModelProfile:
         json_schema_output: Whether ``response_format: json_schema`` is relied on for
             structured output (LangChain's ``structured_output`` profile key, which
             ``create_agent`` reads to pick its provider strategy).
+
+    Example:
+        >>> p = get_profile("kimi-k2.6")
+        >>> p.context_window, p.cache_kind, p.lifecycle
+        (262144, 'automatic', 'current')
+        >>> r = get_profile("kimi-k2.5")
+        >>> r.lifecycle, r.retired_on, r.replacement
+        ('retired', '2026-08-31', 'kimi-k2.6')
     """
 
     name: str
@@ -530,7 +543,12 @@ def learn_context_window(model: str, window: int) -> bool:
 
 
 def learned_context_window(model: str) -> int | None:
-    """Return the window learned for ``model`` from a server error, if any."""
+    """Return the window learned for ``model`` from a server error, if any.
+
+    Example:
+        >>> learned_context_window("never-seen-model") is None
+        True
+    """
     with _lock:
         return _learned.get(model)
 
@@ -613,6 +631,10 @@ def current_models() -> list[str]:
 
     Returns:
         Sorted model ids whose lifecycle is ``"current"``.
+
+    Example:
+        >>> current_models()
+        ['kimi-k2.6', 'kimi-k2.7-code', 'kimi-k2.7-code-highspeed', 'kimi-k3']
     """
     with _lock:
         return sorted(n for n, p in _registry.items() if p.lifecycle == "current")

@@ -46,6 +46,13 @@ class RetrySettings:
         respect_retry_after: Wait at least what the server's ``Retry-After`` asks.
         max_retry_after: Never wait longer than this for a ``Retry-After`` hint.
         seed: Seed of the jitter generator (``None`` = nondeterministic).
+
+    Example:
+        >>> s = RetrySettings(jitter=0)
+        >>> [s.backoff(n) for n in (1, 2, 3)]
+        [1.0, 2.0, 4.0]
+        >>> RetrySettings(initial_interval=0.01).max_attempts
+        3
     """
 
     max_attempts: int = 3

@@ -50,13 +50,24 @@ __all__ = [
 
 
 class KimiAgentInput(TypedDict, total=False):
-    """What ``invoke`` accepts: new messages (and optionally nothing else)."""
+    """What ``invoke`` accepts: new messages (and optionally nothing else).
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> KimiAgentInput(messages=[HumanMessage("hi")])["messages"][0].content
+        'hi'
+    """
 
     messages: Annotated[list[AnyMessage], messages_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
 
 
 class KimiAgentState(TypedDict, total=False):
-    """The checkpointed state of a Kimi agent thread (see the module docstring)."""
+    """The checkpointed state of a Kimi agent thread (see the module docstring).
+
+    Example:
+        >>> sorted(KimiAgentState.__annotations__)[:3]
+        ['compactions', 'context', 'messages']
+    """
 
     messages: Annotated[list[AnyMessage], messages_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
     compactions: Annotated[list[Any], records_channel(DEFAULT_SNAPSHOT_FREQUENCY)]
@@ -108,6 +119,10 @@ class KimiMaxStepsExceededError(RuntimeError):
     Attributes:
         steps: Model calls made in the turn.
         limit: The configured limit.
+
+    Example:
+        >>> str(KimiMaxStepsExceededError(steps=51, limit=50)).startswith("The turn made")
+        True
     """
 
     def __init__(self, *, steps: int, limit: int) -> None:
@@ -157,6 +172,14 @@ class AgentSettings:
             ``{"configurable": {"multitask_strategy": "reject"}}``.
         busy_timeout_s: Longest wait of an enqueued run before it raises
             :class:`~langchain_kimi_context.errors.ThreadBusyError`.
+
+    Example:
+        >>> AgentSettings().max_consecutive_failures, AgentSettings().tool_timeout_s
+        (5, 60.0)
+        >>> AgentSettings(max_steps_per_turn=0)
+        Traceback (most recent call last):
+        ...
+        langchain_kimi_context.errors.KimiConfigurationError: Invalid AgentSettings: ...
     """
 
     retry: RetrySettings = field(default_factory=RetrySettings)

@@ -33,6 +33,13 @@ class CallCost:
         timestamp: When the call was recorded (clock seconds).
         web_search_calls: Builtin ``$web_search`` calls completed by the request; their
             per-call fee (``Pricing.web_search_call``) is included in ``cost``.
+
+    Example:
+        >>> c = CallCost(session_id="s", model="m", cache_mode="automatic",
+        ...              prompt_tokens=100, cached_tokens=75, output_tokens=5,
+        ...              cost=0.0, currency="USD")
+        >>> c.uncached_tokens
+        25
     """
 
     session_id: str | None
@@ -75,6 +82,11 @@ class SessionCost:
         cost: Token cost per currency.
         cache_cost: Explicit-cache charges per currency (creation, storage, hit fees).
         caches_created: Explicit caches created.
+
+    Example:
+        >>> s = SessionCost(session_id="s", calls=2, prompt_tokens=200, cached_tokens=150)
+        >>> s.cached_share
+        0.75
     """
 
     session_id: str | None

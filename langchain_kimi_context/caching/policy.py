@@ -166,6 +166,11 @@ class CacheDecision:
         prefix_tokens: Tokens of the prefix.
         expected_savings_usd: Savings over ``expected_hits`` calls.
         expected_cost_usd: Creation plus storage over ``expected_lifetime_minutes``.
+
+    Example:
+        >>> CacheDecision(create=False, reason="r", prefix_tokens=0,
+        ...               expected_savings_usd=0.0, expected_cost_usd=0.0).create
+        False
     """
 
     create: bool

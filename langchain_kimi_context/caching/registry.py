@@ -41,6 +41,13 @@ class CacheEntry:
         expires_at: Expected expiry (clock seconds; moved forward by each TTL reset).
         verified_at: Last time the server confirmed the cache is alive.
         holders: Strategy instances using it, with the time each last used it.
+
+    Example:
+        >>> e = CacheEntry(cache_id="cache-1", fingerprint="f", session_id="s",
+        ...                family="moonshot-v1", prefix_messages=1, tokens=10,
+        ...                created_at=0.0, expires_at=3600.0, verified_at=0.0)
+        >>> CacheEntry.from_dict(e.to_dict()) == e
+        True
     """
 
     cache_id: str
@@ -92,7 +99,12 @@ class CacheEntry:
 
 @runtime_checkable
 class CacheRegistry(Protocol):
-    """Where live explicit caches are recorded, keyed by session (and account/family)."""
+    """Where live explicit caches are recorded, keyed by session (and account/family).
+
+    Example:
+        >>> isinstance(InMemoryCacheRegistry(), CacheRegistry)
+        True
+    """
 
     def get(self, key: str) -> CacheEntry | None:
         """Return the entry stored under ``key`` (``None`` if absent)."""

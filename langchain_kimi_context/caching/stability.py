@@ -57,6 +57,13 @@ class PrefixBreak:
         previous_excerpt: Text around that byte in the previous request.
         current_excerpt: Text around that byte in this request.
         reusable_messages: Leading messages still shared with the previous request.
+
+    Example:
+        >>> b = PrefixBreak(session_id="s", kind="message_edited", reason="r",
+        ...                 part="messages", message_index=2, byte_offset=10,
+        ...                 previous_excerpt="a", current_excerpt="b", reusable_messages=2)
+        >>> b.kind
+        'message_edited'
     """
 
     session_id: str

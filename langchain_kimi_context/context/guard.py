@@ -45,7 +45,16 @@ __all__ = [
 
 
 class ContextWindowWarning(UserWarning):
-    """Emitted when the resolved window is below ``policy.warn_below_context_window``."""
+    """Emitted when the resolved window is below ``policy.warn_below_context_window``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _ = preflight_guard([], ContextPolicy(context_window=20_000))
+        >>> caught[0].category.__name__
+        'ContextWindowWarning'
+    """
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class WindowInfo:
             ``"learned"``, ``"default"`` or ``"policy.agent_context_cap"``.
         uncapped_window: The window before the agent cap.
         uncapped_source: Its source.
+
+    Example:
+        >>> WindowInfo(100_000, "default", 100_000, "default").window
+        100000
     """
 
     window: int
@@ -84,6 +97,16 @@ def resolve_context_window(
 
     Returns:
         The window and its source. 0/unknown values fall through to the next source.
+
+    Example:
+        >>> from langchain_kimi_context import get_profile
+        >>> info = resolve_context_window(ContextPolicy(), get_profile("moonshot-v1-32k"))
+        >>> info.window, info.source
+        (32768, 'profile:moonshot-v1-32k (builtin)')
+        >>> resolve_context_window(ContextPolicy(agent_context_cap=50_000), 0).source
+        'policy.agent_context_cap'
+        >>> resolve_context_window(ContextPolicy(agent_context_cap=10**9), 64_000).window
+        64000
     """
     if policy.context_window:
         window, source = policy.context_window, "policy.context_window"
@@ -159,6 +182,14 @@ def estimate_request(
 
     Returns:
         The guard report.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> info = resolve_context_window(ContextPolicy(context_window=20_000))
+        >>> r = estimate_request([HumanMessage("hi")], ContextPolicy(reserved_output_tokens=100),
+        ...                      info)
+        >>> r.fits, r.route
+        (True, 'none')
     """
     counter = resolve_token_counter(token_counter)
     message_tokens = counter.count_messages(messages)

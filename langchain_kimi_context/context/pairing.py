@@ -66,6 +66,13 @@ def synthetic_tool_result(call: ToolCall, assistant_ref: str) -> ToolMessage:
 
     Returns:
         A ``ToolMessage`` with ``status="error"`` marked ``"synthetic_tool_result"``.
+
+    Example:
+        >>> m = synthetic_tool_result({"id": "c1", "name": "ls", "args": {}}, "a1")
+        >>> m.tool_call_id, m.status, m.id
+        ('c1', 'error', 'a1:synthetic-result:c1')
+        >>> "inserted by transcript repair" in m.content
+        True
     """
     call_id = call["id"] or ""
     name = call.get("name") or "unknown"

@@ -85,7 +85,12 @@ _BREAK = re.compile(r"[^\w]|_")
 
 
 class RecallRefError(LookupError):
-    """A ref that names no message (or no valid span) of this session's log."""
+    """A ref that names no message (or no valid span) of this session's log.
+
+    Example:
+        >>> str(RecallRefError("abc")).startswith("No message 'abc'")
+        True
+    """
 
     def __init__(self, ref: str, reason: str | None = None) -> None:
         self.ref = ref

@@ -92,6 +92,15 @@ def tool_call_problem(call: ToolCall | dict[str, Any], policy: ContextPolicy) ->
     Returns:
         ``"missing_id"``, ``"missing_args"``, ``"blank_name"``, ``"name_too_long"``,
         ``"bad_name"``, ``"unknown_tool"`` or ``None``.
+
+    Example:
+        >>> p = ContextPolicy()
+        >>> tool_call_problem({"id": "c1", "name": "read_file", "args": {}}, p) is None
+        True
+        >>> tool_call_problem({"id": "c1", "name": "read file", "args": {}}, p)
+        'bad_name'
+        >>> tool_call_problem({"id": "", "name": "f", "args": {}}, p)
+        'missing_id'
     """
     call_id = call.get("id")
     if not isinstance(call_id, str) or not call_id.strip():
@@ -422,6 +431,13 @@ def merge_adjacent_user_messages(
 
     Returns:
         ``(messages, merges)``; the very same sequence when no user messages are adjacent.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> out, merges = merge_adjacent_user_messages(
+        ...     [HumanMessage("a", id="1"), HumanMessage("b", id="2")], ContextPolicy())
+        >>> out[0].content, merges[0].merged
+        ('a\n\nb', ('1', '2'))
     """
     if not policy.merge_consecutive_user_messages:
         return messages, ()

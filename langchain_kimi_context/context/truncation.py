@@ -71,6 +71,12 @@ def per_result_cap_chars(policy: ContextPolicy, window: int) -> int:
 
     Returns:
         The cap in characters.
+
+    Example:
+        >>> per_result_cap_chars(ContextPolicy(), 262_144)
+        40000
+        >>> per_result_cap_chars(ContextPolicy(), 16_000)
+        19200
     """
     share = min(policy.tool_result_max_window_share, policy.tool_result_single_max_window_share)
     cap = min(int(window * share * policy.chars_per_token), policy.tool_result_hard_max_chars)
@@ -97,6 +103,15 @@ def truncate_text(
 
     Returns:
         ``(new_text, kept_chars, mode)``.
+
+    Example:
+        >>> text = "\n".join(f"line {i}" for i in range(2000))
+        >>> new, kept, mode = truncate_text(text, 100, ContextPolicy())
+        >>> mode, new.splitlines()[-3], "characters removed" in new
+        ('head', 'line 12', True)
+        >>> new, kept, mode = truncate_text("x" * 5000 + "\nTraceback: boom", 100, ContextPolicy())
+        >>> mode, new.endswith("Traceback: boom")
+        ('head_tail', True)
     """
     length = len(text)
     nl_share = policy.tool_result_newline_share

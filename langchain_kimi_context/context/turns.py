@@ -59,6 +59,10 @@ class SessionKey:
         provider: The channel provider (``"telegram"``, ``"slack"``, ...).
         kind: Lower-cased kind (``"dm"``, ``"direct"``, ``"channel"``, ``"group"``, ...).
         user: The rest (user or channel id; may contain ``:``).
+
+    Example:
+        >>> parse_session_key("agent:a1:slack:dm:U:42:thread:7")
+        SessionKey(agent_id='a1', provider='slack', kind='dm', user='U:42')
     """
 
     agent_id: str | None
@@ -75,6 +79,12 @@ def parse_session_key(key: str) -> SessionKey | None:
 
     Returns:
         The parsed key, or ``None`` when it does not have that shape.
+
+    Example:
+        >>> parse_session_key("telegram:group:-100:topic:12").kind
+        'group'
+        >>> parse_session_key("just-a-thread-id") is None
+        True
     """
     rest = _THREAD_SUFFIX.sub("", key.strip())
     agent_id: str | None = None
@@ -102,6 +112,18 @@ def resolve_history_limit(
     Returns:
         The limit (``None`` = unlimited; 0/negative normalised to ``None``), the policy
         field it came from, and the parsed kind (``None`` without a parsable key).
+
+    Example:
+        >>> p = ContextPolicy(history_limit=50, dm_history_limit=20,
+        ...                   dm_user_history_limits={"bob": 0}, channel_history_limit=10)
+        >>> resolve_history_limit("slack:dm:alice", p)
+        (20, 'policy.dm_history_limit', 'dm')
+        >>> resolve_history_limit("slack:direct:bob", p)
+        (None, 'policy.dm_user_history_limits[bob]', 'direct')
+        >>> resolve_history_limit("discord:channel:c1:thread:9", p)
+        (10, 'policy.channel_history_limit', 'channel')
+        >>> resolve_history_limit(None, p)
+        (50, 'policy.history_limit', None)
     """
     parsed = parse_session_key(session_key) if session_key else None
     kind = parsed.kind if parsed else None
@@ -135,6 +157,12 @@ def kept_user_turns(total: int, limit: int | None, hysteresis: int = 0) -> int:
 
     Returns:
         The number of user turns kept.
+
+    Example:
+        >>> [kept_user_turns(t, 2, 2) for t in range(1, 10)]
+        [1, 2, 3, 4, 2, 3, 4, 2, 3]
+        >>> [kept_user_turns(t, 2) for t in range(1, 5)]
+        [1, 2, 2, 2]
     """
     if limit is None or limit <= 0 or total <= limit + hysteresis:
         return total

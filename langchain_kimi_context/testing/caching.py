@@ -38,7 +38,15 @@ CacheStatus = Literal["pending", "ready", "error", "inactive"]
 
 
 class EmulatorClock:
-    """Wall-clock time plus an offset that tests can advance (no sleeping)."""
+    """Wall-clock time plus an offset that tests can advance (no sleeping).
+
+    Example:
+        >>> clock = EmulatorClock()
+        >>> before = clock.now()
+        >>> clock.advance(3600)
+        >>> clock.now() - before >= 3600
+        True
+    """
 
     def __init__(self) -> None:
         self._offset = 0.0
@@ -91,6 +99,15 @@ class PrefixCache:
         block_size: Tokens per block (Kimi: 256).
         max_blocks_per_partition: Block hashes kept per partition (LRU).
         max_partitions: Partitions kept (LRU).
+
+    Example:
+        >>> cache = PrefixCache(block_size=4)
+        >>> cache.lookup_and_store(("m", "k", None), list("abcdefghij"))
+        0
+        >>> cache.lookup_and_store(("m", "k", None), list("abcdefghXY"))
+        8
+        >>> cache.lookup_and_store(("m", "other", None), list("abcdefghij"))
+        0
     """
 
     def __init__(
@@ -207,6 +224,12 @@ class ExplicitCache:
         ready_at: When the status turns from ``pending`` to ``ready``.
         digest: Hash of messages + tools.
         billed_until: Storage is billed up to this time.
+
+    Example:
+        >>> c = ExplicitCache(id="cache-1", api_key="k", model="moonshot-v1", messages=[],
+        ...     created_at=0, expired_at=10, tokens=5, ready_at=0)
+        >>> c.status(5), c.status(10)
+        ('ready', 'inactive')
     """
 
     id: str

@@ -80,6 +80,10 @@ class Fault:
         status: Overrides the HTTP status of ``server_error`` and ``error``.
         error_type: Overrides ``error.type`` of ``server_error`` (e.g.
             ``"unexpected_output"``) and ``error``.
+
+    Example:
+        >>> Fault("rate_limit", retry_after=5).error().headers
+        {'Retry-After': '5'}
     """
 
     kind: FaultKind
@@ -212,7 +216,11 @@ def parse_fault_directive(spec: str) -> tuple[Fault, int]:
 
     Raises:
         ValueError: For an unknown kind or malformed number.
-    """
+
+    Example:
+        >>> parse_fault_directive("cut 3 x2")
+        (Fault(kind='cut', retry_after=1.0, delay=0.0, after_chunks=3, message=None, status=None, error_type=None), 2)
+    """  # noqa: E501
     parts = spec.split()
     if not parts:
         msg = "@fail needs a fault kind, e.g. '@fail rate_limit 2'"
@@ -253,6 +261,10 @@ class FaultRule:
             ``len(at)`` for ``at``).
         endpoint: ``"chat"``, ``"caching"`` or ``"any"``.
         fired: How many times it fired.
+
+    Example:
+        >>> FaultRule(Fault("overloaded"), at=frozenset({1})).times
+        1
     """
 
     fault: Fault

@@ -68,6 +68,10 @@ class LedgerEntry:
         cache_id: The explicit cache involved, when any.
         cache_tokens: Tokens of that cache (creation/storage).
         minutes: Minutes of storage billed (storage).
+
+    Example:
+        >>> LedgerEntry(kind="chat", model="m", cost=0.5, currency="USD", time=0.0).cost
+        0.5
     """
 
     kind: LedgerKind
@@ -100,6 +104,13 @@ class LedgerAccount:
     Attributes:
         api_key_hint: Non-secret hint of the key.
         entries: Every billed event, oldest first.
+
+    Example:
+        >>> acct = LedgerAccount("sk-...", (
+        ...     LedgerEntry(kind="chat", model="m", cost=1.0, currency="USD", time=0,
+        ...                 prompt_tokens=10, cached_tokens=4, completion_tokens=2),))
+        >>> acct.prompt_tokens, acct.cache_miss_tokens, acct.cost("USD")
+        (10, 6, 1.0)
     """
 
     api_key_hint: str | None
@@ -204,6 +215,10 @@ class RequestRecord:
         fault: Kind of the injected fault, if any.
         error_type: ``error.type`` of an error reply.
         model: The ``model`` of the request.
+
+    Example:
+        >>> RequestRecord(seq=1, time=0.0, method="GET", path="/v1/models").status
+        0
     """
 
     seq: int

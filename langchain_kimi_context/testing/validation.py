@@ -83,6 +83,13 @@ class EmulatorAPIError(Exception):
         error_type: Moonshot's ``error.type`` (e.g. ``"invalid_request_error"``).
         message: The human-readable message, worded like Kimi's.
         headers: Extra response headers (e.g. ``Retry-After``).
+
+    Example:
+        >>> err = EmulatorAPIError(404, "resource_not_found_error", "Not found")
+        >>> err.to_json()
+        {'error': {'type': 'resource_not_found_error', 'message': 'Not found'}}
+        >>> str(err)
+        '404 resource_not_found_error: Not found'
     """
 
     def __init__(
@@ -125,6 +132,12 @@ class ValidatedChatRequest:
         messages: The messages that were validated.
         tools: The tools that were validated.
         tokens: The canonical token sequence of tools + messages (prefix caching).
+
+    Example:
+        >>> v = validate_chat_request({"model": "kimi-k2.6", "thinking": {"type": "disabled"},
+        ...     "messages": [{"role": "user", "content": "hi"}]})
+        >>> v.thinking, v.prompt_tokens, v.max_tokens
+        (False, 3, 1024)
     """
 
     profile: KimiModelProfile
@@ -150,6 +163,11 @@ def thinking_enabled(profile: KimiModelProfile, body: Mapping[str, Any]) -> bool
 
     Returns:
         ``True`` when the reply carries ``reasoning_content``.
+
+    Example:
+        >>> p = get_profile("kimi-k2.6")
+        >>> thinking_enabled(p, {}), thinking_enabled(p, {"thinking": {"type": "disabled"}})
+        (True, False)
     """
     if profile.thinking == "always":
         return True
@@ -557,6 +575,12 @@ def chat_request_error(
 
     Returns:
         The error, or ``None``.
+
+    Example:
+        >>> err = chat_request_error({"model": "kimi-k2.6", "temperature": 1.5,
+        ...     "messages": [{"role": "user", "content": "hi"}]})
+        >>> err.status, err.error_type
+        (400, 'invalid_request_error')
     """
     try:
         validate_chat_request(body, profiles=profiles)

@@ -42,6 +42,10 @@ class TokenizerFallbackWarning(UserWarning):
 
     The counter then uses :class:`ApproximateBackend`; a :class:`TokenCalibrator`
     corrects its bias against what the server bills.
+
+    Example:
+        >>> issubclass(TokenizerFallbackWarning, UserWarning)
+        True
     """
 
 
@@ -79,7 +83,12 @@ def _warn_fallback(reason: str, *, requested: bool = False) -> None:
 
 @runtime_checkable
 class TokenizerBackend(Protocol):
-    """What :class:`TokenCounter` needs from a tokenizer: a name and a text count."""
+    """What :class:`TokenCounter` needs from a tokenizer: a name and a text count.
+
+    Example:
+        >>> isinstance(ApproximateBackend(), TokenizerBackend)
+        True
+    """
 
     @property
     def name(self) -> str:

@@ -21,7 +21,12 @@ __all__ = ["SupportsTokenCounting", "resolve_token_counter"]
 
 @runtime_checkable
 class SupportsTokenCounting(Protocol):
-    """What the package needs from a token counter (``tokens.TokenCounter`` has it)."""
+    """What the package needs from a token counter (``tokens.TokenCounter`` has it).
+
+    Example:
+        >>> isinstance(resolve_token_counter(None), SupportsTokenCounting)
+        True
+    """
 
     def count_text(self, text: str) -> int:
         """Tokens of a plain string (no per-message overhead)."""

@@ -31,6 +31,16 @@ def is_compaction_request(request: ResponderRequest) -> bool:
 
     Returns:
         Whether the compaction responder should answer.
+
+    Example:
+        >>> is_compaction_request(ResponderRequest.from_messages([
+        ...     {"role": "system", "content": "Summarize the conversation."},
+        ...     {"role": "user", "content": "..."}]))
+        True
+        >>> is_compaction_request(ResponderRequest.from_messages([
+        ...     {"role": "system", "content": "Previous context has been compacted. ..."},
+        ...     {"role": "user", "content": "next question"}]))
+        False
     """
     if _is_cached_compaction_request(request):
         return True

@@ -22,6 +22,10 @@ class Directive:
     Attributes:
         name: The directive name (lower case, without ``@``).
         args: The rest of the line, stripped.
+
+    Example:
+        >>> parse_directives("@reply 20")[0]
+        Directive(name='reply', args='20')
     """
 
     name: str
@@ -39,6 +43,10 @@ def parse_directives(text: str) -> list[Directive]:
 
     Returns:
         The directives.
+
+    Example:
+        >>> [d.name for d in parse_directives("hello\n@call f {}\n  @say ok")]
+        ['call', 'say']
     """
     out: list[Directive] = []
     for line in text.splitlines():
@@ -59,6 +67,10 @@ def directive_values(text: str, name: str) -> list[str]:
 
     Returns:
         The arguments, in order.
+
+    Example:
+        >>> directive_values("@tool_result_chars 500\nhi", "tool_result_chars")
+        ['500']
     """
     return [d.args for d in parse_directives(text) if d.name == name.lower()]
 

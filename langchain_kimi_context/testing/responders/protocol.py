@@ -24,6 +24,10 @@ class ToolCallSpec:
     Attributes:
         name: The function name.
         arguments: The arguments (a dict, serialised as JSON, or a raw JSON string).
+
+    Example:
+        >>> ToolCallSpec("read_file", {"path": "a.py"}).arguments_json()
+        '{"path": "a.py"}'
     """
 
     name: str
@@ -52,6 +56,10 @@ class ReplySpec:
         finish_reason: Forced finish reason; ``None`` = ``"tool_calls"`` when there are
             calls, else ``"stop"`` (or ``"length"`` when cut by ``max_tokens``).
         fail: A fault directive (see ``@fail``) the emulator applies once.
+
+    Example:
+        >>> ReplySpec(content="hi").finish_reason is None
+        True
     """
 
     content: str = ""
@@ -77,6 +85,12 @@ class ResponderRequest:
         choice_index: Which of the ``n`` choices is being generated.
         reason_free: A tool-call reply to this request carries empty reasoning (the
             emulator's ``reason_free_every``), unless ``@think`` asks for reasoning.
+
+    Example:
+        >>> from langchain_kimi_context.testing import ScriptedAgentResponder
+        >>> req = ResponderRequest.from_messages([{"role": "user", "content": "@say hi"}])
+        >>> ScriptedAgentResponder()(req).content
+        'hi'
     """
 
     body: Mapping[str, Any]
