@@ -258,13 +258,26 @@ class CompactionService:
             The decision; ``tokens`` is the calibrated size.
         """
         parsed = as_records(records)
-        floor = parsed[-1].tokens_after if parsed else None
+        return self.due(self.size(view, parsed, tracker), parsed)
+
+    def due(self, tokens: int, records: Sequence[RecordLike] | None = ()) -> CompactionDecision:
+        """Whether a view of ``tokens`` calibrated tokens is due for compaction.
+
+        Args:
+            tokens: The calibrated size (:meth:`size`).
+            records: The compaction records (the newest one's ``tokens_after`` is the
+                price budget's floor).
+
+        Returns:
+            The decision (:func:`should_compact` on the resolved window).
+        """
+        parsed = as_records(records)
         return should_compact(
-            self.size(view, parsed, tracker),
+            tokens,
             resolve_window(self.policy, window=self.window, profile=self.profile),
             self.policy,
             profile=self.profile,
-            floor_tokens=floor,
+            floor_tokens=parsed[-1].tokens_after if parsed else None,
         )
 
     # ------------------------------------------------------------------ running

@@ -75,7 +75,7 @@ class TruncateHead(LocalCompaction):
         >>> log = [SystemMessage("sys", id="s")]
         >>> for i in range(4):
         ...     log += [HumanMessage(f"q{i} " * 300, id=f"h{i}"), AIMessage("a", id=f"a{i}")]
-        >>> view, report = compact(log, strategy=TruncateHead(preserve_tokens=700))
+        >>> view, report = compact(log, strategy=TruncateHead(preserve_tokens=1_500))
         >>> [m.id for m in view][2:], report.record.strategy
         (['h2', 'a2', 'h3', 'a3'], 'truncate_head')
         >>> view[1].content[:55]
