@@ -142,15 +142,7 @@ class _EditingCompaction(LocalCompaction):
     """A structural strategy: replaces messages of the view, keeping their ids."""
 
     def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Return the draft with this strategy's replacements added.
-
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
+        """Return ``draft`` with this strategy's replacements of the current view added."""
         view = ctx.view(draft)
         return draft.with_replacements(self.name, self._edits(ctx, view, tool_call_index(view)))
 
