@@ -14,6 +14,7 @@ from langchain_kimi_context.context.compaction.records import (
     CompactionRecord,
     apply_compactions,
 )
+from langchain_kimi_context.context.compaction.trigger import CompactionDecision
 from langchain_kimi_context.context.policy import ContextPolicy
 
 __all__ = [
@@ -52,6 +53,8 @@ class CompactionContext:
             pipeline and system prompt); the cached-prefix summary request starts with
             exactly those messages. ``None``: the view is sent as it is.
         cancelled: Set when the run was abandoned; strategies check it between calls.
+        decision: The trigger decision that asked for the run (its ``tokens`` is the
+            calibrated size the trigger saw), ``None`` for a forced run.
 
     Example:
         >>> from langchain_core.messages import HumanMessage
@@ -74,6 +77,7 @@ class CompactionContext:
     trigger: str = "manual"
     prepare: Callable[[list[BaseMessage]], Sequence[BaseMessage]] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    decision: CompactionDecision | None = None
 
     def view(self, draft: CompactionDraft) -> list[BaseMessage]:
         """Return what the model would see with ``draft`` applied.

@@ -263,6 +263,7 @@ def _setup(
         tools=options["tools"],
         trigger=trigger,
         prepare=options["prepare"],
+        decision=options["decision"],
     )
     before = apply_compactions(log, ctx.records)
     runner = options["strategy"] or default_compaction(
