@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
+from typing_extensions import Unpack
 
 from langchain_kimi_context.context.compaction._common import (
     TokenCounterLike,
@@ -54,6 +55,7 @@ from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
 
 __all__ = [
+    "CompactOptions",
     "CompactionReport",
     "acompact",
     "amaybe_compact",  # noqa: F822 (module __getattr__: defined in the compaction service)
@@ -242,52 +244,76 @@ class _Run:
         return after, report
 
 
+class CompactOptions(TypedDict, total=False):
+    """The inputs every compaction entry point takes (``compact``, ``maybe_compact``, ...).
+
+    Attributes:
+        model: Summariser for the default pipeline (``None``: structural only).
+        strategy: A custom strategy (default :func:`default_compaction`).
+        records: Earlier records of this log (or their ``to_dict()`` forms), oldest first.
+        window: The window (default: policy, then profile, then policy default).
+        profile: The model profile, for the window (and the price budget).
+        token_counter: Counter (default: the package's).
+        tools: Tool schemas bound to the model (counted in the view's size).
+        snapshot_id: Checkpoint id / archive key of the pre-compaction state.
+        prepare: How you turn a view into the messages you send (your pipeline, system
+            prompt); the cached-prefix summary request starts with exactly those, so it
+            is served from the cache. ``None``: you send the view as it is.
+    """
+
+    model: SummaryModel | None
+    strategy: Compaction | None
+    records: Sequence[RecordLike]
+    window: int | None
+    profile: KimiModelProfile | None
+    token_counter: TokenCounterLike | None
+    tools: Sequence[Any] | None
+    snapshot_id: str | None
+    prepare: Prepare | None
+
+
 def _setup(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None,
-    options: dict[str, Any],
+    trigger: str,
+    target_tokens: int | None,
+    decision: CompactionDecision | None,
+    options: CompactOptions,
 ) -> _Run:
-    """Resolve the inputs of :func:`compact` / :func:`acompact` (``options``: their kwargs)."""
+    """Resolve the inputs of :func:`compact` / :func:`acompact`."""
     policy = policy or ContextPolicy()
     log = tuple(ensure_message_ids(messages))
-    trigger = options["trigger"]
-    window = resolve_window(policy, window=options["window"], profile=options["profile"])
-    target = options["target_tokens"]
+    window = resolve_window(policy, window=options.get("window"), profile=options.get("profile"))
     ctx = CompactionContext(
         log=log,
-        records=tuple(as_records(options["records"])),
+        records=tuple(as_records(options.get("records"))),
         policy=policy,
-        token_counter=resolve_token_counter(options["token_counter"]),
+        token_counter=resolve_token_counter(options.get("token_counter")),
         window=window,
-        target_tokens=compaction_target(policy, window, trigger) if target is None else target,
-        tools=options["tools"],
+        target_tokens=(
+            compaction_target(policy, window, trigger) if target_tokens is None else target_tokens
+        ),
+        tools=options.get("tools"),
         trigger=trigger,
-        prepare=options["prepare"],
-        decision=options["decision"],
+        prepare=options.get("prepare"),
+        decision=decision,
     )
     before = apply_compactions(log, ctx.records)
-    runner = options["strategy"] or default_compaction(
-        options["model"], summary_first=trigger == "budget"
+    runner = options.get("strategy") or default_compaction(
+        options.get("model"), summary_first=trigger == "budget"
     )
-    return _Run(ctx, before, ctx.tokens(before), runner, options["snapshot_id"], time.monotonic())
+    snapshot_id = options.get("snapshot_id")
+    return _Run(ctx, before, ctx.tokens(before), runner, snapshot_id, time.monotonic())
 
 
 def compact(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None = None,
     *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
     trigger: str = "manual",
-    snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    prepare: Prepare | None = None,
     decision: CompactionDecision | None = None,
+    **options: Unpack[CompactOptions],
 ) -> tuple[list[BaseMessage], CompactionReport]:
     r"""Compact the view of ``messages`` (the full log) and return ``(view, report)``.
 
@@ -298,23 +324,15 @@ def compact(
     Args:
         messages: The full, append-only log (or simply the current history).
         policy: Thresholds (default ``ContextPolicy()``).
-        model: Summariser for the default pipeline (``None``: structural only).
-        strategy: A custom strategy (default :func:`default_compaction`).
-        records: Earlier records of this log (or their ``to_dict()`` forms), oldest first.
-        window: The window (default: policy, then profile, then policy default).
-        profile: The model profile, for the window.
-        token_counter: Counter (default: the package's).
-        tools: Tool schemas bound to the model (counted in the view's size).
         trigger: Stored in the record (``"ratio"``, ``"overflow"``, ``"manual"``, ...).
-        snapshot_id: Checkpoint id / archive key of the pre-compaction state.
         target_tokens: Stop once the view is at or below this (default
             :func:`~langchain_kimi_context.context.compaction.trigger.compaction_target`:
             ``window * policy.compact_target_share``; for ``trigger="budget"``,
             ``policy.compact_budget_floor_tokens`` and the summary runs first).
-        prepare: How you turn a view into the messages you send (your pipeline, system
-            prompt); the cached-prefix summary request starts with exactly those, so it
-            is served from the cache. ``None``: you send the view as it is.
         decision: The trigger decision that asked for this run (kept in the report).
+        **options: :class:`CompactOptions` (``model``, ``strategy``, ``records``,
+            ``window``, ``profile``, ``token_counter``, ``tools``, ``snapshot_id``,
+            ``prepare``).
 
     Returns:
         ``(view, report)``; on timeout or when nothing could be done the view is the
@@ -333,8 +351,7 @@ def compact(
         >>> view == apply_compactions(log, [report.record])
         True
     """
-    options = dict(locals())
-    run = _setup(options.pop("messages"), options.pop("policy"), options)
+    run = _setup(messages, policy, trigger, target_tokens, decision, options)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kimi-compaction")
     future = executor.submit(
         contextvars.copy_context().run, run.runner.compact, run.ctx, CompactionDraft()
@@ -354,18 +371,10 @@ async def acompact(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None = None,
     *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
     trigger: str = "manual",
-    snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    prepare: Prepare | None = None,
     decision: CompactionDecision | None = None,
+    **options: Unpack[CompactOptions],
 ) -> tuple[list[BaseMessage], CompactionReport]:
     """Async variant of :func:`compact` (same arguments, same all-or-nothing result).
 
@@ -376,8 +385,7 @@ async def acompact(
         >>> [m.id for m in view], report.changed
         (['1'], False)
     """
-    options = dict(locals())
-    run = _setup(options.pop("messages"), options.pop("policy"), options)
+    run = _setup(messages, policy, trigger, target_tokens, decision, options)
     draft: CompactionDraft | None
     try:
         pending = run.runner.acompact(run.ctx, CompactionDraft())

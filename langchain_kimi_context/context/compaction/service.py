@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
+from typing_extensions import Unpack
 
 from langchain_kimi_context.context.compaction._common import (
     TokenCounterLike,
@@ -39,6 +40,7 @@ from langchain_kimi_context.context.compaction._common import (
 from langchain_kimi_context.context.compaction.base import Compaction
 from langchain_kimi_context.context.compaction.engine import (
     CompactionReport,
+    CompactOptions,
     Prepare,
     SummaryModel,
     acompact,
@@ -281,8 +283,15 @@ class CompactionService:
         )
 
     # ------------------------------------------------------------------ running
-    def _options(self, records: Sequence[RecordLike] | None) -> dict[str, Any]:
+    def _options(
+        self,
+        records: Sequence[RecordLike] | None,
+        snapshot_id: str | None,
+        prepare: Prepare | None,
+    ) -> CompactOptions:
         return {
+            "snapshot_id": snapshot_id,
+            "prepare": prepare,
             "model": self.summary_model,
             "strategy": self.strategy,
             "records": as_records(records),
@@ -295,7 +304,7 @@ class CompactionService:
     def _run(
         self,
         log: Sequence[BaseMessage],
-        options: dict[str, Any],
+        options: CompactOptions,
         result: tuple[list[BaseMessage], CompactionReport],
     ) -> CompactionRun:
         view, report = result
@@ -310,7 +319,8 @@ class CompactionService:
             return CompactionRun(view, report, rejected=rejected)
         savings = None
         if self.profile is not None:
-            ledger = savings_ledger(log, [*options["records"], record], self.profile.pricing)
+            earlier = as_records(options.get("records"))
+            ledger = savings_ledger(log, [*earlier, record], self.profile.pricing)
             savings = {k: v for k, v in ledger.to_dict().items() if k != "entries"}
         return CompactionRun(view, report, record, savings=savings)
 
@@ -359,16 +369,14 @@ class CompactionService:
         Returns:
             The run.
         """
-        options = self._options(records)
+        options = self._options(records, snapshot_id, prepare)
         result = compact(
             log,
             self.policy,
-            **options,
             trigger=trigger,
-            snapshot_id=snapshot_id,
-            prepare=prepare,
             target_tokens=target_tokens,
             decision=decision,
+            **options,
         )
         return self._run(log, options, result)
 
@@ -384,16 +392,14 @@ class CompactionService:
         decision: CompactionDecision | None = None,
     ) -> CompactionRun:
         """Async variant of :meth:`compact` (same arguments)."""
-        options = self._options(records)
+        options = self._options(records, snapshot_id, prepare)
         result = await acompact(
             log,
             self.policy,
-            **options,
             trigger=trigger,
-            snapshot_id=snapshot_id,
-            prepare=prepare,
             target_tokens=target_tokens,
             decision=decision,
+            **options,
         )
         return self._run(log, options, result)
 
@@ -478,20 +484,29 @@ class CompactionService:
         )
 
 
+def _legacy(
+    policy: ContextPolicy | None, options: CompactOptions
+) -> tuple[CompactionService, Sequence[RecordLike], dict[str, Any]]:
+    """The service, records and run options behind the functional entry points."""
+    service = CompactionService(
+        policy or ContextPolicy(),
+        options.get("profile"),
+        options.get("strategy"),
+        options.get("model"),
+        options.get("token_counter"),
+        options.get("tools"),
+        options.get("window"),
+    )
+    run = {"snapshot_id": options.get("snapshot_id"), "prepare": options.get("prepare")}
+    return service, options.get("records", ()), run
+
+
 def maybe_compact(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None = None,
     *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
-    snapshot_id: str | None = None,
     tracker: ContextSizeTracker | None = None,
-    prepare: Prepare | None = None,
+    **options: Unpack[CompactOptions],
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Compact only if the trigger fires (:meth:`CompactionService.maybe_compact`).
 
@@ -502,18 +517,12 @@ def maybe_compact(
     Args:
         messages: The full log.
         policy: Thresholds.
-        model: Summariser for the default pipeline.
-        strategy: A custom strategy.
-        records: Earlier records.
-        window: The window.
-        profile: The model profile.
-        token_counter: Counter.
-        tools: Tool schemas bound to the model.
-        snapshot_id: Pre-compaction snapshot id.
         tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
             delta); without it, one anchored at the newest ``usage_metadata`` in the view
             (:meth:`CompactionService.tracker`).
-        prepare: How the view becomes the sent request (see :func:`~.engine.compact`).
+        **options: :class:`~langchain_kimi_context.context.compaction.engine.CompactOptions`
+            (``model``, ``strategy``, ``records``, ``window``, ``profile``,
+            ``token_counter``, ``tools``, ``snapshot_id``, ``prepare``).
 
     Returns:
         ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
@@ -524,12 +533,8 @@ def maybe_compact(
         >>> report is None
         True
     """
-    service = CompactionService(
-        policy or ContextPolicy(), profile, strategy, model, token_counter, tools, window
-    )
-    run = service.maybe_compact(
-        messages, records, tracker=tracker, snapshot_id=snapshot_id, prepare=prepare
-    )
+    service, records, run_options = _legacy(policy, options)
+    run = service.maybe_compact(messages, records, tracker=tracker, **run_options)
     return run.view, run.report
 
 
@@ -537,16 +542,8 @@ async def amaybe_compact(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None = None,
     *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
-    snapshot_id: str | None = None,
     tracker: ContextSizeTracker | None = None,
-    prepare: Prepare | None = None,
+    **options: Unpack[CompactOptions],
 ) -> tuple[list[BaseMessage], CompactionReport | None]:
     """Async variant of :func:`maybe_compact` (same arguments).
 
@@ -556,10 +553,6 @@ async def amaybe_compact(
         >>> asyncio.run(amaybe_compact([HumanMessage("hi", id="1")]))[1] is None
         True
     """
-    service = CompactionService(
-        policy or ContextPolicy(), profile, strategy, model, token_counter, tools, window
-    )
-    run = await service.amaybe_compact(
-        messages, records, tracker=tracker, snapshot_id=snapshot_id, prepare=prepare
-    )
+    service, records, run_options = _legacy(policy, options)
+    run = await service.amaybe_compact(messages, records, tracker=tracker, **run_options)
     return run.view, run.report
