@@ -8,9 +8,8 @@ Every stage, strategy, face and tool asks this module; nothing else restates the
 - A *system message* is a ``SystemMessage`` that is not a compaction summary.
 - The *text* of a message is its text blocks (plain strings and ``{"type": "text"}``
   blocks) joined with newlines (:func:`langchain_kimi_context.content.content_text`, the
-  model layer's home of the rule, re-exported here): blocks are separate paragraphs, so joining them with
-  nothing would glue the last word of one to the first word of the next. Reasoning,
-  thinking, images and other non-text blocks are not text.
+  model layer's home of the rule, re-exported here): blocks are separate paragraphs.
+  Reasoning, thinking, images and other non-text blocks are not text.
 - The *digest* of a message is a SHA-1 over its type, content, tool-call id and tool calls
   (name, args, id) in canonical JSON: equal for messages the model would see as equal,
   stable across processes and versions of Python.
