@@ -38,7 +38,7 @@ from langchain_kimi_context import (
     KimiServerError,
     is_retryable_error,
 )
-from langchain_kimi_context import chat_models as chat_models_module
+from langchain_kimi_context.chat_models import retrying as chat_models_module
 from langchain_kimi_context import profiles as profiles_module
 from langchain_kimi_context.chat_models import WEB_SEARCH_TOOL, builtin_tool_result
 from langchain_kimi_context.profiles import get_profile

@@ -35,7 +35,7 @@ from langchain_kimi_context import (
     current_models,
     get_profile,
 )
-from langchain_kimi_context import chat_models as chat_models_module
+from langchain_kimi_context.chat_models import retrying as chat_models_module
 from langchain_kimi_context.agent import AgentSettings, RetrySettings, create_kimi_agent
 from langchain_kimi_context.chat_models import WEB_SEARCH_TOOL, builtin_tool_result
 from langchain_kimi_context.errors import from_openai_error
