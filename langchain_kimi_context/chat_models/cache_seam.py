@@ -99,15 +99,7 @@ class PassThroughCacheStrategy:
         return payload
 
     async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Return ``payload`` unchanged (async).
-
-        Args:
-            payload: The request keyword arguments.
-            session_id: The resolved session id (unused).
-
-        Returns:
-            The same payload.
-        """
+        """Return ``payload`` unchanged (async :meth:`prepare`)."""
         return payload
 
     def record(
