@@ -7,9 +7,9 @@ Every stage, strategy, face and tool asks this module; nothing else restates the
   user wrote.
 - A *system message* is a ``SystemMessage`` that is not a compaction summary.
 - The *text* of a message is its text blocks (plain strings and ``{"type": "text"}``
-  blocks) joined with newlines: blocks are separate paragraphs, so joining them with
-  nothing would glue the last word of one to the first word of the next. Reasoning,
-  thinking, images and other non-text blocks are not text.
+  blocks) joined with newlines (:func:`langchain_kimi_context.content.content_text`, the
+  model layer's home of the rule, re-exported here): blocks are separate paragraphs.
+  Reasoning, thinking, images and other non-text blocks are not text.
 - The *digest* of a message is a SHA-1 over its type, content, tool-call id and tool calls
   (name, args, id) in canonical JSON: equal for messages the model would see as equal,
   stable across processes and versions of Python.
@@ -28,6 +28,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from langchain_kimi_context.content import content_text
 from langchain_kimi_context.context.markers import get_marker
 
 __all__ = [
@@ -106,24 +107,6 @@ def is_blank_content(content: str | list[str | dict[str, Any]]) -> bool:
             elif kind not in _NON_CONTENT_BLOCKS:
                 return False
     return True
-
-
-def content_text(content: str | list[str | dict[str, Any]]) -> str:
-    """Return the text of ``content``: its text blocks joined with newlines.
-
-    Example:
-        >>> content_text(["a", {"type": "text", "text": "b"}, {"type": "image_url"}]).split()
-        ['a', 'b']
-    """
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return "\n".join(parts)
 
 
 def content_text_length(content: str | list[str | dict[str, Any]]) -> int:
