@@ -24,9 +24,6 @@ def content_text(content: str | Sequence[Any] | None) -> str:
 
     Args:
         content: A string, or a list of strings and content blocks (``None`` is empty).
-
-    Returns:
-        The text.
     """
     if content is None:
         return ""

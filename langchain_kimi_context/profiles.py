@@ -570,9 +570,6 @@ def get_profile(model: str, overrides: Mapping[str, Any] | None = None) -> KimiM
         overrides: Field values that replace the stored ones (e.g.
             ``{"context_window": 131072}``).
 
-    Returns:
-        The profile.
-
     Raises:
         TypeError: If ``overrides`` names a field that profiles do not have.
 

@@ -338,9 +338,6 @@ class ExplicitContextCache(_BaseStrategy):
             session_id: The session (``None`` = this instance's own default session).
             messages: The LangChain messages behind ``payload["messages"]`` (lets a
                 ``summary``-marked message join the cached prefix).
-
-        Returns:
-            The payload to send.
         """
         out = (
             canonicalize_payload(payload, sort_tools=self.policy.sort_tools)

@@ -229,9 +229,6 @@ class CostLedger:
     def session(self, session_id: str | None) -> SessionCost:
         """Return the totals of one session.
 
-        Args:
-            session_id: The session.
-
         Returns:
             Its totals (zeros if unknown).
         """

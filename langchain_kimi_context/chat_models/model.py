@@ -242,9 +242,6 @@ class KimiChatModel(BaseKimiChatModel):
     def get_num_tokens(self, text: str) -> int:
         """Count the tokens of ``text`` with the process-wide token counter.
 
-        Args:
-            text: The text.
-
         Returns:
             The estimated token count.
         """

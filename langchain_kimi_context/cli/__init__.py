@@ -55,11 +55,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the command-line parser.
-
-    Returns:
-        The parser.
-    """
+    """Return the command-line parser."""
     common = _common()
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -419,9 +419,6 @@ class ThreadStore:
     def show(self, thread_id: str) -> ThreadDetail:
         """Everything about one thread.
 
-        Args:
-            thread_id: The thread.
-
         Returns:
             Its summary, usage, compactions, snapshots and full log.
 
@@ -443,9 +440,6 @@ class ThreadStore:
 
     def messages(self, thread_id: str) -> list[BaseMessage]:
         """The full, append-only log of a thread (not the compacted view).
-
-        Args:
-            thread_id: The thread.
 
         Returns:
             Every message, oldest first.

@@ -61,9 +61,6 @@ def is_summary(message: BaseMessage) -> bool:
 def is_user_turn(message: BaseMessage) -> bool:
     """Return whether ``message`` starts a real user turn.
 
-    Args:
-        message: Any message.
-
     Returns:
         ``True`` for a human message the package did not create (not a summary, not the
         bootstrap turn).

@@ -371,9 +371,6 @@ def as_context_policy(policy: object, *, owner: str) -> ContextPolicy:
         policy: What the caller passed (``None`` = the defaults).
         owner: The function or class that received it, for the message.
 
-    Returns:
-        The policy.
-
     Raises:
         KimiConfigurationError: If ``policy`` is not a :class:`ContextPolicy`.
     """

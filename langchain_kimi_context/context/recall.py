@@ -110,9 +110,6 @@ def tokenize(text: str) -> list[str]:
     Words are runs of letters and digits (underscores and punctuation separate them);
     Chinese, Japanese and Korean text becomes overlapping character bigrams.
 
-    Args:
-        text: Any text.
-
     Returns:
         The terms, in order.
     """
@@ -507,9 +504,6 @@ class RecallIndex:
 
         New passages are only ever appended (until a rebuild), so a caller mirroring
         them elsewhere (an embedding store) can resume from the count it has.
-
-        Returns:
-            The passages.
         """
         with self._lock:
             return [
@@ -542,9 +536,6 @@ class RecallIndex:
 
         Args:
             message_id: A log message id.
-
-        Returns:
-            The text.
 
         Raises:
             RecallRefError: No such message in this log.

@@ -53,9 +53,6 @@ class MaintenanceMixin(MemoryCore):
         calling the graph (the chat-history adapter) call this after each exchange. The
         trigger is the graph's (``should_compact`` on server usage + estimate).
 
-        Args:
-            session_id: The session.
-
         Returns:
             Whether the context was compacted or truncated.
         """

@@ -240,11 +240,7 @@ class SessionRegistry:
         return self._view
 
     def record(self, event: Mapping[str, Any]) -> None:
-        """Append one event (stamped with the time when it has no ``at``) and reload.
-
-        Args:
-            event: The event.
-        """
+        """Append one event (stamped with the time when it has no ``at``) and reload."""
         stamped = dict(event)
         stamped.setdefault("at", time.time())
         # one writer at a time (threads and processes): no sibling registry checkpoints;

@@ -160,9 +160,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
     def messages(self, session_id: str) -> list[BaseMessage]:
         """The messages the model would see next (records applied, pipeline run).
 
-        Args:
-            session_id: The session.
-
         Returns:
             LangChain messages, exactly as the graph's model node would send them.
         """
@@ -174,9 +171,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
     def log(self, session_id: str) -> list[BaseMessage]:
         """The full, append-only log of the session (nothing truncated or summarised).
 
-        Args:
-            session_id: The session.
-
         Returns:
             Every stored message.
         """
@@ -184,9 +178,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
     def usage(self, session_id: str) -> SessionUsage:
         """Tokens (billed and in context, by role), cost, compactions and snapshots.
-
-        Args:
-            session_id: The session.
 
         Returns:
             The usage.

@@ -49,9 +49,6 @@ class SnapshotsMixin(MemoryCore):
     def list_snapshots(self, session_id: str) -> list[SnapshotInfo]:
         """The snapshots of a session, oldest first (manual and automatic ones).
 
-        Args:
-            session_id: The session.
-
         Returns:
             Snapshot infos.
         """

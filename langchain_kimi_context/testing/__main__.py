@@ -16,11 +16,7 @@ from langchain_kimi_context.testing.server import DEFAULT_API_KEY, KimiEmulator
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the command-line parser.
-
-    Returns:
-        The parser.
-    """
+    """Return the command-line parser."""
     parser = argparse.ArgumentParser(
         prog="python -m langchain_kimi_context.testing",
         description="Offline Kimi (Moonshot) API emulator on loopback.",

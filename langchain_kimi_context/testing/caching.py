@@ -377,19 +377,12 @@ class ExplicitCacheStore:
 
         Args:
             api_key: Owner key.
-
-        Returns:
-            The caches.
         """
         with self._lock:
             return [c for c in self._caches.values() if c.api_key == api_key]
 
     def all(self) -> list[ExplicitCache]:
-        """Return every cache (all keys).
-
-        Returns:
-            The caches.
-        """
+        """Return every cache (all keys)."""
         with self._lock:
             return list(self._caches.values())
 
@@ -441,9 +434,6 @@ class ExplicitCacheStore:
 
         Args:
             api_key: Owner key.
-
-        Returns:
-            The tags.
         """
         with self._lock:
             return {t: c for (k, t), c in self._tags.items() if k == api_key}

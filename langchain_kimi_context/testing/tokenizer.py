@@ -102,9 +102,6 @@ class EmulatorTokenizer:
     def tokenize(self, text: str) -> list[str]:
         """Split ``text`` into tokens.
 
-        Args:
-            text: Any text.
-
         Returns:
             The tokens, in order.
         """
@@ -112,9 +109,6 @@ class EmulatorTokenizer:
 
     def count_text(self, text: str) -> int:
         """Count the tokens of ``text``.
-
-        Args:
-            text: Any text.
 
         Returns:
             The token count.
@@ -159,9 +153,6 @@ class EmulatorTokenizer:
 
         Args:
             message: An OpenAI-shaped chat message dict.
-
-        Returns:
-            Tokens.
         """
         role = str(message.get("role", ""))
         out = [f"<|{role}|>"]

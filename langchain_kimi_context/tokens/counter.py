@@ -480,9 +480,6 @@ class TokenCounter:
         ``langchain_core.utils.function_calling.convert_to_openai_tool``. Conversions
         and counts are memoised.
 
-        Args:
-            tools: The tools.
-
         Returns:
             The token count (0 for no tools).
         """

@@ -26,9 +26,6 @@ def is_compaction_request(request: ResponderRequest) -> bool:
     (text starting with "Previous context has been compacted"), so an ordinary tool-less
     turn after a compaction is answered by the agent responder, not summarised again.
 
-    Args:
-        request: The request.
-
     Returns:
         Whether the compaction responder should answer.
 

@@ -41,9 +41,6 @@ def parse_directives(text: str) -> list[Directive]:
     Args:
         text: A message text.
 
-    Returns:
-        The directives.
-
     Example:
         >>> [d.name for d in parse_directives("hello\n@call f {}\n  @say ok")]
         ['call', 'say']

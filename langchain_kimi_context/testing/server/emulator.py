@@ -265,11 +265,7 @@ class KimiEmulator:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def add_api_key(self, key: str) -> None:
-        """Accept another API key (with its own ledger and caches).
-
-        Args:
-            key: The key.
-        """
+        """Accept another API key (with its own ledger and caches)."""
         with self._lock:
             self._keys.add(key)
 
@@ -315,9 +311,6 @@ class KimiEmulator:
 
         Explicit-cache storage is settled up to the current emulator time first.
 
-        Args:
-            api_key: The key.
-
         Returns:
             A snapshot :class:`LedgerAccount`.
         """
@@ -327,11 +320,7 @@ class KimiEmulator:
             return LedgerAccount(key_hint(key), tuple(self._ledgers.get(key, ())))
 
     def ledgers(self) -> dict[str, LedgerAccount]:
-        """Return every account keyed by the key's non-secret hint.
-
-        Returns:
-            Hint -> account.
-        """
+        """Return every account keyed by the key's non-secret hint."""
         self._settle_storage()
         with self._lock:
             return {
