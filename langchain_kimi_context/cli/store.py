@@ -48,7 +48,7 @@ from langchain_kimi_context.memory import RollingSnapshotMemory, SnapshotInfo
 from langchain_kimi_context.memory.registry import SessionEntry, registry_namespace
 from langchain_kimi_context.middleware import RECORDS_KEY as MIDDLEWARE_RECORDS_KEY
 from langchain_kimi_context.profiles import DEFAULT_MODEL, get_profile
-from langchain_kimi_context.usage import add_usage
+from langchain_kimi_context.usage import add_usage, usage_cost
 
 __all__ = ["SnapshotRow", "ThreadDetail", "ThreadStore", "ThreadStoreError", "ThreadSummary"]
 
@@ -406,14 +406,7 @@ class ThreadStore:
         return None
 
     def _cost(self, usage: Mapping[str, Any], log: Sequence[BaseMessage]) -> float:
-        if "cost" in usage:
-            return float(usage["cost"])
-        pricing = get_profile(self._model(log) or DEFAULT_MODEL).pricing
-        return pricing.cost(
-            prompt_tokens=int(usage.get("input_tokens", 0)),
-            cached_tokens=int(usage.get("cache_read_tokens", 0)),
-            output_tokens=int(usage.get("output_tokens", 0)),
-        )
+        return usage_cost(usage, get_profile(self._model(log) or DEFAULT_MODEL).pricing)
 
     def list_threads(self) -> list[ThreadSummary]:
         """Every conversation thread, most recently updated first.
