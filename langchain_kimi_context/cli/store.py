@@ -33,11 +33,11 @@ from urllib.parse import quote
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from langchain_kimi_context.agent.graph import create_kimi_agent
+from langchain_kimi_context.agent.inputs import thread_config
 from langchain_kimi_context.agent.storage import (
     DB_ENV_VAR,
     KimiSqliteSaver,
@@ -341,12 +341,7 @@ class ThreadStore:
                 return namespace, entry
         return None
 
-    @staticmethod
-    def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
-        conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
-        if checkpoint_id:
-            conf["checkpoint_id"] = checkpoint_id
-        return {"configurable": conf}
+    _config = staticmethod(thread_config)
 
     def _state(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
         try:
