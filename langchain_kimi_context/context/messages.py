@@ -15,12 +15,15 @@ Every stage, strategy, face and tool asks this module; nothing else restates the
   stable across processes and versions of Python.
 - The *marker kind* is the ``"kind"`` of the package marker
   (:mod:`langchain_kimi_context.context.markers`), or ``None``.
+- A message without an *id* gets ``"kc-<index>-<digest>"`` (:func:`ensure_message_ids`):
+  its position in the log plus its digest, the same on every call for an append-only log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -31,6 +34,7 @@ from langchain_kimi_context.context.markers import get_marker
 __all__ = [
     "content_text",
     "content_text_length",
+    "ensure_message_ids",
     "is_blank_content",
     "is_summary",
     "is_system",
@@ -136,3 +140,36 @@ def message_digest(message: BaseMessage) -> str:
     }
     raw = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+
+
+def ensure_message_ids(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """Return the messages with an id on every one (copies for those lacking one).
+
+    A message without an id gets ``"kc-<index>-<hash>"``: its position in the log plus
+    a hash of its type and content. For an append-only log the ids are therefore the same
+    on every call, which is what compaction records and recall refs rely on (LangGraph's
+    ``add_messages`` assigns UUIDs anyway). Messages that already have an id are returned
+    as they are; originals are never mutated.
+
+    Args:
+        messages: The full log.
+
+    Returns:
+        A new list; messages that had ids are the same objects.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> a = ensure_message_ids([HumanMessage("hi")])
+        >>> a[0].id == ensure_message_ids([HumanMessage("hi")])[0].id
+        True
+        >>> a[0].id.startswith("kc-0-")
+        True
+    """
+    out: list[BaseMessage] = []
+    for index, message in enumerate(messages):
+        if message.id:
+            out.append(message)
+        else:
+            digest = message_digest(message)[:12]
+            out.append(message.model_copy(update={"id": f"kc-{index}-{digest}"}))
+    return out
