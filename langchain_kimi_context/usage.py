@@ -48,12 +48,6 @@ def cached_tokens(usage: Mapping[str, Any] | None) -> int | None:
 
     Returns:
         The top-level ``cached_tokens``, else ``prompt_tokens_details.cached_tokens``.
-
-    Example:
-        >>> cached_tokens({"cached_tokens": 4, "prompt_tokens_details": {"cached_tokens": 3}})
-        4
-        >>> cached_tokens({"prompt_tokens_details": {"cached_tokens": 3}})
-        3
     """
     if not usage:
         return None
@@ -76,12 +70,6 @@ def usage_metadata(usage: Mapping[str, Any]) -> UsageMetadata:
 
     Returns:
         The usage metadata, cached tokens as ``input_token_details.cache_read``.
-
-    Example:
-        >>> meta = usage_metadata({"prompt_tokens": 10, "completion_tokens": 2,
-        ...                        "total_tokens": 12, "cached_tokens": 4})
-        >>> meta["input_token_details"]["cache_read"]
-        4
     """
     meta = _create_usage_metadata(dict(usage))
     cached = cached_tokens(usage)
@@ -108,13 +96,6 @@ def call_cost(response_metadata: Mapping[str, Any] | None) -> float | None:
     Returns:
         The call's token cost plus its explicit-cache charges when they are in the same
         currency (a charge in another currency is not added), or ``None``.
-
-    Example:
-        >>> call_cost({"kimi_cache": {"cost": 0.5, "currency": "USD",
-        ...                           "cache_cost": 0.25, "cache_currency": "USD"}})
-        0.75
-        >>> call_cost({}) is None
-        True
     """
     entry = (response_metadata or {}).get(CALL_COST_KEY)
     if not isinstance(entry, Mapping) or not isinstance(entry.get("cost"), int | float):

@@ -64,11 +64,6 @@ def clean_messages(messages: Sequence[BaseMessage], *, where: str) -> list[BaseM
 
     Returns:
         The messages, repaired copies where needed.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> clean_messages([HumanMessage("a\ud800")], where="doc")[0].content
-        'a\ufffd'
     """
     out = []
     for index, message in enumerate(messages):
@@ -96,14 +91,6 @@ def check_agent_input(value: Any) -> Any:
 
     Raises:
         KimiInputError: The shape is wrong (the message says what to pass).
-
-    Example:
-        >>> check_agent_input({"messages": [("user", "hi")]})["messages"][0].content
-        'hi'
-        >>> check_agent_input({"input": "hi"})
-        Traceback (most recent call last):
-        ...
-        langchain_kimi_context.errors.KimiInputError: The agent's input must be ...
     """
     if value is None or isinstance(value, Command):
         return value

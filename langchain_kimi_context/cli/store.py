@@ -56,12 +56,7 @@ _BUSY_TIMEOUT_S = 2.0
 
 
 class ThreadStoreError(Exception):
-    """A one-line, user-facing error of the thread store (the CLI exits with code 2).
-
-    Example:
-        >>> str(ThreadStoreError("no thread 'x'"))
-        "no thread 'x'"
-    """
+    """A one-line, user-facing error of the thread store (the CLI exits with code 2)."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +72,6 @@ class ThreadSummary:
         calls: Model calls recorded in the thread's usage.
         cost: Cost of those calls.
         currency: Currency of ``cost``.
-
-    Example:
-        >>> ThreadSummary("t", "thread", 1, 2, "2026-01-01T00:00:00Z", 1, 0.5, "USD").turns
-        1
     """
 
     thread_id: str
@@ -103,10 +94,6 @@ class SnapshotRow:
         name: Its label, if any.
         reason: Why it was taken (``created``, ``manual``, ``pre-compact``...).
         created: UTC time (ISO 8601).
-
-    Example:
-        >>> SnapshotRow("snap-1", "cp", None, "manual", "2026-01-01T00:00:00Z").reason
-        'manual'
     """
 
     snapshot_id: str
@@ -127,11 +114,6 @@ class ThreadDetail:
         snapshots: Memory snapshots of the session (empty for plain threads).
         messages: The full, append-only log (not the compacted view).
         model: The model of the last reply, if any.
-
-    Example:
-        >>> s = ThreadSummary("t", "thread", 0, 0, "", 0, 0.0, "USD")
-        >>> ThreadDetail(s, {}, [], [], [], None).summary.thread_id
-        't'
     """
 
     summary: ThreadSummary
@@ -202,15 +184,6 @@ class ThreadStore:
     Raises:
         ThreadStoreError: The database is missing, unreadable, locked or not a
             checkpoint database.
-
-    Example:
-        >>> import os, tempfile
-        >>> from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
-        >>> path = os.path.join(tempfile.mkdtemp(), "c.sqlite")
-        >>> open_sqlite_checkpointer(path).conn.close()
-        >>> with ThreadStore(path) as store:
-        ...     store.list_threads()
-        []
     """
 
     def __init__(self, target: str | os.PathLike[str] | None = None) -> None:

@@ -104,10 +104,6 @@ def to_message(message: MessageLike) -> BaseMessage:
 
     Returns:
         The LangChain message.
-
-    Example:
-        >>> to_message(("system", "Be terse.")).type, to_message("hi").type
-        ('system', 'human')
     """
     if isinstance(message, BaseMessageChunk):
         return message_chunk_to_message(message)
