@@ -514,15 +514,17 @@ def learn_context_window(model: str, window: int) -> bool:
 
     This table is the one store of learned windows: :func:`get_profile` (and therefore
     every ``KimiChatModel``, the window guard and the compaction trigger) applies it.
-    Only a smaller window is learned: a server error never makes the package assume
-    more room than it had.
+    A window replaces a learned one only when it is smaller, and :func:`get_profile`
+    applies it only where it is smaller than the profile's window (built-in data or
+    ``profile_overrides``): a server error never makes the package assume more room
+    than it had, and it lowers an override that promised more than the server allows.
 
     Args:
         model: The model id.
         window: The window the server named.
 
     Returns:
-        Whether anything changed.
+        Whether the store changed.
 
     Example:
         >>> learn_context_window("doc-model-32k", 32_768)
@@ -533,10 +535,9 @@ def learn_context_window(model: str, window: int) -> bool:
     """
     if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
         return False
-    current = get_profile(model).context_window  # the learned window included
     with _lock:
         known = _learned.get(model)
-        if window >= (known if known is not None else current):
+        if known is not None and window >= known:
             return False
         _learned[model] = window
     return True

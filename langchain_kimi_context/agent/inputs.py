@@ -19,14 +19,35 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, convert_to_messages
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from langchain_kimi_context.context.sanitize import replace_unencodable_message
 from langchain_kimi_context.errors import KimiInputError
 
-__all__ = ["check_agent_input", "clean_messages"]
+__all__ = ["check_agent_input", "clean_messages", "thread_config"]
 
 logger = logging.getLogger(__name__)
+
+
+def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    """Return the run config that addresses a thread (at one checkpoint, if given).
+
+    The root checkpoint namespace (``""``) is named explicitly, as a saver's
+    ``get_tuple``/``put`` needs it.
+
+    Args:
+        thread_id: The thread (session) id.
+        checkpoint_id: A checkpoint of that thread; ``None`` means its latest one.
+
+    Returns:
+        ``{"configurable": {"thread_id": ..., "checkpoint_ns": "", ...}}``.
+    """
+    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint_id:
+        conf["checkpoint_id"] = checkpoint_id
+    return {"configurable": conf}
+
 
 _HOW = (
     "Pass {'messages': [...]}, e.g. agent.invoke({'messages': [('user', 'hello')]}, "

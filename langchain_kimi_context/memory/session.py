@@ -30,6 +30,7 @@ from langchain_kimi_context.history import KimiChatMessageHistory
 from langchain_kimi_context.memory.results import SessionUsage, SubtaskResult
 from langchain_kimi_context.memory.snapshots import SnapshotsMixin
 from langchain_kimi_context.memory.turns import TurnsMixin
+from langchain_kimi_context.usage import usage_cost
 
 __all__ = ["RollingSnapshotMemory"]
 
@@ -197,10 +198,7 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
         cached = int(usage.get("cache_read_tokens", 0))
         output = int(usage.get("output_tokens", 0))
         pricing = runtime.profile.pricing
-        if "cost" in usage and usage.get("costed_calls") == usage.get("calls"):
-            cost = float(usage["cost"])
-        else:
-            cost = pricing.cost(prompt_tokens=prompt, cached_tokens=cached, output_tokens=output)
+        cost = usage_cost(usage, pricing)
         return SessionUsage(
             calls=int(usage.get("calls", 0)),
             input_tokens=prompt,
