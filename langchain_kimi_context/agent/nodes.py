@@ -34,7 +34,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import interrupt
 
 from langchain_kimi_context import progress
-from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent import stages as agent_stages
 from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -124,9 +124,9 @@ class AgentRuntime:
         """The model profile (window, max output), read at each use.
 
         A window learned at run time applies at once (see
-        :func:`~langchain_kimi_context.agent._stages.model_profile`).
+        :func:`~langchain_kimi_context.agent.stages.model_profile`).
         """
-        return _stages.model_profile(self.model)
+        return agent_stages.model_profile(self.model)
 
     # ------------------------------------------------------------------ helpers --
     def _tracker(self, state: Mapping[str, Any]) -> ContextSizeTracker:
@@ -144,7 +144,9 @@ class AgentRuntime:
         Returns:
             The messages the pipeline starts from.
         """
-        view = _stages.apply_records(list(state.get("messages") or []), state.get("compactions"))
+        view = agent_stages.apply_records(
+            list(state.get("messages") or []), state.get("compactions")
+        )
         if self.system_prompt:
             view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
         return view
@@ -262,7 +264,7 @@ class AgentRuntime:
         view = self.base_view(state)
         tracker = self._tracker(state)
         size = tracker.current_size(view, self.tool_schemas or None)
-        report = _stages.guard(
+        report = agent_stages.guard(
             view,
             self.policy,
             profile=self.profile,
@@ -270,7 +272,9 @@ class AgentRuntime:
             tools=self.tool_schemas,
         )
         report["calibrated_tokens"] = size
-        reason = _stages.compaction_due(size, self.policy, self.profile, state.get("compactions"))
+        reason = agent_stages.compaction_due(
+            size, self.policy, self.profile, state.get("compactions")
+        )
         if reason is None and report.get("route") in ("compact", "compact_then_truncate"):
             reason = "preflight"
         # compact at most once per log length, so a compaction that cannot help
@@ -309,7 +313,7 @@ class AgentRuntime:
         def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
             view, ctx = self.stage_input(state, name)
             new_view, report = run(view, ctx)
-            small = _stages.stage_report(report)
+            small = agent_stages.stage_report(report)
             logger.debug("stage %s: %s", name, small)
             return {
                 "kimi_view": PreparedView(new_view),
@@ -351,7 +355,7 @@ class AgentRuntime:
             raise KimiMaxStepsExceededError(steps=steps + 1, limit=settings.max_steps_per_turn)
         prepared, _ = self.stage_input(state, "call_model")
         log = list(state.get("messages") or [])
-        records = _stages.load_records(state.get("compactions"))
+        records = agent_stages.load_records(state.get("compactions"))
         sent: list[list[AnyMessage]] = []
 
         # before the session's first answer an unreachable endpoint is a wrong base_url:
@@ -503,7 +507,7 @@ class AgentRuntime:
         phase = "before_call" if reason else "end_of_turn"
         if reason:
             self._compaction_started(reason, phase)
-        record, report = _stages.run_compaction(
+        record, report = agent_stages.run_compaction(
             log,
             state.get("compactions") or [],
             self.policy,
