@@ -358,16 +358,7 @@ class ToolRunner:
 
         Async tools are awaited here (cancelled on timeout); sync tools run in the
         runner's thread pool. Timeouts, errors, repeats and ``ToolRuntime`` parameters
-        work as in :meth:`run`.
-
-        Args:
-            message: The assistant message with ``tool_calls``.
-            log: The message log, ``message`` included (for repeat counting).
-            state: The graph state handed to ``ToolRuntime`` parameters.
-            config: The run config handed to ``ToolRuntime`` parameters.
-
-        Returns:
-            One ``ToolMessage`` per call, in call order, and the report.
+        work as in :meth:`run`, which documents the arguments and the result.
 
         Example:
             >>> import asyncio

@@ -9,7 +9,8 @@ Every stage, strategy, face and tool asks this module; nothing else restates the
 - The *text* of a message is its text blocks (plain strings and ``{"type": "text"}``
   blocks) joined with newlines: blocks are separate paragraphs, so joining them with
   nothing would glue the last word of one to the first word of the next. Reasoning,
-  thinking, images and other non-text blocks are not text.
+  thinking, images and other non-text blocks are not text; content is *text only* when
+  every block is text (only such content can be rewritten as text).
 - The *digest* of a message is a SHA-1 over its type, content, tool-call id and tool calls
   (name, args, id) in canonical JSON: equal for messages the model would see as equal,
   stable across processes and versions of Python.
@@ -37,6 +38,7 @@ __all__ = [
     "marker_kind",
     "message_digest",
     "message_text",
+    "text_only_content",
 ]
 
 _NON_CONTENT_BLOCKS = frozenset({"reasoning", "thinking", "reasoning_content", "tool_use"})
@@ -104,6 +106,20 @@ def is_blank_content(content: str | list[str | dict[str, Any]]) -> bool:
     return True
 
 
+def _text_parts(content: list[str | dict[str, Any]]) -> tuple[list[str], bool]:
+    """The text blocks of a content list, and whether every block was text."""
+    parts: list[str] = []
+    only_text = True
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+        else:
+            only_text = False
+    return parts, only_text
+
+
 def content_text(content: str | list[str | dict[str, Any]]) -> str:
     """Return the text of ``content``: its text blocks joined with newlines.
 
@@ -113,13 +129,25 @@ def content_text(content: str | list[str | dict[str, Any]]) -> str:
     """
     if isinstance(content, str):
         return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return "\n".join(parts)
+    return "\n".join(_text_parts(content)[0])
+
+
+def text_only_content(content: str | list[str | dict[str, Any]]) -> str | None:
+    """Return the text of ``content`` when it is all text, else ``None``.
+
+    A stage that rewrites text (truncation) may only replace content it can rebuild
+    whole: content with an image or another non-text block is left as it is.
+
+    Example:
+        >>> text_only_content(["a", {"type": "text", "text": "b"}]).split()
+        ['a', 'b']
+        >>> text_only_content(["a", {"type": "image_url"}]) is None
+        True
+    """
+    if isinstance(content, str):
+        return content
+    parts, only_text = _text_parts(content)
+    return "\n".join(parts) if only_text else None
 
 
 def content_text_length(content: str | list[str | dict[str, Any]]) -> int:
