@@ -1,9 +1,10 @@
 """The nodes of the Kimi agent graph: thin wrappers over the context-layer stages.
 
 After ``preflight`` (the window guard), the graph has one node per stage of
-:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`, named after it and in
-its order: the very tuple ``prepare_context`` folds, so the agent's request is by
-construction what ``prepare_context`` returns for the same view. Each pipeline node takes
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (or of the stages given
+to ``create_kimi_agent``), named after it and in its order: the very tuple
+``prepare_context`` folds, so the agent's request is by construction what
+``prepare_context`` returns for the same view. Each pipeline node takes
 the prepared view and the :class:`~langchain_kimi_context.context.pipeline.StageContext`
 left by the previous node (transient, never-checkpointed channels), runs ONE stage, and
 stores only that stage's small report in the state. If they are missing (the process
@@ -51,20 +52,48 @@ from langchain_kimi_context.context.pipeline import (
     run_stages,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
-from langchain_kimi_context.errors import is_retryable_error, is_unreachable_error
+from langchain_kimi_context.errors import (
+    KimiConfigurationError,
+    is_retryable_error,
+    is_unreachable_error,
+)
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
 from langchain_kimi_context.usage import add_usage
 
-__all__ = ["PIPELINE_NODES", "AgentRuntime"]
+__all__ = ["PIPELINE_NODES", "AgentRuntime", "pipeline_nodes"]
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_NODES: tuple[str, ...] = ("preflight", *(stage.name for stage in PIPELINE_STAGES))
+_OTHER_NODES = frozenset({"preflight", "call_model", "tools", "compact"})
+
+
+def pipeline_nodes(stages: Sequence[PipelineStage]) -> tuple[str, ...]:
+    """The nodes before ``call_model`` for ``stages``: ``preflight``, then one per stage.
+
+    Args:
+        stages: The pipeline stages the agent runs.
+
+    Returns:
+        The node names, in order.
+
+    Raises:
+        KimiConfigurationError: Two stages share a name, or a stage is named like another
+            node of the graph.
+    """
+    names = tuple(stage.name for stage in stages)
+    clashes = sorted(
+        {n for n in names if names.count(n) > 1 or n in _OTHER_NODES or n.startswith("__")}
+    )
+    if clashes:
+        msg = f"pipeline stage names must be unique and not name another node: {clashes}"
+        raise KimiConfigurationError(msg)
+    return ("preflight", *names)
+
+
+PIPELINE_NODES: tuple[str, ...] = pipeline_nodes(PIPELINE_STAGES)
 """The nodes before ``call_model``, in order: ``preflight``, then one node per stage of
 :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (same names, same order)."""
-
-_STAGE_NAMES: tuple[str, ...] = PIPELINE_NODES[1:]
 
 _ABORT_WORDS = {"abort", "stop", "cancel"}
 
@@ -101,6 +130,7 @@ class AgentRuntime:
         tool_schemas: OpenAI tool schemas (for token counts).
         sleep: Sleep function used between retries.
         system_prompt: System prompt prepended to every view (not stored in the log).
+        stages: The pipeline stages, one graph node each (default: ``PIPELINE_STAGES``).
 
     Example:
         >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
@@ -118,6 +148,12 @@ class AgentRuntime:
     tool_schemas: list[dict[str, Any]] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
     system_prompt: str | None = None
+    stages: tuple[PipelineStage, ...] = PIPELINE_STAGES
+
+    @property
+    def pipeline_nodes(self) -> tuple[str, ...]:
+        """The nodes before ``call_model``: ``preflight``, then one per stage."""
+        return pipeline_nodes(self.stages)
 
     @property
     def profile(self) -> KimiModelProfile:
@@ -188,9 +224,10 @@ class AgentRuntime:
         ctx = state.get("kimi_stage_context")
         if view is not None and isinstance(ctx, StageContext):
             return list(view), ctx
-        upto = _STAGE_NAMES.index(node) if node in _STAGE_NAMES else len(_STAGE_NAMES)
+        names = [stage.name for stage in self.stages]
+        upto = names.index(node) if node in names else len(names)
         out, ctx, _ = run_stages(
-            self.base_view(state), self.stage_context(state), PIPELINE_STAGES[:upto]
+            self.base_view(state), self.stage_context(state), self.stages[:upto]
         )
         return list(out), ctx  # type: ignore[arg-type]
 
@@ -207,7 +244,7 @@ class AgentRuntime:
         view: list[Any] = list(raw_view)
         if self.system_prompt:
             view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
-        out, _, _ = run_stages(view, self.stage_context(state))
+        out, _, _ = run_stages(view, self.stage_context(state), self.stages)
         return list(out)
 
     @property
@@ -294,7 +331,7 @@ class AgentRuntime:
     def route_after_preflight(self, state: Mapping[str, Any]) -> str:
         """``compact`` when the guard asked for it (once per step), else the first stage."""
         turn = state.get("turn") or {}
-        return "compact" if turn.get("compact_reason") else _STAGE_NAMES[0]
+        return "compact" if turn.get("compact_reason") else self.pipeline_nodes[1]
 
     def make_stage_node(
         self, stage: PipelineStage
@@ -302,8 +339,7 @@ class AgentRuntime:
         """A node running one pipeline stage on the view and storing its report.
 
         Args:
-            stage: A stage of
-                :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`.
+            stage: One of :attr:`stages`.
 
         Returns:
             The node function (named after the stage).

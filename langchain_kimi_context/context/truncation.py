@@ -44,9 +44,11 @@ from langchain_kimi_context.context.reports import (
     TruncatedToolResult,
     TruncationReport,
 )
+from langchain_kimi_context.context.stage import PipelineStage, StageContext
 from langchain_kimi_context.profiles import KimiModelProfile
 
 __all__ = [
+    "TRUNCATE_RESULTS_STAGE",
     "per_result_cap_chars",
     "truncate_for_request",
     "truncate_text",
@@ -375,3 +377,22 @@ def _ref(messages: Sequence[BaseMessage], index: int) -> str:
 def _recall_ref(message: BaseMessage, policy: ContextPolicy) -> str | None:
     """The recall ref a marker names (with ``policy.recall`` and a message id only)."""
     return message.id if policy.recall and message.id else None
+
+
+def _truncate_stage(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], RequestTruncationReport]:
+    """``truncate_for_request``: estimate, truncate when the route says so, re-estimate."""
+    return truncate_for_request(
+        messages,
+        ctx.policy,
+        ctx.window,
+        token_counter=ctx.token_counter,
+        tools=ctx.tools,
+        warning=ctx.window_warning,
+    )
+
+
+TRUNCATE_RESULTS_STAGE = PipelineStage("truncate_results", _truncate_stage)
+"""The ``truncate_results`` stage; it runs last, so its ``guard`` estimates the request
+as sent (``PipelineReport.guard``)."""
