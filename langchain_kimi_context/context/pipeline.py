@@ -24,7 +24,6 @@ from langchain_core.messages import BaseMessage, MessageLikeRepresentation
 from langchain_kimi_context.context.guard import (
     SupportsTokenCounting,
     _check_window,
-    resolve_token_counter,
 )
 from langchain_kimi_context.context.pairing import (
     REPAIR_AFTER_LIMIT_STAGE,
@@ -151,15 +150,13 @@ def prepare_context(
         >>> prepare_context(out, ContextPolicy())[1].changed
         False
     """
-    info, warning = _check_window(policy, profile)
-    ctx = StageContext(
-        policy=policy,
-        window=info,
-        token_counter=resolve_token_counter(token_counter),
-        profile=profile if isinstance(profile, KimiModelProfile) else None,
+    ctx = StageContext.build(
+        policy,
+        profile=profile,
+        token_counter=token_counter,
         tools=tools,
         session_key=session_key,
-        window_warning=warning,
+        checked=_check_window(policy, profile),
     )
     # the first stage (sanitize) accepts any message-like record and returns messages
     current, _, reports = run_stages(cast(Sequence[BaseMessage], messages), ctx, stages)

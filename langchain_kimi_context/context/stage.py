@@ -80,6 +80,7 @@ class StageContext:
         token_counter: SupportsTokenCounting | None = None,
         tools: Sequence[Any] | None = None,
         session_key: str | None = None,
+        checked: tuple[WindowInfo, str | None] | None = None,
     ) -> StageContext:
         """Resolve the window and the counter (no check, nothing emitted: the guard does).
 
@@ -89,6 +90,9 @@ class StageContext:
             token_counter: Counter (``None`` = the package default).
             tools: Tool schemas that will be sent.
             session_key: Picks the history limit by session kind.
+            checked: The window and its small-window warning when the guard has
+                resolved and checked them already (``prepare_context`` does, first);
+                ``None`` resolves them here.
 
         Returns:
             The context for the first stage.
@@ -99,15 +103,17 @@ class StageContext:
             >>> ctx.window.window, ctx.profile.name
             (262144, 'kimi-k2.6')
         """
-        window = resolve_context_window(policy, profile)
+        if checked is None:
+            window = resolve_context_window(policy, profile)
+            checked = (window, _window_warning(policy, window))
         return cls(
             policy=policy,
-            window=window,
+            window=checked[0],
             token_counter=resolve_token_counter(token_counter),
             profile=profile if isinstance(profile, KimiModelProfile) else None,
             tools=tools,
             session_key=session_key,
-            window_warning=_window_warning(policy, window),
+            window_warning=checked[1],
         )
 
     def after(self, report: StageReport | None) -> StageContext:
