@@ -61,12 +61,6 @@ def text_only_content(content: str | Sequence[Any] | None) -> str | None:
 
     Returns:
         The text, or ``None`` when a part is not text.
-
-    Example:
-        >>> text_only_content(["a", {"type": "text", "text": "b"}]).split()
-        ['a', 'b']
-        >>> text_only_content(["a", {"type": "image_url"}]) is None
-        True
     """
     if content is None or isinstance(content, str):
         return content_text(content)

@@ -26,13 +26,6 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
     Returns:
         The running loop (schedule work on it with ``asyncio.run_coroutine_threadsafe``).
-
-    Example:
-        >>> import asyncio
-        >>> async def answer() -> int:
-        ...     return 42
-        >>> asyncio.run_coroutine_threadsafe(answer(), background_loop()).result()
-        42
     """
     global _loop
     with _loop_lock:
