@@ -132,12 +132,6 @@ class AgentRuntime:
         system_prompt: System prompt prepended to every view (not stored in the log).
         compaction: The compaction strategy (``None``: the default pipeline).
         stages: The pipeline stages, one graph node each (default: ``PIPELINE_STAGES``).
-
-    Example:
-        >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
-        >>> agent = create_kimi_agent(KimiChatModel(api_key="k"), checkpointer=False)
-        >>> [n for n in agent.get_graph().nodes if n in PIPELINE_NODES] == list(PIPELINE_NODES)
-        True
     """
 
     model: BaseChatModel

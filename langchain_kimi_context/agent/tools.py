@@ -50,15 +50,6 @@ def is_async_only(tool: BaseTool) -> bool:
 
     Returns:
         ``True`` when it has a coroutine and no sync function.
-
-    Example:
-        >>> from langchain_core.tools import tool
-        >>> @tool
-        ... async def ping(host: str) -> str:
-        ...     '''Ping a host.'''
-        ...     return "pong"
-        >>> is_async_only(ping)
-        True
     """
     return getattr(tool, "coroutine", None) is not None and getattr(tool, "func", None) is None
 
@@ -71,10 +62,6 @@ def call_signature(call: Mapping[str, Any]) -> str:
 
     Returns:
         The signature (arguments as sorted JSON).
-
-    Example:
-        >>> call_signature({"name": "read", "args": {"b": 1, "a": 2}, "id": "x"})
-        'read({"a": 2, "b": 1})'
     """
     args = json.dumps(call.get("args") or {}, sort_keys=True, ensure_ascii=False, default=str)
     return f"{call.get('name')}({args})"
@@ -96,14 +83,6 @@ def count_repeats(log: Sequence[AnyMessage]) -> dict[str, int]:
 
     Returns:
         ``{signature: number of assistant calls with it}``.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage, HumanMessage
-        >>> call = {"name": "ls", "args": {}, "id": "1"}
-        >>> log = [HumanMessage("go"), AIMessage("", tool_calls=[call]),
-        ...        AIMessage("", tool_calls=[{**call, "id": "2"}])]
-        >>> count_repeats(log)
-        {'ls({})': 2}
     """
     counts: dict[str, int] = {}
     for m in log[_turn_start(log) :]:
@@ -148,10 +127,6 @@ class ToolRunReport:
         repeat_warnings: Signatures that got a repeat warning.
         stopped: Set when a repeated call stopped the turn (the signature).
         durations_ms: Wall time per call id.
-
-    Example:
-        >>> ToolRunReport(calls=2).to_dict()["calls"]
-        2
     """
 
     calls: int = 0
@@ -166,10 +141,6 @@ class ToolRunReport:
 
         Returns:
             The non-empty fields.
-
-        Example:
-            >>> ToolRunReport().to_dict()
-            {'calls': 0}
         """
         out: dict[str, Any] = {"calls": self.calls}
         if self.errors:
@@ -195,18 +166,6 @@ class ToolRunner:
         warn_at: Identical calls in one turn from which results carry a warning.
         stop_at: Identical calls in one turn at which the turn stops.
         max_workers: Threads used for parallel calls.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage, HumanMessage
-        >>> def add(a: int, b: int) -> int:
-        ...     '''Add two numbers.'''
-        ...     return a + b
-        >>> runner = ToolRunner([add])
-        >>> ai = AIMessage("", tool_calls=[{"name": "add", "args": {"a": 1, "b": 2},
-        ...                                 "id": "c1"}])
-        >>> results, report = runner.run(ai, [HumanMessage("sum"), ai])
-        >>> results[0].content, report.calls
-        ('3', 1)
     """
 
     def __init__(
@@ -286,10 +245,6 @@ class ToolRunner:
 
         Returns:
             Seconds.
-
-        Example:
-            >>> ToolRunner(timeout_s=5).timeout_for("anything")
-            5
         """
         return self.timeouts.get(name, self.timeout_s)
 
@@ -318,13 +273,6 @@ class ToolRunner:
 
         Returns:
             One ``ToolMessage`` per call, in call order, and the report.
-
-        Example:
-            >>> from langchain_core.messages import AIMessage
-            >>> ai = AIMessage("", tool_calls=[{"name": "nope", "args": {}, "id": "c"}])
-            >>> msgs, rep = ToolRunner().run(ai, [ai])
-            >>> msgs[0].status, "unknown tool" in msgs[0].content
-            ('error', True)
         """
         batch = _Batch(self, message, log)
         pending: dict[str, Future[Any]] = {}
@@ -359,14 +307,6 @@ class ToolRunner:
         Async tools are awaited here (cancelled on timeout); sync tools run in the
         runner's thread pool. Timeouts, errors, repeats and ``ToolRuntime`` parameters
         work as in :meth:`run`, which documents the arguments and the result.
-
-        Example:
-            >>> import asyncio
-            >>> from langchain_core.messages import AIMessage
-            >>> ai = AIMessage("", tool_calls=[{"name": "nope", "args": {}, "id": "c"}])
-            >>> msgs, rep = asyncio.run(ToolRunner().arun(ai, [ai]))
-            >>> rep.errors
-            {'c': 'unknown_tool'}
         """
         batch = _Batch(self, message, log)
         loop = asyncio.get_running_loop()
@@ -418,11 +358,7 @@ class ToolRunner:
         )
 
     def close(self) -> None:
-        """Shut the worker pool down without waiting for abandoned calls.
-
-        Example:
-            >>> ToolRunner().close()
-        """
+        """Shut the worker pool down without waiting for abandoned calls."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

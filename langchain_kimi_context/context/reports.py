@@ -75,10 +75,6 @@ class _ReportMixin:
 
         Returns:
             A dict that ``json.dumps`` accepts.
-
-        Example:
-            >>> SanitizeReport().to_dict()["dropped_empty_messages"]
-            []
         """
         result: dict[str, Any] = _jsonable(dataclasses.asdict(self))  # type: ignore[call-overload]
         return result
@@ -243,14 +239,6 @@ class GuardReport(_ReportMixin):
         Returns:
             A ``KimiContextOverflowError`` naming the window, the tokens required and
             the recovery route.
-
-        Example:
-            >>> r = GuardReport(window=20_000, window_source="default", uncapped_window=20_000,
-            ...                 uncapped_source="default", minimum=16_000, warn=True,
-            ...                 required_tokens=25_000, fits=False, route="compact")
-            >>> err = r.overflow_error("kimi-k2.6")
-            >>> err.window, err.requested
-            (20000, 25000)
         """
         return KimiContextOverflowError(
             f"The request needs about {self.required_tokens} tokens (reply reserve "

@@ -96,12 +96,6 @@ class StageContext:
 
         Returns:
             The context for the first stage.
-
-        Example:
-            >>> from langchain_kimi_context import get_profile
-            >>> ctx = StageContext.build(ContextPolicy(), profile=get_profile("kimi-k2.6"))
-            >>> ctx.window.window, ctx.profile.name
-            (262144, 'kimi-k2.6')
         """
         if checked is None:
             window = resolve_context_window(policy, profile)
@@ -124,12 +118,6 @@ class StageContext:
 
         Returns:
             ``self``, or a copy recording the decision (``limit_cut``).
-
-        Example:
-            >>> ctx = StageContext.build(ContextPolicy())
-            >>> cut = LimitReport(limit=1, limit_source="argument", dropped_messages=("u0",))
-            >>> ctx.after(cut).limit_cut, ctx.after(None) is ctx
-            (True, True)
         """
         if isinstance(report, LimitReport) and report.cut != self.limit_cut:
             return dataclasses.replace(self, limit_cut=report.cut)

@@ -85,16 +85,6 @@ def with_mcp_tools(
 
     Raises:
         KimiConfigurationError: Malformed ``mcp_servers``.
-
-    Example:
-        >>> from langchain_kimi_context import KimiChatModel
-        >>> from langchain_kimi_context.agent import AgentSettings
-        >>> ts, tools, s = with_mcp_tools(
-        ...     {"gone": {"transport": "stdio", "command": "/nonexistent/mcp-server"}}, [],
-        ...     model=KimiChatModel(model="kimi-k2.6", api_key="sk-test"),
-        ...     policy=ContextPolicy(), settings=AgentSettings())
-        >>> tools, ts.status()["gone"].state
-        ([], 'failed')
     """
     app_tools = list(tools or ())
     if isinstance(mcp_servers, MCPToolset):

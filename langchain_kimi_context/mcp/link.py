@@ -88,11 +88,6 @@ class MCPServerStatus:
         calls: Tool calls sent.
         failed_calls: Tool calls that ended without a result (timeout, unreachable).
         reconnects: Sessions opened after the first one.
-
-    Example:
-        >>> s = MCPServerStatus("files", "failed", "connection refused", "streamable_http")
-        >>> s.to_dict()["state"], s.ok
-        ('failed', False)
     """
 
     name: str
@@ -191,13 +186,6 @@ def unauthorized_reason(exc: BaseException) -> str | None:
 
     Returns:
         ``"HTTP 401 Unauthorized"``-style text, or ``None``.
-
-    Example:
-        >>> import httpx
-        >>> req = httpx.Request("POST", "http://127.0.0.1:9/mcp")
-        >>> err = httpx.HTTPStatusError("no", request=req, response=httpx.Response(401))
-        >>> unauthorized_reason(ExceptionGroup("x", [err]))
-        'HTTP 401 Unauthorized'
     """
     for e in _leaves(exc):
         if isinstance(e, httpx.HTTPStatusError) and e.response.status_code in (401, 403):
@@ -218,10 +206,6 @@ def is_transport_error(exc: BaseException) -> bool:
 
     Returns:
         ``True`` for a transport error.
-
-    Example:
-        >>> is_transport_error(ConnectionRefusedError()), is_transport_error(ValueError())
-        (True, False)
     """
     if isinstance(exc, MCPCallTimeoutError) or unauthorized_reason(exc):
         return False
@@ -286,12 +270,6 @@ def describe_error(exc: BaseException) -> str:
 
     Returns:
         ``"ClassName: message"`` of the first non-group member.
-
-    Example:
-        >>> describe_error(ExceptionGroup("g", [ConnectionRefusedError("refused")]))
-        'ConnectionRefusedError: refused'
-        >>> describe_error(OSError("502 for url 'http://h/mcp?token=s3cr3t'"))
-        "OSError: 502 for url 'http://h/mcp?...'"
     """
     for e in _leaves(exc):
         if not isinstance(e, BaseExceptionGroup):
@@ -370,11 +348,6 @@ class ServerLink:
         connection: A langchain-mcp-adapters connection dict (copied; never logged).
         connect_timeout_s: Bound on starting/connecting plus the MCP handshake.
         retry: Attempts and backoff for transport errors.
-
-    Example:
-        >>> link = ServerLink("files", {"transport": "stdio", "command": "x", "args": []})
-        >>> link.status().state, link
-        ('failed', ServerLink('files', transport='stdio'))
     """
 
     def __init__(
