@@ -16,11 +16,6 @@
   ``pre_model_hook`` returning ``{"llm_input_messages": ...}``.
 
 Nothing here implements a stage: both faces call the context layer's functions.
-
-Example:
-    >>> from langchain_kimi_context.middleware import KimiContextMiddleware
-    >>> KimiContextMiddleware().name
-    'KimiContextMiddleware'
 """
 
 from __future__ import annotations
@@ -245,13 +240,10 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         >>> from langchain.agents import create_agent
         >>> from langchain.agents.middleware import ModelRetryMiddleware
         >>> from langchain_kimi_context import KimiChatModel
-        >>> from langchain_kimi_context.testing import KimiEmulator
-        >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-        ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
-        ...                           base_url=emu.base_url)
-        ...     agent = create_agent(model, tools=[], middleware=[
-        ...         KimiContextMiddleware(), ModelRetryMiddleware(max_retries=2)])
-        ...     out = agent.invoke({"messages": [("user", "@say hi there")]})
+        >>> model = KimiChatModel(model="kimi-k2.6", base_url=base_url, api_key=api_key)
+        >>> agent = create_agent(model, tools=[], middleware=[
+        ...     KimiContextMiddleware(), ModelRetryMiddleware(max_retries=2)])
+        >>> out = agent.invoke({"messages": [("user", "@say hi there")]})
         >>> out["messages"][-1].content
         'hi there'
 
@@ -291,12 +283,7 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     @property
     def policy(self) -> ContextPolicy:
-        """The thresholds in use.
-
-        Example:
-            >>> KimiContextMiddleware().policy.compact_trigger_ratio
-            0.85
-        """
+        """The thresholds in use."""
         return self._core.policy
 
     @property
@@ -326,10 +313,6 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
         Returns:
             The model response, with the new compaction records as a state update.
-
-        Example:
-            >>> KimiContextMiddleware.wrap_model_call.__name__
-            'wrap_model_call'
         """
         plan = self._plan(request)
 
@@ -358,10 +341,6 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
         Returns:
             The model response, with the new compaction records as a state update.
-
-        Example:
-            >>> KimiContextMiddleware.awrap_model_call.__name__
-            'awrap_model_call'
         """
         plan = await asyncio.to_thread(self._plan, request)
 
@@ -430,12 +409,6 @@ class KimiPreModelHook:
         Returns:
             ``{"llm_input_messages": [...]}`` plus ``kimi_compactions`` when a new
             compaction record was made.
-
-        Example:
-            >>> from langchain_core.messages import HumanMessage
-            >>> KimiPreModelHook()({"messages": [HumanMessage("hi", id="1")]})[
-            ...     "llm_input_messages"][0].content
-            'hi'
         """
         messages = list(state.get("messages") or [])
         system = None

@@ -17,15 +17,6 @@
 * Savings: :func:`savings_ledger` (per compaction: tokens before/after, money saved).
 * Overflow: :class:`OverflowRecovery` (compact -> truncate tool results -> readable
   ``KimiContextOverflowError``) and the learned-window table.
-
-Example:
-    >>> from langchain_core.messages import HumanMessage
-    >>> from langchain_kimi_context.context.policy import ContextPolicy
-    >>> bool(should_compact(223_000, 262_144, ContextPolicy()))
-    True
-    >>> view, report = compact([HumanMessage("hi", id="1")])
-    >>> report.changed
-    False
 """
 
 from langchain_kimi_context.context.compaction._common import TokenCounterLike

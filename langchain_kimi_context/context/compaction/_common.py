@@ -55,10 +55,6 @@ def resolve_window(
 
     Returns:
         The window in tokens.
-
-    Example:
-        >>> resolve_window(ContextPolicy(agent_context_cap=100_000), window=200_000)
-        100000
     """
     if window:
         policy = policy.replace(context_window=window)

@@ -28,12 +28,7 @@ __all__ = [
 
 
 class CompactionCancelledError(Exception):
-    """Raised inside a strategy when the compaction was abandoned (timeout).
-
-    Example:
-        >>> issubclass(CompactionCancelledError, Exception)
-        True
-    """
+    """Raised inside a strategy when the compaction was abandoned (timeout)."""
 
 
 @dataclass(frozen=True)
@@ -55,16 +50,6 @@ class CompactionContext:
         cancelled: Set when the run was abandoned; strategies check it between calls.
         decision: The trigger decision that asked for the run (its ``tokens`` is the
             calibrated size the trigger saw), ``None`` for a forced run.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> from langchain_kimi_context.context.compaction._common import (
-        ...     resolve_token_counter)
-        >>> ctx = CompactionContext(log=(HumanMessage("hi", id="1"),), records=(),
-        ...     policy=ContextPolicy(), token_counter=resolve_token_counter(None),
-        ...     window=1000, target_tokens=500)
-        >>> [m.id for m in ctx.view(CompactionDraft())]
-        ['1']
     """
 
     log: tuple[BaseMessage, ...]
@@ -124,10 +109,6 @@ class CompactionDraft:
         strategies: Names of the strategies that changed something.
         failures: Human-readable failures (e.g. a summariser that kept failing).
         model_calls: Summariser calls made.
-
-    Example:
-        >>> CompactionDraft().changed
-        False
     """
 
     replacements: Mapping[str, BaseMessage] = field(default_factory=dict)
@@ -163,9 +144,6 @@ class CompactionDraft:
 
         Args:
             **fields: Record fields to set (trigger, tokens, ...).
-
-        Returns:
-            The record.
         """
         values: dict[str, Any] = {
             "record_id": "draft",
@@ -212,11 +190,6 @@ class LocalCompaction:
     """Base of strategies that make no model call: :meth:`acompact` is :meth:`compact`.
 
     Subclasses set ``name`` and implement :meth:`compact`.
-
-    Example:
-        >>> from langchain_kimi_context.context.compaction import ClearToolResults
-        >>> isinstance(ClearToolResults(), LocalCompaction)
-        True
     """
 
     name: str

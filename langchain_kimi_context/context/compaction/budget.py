@@ -63,13 +63,6 @@ class PriceBudget:
         cost_per_call: Expected input + summary cost per call at the trigger (currency).
         currency: Currency of the two costs.
         capped: The unconstrained optimum was above ``ceiling`` (the window rule wins).
-
-    Example:
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> b = price_budget(get_profile("kimi-k3").pricing, growth_tokens=2_500,
-        ...     floor_tokens=20_000, summary_tokens=3_000, ceiling=891_290)
-        >>> b.trigger_tokens, b.capped
-        (61833, False)
     """
 
     trigger_tokens: int
@@ -113,13 +106,6 @@ def expected_cost_per_call(
 
     Raises:
         ValueError: If a size is out of range or ``trigger_tokens <= floor_tokens``.
-
-    Example:
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> p = get_profile("kimi-k3").pricing
-        >>> kw = dict(growth_tokens=2_500, floor_tokens=20_000, summary_tokens=3_000)
-        >>> expected_cost_per_call(p, 61_833, **kw) < expected_cost_per_call(p, 200_000, **kw)
-        True
     """
     _check(growth_tokens, floor_tokens, summary_tokens)
     if trigger_tokens <= floor_tokens:
@@ -156,15 +142,6 @@ def price_budget(
 
     Raises:
         ValueError: If a size is out of range.
-
-    Example:
-        >>> from langchain_kimi_context.profiles import Pricing, get_profile
-        >>> kw = dict(growth_tokens=2_500, floor_tokens=20_000, summary_tokens=3_000)
-        >>> price_budget(get_profile("kimi-k2.6").pricing, ceiling=212_144, **kw).trigger_tokens
-        51124
-        >>> flat = Pricing(currency="USD", input_cache_hit=1, input_cache_miss=1, output=2)
-        >>> price_budget(flat, ceiling=212_144, **kw) is None
-        True
     """
     _check(growth_tokens, floor_tokens, summary_tokens)
     if ceiling <= 0:

@@ -120,12 +120,6 @@ class CompactionReport:
 
         Returns:
             A dict that ``json.dumps`` accepts.
-
-        Example:
-            >>> from langchain_core.messages import HumanMessage
-            >>> _, report = compact([HumanMessage("hi")], ContextPolicy(context_window=50_000))
-            >>> report.to_dict()["record"] is None, report.to_dict()["stage"]
-            (True, 'compaction')
         """
         data = {
             f.name: getattr(self, f.name)

@@ -175,14 +175,6 @@ def render_transcript(
 
     Returns:
         The transcript.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage, HumanMessage
-        >>> print(render_transcript([HumanMessage("Fix a.py"), AIMessage("Done",
-        ...     additional_kwargs={"reasoning_content": "secret thoughts"})]))
-        [user]: Fix a.py
-        <BLANKLINE>
-        [assistant]: Done
     """
     calls = tool_call_index(messages)
     return "\n\n".join(_render(m, calls, max_chars_per_message) for m in messages)

@@ -102,16 +102,7 @@ class CompactionRecord(BaseModel):
         """Compression of the summary: summarised tokens / summary tokens (``None`` if none).
 
         The summarised tokens are the transcript of the span (plus the earlier summary it
-        folded in); the seed's "4 -> 1" target is about this number.
-
-        Example:
-            >>> from langchain_core.messages import SystemMessage
-            >>> from langchain_kimi_context.context.markers import with_marker
-            >>> s = with_marker(SystemMessage("S"), "summary", summarized_tokens=800,
-            ...     summary_tokens=200)
-            >>> CompactionRecord(record_id="r", trigger="m", strategy="llm_summary",
-            ...     tokens_before=9, tokens_after=3, ratio=3.0, summary=s).summary_ratio
-            4.0
+        folded in); ``ContextPolicy.compact_target_ratio`` (4:1) aims at this number.
         """
         if self.summary is None:
             return None
@@ -127,14 +118,6 @@ class CompactionRecord(BaseModel):
 
         Kept only for summaries made with ``ContextPolicy(recall=True)``; each reads back
         whole with ``read_history(ref)`` (empty otherwise).
-
-        Example:
-            >>> from langchain_core.messages import SystemMessage
-            >>> from langchain_kimi_context.context.markers import with_marker
-            >>> s = with_marker(SystemMessage("S"), "summary", summarized_ids=["m1", "m2"])
-            >>> CompactionRecord(record_id="r", trigger="m", strategy="llm_summary",
-            ...     tokens_before=9, tokens_after=3, ratio=3.0, summary=s).summarized_refs
-            ('m1', 'm2')
         """
         marker = get_marker(self.summary) if self.summary is not None else None
         return tuple((marker or {}).get("summarized_ids") or ())
@@ -144,12 +127,6 @@ class CompactionRecord(BaseModel):
 
         Returns:
             The record as plain data.
-
-        Example:
-            >>> rec = CompactionRecord(record_id="r", trigger="manual", strategy="x",
-            ...     tokens_before=2, tokens_after=1, ratio=2.0)
-            >>> rec.to_dict()["ratio"]
-            2.0
         """
         return self.model_dump(mode="json")
 
@@ -162,12 +139,6 @@ class CompactionRecord(BaseModel):
 
         Returns:
             The record.
-
-        Example:
-            >>> rec = CompactionRecord(record_id="r", trigger="manual", strategy="x",
-            ...     tokens_before=2, tokens_after=1, ratio=2.0)
-            >>> CompactionRecord.from_dict(rec.to_dict()).record_id
-            'r'
         """
         return cls.model_validate(dict(data))
 
@@ -180,10 +151,6 @@ class CompactionRecord(BaseModel):
 
         Returns:
             ``"cmp-<16 hex>"``.
-
-        Example:
-            >>> CompactionRecord.make_id(a=1) == CompactionRecord.make_id(a=1)
-            True
         """
         raw = json.dumps(parts, sort_keys=True, default=str)
         return "cmp-" + hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()[:16]
@@ -210,15 +177,6 @@ def as_records(records: Sequence[RecordLike] | None) -> list[CompactionRecord]:
 
     Args:
         records: Records or their ``to_dict()`` forms, oldest first (``None`` = none).
-
-    Returns:
-        The records.
-
-    Example:
-        >>> rec = CompactionRecord(record_id="r", trigger="manual", strategy="x",
-        ...     tokens_before=2, tokens_after=1, ratio=2.0)
-        >>> as_records([rec.to_dict()]) == [rec]
-        True
     """
     return [
         r if isinstance(r, CompactionRecord) else CompactionRecord.from_dict(r)

@@ -89,12 +89,6 @@ def window_from_error(exc: BaseException) -> int | None:
 
     Returns:
         The window, or ``None`` when the error does not say.
-
-    Example:
-        >>> window_from_error(KimiContextOverflowError("too long", window=32768))
-        32768
-        >>> window_from_error(ValueError("Your request exceeded model token limit: 8192"))
-        8192
     """
     window = getattr(exc, "window", None)
     if isinstance(window, int) and window > 0:
@@ -475,11 +469,6 @@ class OverflowRecovery:
         Raises:
             KimiContextOverflowError: When every step failed (readable, with
                 ``recovery_steps`` and ``recovery_records`` attributes).
-
-        Example:
-            >>> from langchain_core.messages import HumanMessage
-            >>> OverflowRecovery().invoke(lambda m: "ok", [HumanMessage("hi")]).result
-            'ok'
         """
         flow = self._flow(messages, records, snapshot_id)
         op: _Op | _Done = next(flow)
@@ -518,14 +507,6 @@ class OverflowRecovery:
 
         Raises:
             KimiContextOverflowError: When every step failed.
-
-        Example:
-            >>> import asyncio
-            >>> from langchain_core.messages import HumanMessage
-            >>> async def call(m):
-            ...     return "ok"
-            >>> asyncio.run(OverflowRecovery().ainvoke(call, [HumanMessage("hi")])).result
-            'ok'
         """
         flow = self._flow(messages, records, snapshot_id)
         op: _Op | _Done = next(flow)

@@ -47,10 +47,6 @@ class CompactionSaving:
         calls_after: Model calls made since (assistant messages after it in the log).
         cost: Its summary call plus the one cache miss on the new prefix.
         saved: Net saving so far: ``calls_after * hit * removed - cost``.
-
-    Example:
-        >>> CompactionSaving("r1", "budget", 60_000, 20_000, 10, 0.1, 0.02).removed
-        40000
     """
 
     record_id: str
@@ -74,10 +70,6 @@ class SavingsLedger:
     Attributes:
         entries: One line per compaction, oldest first.
         currency: Currency of every amount.
-
-    Example:
-        >>> SavingsLedger((), "USD").to_dict()["compactions"]
-        0
     """
 
     entries: tuple[CompactionSaving, ...]
@@ -133,18 +125,6 @@ def savings_ledger(
 
     Returns:
         The ledger.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage, HumanMessage
-        >>> from langchain_kimi_context.context.compaction import CompactionRecord
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> log = [HumanMessage("a", id="h0"), AIMessage("b", id="a0")]
-        >>> log += [AIMessage(f"c{i}", id=f"a{i + 1}") for i in range(20)]
-        >>> rec = CompactionRecord(record_id="r", trigger="budget", strategy="llm_summary",
-        ...     tokens_before=60_000, tokens_after=20_000, ratio=3.0, covered_until_id="a0")
-        >>> ledger = savings_ledger(log, [rec], get_profile("kimi-k3").pricing)
-        >>> ledger.entries[0].calls_after, round(ledger.saved, 4)
-        (20, 0.186)
     """
     h = pricing.input_cache_hit / _PER_TOKEN
     m = pricing.input_cache_miss / _PER_TOKEN

@@ -80,12 +80,6 @@ class CompactionRun:
         savings: The session's savings-ledger totals with the new record (compactions,
             tokens removed, cost, money saved so far), when a record was kept and the
             model's prices are known.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> run = CompactionService(ContextPolicy()).maybe_compact([HumanMessage("hi")])
-        >>> run.ran, run.record, run.to_dict()
-        (False, None, {'ran': False})
     """
 
     view: list[BaseMessage]

@@ -78,12 +78,6 @@ def is_read_file_tool(name: str, args: dict[str, Any]) -> str | None:
 
     Returns:
         The path, or ``None``.
-
-    Example:
-        >>> is_read_file_tool("read_file", {"path": "src/app.py"})
-        'src/app.py'
-        >>> is_read_file_tool("write_file", {"path": "src/app.py"}) is None
-        True
     """
     if not _READ_TOOL.search(name):
         return None
@@ -107,14 +101,6 @@ def collapse_code(code: str, *, min_lines: int = 20) -> str | None:
 
     Returns:
         The condensed text, or ``None`` when nothing needs collapsing.
-
-    Example:
-        >>> code = "def f(x):\n" + "    x += 1\n" * 30 + "    return x\n"
-        >>> print(collapse_code(code))
-        def f(x):
-            ... (31 of 32 lines collapsed: signatures kept, full text in the session log)
-        >>> collapse_code("x = 1") is None
-        True
     """
     lines = code.rstrip("\n").split("\n")
     if len(lines) <= min_lines:

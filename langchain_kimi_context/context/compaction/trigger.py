@@ -3,16 +3,16 @@
 * budget form: ``tokens >= budget``. ``policy.compact_budget="price"`` (the default,
   when the model profile is given and has a cache-hit discount): the view size at which
   compacting is cheapest per call (:mod:`.budget`), used only when it is below the
-  window rule (ratio/reserve), which stays the hard ceiling, and not when the seed-style
+  window rule (ratio/reserve), which stays the hard ceiling, and not when an absolute
   ``compact_trigger_tokens`` is set; an integer ``compact_budget`` is a fixed budget;
 * ratio form: ``tokens >= window * compact_trigger_ratio`` (Kimi CLI: 0.85);
 * reserve form: ``tokens + compact_reserve_tokens >= window`` (Kimi CLI: 50,000, i.e.
   212,144 tokens of a 262,144 window), never below half the window (so a large reserve
   on a small model does not compact on every turn);
-* absolute form: ``tokens > compact_trigger_tokens`` (the project seed: 180,000).
+* absolute form: ``tokens > compact_trigger_tokens`` (e.g. 180,000).
 
-The first threshold reached wins. The seed's setting ("past 180K of 256K, keep 20% in
-reserve") is ``ContextPolicy.seed_defaults()``.
+The first threshold reached wins. "Compact past 180K of 256K, keep 20% in reserve" is
+``ContextPolicy.seed_defaults()``.
 
 Why these defaults (ratio 0.85, reserve 50K; numbers in ``docs/benchmarks/compaction.md``,
 from ``benchmarks/bench_compaction.py``): every request re-sends the whole view, so a
@@ -119,14 +119,6 @@ def budget_for(
         when no fixed ``compact_trigger_tokens`` is set, the model caches prefixes
         automatically with a hit discount, and the optimum is below the window rule;
         else ``None``.
-
-    Example:
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> budget_for(1_048_576, ContextPolicy(), get_profile("kimi-k3"))
-        61833
-        >>> budget_for(1_048_576, ContextPolicy(compact_budget=100_000), None)
-        100000
-        >>> budget_for(1_048_576, ContextPolicy(compact_budget="off"), get_profile("kimi-k3"))
     """
     budget = policy.compact_budget
     ceiling = _window_rule(window, policy)
@@ -197,8 +189,8 @@ def should_compact(
         >>> p = ContextPolicy()  # ratio 0.85, reserve 50K
         >>> bool(should_compact(212_143, 262_144, p)), bool(should_compact(212_144, 262_144, p))
         (False, True)
-        >>> seed = ContextPolicy.seed_defaults()  # > 180K, or 80% of the window
-        >>> should_compact(180_001, 262_144, seed).reason
+        >>> classic = ContextPolicy.seed_defaults()  # > 180K, or 80% of the window
+        >>> should_compact(180_001, 262_144, classic).reason
         'absolute'
         >>> should_compact(15_999, 32_000, p).threshold  # reserve floor: half the window
         16000
@@ -260,13 +252,6 @@ def compaction_target(
 
     Returns:
         The target in tokens (at least 1).
-
-    Example:
-        >>> compaction_target(ContextPolicy(), 100_000, "ratio")
-        50000
-        >>> compaction_target(ContextPolicy(), 100_000, "ratio", tokens=90_000,
-        ...     local_tokens=45_000)
-        25000
     """
     share = int(window * policy.compact_target_share)
     target = share
