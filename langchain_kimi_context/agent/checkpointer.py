@@ -18,23 +18,15 @@ registry of the package live in any LangGraph ``BaseStore``). Postgres needs the
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
-from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.agent.sqlite_saver import open_sqlite_checkpointer
+from langchain_kimi_context.agent.threaded_async import ThreadedAsyncMixin
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = [
@@ -98,7 +90,29 @@ def _postgres_modules() -> tuple[Any, Any, Any]:
 _CONN_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 
 
-class PostgresCheckpointer(BaseCheckpointSaver[str]):
+def _on_sync_saver(name: str) -> Any:
+    """A method of :class:`PostgresCheckpointer` that calls the sync saver's ``name``."""
+
+    def call(self: PostgresCheckpointer, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.sync, name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{name}`` of the sync saver (``KimiPostgresSaver``)."
+    return call
+
+
+def _on_async_saver(name: str) -> Any:
+    """A method of :class:`PostgresCheckpointer` that awaits the async saver's ``name``."""
+
+    async def call(self: PostgresCheckpointer, *args: Any, **kwargs: Any) -> Any:
+        return await getattr(await self._asaver(), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{name}`` of the async saver (``AsyncPostgresSaver``)."
+    return call
+
+
+class PostgresCheckpointer(ThreadedAsyncMixin, BaseCheckpointSaver[str]):
     """LangGraph's Postgres savers behind one object: a sync pool and an async pool.
 
     Sync calls (``invoke``, ``get_state``) go to a
@@ -106,8 +120,8 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
     pruning, remembered histories) on a ``psycopg_pool.ConnectionPool``; async checkpoint
     reads and writes (``ainvoke``, ``astream``) go to an ``AsyncPostgresSaver`` on an
     ``AsyncConnectionPool`` opened on first async use (in the running event loop), and
-    async history reads and pruning to the first one in a worker thread (both see the
-    same tables). Tables are created on first use.
+    the other async calls (history reads, pruning, copies, deletes) to the first one in a
+    worker thread (both see the same tables). Tables are created on first use.
 
     Args:
         url: ``postgresql://user@host:port/db`` (options such as ``?options=-csearch_path%3Dx``
@@ -187,112 +201,27 @@ class PostgresCheckpointer(BaseCheckpointSaver[str]):
             await self._apool.close()
         self._pool.close()
 
-    # --- sync: PostgresSaver ----------------------------------------------------
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
-        return self.sync.get_tuple(config)
+    # --- sync calls and async history/pruning: the sync saver (KimiPostgresSaver) ----
+    get_tuple = _on_sync_saver("get_tuple")
+    list = _on_sync_saver("list")
+    put = _on_sync_saver("put")
+    put_writes = _on_sync_saver("put_writes")
+    delete_thread = _on_sync_saver("delete_thread")
+    copy_thread = _on_sync_saver("copy_thread")
+    delete_for_runs = _on_sync_saver("delete_for_runs")
+    prune = _on_sync_saver("prune")
+    get_delta_channel_history = _on_sync_saver("get_delta_channel_history")
+    get_next_version = _on_sync_saver("get_next_version")
 
-    def list(  # noqa: D102
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        return self.sync.list(config, filter=filter, before=before, limit=limit)
+    # --- async checkpoint reads and writes: AsyncPostgresSaver ---------------------------
+    aget_tuple = _on_async_saver("aget_tuple")
+    aput = _on_async_saver("aput")
+    aput_writes = _on_async_saver("aput_writes")
 
-    def put(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self.sync.put(config, checkpoint, metadata, new_versions)
-
-    def put_writes(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self.sync.put_writes(config, writes, task_id, task_path)
-
-    def delete_thread(self, thread_id: str) -> None:  # noqa: D102
-        self.sync.delete_thread(thread_id)
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_turns") -> None:  # noqa: D102
-        self.sync.prune(thread_ids, strategy=strategy)
-
-    def get_delta_channel_history(  # noqa: D102
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return self.sync.get_delta_channel_history(config=config, channels=channels)
-
-    def get_next_version(self, current: Any, channel: None = None) -> Any:  # noqa: D102
-        return self.sync.get_next_version(current, channel)
-
-    # --- async: AsyncPostgresSaver ------------------------------------------------
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
-        return await (await self._asaver()).aget_tuple(config)
-
-    async def alist(  # noqa: D102
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        saver = await self._asaver()
-        async for item in saver.alist(config, filter=filter, before=before, limit=limit):
+    async def alist(self, *args: Any, **kwargs: Any) -> AsyncIterator[CheckpointTuple]:
+        """``alist`` of the async saver (``AsyncPostgresSaver``)."""
+        async for item in (await self._asaver()).alist(*args, **kwargs):
             yield item
-
-    async def aput(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await (await self._asaver()).aput(config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await (await self._asaver()).aput_writes(config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:  # noqa: D102
-        await asyncio.to_thread(self.sync.delete_thread, thread_id)
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:  # noqa: D102
-        self.sync.copy_thread(source_thread_id, target_thread_id)
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:  # noqa: D102
-        self.sync.delete_for_runs(run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:  # noqa: D102
-        await asyncio.to_thread(self.sync.copy_thread, source_thread_id, target_thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:  # noqa: D102
-        await asyncio.to_thread(self.sync.delete_for_runs, run_ids)
-
-    async def aprune(  # noqa: D102
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_turns"
-    ) -> None:
-        await asyncio.to_thread(lambda: self.sync.prune(thread_ids, strategy=strategy))
-
-    async def aget_delta_channel_history(  # noqa: D102
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await asyncio.to_thread(
-            lambda: self.sync.get_delta_channel_history(config=config, channels=channels)
-        )
 
 
 def _redact(url: str) -> str:

@@ -30,7 +30,7 @@ from langgraph.channels import UntrackedValue
 
 from langchain_kimi_context.agent.concurrency import MultitaskStrategy, strategy_problems
 from langchain_kimi_context.agent.retry import RetrySettings
-from langchain_kimi_context.agent.storage import (
+from langchain_kimi_context.agent.channels import (
     DEFAULT_SNAPSHOT_FREQUENCY,
     delta_channel,
     last_value,
