@@ -42,6 +42,7 @@ from langchain_kimi_context.agent.delta_chain import (
     ChainNode,
     derive_parent_history,
     walk,
+    with_seed,
 )
 
 __all__ = ["PRUNE_STRATEGIES", "Histories", "Squash", "TurnPruningMixin", "delta_like_channels"]
@@ -118,13 +119,7 @@ def copy_histories(
         >>> copy_histories({"m": {"writes": [("t", "m", 1)]}}, ["m"])
         {'m': {'writes': [('t', 'm', 1)]}}
     """
-    out: dict[str, DeltaChannelHistory] = {}
-    for ch in channels:
-        entry: DeltaChannelHistory = {"writes": list(hist[ch]["writes"])}
-        if "seed" in hist[ch]:
-            entry["seed"] = hist[ch]["seed"]
-        out[ch] = entry
-    return out
+    return {ch: with_seed({"writes": list(hist[ch]["writes"])}, hist[ch]) for ch in channels}
 
 
 class TurnPruningMixin:
