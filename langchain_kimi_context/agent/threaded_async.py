@@ -15,9 +15,6 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
 )
@@ -28,7 +25,8 @@ __all__ = ["ThreadedAsyncMixin"]
 class ThreadedAsyncMixin:
     """Async twins of a saver's sync methods, each run in a worker thread.
 
-    List it before the LangGraph saver class. Covers the base API (``aget_tuple``,
+    List it before the LangGraph saver class. The twins take the arguments of the
+    sync methods (``BaseCheckpointSaver``'s signatures). Covers the base API (``aget_tuple``,
     ``alist``, ``aput``, ``aput_writes``, ``adelete_thread``) and the extended one
     (``acopy_thread``, ``adelete_for_runs``, ``aprune``, ``aget_delta_channel_history``).
 
@@ -42,7 +40,7 @@ class ThreadedAsyncMixin:
 
     get_tuple: Callable[[RunnableConfig], CheckpointTuple | None]
     list: Callable[..., Iterator[CheckpointTuple]]
-    put: Callable[[RunnableConfig, Checkpoint, CheckpointMetadata, ChannelVersions], RunnableConfig]
+    put: Callable[..., RunnableConfig]
     put_writes: Callable[..., None]
     delete_thread: Callable[[str], None]
     copy_thread: Callable[[str, str], None]
@@ -54,50 +52,19 @@ class ThreadedAsyncMixin:
         """Async ``get_tuple``, run in a worker thread."""
         return await asyncio.to_thread(self.get_tuple, config)
 
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        """Async ``list``, run in a worker thread (the page is read before yielding).
-
-        Args:
-            config: Thread to list.
-            filter: Metadata filter.
-            before: List checkpoints before this one.
-            limit: Maximum number of checkpoints.
-
-        Yields:
-            Checkpoint tuples, newest first.
-        """
-        items = await asyncio.to_thread(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
-        )
+    async def alist(self, *args: Any, **kwargs: Any) -> AsyncIterator[CheckpointTuple]:
+        """Async ``list``, run in a worker thread (the whole page is read, then yielded)."""
+        items = await asyncio.to_thread(lambda: list(self.list(*args, **kwargs)))
         for item in items:
             yield item
 
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
+    async def aput(self, *args: Any, **kwargs: Any) -> RunnableConfig:
         """Async ``put``, run in a worker thread."""
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        return await asyncio.to_thread(self.put, *args, **kwargs)
 
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
+    async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
         """Async ``put_writes``, run in a worker thread."""
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        await asyncio.to_thread(self.put_writes, *args, **kwargs)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Async ``delete_thread``, run in a worker thread."""
