@@ -1,6 +1,7 @@
-"""``KimiPostgresSaver``: LangGraph's ``PostgresSaver`` with turn pruning.
+"""Postgres persistence: ``KimiPostgresSaver`` and the ``PostgresCheckpointer`` of a URL.
 
-The same storage behaviour as the default SQLite saver
+:class:`KimiPostgresSaver` is LangGraph's ``PostgresSaver`` with the same storage
+behaviour as the default SQLite saver
 (:class:`~langchain_kimi_context.agent.turn_pruning.TurnPruningMixin`): after each agent
 run the node checkpoints of the turns before the latest are squashed into one
 checkpoint per finished turn (their delta writes kept in a ``kimi_incoming`` row of the
@@ -9,7 +10,9 @@ and delta histories are remembered per checkpoint. The SQL of all that is shared
 SQLite saver (:class:`~langchain_kimi_context.agent.sql_storage.SqlStorageMixin`); this
 module holds what is Postgres's own: ``%s`` placeholders and dict rows, checkpoints read
 with their channel blobs, ``jsonb`` metadata and the collection of unreferenced blobs.
-Everything else is ``PostgresSaver``'s own tables and SQL. Needs the ``postgres`` extra.
+Everything else is ``PostgresSaver``'s own tables and SQL. :class:`PostgresCheckpointer`
+is that saver on a connection pool plus an ``AsyncPostgresSaver`` on an async pool, what
+``checkpointer="postgresql://..."`` opens. Needs the ``postgres`` extra.
 """
 
 from __future__ import annotations
