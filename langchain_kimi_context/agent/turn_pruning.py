@@ -1,8 +1,10 @@
-"""Turn pruning and remembered delta histories, for any SQL checkpoint saver.
+"""Turn pruning and remembered delta histories, for any checkpoint saver.
 
 :class:`TurnPruningMixin` gives a LangGraph saver the package's storage behaviour on top
 of its own tables; the saver supplies a few storage primitives (load a page of the
-parent chain, count children, apply a squash, keep only the latest checkpoint):
+parent chain, count children, apply a :class:`Squash`, keep only the latest checkpoint;
+both SQL savers get them from
+:class:`~langchain_kimi_context.agent.sql_storage.SqlStorageMixin`):
 
 * ``prune(thread_ids, strategy="keep_turns")`` squashes the node checkpoints of the
   turns before the latest: one checkpoint per finished turn stays (its last, same id);
@@ -127,7 +129,8 @@ class TurnPruningMixin:
 
     Subclasses call :meth:`_init_pruning` in ``__init__`` and implement the primitives
     (``_reading``, ``_writing``, ``_load_chain``, ``_child_counts``, ``_apply_squash``,
-    ``_apply_keep_latest``, ``_namespaces``, ``_latest_id``), list it before the
+    ``_apply_keep_latest``, ``_namespaces``, ``_latest_id``; as
+    :class:`~langchain_kimi_context.agent.sql_storage.SqlStorageMixin` does), list it before the
     LangGraph saver class (its ``put``/``put_writes`` wrap the saver's), and forget a
     deleted thread in ``delete_thread`` (:meth:`_forget`).
     """
