@@ -49,7 +49,11 @@ from langgraph.types import Command
 from langchain_kimi_context import progress
 from langchain_kimi_context.agent import stages as _stages
 from langchain_kimi_context.agent.recall_tools import with_recall
-from langchain_kimi_context.context.compaction import OverflowRecovery
+from langchain_kimi_context.context.compaction import (
+    Compaction,
+    CompactionService,
+    OverflowRecovery,
+)
 from langchain_kimi_context.context.pipeline import prepare_context
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.profiles import KimiModelProfile
@@ -83,7 +87,7 @@ class _Plan:
     profile: KimiModelProfile
     tools: list[dict[str, Any]]
     system: SystemMessage | None
-    summariser: Any
+    service: CompactionService
 
 
 def _tool_schemas(tools: Sequence[Any]) -> list[dict[str, Any]]:
@@ -106,14 +110,15 @@ class _ContextCore:
         summary_model: BaseChatModel | None,
         model_name: str | None,
         token_counter: TokenCounter | None,
-        compaction: bool,
+        compaction: Compaction | bool,
         owner: str,
     ) -> None:
         self.policy = as_context_policy(policy, owner=owner)
         self.summary_model = summary_model
         self.model_name = model_name
         self.token_counter = token_counter or default_token_counter()
-        self.compaction = compaction
+        self.compaction = compaction is not False
+        self.strategy = None if isinstance(compaction, bool) else compaction
 
     def profile_for(self, model: Any) -> KimiModelProfile:
         return _stages.model_profile(model, self.model_name)
@@ -137,36 +142,34 @@ class _ContextCore:
             summariser = summariser.with_config(
                 tags=[TAG_NOSTREAM], run_name="kimi_compaction_summary"
             )
-        new: list[dict[str, Any]] = []
-        if self.compaction and log:
-            before = _Plan(log, records, [], profile, schemas, system, summariser)
-            record, _ = _stages.run_compaction(
-                log,  # type: ignore[arg-type]
-                records,
-                self.policy,
-                model=summariser,
-                profile=profile,
-                token_counter=self.token_counter,
-                tools=schemas,
-                trigger=None,
-                snapshot_id=None,
-                prepare=lambda view: self.sent(view, before),
-            )
-            if record is not None:
-                new.append(record)
-                progress.report(
-                    logger,
-                    "compaction_end",
-                    "compaction applied: %s -> %s tokens (%s)",
-                    record.get("tokens_before"),
-                    record.get("tokens_after"),
-                    record.get("strategy"),
-                    applied=True,
-                    strategy=record.get("strategy"),
-                    tokens_before=record.get("tokens_before"),
-                    tokens_after=record.get("tokens_after"),
-                )
-        return _Plan(log, [*records, *new], new, profile, schemas, system, summariser)
+        service = CompactionService(
+            self.policy,
+            profile,
+            self.strategy,
+            summariser if self.compaction else None,
+            self.token_counter,
+            schemas or None,
+        )
+        plan = _Plan(log, records, [], profile, schemas, system, service)
+        if not (self.compaction and log):
+            return plan
+        run = service.maybe_compact(log, records, prepare=lambda view: self.sent(view, plan))
+        if run.record is None:
+            return plan
+        record = run.record.to_dict()
+        progress.report(
+            logger,
+            "compaction_end",
+            "compaction applied: %s -> %s tokens (%s)",
+            record.get("tokens_before"),
+            record.get("tokens_after"),
+            record.get("strategy"),
+            applied=True,
+            strategy=record.get("strategy"),
+            tokens_before=record.get("tokens_before"),
+            tokens_after=record.get("tokens_after"),
+        )
+        return _Plan(log, [*records, record], [record], profile, schemas, system, service)
 
     def prepare(self, raw_view: Sequence[BaseMessage], plan: _Plan) -> list[BaseMessage]:
         head: list[BaseMessage] = []
@@ -187,14 +190,7 @@ class _ContextCore:
         return [plan.system, *body] if plan.system is not None else body
 
     def recovery(self, plan: _Plan) -> OverflowRecovery:
-        return OverflowRecovery(
-            self.policy,
-            model=plan.summariser if self.compaction else None,
-            model_name=plan.profile.name,
-            profile=plan.profile,
-            token_counter=self.token_counter,
-            tools=plan.tools or None,
-        )
+        return plan.service.recovery()
 
 
 def _as_response(result: Any) -> tuple[ModelResponse[Any], Command[Any] | None]:
@@ -235,8 +231,12 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         model_name: Kimi model name for the window when the agent's model is not a
             ``KimiChatModel``.
         token_counter: Counter (default: the process-wide one).
-        compaction: Run compaction (trigger + overflow recovery); ``False`` keeps only
-            the pipeline stages.
+        compaction: The compaction strategy for the trigger and overflow recovery: any
+            object satisfying the
+            :class:`~langchain_kimi_context.context.compaction.Compaction` protocol;
+            ``True`` (default) is the default pipeline (structural strategies, then a
+            structured summary by ``summary_model``); ``False`` runs no compaction on the
+            trigger (overflow recovery then compacts structurally).
         recall: Give the agent the ``search_history`` / ``read_history`` tools over its
             full ``messages`` and set ``ContextPolicy(recall=True)`` (see
             :mod:`~langchain_kimi_context.agent.recall_tools`).
@@ -254,6 +254,12 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         ...     out = agent.invoke({"messages": [("user", "@say hi there")]})
         >>> out["messages"][-1].content
         'hi there'
+
+        Any compaction strategy (here the head is dropped instead of summarised):
+
+        >>> from langchain_kimi_context.context.compaction import TruncateHead
+        >>> KimiContextMiddleware(compaction=TruncateHead(preserve_tokens=8_000)).strategy.name
+        'truncate_head'
     """
 
     state_schema: type[AgentState[Any]] = KimiContextState
@@ -265,7 +271,7 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         summary_model: BaseChatModel | None = None,
         model_name: str | None = None,
         token_counter: TokenCounter | None = None,
-        compaction: bool = True,
+        compaction: Compaction | bool = True,
         recall: bool = False,
     ) -> None:
         super().__init__()
@@ -292,6 +298,11 @@ class KimiContextMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             0.85
         """
         return self._core.policy
+
+    @property
+    def strategy(self) -> Compaction | None:
+        """The compaction strategy given as ``compaction=`` (``None``: default or off)."""
+        return self._core.strategy
 
     def _plan(self, request: ModelRequest[Any]) -> _Plan:
         return self._core.plan(

@@ -7,6 +7,7 @@
   pass them via ``make_emulator``).
 * ``make_emulator``: a factory ``make_emulator(**options) -> KimiEmulator`` whose servers
   are stopped after the test.
+* Every test starts and ends with no learned context window (they are process-wide).
 * ``legacy_emulator``: like ``emulator`` with ``catalog="legacy"`` (the retired 2025
   catalog: moonshot-v1 and the explicit Context Caching API, ``Retry-After`` headers,
   prefix cache partitioned by ``prompt_cache_key``), for tests of the explicit cache.
@@ -22,10 +23,19 @@ from typing import Any
 
 import pytest
 
+from langchain_kimi_context.profiles import forget_learned_windows
 from langchain_kimi_context.testing import KimiEmulator
 from tests.postgres_fixtures import new_postgres_schema, postgres_dsn, postgres_schema
 
 __all__ = ["new_postgres_schema", "postgres_dsn", "postgres_schema"]
+
+
+@pytest.fixture(autouse=True)
+def _forget_learned_windows() -> Iterator[None]:
+    """Learned context windows are process-wide: no test sees another test's."""
+    forget_learned_windows()
+    yield
+    forget_learned_windows()
 
 
 @pytest.fixture(scope="session")

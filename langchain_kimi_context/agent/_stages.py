@@ -14,15 +14,11 @@ from typing import Any
 
 from langchain_core.messages import AnyMessage, BaseMessage
 
-from langchain_kimi_context.context import resolve_context_window
 from langchain_kimi_context.context.compaction import (
     CompactionRecord,
+    CompactionService,
     apply_compactions,
-    compact,
-    maybe_compact,
-    should_compact,
 )
-from langchain_kimi_context.context.compaction.savings import savings_ledger
 from langchain_kimi_context.context.pipeline import StageReport
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import RequestTruncationReport
@@ -184,22 +180,19 @@ def compaction_due(
     profile: KimiModelProfile,
     records: Sequence[Any] | None = None,
 ) -> str | None:
-    """The compaction trigger (``should_compact``) for a request of ``tokens``.
+    """The compaction trigger for a request of ``tokens`` (the compaction service's rule).
 
     Args:
         tokens: The calibrated size of the request.
         policy: Trigger thresholds.
         profile: Model profile (window; prices for the price budget).
         records: The compaction records (the newest one's ``tokens_after`` is the price
-            budget's floor, as in ``maybe_compact``).
+            budget's floor).
 
     Returns:
         The trigger reason, or ``None`` when it does not fire.
     """
-    window = resolve_context_window(policy, profile).window
-    last = load_records(records[-1:]) if records else []
-    floor = last[0].tokens_after if last else None
-    decision = should_compact(tokens, window, policy, profile=profile, floor_tokens=floor)
+    decision = CompactionService(policy, profile).due(tokens, load_records(records))
     return (decision.reason or "trigger") if decision else None
 
 
@@ -216,7 +209,7 @@ def run_compaction(
     snapshot_id: str | None,
     prepare: Callable[[list[BaseMessage]], Sequence[BaseMessage]] | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Compact now (``trigger`` given) or only if the trigger fires (``maybe_compact``).
+    """Compact now (``trigger`` given) or only if due, through the compaction service.
 
     Args:
         log: The full log.
@@ -228,51 +221,15 @@ def run_compaction(
         tools: Tool schemas.
         trigger: Why a compaction is forced, or ``None`` for the end-of-turn check.
         snapshot_id: The checkpoint holding the pre-compaction state.
-        prepare: How a view becomes the request the model receives (the cached-prefix
-            summary request starts with exactly that).
+        prepare: How a view becomes the request the model receives.
 
     Returns:
-        ``(new record as a dict or None, report dict)``; with a new record the report has
-        ``savings``: the session's savings ledger totals (compactions, tokens removed,
-        cost, money saved so far).
+        ``(new record as a dict or None, report dict)`` (:meth:`CompactionRun.to_dict`).
     """
-    common: dict[str, Any] = {
-        "model": model,
-        "records": load_records(records),
-        "profile": profile,
-        "token_counter": token_counter,
-        "tools": list(tools) or None,
-        "snapshot_id": snapshot_id,
-        "prepare": prepare,
-    }
+    service = CompactionService(policy, profile, None, model, token_counter, list(tools) or None)
+    options: dict[str, Any] = {"snapshot_id": snapshot_id, "prepare": prepare}
     if trigger is None:
-        _, report = maybe_compact(log, policy, **common)
-        if report is None:
-            return None, {"ran": False}
+        run = service.maybe_compact(log, records, **options)
     else:
-        _, report = compact(log, policy, trigger=trigger, **common)
-    data = {
-        "ran": True,
-        "changed": report.changed,
-        "trigger": report.trigger,
-        "strategy": report.strategy,
-        "tokens_before": report.tokens_before,
-        "tokens_after": report.tokens_after,
-        "model_calls": report.model_calls,
-        "failures": list(report.failures),
-        "timed_out": report.timed_out,
-    }
-    if report.record is None:
-        return None, data
-    record = report.record.to_dict()
-    if report.tokens_after >= report.tokens_before:
-        # a compaction must shrink what the model sees; otherwise it only loses detail
-        data["rejected"] = (
-            f"not smaller: {report.tokens_before} -> {report.tokens_after} tokens; "
-            "the record was discarded and the view is unchanged"
-        )
-        return None, data
-    data["record_id"] = record["record_id"]
-    ledger = savings_ledger(log, [*common["records"], report.record], profile.pricing)
-    data["savings"] = {k: v for k, v in ledger.to_dict().items() if k != "entries"}
-    return record, data
+        run = service.compact(log, records, trigger=trigger, **options)
+    return (run.record.to_dict() if run.record is not None else None), run.to_dict()

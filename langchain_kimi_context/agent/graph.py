@@ -51,6 +51,7 @@ from langchain_kimi_context.agent.state import (
 from langchain_kimi_context.agent.storage import apruned_stream, pruned_stream
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
+from langchain_kimi_context.context.compaction import Compaction
 from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError, ThreadInterruptedError
@@ -198,6 +199,7 @@ def create_kimi_agent(
     recall: bool = False,
     compact_context_tool: bool = False,
     mcp_servers: Mapping[str, Any] | None = None,
+    compaction: Compaction | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the checkpointed agent graph for long Kimi sessions.
 
@@ -237,6 +239,12 @@ def create_kimi_agent(
             ``MCPToolset``: their tools join ``tools``; a server that fails is skipped
             (``langchain_kimi_context.mcp.mcp_status(agent)`` says why). Needs the
             ``mcp`` extra; see ``docs/mcp.md``.
+        compaction: The compaction strategy: any object satisfying the
+            :class:`~langchain_kimi_context.context.compaction.Compaction` protocol
+            (e.g. ``TruncateHead()``, ``CompositeCompaction([ClearToolResults(),
+            LLMCompaction(model)])`` or your own). It runs for the trigger, at the end of
+            a turn and in overflow recovery. ``None``: the default pipeline (structural
+            strategies, then a structured summary by ``model``).
 
     Returns:
         The compiled graph.
@@ -254,6 +262,14 @@ def create_kimi_agent(
         ['preflight', 'sanitize', 'repair_pairing']
         >>> agent.invoke({"messages": [("user", "hi")]},
         ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
+
+        Any compaction strategy (here the head is dropped instead of summarised; a
+        class with ``name``, ``compact`` and ``acompact`` is enough):
+
+        >>> from langchain_kimi_context.context.compaction import TruncateHead
+        >>> agent = create_kimi_agent(model, checkpointer=False, compaction=TruncateHead())
+        >>> agent_runtime(agent).compaction_service.strategy.name
+        'truncate_head'
     """
     chat_model = _resolve_model(model)
     settings = resolve_settings(settings, owner="create_kimi_agent")
@@ -294,6 +310,7 @@ def create_kimi_agent(
         tool_schemas=[convert_to_openai_tool(t) for t in tool_list],
         sleep=sleep,
         system_prompt=system_prompt,
+        compaction=compaction,
     )
 
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)

@@ -42,7 +42,7 @@ from langchain_kimi_context.agent.state import (
     PreparedView,
 )
 from langchain_kimi_context.agent.tools import ToolRunner, ToolRunReport
-from langchain_kimi_context.context.compaction import OverflowRecovery
+from langchain_kimi_context.context.compaction import Compaction, CompactionService
 from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.pipeline import (
     PIPELINE_STAGES,
@@ -101,6 +101,7 @@ class AgentRuntime:
         tool_schemas: OpenAI tool schemas (for token counts).
         sleep: Sleep function used between retries.
         system_prompt: System prompt prepended to every view (not stored in the log).
+        compaction: The compaction strategy (``None``: the default pipeline).
 
     Example:
         >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
@@ -118,6 +119,7 @@ class AgentRuntime:
     tool_schemas: list[dict[str, Any]] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
     system_prompt: str | None = None
+    compaction: Compaction | None = None
 
     @property
     def profile(self) -> KimiModelProfile:
@@ -135,6 +137,27 @@ class AgentRuntime:
             return ContextSizeTracker.from_dict(data, self.token_counter)
         return ContextSizeTracker(self.token_counter)
 
+    @property
+    def compaction_service(self) -> CompactionService:
+        """The compaction service for the model as it is now (window, strategy, summariser).
+
+        Every compaction of the agent (trigger, end of turn, overflow) goes through it.
+        """
+        return CompactionService(
+            self.policy,
+            self.profile,
+            self.compaction,
+            self.summary_model,
+            self.token_counter,
+            self.tool_schemas or None,
+        )
+
+    def head(self) -> list[AnyMessage]:
+        """The messages sent before the view: the system prompt, if any."""
+        if not self.system_prompt:
+            return []
+        return [SystemMessage(self.system_prompt, id="kimi-agent-system-prompt")]
+
     def base_view(self, state: Mapping[str, Any]) -> list[AnyMessage]:
         """The log with the compaction records applied (before the pipeline).
 
@@ -144,10 +167,8 @@ class AgentRuntime:
         Returns:
             The messages the pipeline starts from.
         """
-        view = _stages.apply_records(list(state.get("messages") or []), state.get("compactions"))
-        if self.system_prompt:
-            view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
-        return view
+        log = list(state.get("messages") or [])
+        return [*self.head(), *_stages.apply_records(log, state.get("compactions"))]
 
     def stage_context(self, state: Mapping[str, Any]) -> StageContext:
         """The context the first pipeline stage gets for this state.
@@ -202,10 +223,7 @@ class AgentRuntime:
         Returns:
             The messages to send.
         """
-        view: list[Any] = list(raw_view)
-        if self.system_prompt:
-            view.insert(0, SystemMessage(self.system_prompt, id="kimi-agent-system-prompt"))
-        out, _, _ = run_stages(view, self.stage_context(state))
+        out, _, _ = run_stages([*self.head(), *raw_view], self.stage_context(state))
         return list(out)
 
     @property
@@ -260,8 +278,9 @@ class AgentRuntime:
         if last_user is not None and turn.get("id") != last_user.id:
             turn = {"id": last_user.id, "steps": 0, "failed_steps": 0}
         view = self.base_view(state)
-        tracker = self._tracker(state)
-        size = tracker.current_size(view, self.tool_schemas or None)
+        decision = self.compaction_service.decide(
+            view, state.get("compactions"), self._tracker(state)
+        )
         report = _stages.guard(
             view,
             self.policy,
@@ -269,8 +288,8 @@ class AgentRuntime:
             token_counter=self.token_counter,
             tools=self.tool_schemas,
         )
-        report["calibrated_tokens"] = size
-        reason = _stages.compaction_due(size, self.policy, self.profile, state.get("compactions"))
+        report["calibrated_tokens"] = decision.tokens
+        reason: str | None = (decision.reason or "trigger") if decision else None
         if reason is None and report.get("route") in ("compact", "compact_then_truncate"):
             reason = "preflight"
         # compact at most once per log length, so a compaction that cannot help
@@ -376,15 +395,7 @@ class AgentRuntime:
                 on_retry=self._retrying,
             )
 
-        recovery = OverflowRecovery(
-            self.policy,
-            model=self.summary_model,
-            model_name=self.profile.name,
-            profile=self.profile,
-            token_counter=self.token_counter,
-            tools=self.tool_schemas or None,
-            on_window_learned=self._learned_window,
-        )
+        recovery = self.compaction_service.recovery(on_window_learned=self._learned_window)
         started = time.perf_counter()
         try:
             outcome = recovery.invoke(
@@ -503,18 +514,19 @@ class AgentRuntime:
         phase = "before_call" if reason else "end_of_turn"
         if reason:
             self._compaction_started(reason, phase)
-        record, report = _stages.run_compaction(
-            log,
-            state.get("compactions") or [],
-            self.policy,
-            model=self.summary_model,
-            profile=self.profile,
-            token_counter=self.token_counter,
-            tools=self.tool_schemas,
-            trigger=reason,
-            snapshot_id=_checkpoint_id(config),
-            prepare=lambda view: self.prepare(view, state),
-        )
+        service = self.compaction_service
+        records = state.get("compactions") or []
+        options: dict[str, Any] = {
+            "snapshot_id": _checkpoint_id(config),
+            "prepare": lambda view: self.prepare(view, state),
+        }
+        if reason:
+            run = service.compact(log, records, trigger=reason, **options)
+        else:
+            tracker = self._tracker(state)
+            run = service.maybe_compact(log, records, tracker=tracker, head=self.head(), **options)
+        record = run.record.to_dict() if run.record is not None else None
+        report = run.to_dict()
         report["phase"] = phase
         if report.get("ran"):
             if not reason:  # the end-of-turn check decides inside: it started just now

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_kimi_context.caching.canonical import _tool_name, canonical_json
+from langchain_kimi_context.content import content_text
 
 stability_logger = logging.getLogger(__name__)
 """Logger of the prefix-stability checker: set it to DEBUG to see what breaks the cache."""
@@ -97,13 +98,6 @@ def _excerpt(text: str, offset: int, width: int = 40) -> str:
     return text[max(0, offset - width) : offset + width]
 
 
-def _content_text(message: Mapping[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    return canonical_json(content)
-
-
 def _explain_message_change(
     previous: Mapping[str, Any], current: Mapping[str, Any]
 ) -> tuple[PrefixBreakKind, str]:
@@ -125,7 +119,7 @@ def _explain_message_change(
             "unchanged to keep the prefix stable",
         )
     if role == "system":
-        old, new = _content_text(previous), _content_text(current)
+        old, new = content_text(previous.get("content")), content_text(current.get("content"))
         at = _first_diff(old, new)
         window_old, window_new = _excerpt(old, at, 24), _excerpt(new, at, 24)
         if _TIMESTAMPISH.search(window_old) and _TIMESTAMPISH.search(window_new):

@@ -45,13 +45,13 @@ from langchain_kimi_context.agent.storage import (
 )
 from langchain_kimi_context.context.messages import is_user_turn
 from langchain_kimi_context.memory import RollingSnapshotMemory, SnapshotInfo
+from langchain_kimi_context.memory.registry import SessionEntry, registry_namespace
 from langchain_kimi_context.middleware import RECORDS_KEY as MIDDLEWARE_RECORDS_KEY
 from langchain_kimi_context.profiles import DEFAULT_MODEL, get_profile
 from langchain_kimi_context.usage import add_usage
 
 __all__ = ["SnapshotRow", "ThreadDetail", "ThreadStore", "ThreadStoreError", "ThreadSummary"]
 
-_REGISTRY_PREFIX = "__kimi_memory_registry__:"
 _BUSY_TIMEOUT_S = 2.0
 
 
@@ -318,11 +318,7 @@ class ThreadStore:
         return [str(r[0]) for r in rows]
 
     def _namespaces(self) -> list[str]:
-        return [
-            t[len(_REGISTRY_PREFIX) :]
-            for t in self._all_thread_ids()
-            if t.startswith(_REGISTRY_PREFIX)
-        ]
+        return [ns for t in self._all_thread_ids() if (ns := registry_namespace(t)) is not None]
 
     def _memory(self, namespace: str, tools: Sequence[str] = ()) -> RollingSnapshotMemory:
         key = (namespace, tuple(sorted(tools)))
@@ -337,10 +333,10 @@ class ThreadStore:
             self._memories[key] = memory
         return memory
 
-    def _session(self, thread_id: str) -> tuple[str, Any] | None:
+    def _session(self, thread_id: str) -> tuple[str, SessionEntry] | None:
         """The memory namespace and registry entry of a session, if it is one."""
         for namespace in self._namespaces():
-            entry = self._memory(namespace)._load_registry().sessions.get(thread_id)
+            entry = self._memory(namespace).registry.load().sessions.get(thread_id)
             if entry is not None:
                 return namespace, entry
         return None
@@ -426,17 +422,19 @@ class ThreadStore:
             One summary per thread (memory registries are not listed).
         """
         sessions = {
-            s for ns in self._namespaces() for s in self._memory(ns)._load_registry().sessions
+            s for ns in self._namespaces() for s in self._memory(ns).registry.load().sessions
         }
         rows = []
         for thread_id in self._all_thread_ids():
-            if thread_id.startswith(_REGISTRY_PREFIX):
+            if registry_namespace(thread_id) is not None:
                 continue
             kind = "session" if thread_id in sessions else "thread"
             rows.append(self._summary(thread_id, self._state(thread_id), kind=kind))
         return sorted(rows, key=lambda r: (r.updated, r.thread_id), reverse=True)
 
-    def _snapshots(self, thread_id: str, session: tuple[str, Any] | None) -> list[SnapshotRow]:
+    def _snapshots(
+        self, thread_id: str, session: tuple[str, SessionEntry] | None
+    ) -> list[SnapshotRow]:
         if session is None:
             return []
         infos: list[SnapshotInfo] = self._memory(session[0]).list_snapshots(thread_id)
@@ -547,7 +545,7 @@ class ThreadStore:
             if ref is None:
                 snapshot_id = memory.snapshot(thread_id, name=f"fork:{target}")
             elif snapshot_id is None:  # a bare checkpoint id: give it a snapshot to share
-                snapshot_id = memory._register_snapshot(
+                snapshot_id = memory.registry.register_snapshot(
                     thread_id, checkpoint_id, name=f"fork:{target}", reason="manual"
                 )
             return memory.share(snapshot_id, session_id=target)
@@ -577,7 +575,7 @@ class ThreadStore:
         for thread_id in thread_ids:
             if thread_id not in known:
                 raise ThreadStoreError(f"no thread {thread_id!r} in {self.label}")
-        targets = list(thread_ids) or [t for t in known if not t.startswith(_REGISTRY_PREFIX)]
+        targets = list(thread_ids) or [t for t in known if registry_namespace(t) is None]
         cannot = ThreadStoreError(
             f"this checkpointer ({type(self.saver).__name__}) cannot prune finished turns "
             "(the package's SQLite saver can); `kimi-context threads vacuum` still reclaims "

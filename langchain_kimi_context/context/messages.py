@@ -7,29 +7,34 @@ Every stage, strategy, face and tool asks this module; nothing else restates the
   user wrote.
 - A *system message* is a ``SystemMessage`` that is not a compaction summary.
 - The *text* of a message is its text blocks (plain strings and ``{"type": "text"}``
-  blocks) joined with newlines: blocks are separate paragraphs, so joining them with
-  nothing would glue the last word of one to the first word of the next. Reasoning,
-  thinking, images and other non-text blocks are not text.
+  blocks) joined with newlines (:func:`langchain_kimi_context.content.content_text`, the
+  model layer's home of the rule, re-exported here): blocks are separate paragraphs.
+  Reasoning, thinking, images and other non-text blocks are not text.
 - The *digest* of a message is a SHA-1 over its type, content, tool-call id and tool calls
   (name, args, id) in canonical JSON: equal for messages the model would see as equal,
   stable across processes and versions of Python.
 - The *marker kind* is the ``"kind"`` of the package marker
   (:mod:`langchain_kimi_context.context.markers`), or ``None``.
+- A message without an *id* gets ``"kc-<index>-<digest>"`` (:func:`ensure_message_ids`):
+  its position in the log plus its digest, the same on every call for an append-only log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from langchain_kimi_context.content import content_text
 from langchain_kimi_context.context.markers import get_marker
 
 __all__ = [
     "content_text",
     "content_text_length",
+    "ensure_message_ids",
     "is_blank_content",
     "is_summary",
     "is_system",
@@ -104,24 +109,6 @@ def is_blank_content(content: str | list[str | dict[str, Any]]) -> bool:
     return True
 
 
-def content_text(content: str | list[str | dict[str, Any]]) -> str:
-    """Return the text of ``content``: its text blocks joined with newlines.
-
-    Example:
-        >>> content_text(["a", {"type": "text", "text": "b"}, {"type": "image_url"}]).split()
-        ['a', 'b']
-    """
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return "\n".join(parts)
-
-
 def content_text_length(content: str | list[str | dict[str, Any]]) -> int:
     """Return ``len(content_text(content))`` without building the string for ``str``."""
     if isinstance(content, str):
@@ -153,3 +140,36 @@ def message_digest(message: BaseMessage) -> str:
     }
     raw = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+
+
+def ensure_message_ids(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """Return the messages with an id on every one (copies for those lacking one).
+
+    A message without an id gets ``"kc-<index>-<hash>"``: its position in the log plus
+    a hash of its type and content. For an append-only log the ids are therefore the same
+    on every call, which is what compaction records and recall refs rely on (LangGraph's
+    ``add_messages`` assigns UUIDs anyway). Messages that already have an id are returned
+    as they are; originals are never mutated.
+
+    Args:
+        messages: The full log.
+
+    Returns:
+        A new list; messages that had ids are the same objects.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> a = ensure_message_ids([HumanMessage("hi")])
+        >>> a[0].id == ensure_message_ids([HumanMessage("hi")])[0].id
+        True
+        >>> a[0].id.startswith("kc-0-")
+        True
+    """
+    out: list[BaseMessage] = []
+    for index, message in enumerate(messages):
+        if message.id:
+            out.append(message)
+        else:
+            digest = message_digest(message)[:12]
+            out.append(message.model_copy(update={"id": f"kc-{index}-{digest}"}))
+    return out

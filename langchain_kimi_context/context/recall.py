@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from langchain_kimi_context.context._common import content_text
-from langchain_kimi_context.context.compaction._common import ensure_message_ids
+from langchain_kimi_context.context.messages import ensure_message_ids
 
 __all__ = [
     "DEFAULT_READ_CHARS",

@@ -477,6 +477,8 @@ class TokenCounter:
         return total
 
     def _count_content(self, content: str | list[Any]) -> int:
+        # Not content.content_text: every part is counted, images and other non-text blocks
+        # included (they are sent and cost tokens), reasoning blocks with the reasoning.
         count = self.backend.count
         if isinstance(content, str):
             return count(content)
@@ -575,7 +577,11 @@ class TokenCounter:
 
 
 def _reasoning_text(message: AIMessage) -> str:
-    """The reasoning a chat model replays: ``reasoning_content``, else reasoning blocks."""
+    """The reasoning a chat model replays: ``reasoning_content``, else reasoning blocks.
+
+    Counts ``thinking`` blocks too (an upper bound): ``KimiChatModel`` replays only
+    ``reasoning`` blocks (``chat_models.request.reasoning_from_message``).
+    """
     text = message.additional_kwargs.get("reasoning_content")
     if isinstance(text, str):
         return text

@@ -38,9 +38,9 @@ from langchain_kimi_context import (
     KimiServerError,
     is_retryable_error,
 )
-from langchain_kimi_context import chat_models as chat_models_module
 from langchain_kimi_context import profiles as profiles_module
 from langchain_kimi_context.chat_models import WEB_SEARCH_TOOL, builtin_tool_result
+from langchain_kimi_context.chat_models import retrying as chat_models_module
 from langchain_kimi_context.profiles import get_profile
 from langchain_kimi_context.testing import Fault, KimiEmulator
 
@@ -514,6 +514,24 @@ def test_stream_cut_midway_raises_and_is_not_replayed(
     # the same cut on a non-streaming call is retried by the model itself
     emulator.faults.cut_stream(after_chunks=2, at=1)
     assert make_model().invoke("@say whole").content == "whole"
+
+
+def test_astream_retried_before_first_chunk_only(
+    emulator: KimiEmulator, make_model: Callable[..., KimiChatModel], sleeps: list[float]
+) -> None:
+    async def collect(model: KimiChatModel, text: str) -> list[AIMessageChunk]:
+        return [chunk async for chunk in model.astream(text)]
+
+    emulator.faults.overloaded(at=1)
+    chunks = asyncio.run(collect(make_model(), "@say streamed"))
+    assert "".join(str(c.content) for c in chunks) == "streamed"
+    assert len(_chat_requests(emulator)) == 2
+    assert len(sleeps) == 1
+    emulator.reset()
+    emulator.faults.cut_stream(after_chunks=2, at=1)
+    with pytest.raises(ModelConnectionError):
+        asyncio.run(collect(make_model(), "@reply 200"))
+    assert len(_chat_requests(emulator)) == 1  # not retried: chunks were already yielded
 
 
 # ----------------------------------------------------------------------------- quirks

@@ -35,9 +35,9 @@ from langchain_kimi_context import (
     current_models,
     get_profile,
 )
-from langchain_kimi_context import chat_models as chat_models_module
 from langchain_kimi_context.agent import AgentSettings, RetrySettings, create_kimi_agent
 from langchain_kimi_context.chat_models import WEB_SEARCH_TOOL, builtin_tool_result
+from langchain_kimi_context.chat_models import retrying as chat_models_module
 from langchain_kimi_context.errors import from_openai_error
 from langchain_kimi_context.profiles import RETIRED_PROFILES, KimiModelProfile
 from langchain_kimi_context.testing import Fault, KimiEmulator

@@ -31,6 +31,7 @@ from langchain_kimi_context import (
 from langchain_kimi_context.agent import AgentSettings
 from langchain_kimi_context.context.compaction import forget_learned_windows
 from langchain_kimi_context.context.markers import is_marked
+from langchain_kimi_context.memory.registry import registry_namespace, registry_thread_id
 from langchain_kimi_context.testing import KimiEmulator
 from tests.compaction_helpers import is_summary_request
 
@@ -475,6 +476,29 @@ def test_share_forks_without_touching_the_original(memory: RollingSnapshotMemory
     assert memory.usage(fork).calls == 2  # usage carried over + its own call
     # the fork's snapshots are its own
     assert [s.reason for s in memory.list_snapshots(fork)] == ["created"]
+
+
+def test_share_checks_the_new_id_like_create_session(memory: RollingSnapshotMemory) -> None:
+    sid = memory.create_session(system="sys")
+    snap = memory.snapshot(sid)
+    with pytest.raises(SessionExistsError):
+        memory.share(snap, session_id=sid)
+    with pytest.raises(KimiConfigurationError, match="may not start with"):
+        memory.share(snap, session_id=registry_thread_id("x"))
+
+
+def test_the_registry_is_public_and_shared_by_memories_of_a_namespace(
+    memory: RollingSnapshotMemory,
+) -> None:
+    sid = memory.create_session(system="sys")
+    other = RollingSnapshotMemory(
+        memory.model, checkpointer=memory.checkpointer, tools=[read_file], sleep=lambda s: None
+    )
+    head = memory.list_snapshots(sid)[0].checkpoint_id
+    snap = other.registry.register_snapshot(sid, head, name="from-other", reason="manual")
+    assert memory.registry.load().snapshots[snap].name == "from-other"
+    assert registry_namespace(memory.registry.thread_id) == "default"
+    assert [e.session_id for e in other.registry.load().sessions.values()] == [sid]
 
 
 # ------------------------------------------------------------------ compress

@@ -21,7 +21,7 @@ from langchain_kimi_context.chat_models import (
     builtin_tool_result,
     resolve_session_id,
 )
-from langchain_kimi_context.profiles import DEFAULT_MODEL
+from langchain_kimi_context.profiles import DEFAULT_MODEL, LEARNED_SOURCE, learned_context_window
 
 KEY = "sk-unit-secret-0123456789"
 
@@ -166,12 +166,16 @@ def test_learn_context_window_is_per_model_and_updates_profile() -> None:
     model = _model()
     model.learn_context_window(131_072)
     assert model.model_profile.context_window == 131_072
-    assert model.model_profile.source == "learned"
+    assert model.model_profile.source == LEARNED_SOURCE
     assert model.profile["max_input_tokens"] == 131_072  # type: ignore[index]
     model.learn_context_window(8_192, model="moonshot-v1-8k")
     assert model.model_profile.context_window == 131_072
     assert model._profile_for("moonshot-v1-8k").context_window == 8_192
-    assert _model().model_profile.context_window == 262_144  # other instances unaffected
+    # one store of learned windows (profiles): every instance sees it, and it only shrinks
+    assert _model().model_profile.context_window == 131_072
+    assert learned_context_window(DEFAULT_MODEL) == 131_072
+    model.learn_context_window(200_000)
+    assert model.model_profile.context_window == 131_072
     with pytest.raises(KimiConfigurationError):
         model.learn_context_window(0)
 

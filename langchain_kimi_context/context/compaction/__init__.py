@@ -6,11 +6,14 @@
   prices (:func:`budget_for`).
 * Strategies (:class:`Compaction` protocol, composable with :class:`CompositeCompaction`):
   structural first (:class:`DedupeFileReads`, :class:`CollapseCodeBlocks`,
-  :class:`ClearToolResults`), then :class:`LLMCompaction` (structured summary).
+  :class:`ClearToolResults`), then :class:`LLMCompaction` (structured summary);
+  :class:`TruncateHead` drops the head instead.
 * Records: :class:`CompactionRecord` anchors over the append-only log;
   :func:`apply_compactions` rebuilds the view.
 * Running: :func:`compact` / :func:`acompact` / :func:`maybe_compact` return
   ``(view, CompactionReport)``; all-or-nothing with a timeout.
+* Service: :class:`CompactionService`, what every face calls (apply records, decide on
+  the calibrated size, run the face's strategy, build overflow recovery).
 * Savings: :func:`savings_ledger` (per compaction: tokens before/after, money saved).
 * Overflow: :class:`OverflowRecovery` (compact -> truncate tool results -> readable
   ``KimiContextOverflowError``) and the learned-window table.
@@ -25,16 +28,14 @@ Example:
     False
 """
 
-from langchain_kimi_context.context.compaction._common import (
-    TokenCounterLike,
-    ensure_message_ids,
-)
+from langchain_kimi_context.context.compaction._common import TokenCounterLike
 from langchain_kimi_context.context.compaction.base import (
     Compaction,
     CompactionCancelledError,
     CompactionContext,
     CompactionDraft,
     CompositeCompaction,
+    LocalCompaction,
 )
 from langchain_kimi_context.context.compaction.budget import (
     PriceBudget,
@@ -44,10 +45,8 @@ from langchain_kimi_context.context.compaction.budget import (
 from langchain_kimi_context.context.compaction.engine import (
     CompactionReport,
     acompact,
-    amaybe_compact,
     compact,
     default_compaction,
-    maybe_compact,
 )
 from langchain_kimi_context.context.compaction.llm import (
     COMPACTION_REQUEST_LEAD,
@@ -79,6 +78,12 @@ from langchain_kimi_context.context.compaction.savings import (
     SavingsLedger,
     savings_ledger,
 )
+from langchain_kimi_context.context.compaction.service import (
+    CompactionRun,
+    CompactionService,
+    amaybe_compact,
+    maybe_compact,
+)
 from langchain_kimi_context.context.compaction.structural import (
     ClearToolResults,
     CollapseCodeBlocks,
@@ -90,9 +95,12 @@ from langchain_kimi_context.context.compaction.trigger import (
     CompactionDecision,
     TriggerReason,
     budget_for,
+    compaction_target,
     current_context_tokens,
     should_compact,
 )
+from langchain_kimi_context.context.compaction.truncate_head import TruncateHead
+from langchain_kimi_context.context.messages import ensure_message_ids
 
 __all__ = [
     "COMPACTION_REQUEST_LEAD",
@@ -109,10 +117,13 @@ __all__ = [
     "CompactionRecord",
     "CompactionRecordError",
     "CompactionReport",
+    "CompactionRun",
     "CompactionSaving",
+    "CompactionService",
     "CompositeCompaction",
     "DedupeFileReads",
     "LLMCompaction",
+    "LocalCompaction",
     "OverflowRecovery",
     "PriceBudget",
     "RecordLike",
@@ -121,6 +132,7 @@ __all__ = [
     "TokenCounterLike",
     "TriggerReason",
     "TruncateFn",
+    "TruncateHead",
     "acompact",
     "amaybe_compact",
     "apply_compactions",
@@ -128,6 +140,7 @@ __all__ = [
     "budget_for",
     "collapse_code",
     "compact",
+    "compaction_target",
     "current_context_tokens",
     "default_compaction",
     "ensure_fits",

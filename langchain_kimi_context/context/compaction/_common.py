@@ -13,8 +13,8 @@ from langchain_core.messages import (
 
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.messages import (
+    ensure_message_ids,
     is_system,
-    message_digest,
     message_text,
 )
 from langchain_kimi_context.context.messages import is_user_turn as is_real_user_turn
@@ -35,39 +35,6 @@ __all__ = [
 
 TokenCounterLike = SupportsTokenCounting
 """What compaction needs from a token counter: the package's one counter protocol."""
-
-
-def ensure_message_ids(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """Return the messages with an id on every one (copies for those lacking one).
-
-    A message without an id gets ``"kc-<index>-<hash>"``: its position in the log plus
-    a hash of its type and content. For an append-only log the ids are therefore the same
-    on every call, which is what records rely on (LangGraph's ``add_messages`` assigns
-    UUIDs anyway). Messages that already have an id are returned as they are; originals
-    are never mutated.
-
-    Args:
-        messages: The full log.
-
-    Returns:
-        A new list; messages that had ids are the same objects.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> a = ensure_message_ids([HumanMessage("hi")])
-        >>> a[0].id == ensure_message_ids([HumanMessage("hi")])[0].id
-        True
-        >>> a[0].id.startswith("kc-0-")
-        True
-    """
-    out: list[BaseMessage] = []
-    for index, message in enumerate(messages):
-        if message.id:
-            out.append(message)
-        else:
-            digest = message_digest(message)[:12]
-            out.append(message.model_copy(update={"id": f"kc-{index}-{digest}"}))
-    return out
 
 
 def resolve_window(

@@ -14,6 +14,7 @@ from langchain_kimi_context.context.compaction.records import (
     CompactionRecord,
     apply_compactions,
 )
+from langchain_kimi_context.context.compaction.trigger import CompactionDecision
 from langchain_kimi_context.context.policy import ContextPolicy
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "CompactionContext",
     "CompactionDraft",
     "CompositeCompaction",
+    "LocalCompaction",
 ]
 
 
@@ -51,6 +53,8 @@ class CompactionContext:
             pipeline and system prompt); the cached-prefix summary request starts with
             exactly those messages. ``None``: the view is sent as it is.
         cancelled: Set when the run was abandoned; strategies check it between calls.
+        decision: The trigger decision that asked for the run (its ``tokens`` is the
+            calibrated size the trigger saw), ``None`` for a forced run.
 
     Example:
         >>> from langchain_core.messages import HumanMessage
@@ -73,6 +77,7 @@ class CompactionContext:
     trigger: str = "manual"
     prepare: Callable[[list[BaseMessage]], Sequence[BaseMessage]] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    decision: CompactionDecision | None = None
 
     def view(self, draft: CompactionDraft) -> list[BaseMessage]:
         """Return what the model would see with ``draft`` applied.
@@ -203,6 +208,28 @@ class Compaction(Protocol):
         ...
 
 
+class LocalCompaction:
+    """Base of strategies that make no model call: :meth:`acompact` is :meth:`compact`.
+
+    Subclasses set ``name`` and implement :meth:`compact`.
+
+    Example:
+        >>> from langchain_kimi_context.context.compaction import ClearToolResults
+        >>> isinstance(ClearToolResults(), LocalCompaction)
+        True
+    """
+
+    name: str
+
+    def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+        """Return the updated draft (subclasses implement it)."""
+        raise NotImplementedError
+
+    async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+        """Async variant of :meth:`compact` (no I/O: the same call)."""
+        return self.compact(ctx, draft)
+
+
 class CompositeCompaction:
     """Run strategies in order, stopping once the view is at or below the target.
 
@@ -223,6 +250,14 @@ class CompositeCompaction:
         self.strategies = tuple(strategies)
         self.name = "+".join(s.name for s in self.strategies)
 
+    @staticmethod
+    def _done(ctx: CompactionContext, draft: CompactionDraft) -> bool:
+        """Whether the view fits the target (else: go on, unless the run was abandoned)."""
+        if ctx.tokens(ctx.view(draft)) <= ctx.target_tokens:
+            return True
+        ctx.check_cancelled()
+        return False
+
     def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
         """Apply the strategies until the view fits the target.
 
@@ -234,25 +269,15 @@ class CompositeCompaction:
             The updated draft.
         """
         for strategy in self.strategies:
-            if ctx.tokens(ctx.view(draft)) <= ctx.target_tokens:
+            if self._done(ctx, draft):
                 break
-            ctx.check_cancelled()
             draft = strategy.compact(ctx, draft)
         return draft
 
     async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Async variant of :meth:`compact`.
-
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
+        """Async variant of :meth:`compact`."""
         for strategy in self.strategies:
-            if ctx.tokens(ctx.view(draft)) <= ctx.target_tokens:
+            if self._done(ctx, draft):
                 break
-            ctx.check_cancelled()
             draft = await strategy.acompact(ctx, draft)
         return draft

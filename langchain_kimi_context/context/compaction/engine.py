@@ -1,4 +1,4 @@
-"""Running a compaction: ``compact`` / ``acompact`` / ``maybe_compact`` and the report.
+"""Running a compaction: ``compact`` / ``acompact`` and the report.
 
 All-or-nothing: strategies build a draft; the view and the record are produced only
 when the whole run finished within ``policy.compact_timeout_s``. A run that times out
@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
+from typing_extensions import Unpack
 
 from langchain_kimi_context.context.compaction._common import (
     TokenCounterLike,
@@ -48,20 +49,19 @@ from langchain_kimi_context.context.compaction.structural import (
 )
 from langchain_kimi_context.context.compaction.trigger import (
     CompactionDecision,
-    current_context_tokens,
-    should_compact,
+    compaction_target,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.profiles import KimiModelProfile
-from langchain_kimi_context.tokens import ContextSizeTracker
 
 __all__ = [
+    "CompactOptions",
     "CompactionReport",
     "acompact",
-    "amaybe_compact",
+    "amaybe_compact",  # noqa: F822 (module __getattr__: defined in the compaction service)
     "compact",
     "default_compaction",
-    "maybe_compact",
+    "maybe_compact",  # noqa: F822
 ]
 
 SummaryModel = Runnable[LanguageModelInput, BaseMessage]
@@ -85,7 +85,7 @@ class CompactionReport:
         timed_out: The run exceeded ``policy.compact_timeout_s``; the view is unchanged.
         model_calls: Summariser calls made.
         duration_s: Wall time of the run.
-        decision: The trigger decision, when :func:`maybe_compact` ran.
+        decision: The trigger decision, when the run was asked for by the trigger.
         stage: Always ``"compaction"``.
 
     Example:
@@ -174,128 +174,146 @@ def default_compaction(
     return CompositeCompaction(strategies)
 
 
-def _budget_target(policy: ContextPolicy, window: int) -> int:
-    """Target of a price-budget compaction: the floor the budget assumes."""
-    share = int(window * policy.compact_target_share)
-    return max(min(policy.compact_budget_floor_tokens, share), 1)
+@dataclass
+class _Run:
+    """One compaction run: its inputs, the view before it, and its strategy."""
+
+    ctx: CompactionContext
+    before: list[BaseMessage]
+    tokens_before: int
+    runner: Compaction
+    snapshot_id: str | None
+    started: float
+
+    def finish(
+        self, draft: CompactionDraft | None, decision: CompactionDecision | None = None
+    ) -> tuple[list[BaseMessage], CompactionReport]:
+        """``(view, report)`` for the draft (``None``: timed out or abandoned)."""
+        ctx, tokens_before = self.ctx, self.tokens_before
+        common: dict[str, Any] = {
+            "trigger": ctx.trigger,
+            "tokens_before": tokens_before,
+            "target_tokens": ctx.target_tokens,
+            "window": ctx.window,
+            "duration_s": time.monotonic() - self.started,
+            "decision": decision,
+        }
+        if draft is None:
+            report = CompactionReport(
+                changed=False, record=None, tokens_after=tokens_before, timed_out=True, **common
+            )
+            return self.before, report
+        if not draft.changed:
+            report = CompactionReport(
+                changed=False,
+                record=None,
+                tokens_after=tokens_before,
+                failures=draft.failures,
+                model_calls=draft.model_calls,
+                **common,
+            )
+            return self.before, report
+        after = ctx.view(draft)
+        tokens_after = ctx.tokens(after)
+        strategy = "+".join(draft.strategies)
+        covered = ctx.log[-1].id if ctx.log else None
+        record = draft.as_record(
+            record_id=CompactionRecord.make_id(
+                covered=covered,
+                previous=[r.record_id for r in ctx.records],
+                strategy=strategy,
+                summary=draft.summary.id if draft.summary is not None else None,
+                replaced=sorted(draft.replacements),
+            ),
+            trigger=ctx.trigger,
+            tokens_before=tokens_before,
+            tokens_after=tokens_after,
+            ratio=round(tokens_before / max(tokens_after, 1), 3),
+            snapshot_id=self.snapshot_id,
+            covered_until_id=covered,
+        )
+        report = CompactionReport(
+            changed=True,
+            record=record,
+            tokens_after=tokens_after,
+            strategy=strategy,
+            failures=draft.failures,
+            model_calls=draft.model_calls,
+            **common,
+        )
+        return after, report
+
+
+class CompactOptions(TypedDict, total=False):
+    """The inputs every compaction entry point takes (``compact``, ``maybe_compact``, ...).
+
+    Attributes:
+        model: Summariser for the default pipeline (``None``: structural only).
+        strategy: A custom strategy (default :func:`default_compaction`).
+        records: Earlier records of this log (or their ``to_dict()`` forms), oldest first.
+        window: The window (default: policy, then profile, then policy default).
+        profile: The model profile, for the window (and the price budget).
+        token_counter: Counter (default: the package's).
+        tools: Tool schemas bound to the model (counted in the view's size).
+        snapshot_id: Checkpoint id / archive key of the pre-compaction state.
+        prepare: How you turn a view into the messages you send (your pipeline, system
+            prompt); the cached-prefix summary request starts with exactly those, so it
+            is served from the cache. ``None``: you send the view as it is.
+    """
+
+    model: SummaryModel | None
+    strategy: Compaction | None
+    records: Sequence[RecordLike]
+    window: int | None
+    profile: KimiModelProfile | None
+    token_counter: TokenCounterLike | None
+    tools: Sequence[Any] | None
+    snapshot_id: str | None
+    prepare: Prepare | None
 
 
 def _setup(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None,
-    records: Sequence[RecordLike],
-    window: int | None,
-    profile: KimiModelProfile | None,
-    token_counter: TokenCounterLike | None,
-    tools: Sequence[Any] | None,
+    trigger: str,
     target_tokens: int | None,
-    trigger: str = "manual",
-    prepare: Prepare | None = None,
-) -> tuple[CompactionContext, list[BaseMessage], int]:
+    decision: CompactionDecision | None,
+    options: CompactOptions,
+) -> _Run:
+    """Resolve the inputs of :func:`compact` / :func:`acompact`."""
     policy = policy or ContextPolicy()
     log = tuple(ensure_message_ids(messages))
-    resolved = resolve_window(policy, window=window, profile=profile)
-    if target_tokens is not None:
-        target = target_tokens
-    elif trigger == "budget":
-        target = _budget_target(policy, resolved)
-    else:
-        target = int(resolved * policy.compact_target_share)
+    window = resolve_window(policy, window=options.get("window"), profile=options.get("profile"))
     ctx = CompactionContext(
         log=log,
-        records=tuple(as_records(records)),
+        records=tuple(as_records(options.get("records"))),
         policy=policy,
-        token_counter=resolve_token_counter(token_counter),
-        window=resolved,
-        target_tokens=target,
-        tools=tools,
+        token_counter=resolve_token_counter(options.get("token_counter")),
+        window=window,
+        target_tokens=(
+            compaction_target(policy, window, trigger) if target_tokens is None else target_tokens
+        ),
+        tools=options.get("tools"),
         trigger=trigger,
-        prepare=prepare,
+        prepare=options.get("prepare"),
+        decision=decision,
     )
     before = apply_compactions(log, ctx.records)
-    return ctx, before, ctx.tokens(before)
-
-
-def _finish(
-    ctx: CompactionContext,
-    before: list[BaseMessage],
-    tokens_before: int,
-    draft: CompactionDraft | None,
-    *,
-    trigger: str,
-    snapshot_id: str | None,
-    started: float,
-    decision: CompactionDecision | None,
-) -> tuple[list[BaseMessage], CompactionReport]:
-    duration = time.monotonic() - started
-    common: dict[str, Any] = {
-        "trigger": trigger,
-        "tokens_before": tokens_before,
-        "target_tokens": ctx.target_tokens,
-        "window": ctx.window,
-        "duration_s": duration,
-        "decision": decision,
-    }
-    if draft is None:
-        report = CompactionReport(
-            changed=False, record=None, tokens_after=tokens_before, timed_out=True, **common
-        )
-        return before, report
-    if not draft.changed:
-        report = CompactionReport(
-            changed=False,
-            record=None,
-            tokens_after=tokens_before,
-            failures=draft.failures,
-            model_calls=draft.model_calls,
-            **common,
-        )
-        return before, report
-    after = ctx.view(draft)
-    tokens_after = ctx.tokens(after)
-    strategy = "+".join(draft.strategies)
-    record = draft.as_record(
-        record_id=CompactionRecord.make_id(
-            covered=ctx.log[-1].id if ctx.log else None,
-            previous=[r.record_id for r in ctx.records],
-            strategy=strategy,
-            summary=draft.summary.id if draft.summary is not None else None,
-            replaced=sorted(draft.replacements),
-        ),
-        trigger=trigger,
-        tokens_before=tokens_before,
-        tokens_after=tokens_after,
-        ratio=round(tokens_before / max(tokens_after, 1), 3),
-        snapshot_id=snapshot_id,
-        covered_until_id=ctx.log[-1].id if ctx.log else None,
+    runner = options.get("strategy") or default_compaction(
+        options.get("model"), summary_first=trigger == "budget"
     )
-    report = CompactionReport(
-        changed=True,
-        record=record,
-        tokens_after=tokens_after,
-        strategy=strategy,
-        failures=draft.failures,
-        model_calls=draft.model_calls,
-        **common,
-    )
-    return after, report
+    snapshot_id = options.get("snapshot_id")
+    return _Run(ctx, before, ctx.tokens(before), runner, snapshot_id, time.monotonic())
 
 
 def compact(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None = None,
     *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
     trigger: str = "manual",
-    snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    prepare: Prepare | None = None,
+    decision: CompactionDecision | None = None,
+    **options: Unpack[CompactOptions],
 ) -> tuple[list[BaseMessage], CompactionReport]:
     r"""Compact the view of ``messages`` (the full log) and return ``(view, report)``.
 
@@ -306,21 +324,15 @@ def compact(
     Args:
         messages: The full, append-only log (or simply the current history).
         policy: Thresholds (default ``ContextPolicy()``).
-        model: Summariser for the default pipeline (``None``: structural only).
-        strategy: A custom strategy (default :func:`default_compaction`).
-        records: Earlier records of this log (or their ``to_dict()`` forms), oldest first.
-        window: The window (default: policy, then profile, then policy default).
-        profile: The model profile, for the window.
-        token_counter: Counter (default: the package's).
-        tools: Tool schemas bound to the model (counted in the view's size).
         trigger: Stored in the record (``"ratio"``, ``"overflow"``, ``"manual"``, ...).
-        snapshot_id: Checkpoint id / archive key of the pre-compaction state.
         target_tokens: Stop once the view is at or below this (default
+            :func:`~langchain_kimi_context.context.compaction.trigger.compaction_target`:
             ``window * policy.compact_target_share``; for ``trigger="budget"``,
             ``policy.compact_budget_floor_tokens`` and the summary runs first).
-        prepare: How you turn a view into the messages you send (your pipeline, system
-            prompt); the cached-prefix summary request starts with exactly those, so it
-            is served from the cache. ``None``: you send the view as it is.
+        decision: The trigger decision that asked for this run (kept in the report).
+        **options: :class:`CompactOptions` (``model``, ``strategy``, ``records``,
+            ``window``, ``profile``, ``token_counter``, ``tools``, ``snapshot_id``,
+            ``prepare``).
 
     Returns:
         ``(view, report)``; on timeout or when nothing could be done the view is the
@@ -339,78 +351,32 @@ def compact(
         >>> view == apply_compactions(log, [report.record])
         True
     """
-    started = time.monotonic()
-    ctx, before, tokens_before = _setup(
-        messages,
-        policy,
-        records,
-        window,
-        profile,
-        token_counter,
-        tools,
-        target_tokens,
-        trigger,
-        prepare,
-    )
-    runner = strategy or default_compaction(model, summary_first=trigger == "budget")
-    run = contextvars.copy_context().run
+    run = _setup(messages, policy, trigger, target_tokens, decision, options)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kimi-compaction")
-    future = executor.submit(run, runner.compact, ctx, CompactionDraft())
+    future = executor.submit(
+        contextvars.copy_context().run, run.runner.compact, run.ctx, CompactionDraft()
+    )
     draft: CompactionDraft | None
     try:
-        draft = future.result(timeout=ctx.policy.compact_timeout_s)
+        draft = future.result(timeout=run.ctx.policy.compact_timeout_s)
     except (FutureTimeoutError, CompactionCancelledError):
-        ctx.cancelled.set()
+        run.ctx.cancelled.set()
         draft = None
     finally:
         executor.shutdown(wait=False)
-    return _finish(
-        ctx,
-        before,
-        tokens_before,
-        draft,
-        trigger=trigger,
-        snapshot_id=snapshot_id,
-        started=started,
-        decision=None,
-    )
+    return run.finish(draft, decision)
 
 
 async def acompact(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None = None,
     *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
     trigger: str = "manual",
-    snapshot_id: str | None = None,
     target_tokens: int | None = None,
-    prepare: Prepare | None = None,
+    decision: CompactionDecision | None = None,
+    **options: Unpack[CompactOptions],
 ) -> tuple[list[BaseMessage], CompactionReport]:
     """Async variant of :func:`compact` (same arguments, same all-or-nothing result).
-
-    Args:
-        messages: The full log.
-        policy: Thresholds.
-        model: Summariser for the default pipeline.
-        strategy: A custom strategy.
-        records: Earlier records.
-        window: The window.
-        profile: The model profile.
-        token_counter: Counter.
-        tools: Tool schemas bound to the model.
-        trigger: Stored in the record.
-        snapshot_id: Pre-compaction snapshot id.
-        target_tokens: Target size.
-        prepare: How the view becomes the sent request (see :func:`compact`).
-
-    Returns:
-        ``(view, report)``.
 
     Example:
         >>> import asyncio
@@ -419,213 +385,22 @@ async def acompact(
         >>> [m.id for m in view], report.changed
         (['1'], False)
     """
-    started = time.monotonic()
-    ctx, before, tokens_before = _setup(
-        messages,
-        policy,
-        records,
-        window,
-        profile,
-        token_counter,
-        tools,
-        target_tokens,
-        trigger,
-        prepare,
-    )
-    runner = strategy or default_compaction(model, summary_first=trigger == "budget")
+    run = _setup(messages, policy, trigger, target_tokens, decision, options)
     draft: CompactionDraft | None
     try:
-        draft = await asyncio.wait_for(
-            runner.acompact(ctx, CompactionDraft()), timeout=ctx.policy.compact_timeout_s
-        )
+        pending = run.runner.acompact(run.ctx, CompactionDraft())
+        draft = await asyncio.wait_for(pending, timeout=run.ctx.policy.compact_timeout_s)
     except (TimeoutError, CompactionCancelledError):
-        ctx.cancelled.set()
+        run.ctx.cancelled.set()
         draft = None
-    return _finish(
-        ctx,
-        before,
-        tokens_before,
-        draft,
-        trigger=trigger,
-        snapshot_id=snapshot_id,
-        started=started,
-        decision=None,
-    )
+    return run.finish(draft, decision)
 
 
-def _decide(
-    messages: Sequence[BaseMessage],
-    policy: ContextPolicy,
-    records: Sequence[RecordLike],
-    window: int | None,
-    profile: KimiModelProfile | None,
-    token_counter: TokenCounterLike | None,
-    tools: Sequence[Any] | None,
-    tracker: ContextSizeTracker | None,
-) -> tuple[CompactionDecision, list[BaseMessage]]:
-    parsed = as_records(records)
-    view = apply_compactions(messages, parsed)
-    if tracker is not None:
-        tokens = tracker.current_size(view, tools)
-    else:
-        covered = parsed[-1].covered_until_id if parsed else None
-        tokens = current_context_tokens(
-            view, token_counter=token_counter, tools=tools, usage_valid_after=covered
-        )
-    resolved = resolve_window(policy, window=window, profile=profile)
-    floor = parsed[-1].tokens_after if parsed else None
-    return should_compact(tokens, resolved, policy, profile=profile, floor_tokens=floor), view
+def __getattr__(name: str) -> Any:
+    # maybe_compact / amaybe_compact moved to the compaction service; this path still works
+    if name in ("maybe_compact", "amaybe_compact"):
+        from langchain_kimi_context.context.compaction import service
 
-
-def _calibrated_target(
-    decision: CompactionDecision,
-    view: list[BaseMessage],
-    policy: ContextPolicy,
-    token_counter: TokenCounterLike | None,
-    tools: Sequence[Any] | None,
-) -> int:
-    """The target in local-estimate units: the server's count may differ from ours."""
-    if decision.reason == "budget":
-        target = _budget_target(policy, decision.window)
-    else:
-        target = int(decision.window * policy.compact_target_share)
-    local = resolve_token_counter(token_counter).count_messages(view, tools)
-    if decision.tokens > 0 and local > 0 and local != decision.tokens:
-        target = int(target * local / decision.tokens)
-    return max(target, 1)
-
-
-def maybe_compact(
-    messages: Sequence[BaseMessage],
-    policy: ContextPolicy | None = None,
-    *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
-    snapshot_id: str | None = None,
-    tracker: ContextSizeTracker | None = None,
-    prepare: Prepare | None = None,
-) -> tuple[list[BaseMessage], CompactionReport | None]:
-    """Compact only if the trigger fires (server usage + estimate of what came after).
-
-    The target (``window * policy.compact_target_share``) is scaled by the ratio between
-    the local estimate of the view and the trigger's server-based count, so a local
-    counter that under- or over-counts still compacts to the intended real size.
-
-    Args:
-        messages: The full log.
-        policy: Thresholds.
-        model: Summariser for the default pipeline.
-        strategy: A custom strategy.
-        records: Earlier records.
-        window: The window.
-        profile: The model profile.
-        token_counter: Counter.
-        tools: Tool schemas bound to the model.
-        snapshot_id: Pre-compaction snapshot id.
-        tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
-            delta); without it, the newest ``usage_metadata`` in the view is used
-            (:func:`current_context_tokens`).
-        prepare: How the view becomes the sent request (see :func:`compact`).
-
-    Returns:
-        ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> view, report = maybe_compact([HumanMessage("hi", id="1")])
-        >>> report is None
-        True
-    """
-    policy = policy or ContextPolicy()
-    decision, view = _decide(
-        messages, policy, records, window, profile, token_counter, tools, tracker
-    )
-    if not decision:
-        return view, None
-    view, report = compact(
-        messages,
-        policy,
-        model=model,
-        strategy=strategy,
-        records=records,
-        window=decision.window,
-        profile=profile,
-        token_counter=token_counter,
-        tools=tools,
-        trigger=decision.reason or "manual",
-        snapshot_id=snapshot_id,
-        target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
-        prepare=prepare,
-    )
-    return view, dataclasses.replace(report, decision=decision)
-
-
-async def amaybe_compact(
-    messages: Sequence[BaseMessage],
-    policy: ContextPolicy | None = None,
-    *,
-    model: SummaryModel | None = None,
-    strategy: Compaction | None = None,
-    records: Sequence[RecordLike] = (),
-    window: int | None = None,
-    profile: KimiModelProfile | None = None,
-    token_counter: TokenCounterLike | None = None,
-    tools: Sequence[Any] | None = None,
-    snapshot_id: str | None = None,
-    tracker: ContextSizeTracker | None = None,
-    prepare: Prepare | None = None,
-) -> tuple[list[BaseMessage], CompactionReport | None]:
-    """Async variant of :func:`maybe_compact`.
-
-    Args:
-        messages: The full log.
-        policy: Thresholds.
-        model: Summariser for the default pipeline.
-        strategy: A custom strategy.
-        records: Earlier records.
-        window: The window.
-        profile: The model profile.
-        token_counter: Counter.
-        tools: Tool schemas bound to the model.
-        snapshot_id: Pre-compaction snapshot id.
-        tracker: The session's ``ContextSizeTracker`` (last server usage + calibrated
-            delta); without it, the newest ``usage_metadata`` in the view is used
-            (:func:`current_context_tokens`).
-        prepare: How the view becomes the sent request (see :func:`compact`).
-
-    Returns:
-        ``(view, report)``; ``report`` is ``None`` when the trigger did not fire.
-
-    Example:
-        >>> import asyncio
-        >>> from langchain_core.messages import HumanMessage
-        >>> asyncio.run(amaybe_compact([HumanMessage("hi", id="1")]))[1] is None
-        True
-    """
-    policy = policy or ContextPolicy()
-    decision, view = _decide(
-        messages, policy, records, window, profile, token_counter, tools, tracker
-    )
-    if not decision:
-        return view, None
-    view, report = await acompact(
-        messages,
-        policy,
-        model=model,
-        strategy=strategy,
-        records=records,
-        window=decision.window,
-        profile=profile,
-        token_counter=token_counter,
-        tools=tools,
-        trigger=decision.reason or "manual",
-        snapshot_id=snapshot_id,
-        target_tokens=_calibrated_target(decision, view, policy, token_counter, tools),
-        prepare=prepare,
-    )
-    return view, dataclasses.replace(report, decision=decision)
+        return getattr(service, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

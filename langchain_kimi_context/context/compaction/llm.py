@@ -39,10 +39,9 @@ returned unchanged with the failure noted, so the history stays as it was.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -56,7 +55,7 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import Runnable, RunnableBinding
 
-from langchain_kimi_context.backoff import backoff_delay
+from langchain_kimi_context.backoff import arun_with_retries, backoff_delay, run_with_retries
 from langchain_kimi_context.context.compaction._common import (
     is_real_user_turn,
     is_system,
@@ -130,6 +129,9 @@ COMPACTION_REQUEST_LEAD = "Compaction request:"
 """First words of the instruction appended in the cached-prefix request form."""
 
 SummaryForm = Literal["cached_prefix", "transcript"]
+
+_Ask = tuple[list[BaseMessage], Runnable[LanguageModelInput, BaseMessage] | None, list[str]]
+"""One summariser request: the messages, the model (``None``: the strategy's), failures."""
 
 # The cached-prefix form re-sends the whole view: only while the view is well inside the
 # window (this share of it minus the reply reserve), and never when the view itself was
@@ -620,59 +622,84 @@ class LLMCompaction:
         return text
 
     # ----------------------------------------------------------------- running
-    def _summarise_sync(
-        self,
-        ctx: CompactionContext,
-        request: list[BaseMessage],
-        failures: list[str],
-        model: Runnable[LanguageModelInput, BaseMessage] | None = None,
-    ) -> tuple[str | None, int]:
+    def _retries(
+        self, ctx: CompactionContext, failures: list[str]
+    ) -> tuple[list[int], Callable[[Exception, int], float | None]]:
+        """``(call counter, decide)`` for the backoff drivers: retryable errors only."""
+        calls = [0]
         policy = ctx.policy
-        model = model or self.model
-        calls = 0
-        for attempt in range(1, policy.compact_max_attempts + 1):
-            ctx.check_cancelled()
-            calls += 1
-            try:
-                return self._text_of(model.invoke(request)), calls
-            except CompactionCancelledError:
-                raise
-            except Exception as exc:
-                failures.append(self._failure(attempt, exc))
-                if not is_retryable_error(exc):
-                    break
-                if attempt < policy.compact_max_attempts:
-                    ctx.cancelled.wait(
-                        backoff_delay(attempt, initial=policy.compact_retry_backoff_s)
-                    )
-        return None, calls
 
-    async def _summarise_async(
-        self,
-        ctx: CompactionContext,
-        request: list[BaseMessage],
-        failures: list[str],
-        model: Runnable[LanguageModelInput, BaseMessage] | None = None,
-    ) -> tuple[str | None, int]:
-        policy = ctx.policy
-        model = model or self.model
-        calls = 0
-        for attempt in range(1, policy.compact_max_attempts + 1):
-            ctx.check_cancelled()
-            calls += 1
-            try:
-                return self._text_of(await model.ainvoke(request)), calls
-            except (CompactionCancelledError, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                failures.append(self._failure(attempt, exc))
-                if not is_retryable_error(exc):
-                    break
-                if attempt < policy.compact_max_attempts:
-                    await asyncio.sleep(
-                        backoff_delay(attempt, initial=policy.compact_retry_backoff_s)
-                    )
-        return None, calls
+        def decide(exc: Exception, attempt: int) -> float | None:
+            if isinstance(exc, CompactionCancelledError):
+                raise exc
+            failures.append(self._failure(attempt, exc))
+            if not is_retryable_error(exc) or attempt >= policy.compact_max_attempts:
+                return None
+            return backoff_delay(attempt, initial=policy.compact_retry_backoff_s)
+
+        return calls, decide
+
+    @staticmethod
+    def _attempt(ctx: CompactionContext, calls: list[int]) -> None:
+        """Before each summariser call: stop if abandoned, count the call."""
+        ctx.check_cancelled()
+        calls[0] += 1
+
+    def _summarise_sync(self, ctx: CompactionContext, ask: _Ask) -> tuple[str | None, int]:
+        request, model, failures = ask
+        calls, decide = self._retries(ctx, failures)
+
+        def once() -> str:
+            self._attempt(ctx, calls)
+            return self._text_of((model or self.model).invoke(request))
+
+        try:
+            return run_with_retries(once, decide, sleep=ctx.cancelled.wait), calls[0]
+        except CompactionCancelledError:
+            raise
+        except Exception:
+            return None, calls[0]
+
+    async def _summarise_async(self, ctx: CompactionContext, ask: _Ask) -> tuple[str | None, int]:
+        request, model, failures = ask
+        calls, decide = self._retries(ctx, failures)
+
+        async def once() -> str:
+            self._attempt(ctx, calls)
+            return self._text_of(await (model or self.model).ainvoke(request))
+
+        try:
+            return await arun_with_retries(once, decide), calls[0]
+        except CompactionCancelledError:
+            raise
+        except Exception:
+            return None, calls[0]
+
+    def _steps(
+        self, ctx: CompactionContext, draft: CompactionDraft
+    ) -> Generator[_Ask, tuple[str | None, int], CompactionDraft]:
+        """The summary flow: yields each request, receives ``(text or None, calls)``."""
+        plan = self.plan(ctx, draft)
+        if plan is None:
+            return draft
+        failures: list[str] = []
+        chunks = self.requests(ctx, plan)
+        if self.choose_form(ctx, plan, chunks) == "cached_prefix":
+            request, model, size = self._cached_call(ctx, plan)
+            text, calls = yield request, model, failures
+            return self._finish(ctx, draft, plan, text, failures, calls, "cached_prefix", size)
+        summary = plan.previous_summary
+        total_calls = 0
+        size = 0
+        for chunk, tokens in chunks:
+            request = self.build_messages(ctx, chunk, tokens, summary)
+            size += ctx.token_counter.count_messages(request)
+            text, calls = yield request, None, failures
+            total_calls += calls
+            if text is None:
+                return self._finish(ctx, draft, plan, None, failures, total_calls)
+            summary = text
+        return self._finish(ctx, draft, plan, summary, failures, total_calls, "transcript", size)
 
     def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
         """Summarise the span chosen by :meth:`plan` (chunk by chunk when large).
@@ -684,56 +711,20 @@ class LLMCompaction:
         Returns:
             The draft with the summary, or unchanged (plus failures) if it failed.
         """
-        plan = self.plan(ctx, draft)
-        if plan is None:
-            return draft
-        failures: list[str] = []
-        chunks = self.requests(ctx, plan)
-        if self.choose_form(ctx, plan, chunks) == "cached_prefix":
-            request, model, size = self._cached_call(ctx, plan)
-            text, calls = self._summarise_sync(ctx, request, failures, model)
-            return self._finish(ctx, draft, plan, text, failures, calls, "cached_prefix", size)
-        summary = plan.previous_summary
-        total_calls = 0
-        size = 0
-        for chunk, tokens in chunks:
-            request = self.build_messages(ctx, chunk, tokens, summary)
-            size += ctx.token_counter.count_messages(request)
-            text, calls = self._summarise_sync(ctx, request, failures)
-            total_calls += calls
-            if text is None:
-                return self._finish(ctx, draft, plan, None, failures, total_calls)
-            summary = text
-        return self._finish(ctx, draft, plan, summary, failures, total_calls, "transcript", size)
+        steps = self._steps(ctx, draft)
+        try:
+            ask = next(steps)
+            while True:
+                ask = steps.send(self._summarise_sync(ctx, ask))
+        except StopIteration as stop:
+            return stop.value
 
     async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Async variant of :meth:`compact`.
-
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The draft with the summary, or unchanged (plus failures) if it failed.
-        """
-        plan = self.plan(ctx, draft)
-        if plan is None:
-            return draft
-        failures: list[str] = []
-        chunks = self.requests(ctx, plan)
-        if self.choose_form(ctx, plan, chunks) == "cached_prefix":
-            request, model, size = self._cached_call(ctx, plan)
-            text, calls = await self._summarise_async(ctx, request, failures, model)
-            return self._finish(ctx, draft, plan, text, failures, calls, "cached_prefix", size)
-        summary = plan.previous_summary
-        total_calls = 0
-        size = 0
-        for chunk, tokens in chunks:
-            request = self.build_messages(ctx, chunk, tokens, summary)
-            size += ctx.token_counter.count_messages(request)
-            text, calls = await self._summarise_async(ctx, request, failures)
-            total_calls += calls
-            if text is None:
-                return self._finish(ctx, draft, plan, None, failures, total_calls)
-            summary = text
-        return self._finish(ctx, draft, plan, summary, failures, total_calls, "transcript", size)
+        """Async variant of :meth:`compact`."""
+        steps = self._steps(ctx, draft)
+        try:
+            ask = next(steps)
+            while True:
+                ask = steps.send(await self._summarise_async(ctx, ask))
+        except StopIteration as stop:
+            return stop.value

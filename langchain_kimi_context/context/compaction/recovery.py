@@ -198,6 +198,21 @@ class _Compact:
 _Op = _Call | _Compact
 
 
+@dataclass
+class _Done:
+    outcome: RecoveryOutcome[Any]
+
+
+def _resume(
+    flow: Generator[_Op, Any, RecoveryOutcome[Any]], value: Any, error: Exception | None
+) -> _Op | _Done:
+    """Send the step's result (or throw its error) into the flow; ``_Done`` at its end."""
+    try:
+        return flow.throw(error) if error is not None else flow.send(value)
+    except StopIteration as stop:
+        return _Done(stop.value)
+
+
 class OverflowRecovery:
     """Call a model with the overflow-recovery chain around it (sync and async).
 
@@ -255,6 +270,10 @@ class OverflowRecovery:
         self.preflight = preflight
 
     # ------------------------------------------------------------------ helpers
+    def _check(self, view: list[BaseMessage]) -> None:
+        if self.preflight is not None:
+            self.preflight(view)
+
     def _window(self, learned: int | None) -> int:
         profile = self.profile
         if self.model_name is not None and profile is None:
@@ -463,25 +482,20 @@ class OverflowRecovery:
             'ok'
         """
         flow = self._flow(messages, records, snapshot_id)
-        op = next(flow)
-        while True:
+        op: _Op | _Done = next(flow)
+        while not isinstance(op, _Done):
+            value: Any = None
             try:
-                if isinstance(op, _Call):
-                    if self.preflight is not None:
-                        self.preflight(op.view)
-                    value: Any = call(op.view)
-                else:
+                if isinstance(op, _Compact):
                     value = compact(**op.kwargs)
+                else:
+                    self._check(op.view)
+                    value = call(op.view)
             except Exception as exc:
-                try:
-                    op = flow.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-            try:
-                op = flow.send(value)
-            except StopIteration as stop:
-                return stop.value
+                op = _resume(flow, None, exc)
+            else:
+                op = _resume(flow, value, None)
+        return op.outcome
 
     async def ainvoke(
         self,
@@ -514,25 +528,20 @@ class OverflowRecovery:
             'ok'
         """
         flow = self._flow(messages, records, snapshot_id)
-        op = next(flow)
-        while True:
+        op: _Op | _Done = next(flow)
+        while not isinstance(op, _Done):
+            value: Any = None
             try:
-                if isinstance(op, _Call):
-                    if self.preflight is not None:
-                        self.preflight(op.view)
-                    value: Any = await call(op.view)
-                else:
+                if isinstance(op, _Compact):
                     value = await acompact(**op.kwargs)
+                else:
+                    self._check(op.view)
+                    value = await call(op.view)
             except Exception as exc:
-                try:
-                    op = flow.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-            try:
-                op = flow.send(value)
-            except StopIteration as stop:
-                return stop.value
+                op = _resume(flow, None, exc)
+            else:
+                op = _resume(flow, value, None)
+        return op.outcome
 
 
 def _describe_steps(steps: Sequence[str]) -> str:

@@ -27,7 +27,11 @@ from langchain_kimi_context.context.compaction._common import (
     tool_call_index,
     tool_name_of,
 )
-from langchain_kimi_context.context.compaction.base import CompactionContext, CompactionDraft
+from langchain_kimi_context.context.compaction.base import (
+    CompactionContext,
+    CompactionDraft,
+    LocalCompaction,
+)
 from langchain_kimi_context.context.markers import get_marker, is_marked, with_marker
 
 __all__ = [
@@ -37,6 +41,8 @@ __all__ = [
     "collapse_code",
     "is_read_file_tool",
 ]
+
+_Calls = dict[str, tuple[str, dict[str, Any]]]
 
 _READ_TOOL = re.compile(
     r"(^|[_\-.])(read|cat|view|open|show|get)([_\-.]?(file|files|text|document|source|code))?$"
@@ -132,26 +138,21 @@ def _protected_start(view: Sequence[BaseMessage], keep_turns: int) -> int:
     return starts[-keep_turns]
 
 
-class _NoIOCompaction:
-    """Base of the structural strategies: no I/O, so ``acompact`` is ``compact``."""
+class _EditingCompaction(LocalCompaction):
+    """A structural strategy: replaces messages of the view, keeping their ids."""
 
     def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+        """Return ``draft`` with this strategy's replacements of the current view added."""
+        view = ctx.view(draft)
+        return draft.with_replacements(self.name, self._edits(ctx, view, tool_call_index(view)))
+
+    def _edits(
+        self, ctx: CompactionContext, view: list[BaseMessage], calls: _Calls
+    ) -> dict[str, BaseMessage]:
         raise NotImplementedError
 
-    async def acompact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Async variant of :meth:`compact` (no I/O).
 
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
-        return self.compact(ctx, draft)
-
-
-class DedupeFileReads(_NoIOCompaction):
+class DedupeFileReads(_EditingCompaction):
     r"""Keep only the newest read of each file; older reads become a short placeholder.
 
     A read with the same path and the same range arguments as a newer one, or any
@@ -188,18 +189,10 @@ class DedupeFileReads(_NoIOCompaction):
             return None
         return next((str(args[k]) for k in _PATH_KEYS if args.get(k)), None)
 
-    def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Replace superseded reads.
-
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
-        view = ctx.view(draft)
-        calls = tool_call_index(view)
+    def _edits(
+        self, ctx: CompactionContext, view: list[BaseMessage], calls: _Calls
+    ) -> dict[str, BaseMessage]:
+        """Replace superseded reads."""
         full_read_seen: set[str] = set()
         exact_seen: set[tuple[str, str]] = set()
         edits: dict[str, BaseMessage] = {}
@@ -222,10 +215,10 @@ class DedupeFileReads(_NoIOCompaction):
                 edits[message.id] = with_marker(
                     replacement, "cleared_tool_result", reason="superseded_read", path=path
                 )
-        return draft.with_replacements(self.name, edits)
+        return edits
 
 
-class CollapseCodeBlocks(_NoIOCompaction):
+class CollapseCodeBlocks(_EditingCompaction):
     r"""Collapse long code (fenced blocks; whole read results of code files) to signatures.
 
     Messages of the last ``policy.compact_keep_turns`` user turns, user messages and
@@ -269,19 +262,11 @@ class CollapseCodeBlocks(_NoIOCompaction):
         new = _FENCE.sub(repl, text)
         return new if changed else None
 
-    def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Collapse long code outside the protected recent turns.
-
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
+    def _edits(
+        self, ctx: CompactionContext, view: list[BaseMessage], calls: _Calls
+    ) -> dict[str, BaseMessage]:
+        """Collapse long code outside the protected recent turns."""
         min_lines = self.min_lines or ctx.policy.collapse_code_min_lines
-        view = ctx.view(draft)
-        calls = tool_call_index(view)
         stop = _protected_start(view, ctx.policy.compact_keep_turns)
         edits: dict[str, BaseMessage] = {}
         for message in view[:stop]:
@@ -304,10 +289,10 @@ class CollapseCodeBlocks(_NoIOCompaction):
                 edits[message.id] = with_marker(
                     replacement, "collapsed_code", original_chars=original_chars
                 )
-        return draft.with_replacements(self.name, edits)
+        return edits
 
 
-class ClearToolResults(_NoIOCompaction):
+class ClearToolResults(_EditingCompaction):
     """Replace all but the newest tool results with a placeholder (ids kept).
 
     Args:
@@ -337,20 +322,12 @@ class ClearToolResults(_NoIOCompaction):
         self.keep = keep
         self.placeholder = placeholder
 
-    def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
-        """Clear old tool results.
-
-        Args:
-            ctx: Run inputs.
-            draft: The draft so far.
-
-        Returns:
-            The updated draft.
-        """
+    def _edits(
+        self, ctx: CompactionContext, view: list[BaseMessage], calls: _Calls
+    ) -> dict[str, BaseMessage]:
+        """Clear old tool results."""
         keep = ctx.policy.clear_tool_results_keep if self.keep is None else self.keep
         placeholder = self.placeholder or ctx.policy.clear_tool_results_placeholder
-        view = ctx.view(draft)
-        calls = tool_call_index(view)
         results = [m for m in view if isinstance(m, ToolMessage)]
         old = results[: max(len(results) - keep, 0)]
         edits: dict[str, BaseMessage] = {}
@@ -371,4 +348,4 @@ class ClearToolResults(_NoIOCompaction):
             edits[message.id] = with_marker(
                 replacement, "cleared_tool_result", reason="old_tool_result", original_chars=size
             )
-        return draft.with_replacements(self.name, edits)
+        return edits

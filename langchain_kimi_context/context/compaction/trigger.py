@@ -51,6 +51,7 @@ __all__ = [
     "CompactionDecision",
     "TriggerReason",
     "budget_for",
+    "compaction_target",
     "current_context_tokens",
     "should_compact",
 ]
@@ -231,6 +232,49 @@ def should_compact(
         reasons=fired,
         budget=budget,
     )
+
+
+def compaction_target(
+    policy: ContextPolicy,
+    window: int,
+    trigger: str,
+    *,
+    tokens: int | None = None,
+    local_tokens: int | None = None,
+) -> int:
+    """The size a compaction aims for, in the units of the local token counter.
+
+    A price-budget compaction (``trigger="budget"``) returns to the floor the budget
+    assumes (``policy.compact_budget_floor_tokens``, at most the target share of the
+    window); any other to ``window * policy.compact_target_share``. When the trigger
+    measured ``tokens`` with the server's count and the local counter gives
+    ``local_tokens`` for the same view, the target is scaled by ``local / tokens``, so a
+    counter that under- or over-counts still compacts to the intended real size.
+
+    Args:
+        policy: ``compact_target_share`` and the budget floor.
+        window: The context window.
+        trigger: Why the compaction runs (``"budget"``, ``"ratio"``, ``"manual"``, ...).
+        tokens: The calibrated size the trigger saw (``None``: no scaling).
+        local_tokens: The local counter's size of the same view.
+
+    Returns:
+        The target in tokens (at least 1).
+
+    Example:
+        >>> compaction_target(ContextPolicy(), 100_000, "ratio")
+        50000
+        >>> compaction_target(ContextPolicy(), 100_000, "ratio", tokens=90_000,
+        ...     local_tokens=45_000)
+        25000
+    """
+    share = int(window * policy.compact_target_share)
+    target = share
+    if trigger == "budget":
+        target = max(min(policy.compact_budget_floor_tokens, share), 1)
+    if tokens and local_tokens and local_tokens != tokens:
+        target = int(target * local_tokens / tokens)
+    return max(target, 1)
 
 
 def _usage_total(message: AIMessage) -> int | None:

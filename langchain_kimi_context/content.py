@@ -1,0 +1,45 @@
+"""The text of message content: the one rule, below every layer that reads it.
+
+- The *text* of a message's content is its text parts (plain strings and
+  ``{"type": "text"}`` blocks) joined with newlines: parts are separate paragraphs, so
+  joining them with nothing would glue the last word of one to the first word of the
+  next. Reasoning, thinking, images and other non-text blocks are not text.
+- The rule reads LangChain content and wire (Chat Completions) content alike: both are a
+  string or a list of strings and typed blocks.
+
+:func:`langchain_kimi_context.context.messages.content_text` (the context pipeline's name
+for it) and the cache stability checker both use :func:`content_text`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["content_text"]
+
+
+def content_text(content: str | Sequence[Any] | None) -> str:
+    """Return the text of ``content``: its text parts joined with newlines.
+
+    Args:
+        content: A string, or a list of strings and content blocks (``None`` is empty).
+
+    Returns:
+        The text.
+
+    Example:
+        >>> content_text(["a", {"type": "text", "text": "b"}, {"type": "image_url"}]).split()
+        ['a', 'b']
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, Mapping) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "\n".join(parts)
