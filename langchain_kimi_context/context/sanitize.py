@@ -65,10 +65,12 @@ from langchain_kimi_context.context.reports import (
     MergedUserMessages,
     SanitizeReport,
 )
+from langchain_kimi_context.context.stage import PipelineStage, StageContext
 from langchain_kimi_context.profiles import KimiModelProfile
 
 __all__ = [
     "BOOTSTRAP_MESSAGE_ID",
+    "SANITIZE_STAGE",
     "merge_adjacent_user_messages",
     "sanitize_messages",
     "tool_call_problem",
@@ -331,12 +333,6 @@ def replace_unencodable(text: str) -> tuple[str, int]:
     Returns:
         ``(text, replaced)``: the repaired text (the same object when nothing was
         wrong) and the number of U+FFFD characters put in.
-
-    Example:
-        >>> replace_unencodable("cut emoji \ud83d!")
-        ('cut emoji \ufffd!', 1)
-        >>> replace_unencodable("pair \ud83d\ude00")[0] == "pair \U0001f600"
-        True
     """
     if not _SURROGATE.search(text):
         return text, 0
@@ -352,12 +348,6 @@ def replace_unencodable_message(message: BaseMessage) -> tuple[BaseMessage, int]
 
     Returns:
         ``(message, replaced)``; the same message when nothing was wrong.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> fixed, n = replace_unencodable_message(HumanMessage("a\udc00"))
-        >>> fixed.content, n
-        ('a\ufffd', 1)
     """
     content = message.content
     total = 0
@@ -675,3 +665,14 @@ def sanitize_messages(
         dropped_malformed=tuple(dropped_malformed),
         replaced_unencodable=tuple(replaced_unencodable),
     )
+
+
+def _sanitize_stage(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], SanitizeReport]:
+    """``sanitize_messages`` with the request's policy and model profile (thinking mode)."""
+    return sanitize_messages(messages, ctx.policy, profile=ctx.profile)
+
+
+SANITIZE_STAGE = PipelineStage("sanitize", _sanitize_stage)
+"""The ``sanitize`` stage; it runs first, so it also turns message-like records into messages."""
