@@ -9,6 +9,8 @@ server's count; the target is scaled from it).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,13 +18,14 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from langchain_kimi_context import (
     ContextPolicy,
     KimiChatModel,
     KimiContextMiddleware,
+    RollingSnapshotMemory,
     create_kimi_agent,
 )
 from langchain_kimi_context.context.compaction import (
@@ -148,5 +151,21 @@ def test_middleware_uses_the_strategy(emulator: KimiEmulator) -> None:
     _turns(lambda text: outs.append(agent.invoke({"messages": [("user", text)]}, cfg)))
     records = outs[-1]["kimi_compactions"]
     assert any(r["strategy"] == "keep_last_turn" for r in records)
+    assert _sent_marker(emulator)
+    _assert_used_on_calibrated_numbers(strategy)
+
+
+def test_rolling_snapshot_memory_uses_the_strategy(emulator: KimiEmulator) -> None:
+    strategy = KeepLastTurn()
+    memory = RollingSnapshotMemory(
+        _model(emulator),
+        policy=POLICY,
+        db_path=os.path.join(tempfile.mkdtemp(), "m.db"),
+        compaction=strategy,
+    )
+    sid = memory.create_session()
+    _turns(lambda text: memory.chat(sid, text))
+    view: list[BaseMessage] = memory.messages(sid)
+    assert any(MARKER in str(m.content) for m in view)
     assert _sent_marker(emulator)
     _assert_used_on_calibrated_numbers(strategy)
