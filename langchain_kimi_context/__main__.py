@@ -1,10 +1,4 @@
-"""``python -m langchain_kimi_context``: the ``kimi-context`` command line.
-
-Example:
-    >>> from langchain_kimi_context.cli import build_parser
-    >>> build_parser().prog
-    'kimi-context'
-"""
+"""``python -m langchain_kimi_context``: the ``kimi-context`` command line."""
 
 from langchain_kimi_context.cli import main
 

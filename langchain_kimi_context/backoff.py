@@ -64,10 +64,6 @@ def backoff_delay(
 
     Returns:
         Seconds to wait.
-
-    Example:
-        >>> [backoff_delay(n, initial=1.0, max_delay=3.0) for n in (1, 2, 3)]
-        [1.0, 2.0, 3.0]
     """
     delay = min(initial * factor ** max(retry_number - 1, 0), max_delay)
     if jitter and delay > 0:

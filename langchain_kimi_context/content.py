@@ -27,10 +27,6 @@ def content_text(content: str | Sequence[Any] | None) -> str:
 
     Returns:
         The text.
-
-    Example:
-        >>> content_text(["a", {"type": "text", "text": "b"}, {"type": "image_url"}]).split()
-        ['a', 'b']
     """
     if content is None:
         return ""

@@ -115,12 +115,6 @@ class KimiErrorInfo:
         retry_after: Seconds the server asked the client to wait, when given.
         window: The model window the server named in an overflow error.
         requested: The token count the server said the request needed.
-
-    Example:
-        >>> info = classify_moonshot_error(429, {"error": {"type": "engine_overloaded_error",
-        ...     "message": "The engine is currently overloaded, please try again later"}})
-        >>> info.kind, info.retryable
-        ('engine_overloaded', True)
     """
 
     kind: ErrorKind
@@ -142,14 +136,6 @@ def parse_context_overflow(message: str) -> tuple[bool, int | None, int | None]:
     Returns:
         ``(is_overflow, window, requested)``; the numbers are ``None`` when the wording
         does not carry them.
-
-    Example:
-        >>> parse_context_overflow(
-        ...     "Invalid request: Your request exceeded model token limit: 262144 "
-        ...     "(requested: 269030)")
-        (True, 262144, 269030)
-        >>> parse_context_overflow("Input token length too long")
-        (True, None, None)
     """
     for pattern in _OVERFLOW_PATTERNS:
         match = pattern.search(message)
@@ -193,11 +179,6 @@ def classify_moonshot_error(
 
     Returns:
         The classification.
-
-    Example:
-        >>> classify_moonshot_error(429, {"error": {"type": "exceeded_current_quota_error",
-        ...     "message": "Your account is suspended"}}).retryable
-        False
     """
     etype, message, _code = _error_fields(body)
     retry_after: float | None = None
@@ -557,12 +538,6 @@ def is_unreachable_error(exc: BaseException) -> bool:
 
     Returns:
         ``True`` when the endpoint was never reached.
-
-    Example:
-        >>> is_unreachable_error(ConnectionRefusedError(111, "Connection refused"))
-        True
-        >>> is_unreachable_error(TimeoutError())
-        False
     """
     seen: BaseException | None = exc
     while seen is not None:
@@ -725,14 +700,6 @@ def from_openai_error(exc: BaseException) -> BaseException:
 
     Returns:
         The typed exception to raise instead (``raise from_openai_error(e) from e``).
-
-    Example:
-        >>> try:
-        ...     model.invoke("hi")  # doctest: +SKIP
-        ... except openai.BadRequestError as e:
-        ...     raise from_openai_error(e) from e
-        >>> isinstance(from_openai_error(ValueError("not an API error")), ValueError)
-        True
     """
     if isinstance(exc, _KimiStatusErrorMixin) or not isinstance(exc, openai.APIStatusError):
         return exc

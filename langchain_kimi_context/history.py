@@ -10,19 +10,6 @@ pipeline by changing one line: ``get_session_history=memory.history``.
   the trigger fires);
 * ``clear`` rolls the session back to its state at creation (nothing is deleted: the
   earlier checkpoints and snapshots stay recoverable).
-
-Example:
-    >>> import os, tempfile
-    >>> from langchain_core.messages import AIMessage, HumanMessage
-    >>> from langchain_kimi_context import RollingSnapshotMemory
-    >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-    ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-    >>> history = memory.history("user-42")
-    >>> history.add_messages([HumanMessage("hi"), AIMessage("hello")])
-    >>> [m.content for m in history.messages]
-    ['hi', 'hello']
-    >>> history.clear(); history.messages
-    []
 """
 
 from __future__ import annotations
@@ -80,16 +67,7 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        """What the model would see next (compacted, sanitized, pairing repaired).
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> memory.history("s").messages
-            []
-        """
+        """What the model would see next (compacted, sanitized, pairing repaired)."""
         return self.memory.messages(self.session_id)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
@@ -97,32 +75,13 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
 
         Args:
             messages: The messages of the exchange.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_core.messages import HumanMessage
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> h = memory.history("s")
-            >>> h.add_messages([HumanMessage("hi")]); len(memory.log("s"))
-            1
         """
         self.memory.append_messages(self.session_id, list(messages), enforce_limit=False)
         if self.auto_maintain:
             self.memory.maintain(self.session_id)
 
     def clear(self) -> None:
-        """Roll the session back to its creation snapshot (the record stays recoverable).
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> h = memory.history("s"); h.add_user_message("x"); h.clear(); h.messages
-            []
-        """
+        """Roll the session back to its creation snapshot (the record stays recoverable)."""
         created = [s for s in self.memory.list_snapshots(self.session_id) if s.reason == "created"]
         self.memory.rollback(self.session_id, created[0].snapshot_id)
 
@@ -134,13 +93,5 @@ class KimiChatMessageHistory(BaseChatMessageHistory):
 
         Returns:
             The snapshot id.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> memory = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> memory.history("s").snapshot("v1").startswith("snap-")
-            True
         """
         return self.memory.snapshot(self.session_id, name=name)

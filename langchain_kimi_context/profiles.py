@@ -72,11 +72,6 @@ class Pricing:
 
         Returns:
             The cost in ``currency``.
-
-        Example:
-            >>> Pricing(currency="USD", input_cache_hit=1, input_cache_miss=4, output=16).cost(
-            ...     prompt_tokens=2_000_000, cached_tokens=0, output_tokens=0)
-            8.0
         """
         cached = max(0, min(cached_tokens, prompt_tokens))
         missed = prompt_tokens - cached
@@ -96,10 +91,6 @@ class ExplicitCachePricing:
         creation_per_m: Price per one million tokens put into a new cache.
         storage_per_m_per_minute: Price per one million cached tokens per minute stored.
         per_hit_call: Price of each request that uses the cache.
-
-    Example:
-        >>> ExplicitCachePricing().creation_per_m
-        24.0
     """
 
     currency: str = "CNY"
@@ -188,12 +179,7 @@ class KimiModelProfile:
 
     @property
     def is_guess(self) -> bool:
-        """Whether the profile is a guess for an id the package has no data for.
-
-        Example:
-            >>> get_profile("kimi-k9-preview").is_guess, get_profile("kimi-k3").is_guess
-            (True, False)
-        """
+        """Whether the profile is a guess for an id the package has no data for."""
         return self.source == "default" or self.source.startswith("guessed")
 
     def retirement_notice(self) -> str:
@@ -201,10 +187,6 @@ class KimiModelProfile:
 
         Returns:
             The notice (empty for a model that is not retired).
-
-        Example:
-            >>> get_profile("kimi-k2.5").retirement_notice()[:60]
-            'Moonshot retired kimi-k2.5 on 2026-08-31 (its API answers 40'
         """
         if self.lifecycle != "retired":
             return ""
@@ -223,13 +205,6 @@ class KimiModelProfile:
 
         Returns:
             Parameter name -> the only accepted value.
-
-        Example:
-            >>> p = get_profile("kimi-k2.6")
-            >>> p.fixed_params_for(thinking=True)["temperature"]
-            1.0
-            >>> p.fixed_params_for(thinking=False)["temperature"]
-            0.6
         """
         if not thinking and self.fixed_params_thinking_off:
             return self.fixed_params_thinking_off
@@ -243,10 +218,6 @@ class KimiModelProfile:
 
         Returns:
             The new profile.
-
-        Example:
-            >>> get_profile("kimi-k2.6").replace(context_window=131_072).context_window
-            131072
         """
         return dataclasses.replace(self, **changes)
 
@@ -259,10 +230,6 @@ class KimiModelProfile:
         Returns:
             A dict with ``max_input_tokens``, ``max_output_tokens``, ``tool_calling``,
             ``reasoning_output`` and the Kimi-specific extras.
-
-        Example:
-            >>> get_profile("kimi-k2.6").to_langchain_profile()["max_input_tokens"]
-            262144
         """
         profile: dict[str, Any] = {
             "name": self.name,
@@ -508,10 +475,6 @@ def list_profiles() -> list[str]:
 
     Returns:
         Sorted model ids.
-
-    Example:
-        >>> "kimi-k3" in list_profiles()
-        True
     """
     with _lock:
         return sorted(_registry)
@@ -551,15 +514,17 @@ def learn_context_window(model: str, window: int) -> bool:
 
     This table is the one store of learned windows: :func:`get_profile` (and therefore
     every ``KimiChatModel``, the window guard and the compaction trigger) applies it.
-    Only a smaller window is learned: a server error never makes the package assume
-    more room than it had.
+    A window replaces a learned one only when it is smaller, and :func:`get_profile`
+    applies it only where it is smaller than the profile's window (built-in data or
+    ``profile_overrides``): a server error never makes the package assume more room
+    than it had, and it lowers an override that promised more than the server allows.
 
     Args:
         model: The model id.
         window: The window the server named.
 
     Returns:
-        Whether anything changed.
+        Whether the store changed.
 
     Example:
         >>> learn_context_window("doc-model-32k", 32_768)
@@ -570,10 +535,9 @@ def learn_context_window(model: str, window: int) -> bool:
     """
     if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
         return False
-    current = get_profile(model).context_window  # the learned window included
     with _lock:
         known = _learned.get(model)
-        if window >= (known if known is not None else current):
+        if known is not None and window >= known:
             return False
         _learned[model] = window
     return True
@@ -649,11 +613,6 @@ def update_profiles_from_models_payload(
 
     Returns:
         The profiles that were registered or updated.
-
-    Example:
-        >>> body = {"data": [{"id": "kimi-k2.6", "context_length": 262144}]}
-        >>> [p.source for p in update_profiles_from_models_payload(body)]
-        ['/v1/models']
     """
     items = payload.get("data", []) if isinstance(payload, Mapping) else payload
     updated: list[KimiModelProfile] = []
@@ -690,12 +649,6 @@ def retired_profile(model: str) -> KimiModelProfile | None:
 
     Returns:
         The retired profile, or ``None`` (current, unknown or guessed models).
-
-    Example:
-        >>> retired_profile("moonshot-v1-8k").replacement
-        'kimi-k2.6'
-        >>> retired_profile("kimi-k3") is None
-        True
     """
     with _lock:
         profile = _registry.get(model)

@@ -44,10 +44,6 @@ def report(
         *args: Its arguments.
         level: The log level.
         **fields: The event's JSON-serialisable fields.
-
-    Example:
-        >>> import logging
-        >>> report(logging.getLogger("demo"), "retry", "retry %d", 1, attempt=1)
     """
     logger.log(level, message, *args)
     try:

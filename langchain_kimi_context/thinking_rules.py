@@ -47,14 +47,7 @@ def thinking_on(profile: KimiModelProfile, thinking: bool | None) -> bool:
     Returns:
         ``True`` when the reply reasons (and replayed assistant messages need
         ``reasoning_content``).
-
-    Example:
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> thinking_on(get_profile("kimi-k2.6"), None), thinking_on(get_profile("kimi-k2.6"), False)
-        (True, False)
-        >>> thinking_on(get_profile("kimi-k3"), False)
-        True
-    """  # noqa: E501
+    """
     if profile.thinking == "always":
         return True
     if profile.thinking == "off":
@@ -71,12 +64,6 @@ def forced_tool_choice_kind(tool_choice: Any) -> ForcedToolChoice | None:
 
     Returns:
         ``"required"`` (some tool must be called), ``"named"`` (one function) or ``None``.
-
-    Example:
-        >>> forced_tool_choice_kind("required"), forced_tool_choice_kind("auto")
-        ('required', None)
-        >>> forced_tool_choice_kind({"type": "function", "function": {"name": "f"}})
-        'named'
     """
     if tool_choice is None or tool_choice is False:
         return None
@@ -107,10 +94,6 @@ class ToolChoicePlan:
             ``"refuse"`` (raise before any request).
         tool: The named tool (``"narrow"``).
         reason: Why (for ``"refuse"``: the whole error message).
-
-    Example:
-        >>> ToolChoicePlan("send").action
-        'send'
     """
 
     action: Literal["send", "thinking_off", "narrow", "refuse"]
@@ -134,16 +117,6 @@ def plan_tool_choice(
 
     Returns:
         The plan.
-
-    Example:
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> named = {"type": "function", "function": {"name": "Answer"}}
-        >>> plan_tool_choice(named, get_profile("kimi-k2.6"), None).action
-        'thinking_off'
-        >>> plan_tool_choice(named, get_profile("kimi-k3"), None)
-        ToolChoicePlan(action='narrow', tool='Answer', reason='')
-        >>> plan_tool_choice("required", get_profile("kimi-k2.7-code"), None).action
-        'refuse'
     """
     kind = forced_tool_choice_kind(tool_choice)
     if kind is None or not thinking_on(profile, thinking):
@@ -203,14 +176,6 @@ def plan_web_search(tools: Any, profile: KimiModelProfile, thinking: bool | None
 
     Returns:
         ``"send"``, ``"thinking_off"`` or ``"refuse"`` (with the error message).
-
-    Example:
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> web = [{"type": "builtin_function", "function": {"name": "$web_search"}}]
-        >>> plan_web_search(web, get_profile("kimi-k2.6"), None).action
-        'thinking_off'
-        >>> plan_web_search(web, get_profile("kimi-k3"), None).action
-        'refuse'
     """
     if not any(_is_web_search(t) for t in tools or ()):
         return ToolChoicePlan("send")
@@ -240,14 +205,6 @@ def web_search_echoes(messages: Any) -> int:
 
     Returns:
         How many ``$web_search`` calls this request completes.
-
-    Example:
-        >>> call = {"id": "s:0", "type": "function",
-        ...         "function": {"name": "$web_search", "arguments": "{}"}}
-        >>> web_search_echoes([{"role": "user", "content": "q"},
-        ...     {"role": "assistant", "tool_calls": [call]},
-        ...     {"role": "tool", "tool_call_id": "s:0", "content": "{}"}])
-        1
     """
     seq = [m for m in messages or () if isinstance(m, Mapping)]
     last = max((i for i, m in enumerate(seq) if m.get("role") == "assistant"), default=-1)

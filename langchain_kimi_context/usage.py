@@ -12,17 +12,29 @@
   currency) (:func:`call_cost`). Recomputing from token prices would miss explicit-cache
   hit fees (cached tokens of a hit are free, the hit itself is charged) and web-search
   fees.
+- **Cost of a thread's usage**: the ledger's sum when every call was costed, else the
+  tokens at the profile's prices (:func:`usage_cost`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.messages.ai import UsageMetadata
 from langchain_openai.chat_models.base import _create_usage_metadata
 
-__all__ = ["CALL_COST_KEY", "add_usage", "cached_tokens", "call_cost", "usage_metadata"]
+if TYPE_CHECKING:
+    from langchain_kimi_context.profiles import Pricing
+
+__all__ = [
+    "CALL_COST_KEY",
+    "add_usage",
+    "cached_tokens",
+    "call_cost",
+    "usage_cost",
+    "usage_metadata",
+]
 
 CALL_COST_KEY = "kimi_cache"
 """The ``response_metadata`` key under which the chat model stores a call's ledger entry."""
@@ -36,12 +48,6 @@ def cached_tokens(usage: Mapping[str, Any] | None) -> int | None:
 
     Returns:
         The top-level ``cached_tokens``, else ``prompt_tokens_details.cached_tokens``.
-
-    Example:
-        >>> cached_tokens({"cached_tokens": 4, "prompt_tokens_details": {"cached_tokens": 3}})
-        4
-        >>> cached_tokens({"prompt_tokens_details": {"cached_tokens": 3}})
-        3
     """
     if not usage:
         return None
@@ -64,12 +70,6 @@ def usage_metadata(usage: Mapping[str, Any]) -> UsageMetadata:
 
     Returns:
         The usage metadata, cached tokens as ``input_token_details.cache_read``.
-
-    Example:
-        >>> meta = usage_metadata({"prompt_tokens": 10, "completion_tokens": 2,
-        ...                        "total_tokens": 12, "cached_tokens": 4})
-        >>> meta["input_token_details"]["cache_read"]
-        4
     """
     meta = _create_usage_metadata(dict(usage))
     cached = cached_tokens(usage)
@@ -96,13 +96,6 @@ def call_cost(response_metadata: Mapping[str, Any] | None) -> float | None:
     Returns:
         The call's token cost plus its explicit-cache charges when they are in the same
         currency (a charge in another currency is not added), or ``None``.
-
-    Example:
-        >>> call_cost({"kimi_cache": {"cost": 0.5, "currency": "USD",
-        ...                           "cache_cost": 0.25, "cache_currency": "USD"}})
-        0.75
-        >>> call_cost({}) is None
-        True
     """
     entry = (response_metadata or {}).get(CALL_COST_KEY)
     if not isinstance(entry, Mapping) or not isinstance(entry.get("cost"), int | float):
@@ -142,3 +135,26 @@ def add_usage(usage: Mapping[str, Any], reply: Any) -> dict[str, Any]:
         out["cost"] = round(float(out.get("cost", 0.0)) + cost, 8)
         out["costed_calls"] = int(out.get("costed_calls", 0)) + 1
     return out
+
+
+def usage_cost(usage: Mapping[str, Any], pricing: Pricing) -> float:
+    """Return the cost of a cumulative usage (as built by :func:`add_usage`).
+
+    The ledger's sum is exact (explicit-cache and web-search fees included), so it is
+    used when every call was costed; otherwise (replies from other models or older
+    records) every token is priced at ``pricing``, the partial ledger sum being unusable.
+
+    Args:
+        usage: The cumulative usage (``calls``, ``costed_calls``, ``cost``, token counts).
+        pricing: The prices of the thread's model.
+
+    Returns:
+        The cost in ``pricing.currency``.
+    """
+    if "cost" in usage and usage.get("costed_calls") == usage.get("calls"):
+        return float(usage["cost"])
+    return pricing.cost(
+        prompt_tokens=int(usage.get("input_tokens", 0)),
+        cached_tokens=int(usage.get("cache_read_tokens", 0)),
+        output_tokens=int(usage.get("output_tokens", 0)),
+    )

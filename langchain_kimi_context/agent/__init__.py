@@ -1,10 +1,4 @@
-"""The LangGraph agent for long Kimi sessions: :func:`create_kimi_agent`.
-
-Example:
-    >>> from langchain_kimi_context.agent import create_kimi_agent, AgentSettings
-    >>> AgentSettings().max_steps_per_turn
-    100
-"""
+"""The LangGraph agent for long Kimi sessions: :func:`create_kimi_agent`."""
 
 from langchain_kimi_context.agent.graph import agent_runtime, create_kimi_agent
 from langchain_kimi_context.agent.retry import RetryExhaustedError, RetrySettings, call_with_retry

@@ -74,12 +74,6 @@ def strategy_problems(strategy: object, timeout_s: object) -> list[str]:
 
     Returns:
         Problem descriptions.
-
-    Example:
-        >>> strategy_problems("enqueue", 10.0)
-        []
-        >>> strategy_problems("rollback", 10.0)[0].startswith("multitask_strategy must be")
-        True
     """
     problems = []
     if strategy not in STRATEGIES:
@@ -325,11 +319,6 @@ def store_lock_for(checkpointer: Any) -> StoreLock:
 
     Returns:
         The shared lock object of that store.
-
-    Example:
-        >>> from langgraph.checkpoint.memory import InMemorySaver
-        >>> store_lock_for(InMemorySaver()).key.startswith("local:")
-        True
     """
     conn = getattr(checkpointer, "conn", None)
     if conn is None:  # a wrapper over a sync saver (the 'postgresql://...' checkpointer)
@@ -360,14 +349,7 @@ class _Slot:
 
 
 class Holding:
-    """A held thread: lets the run see whether a newer run asked it to stop.
-
-    Example:
-        >>> from langgraph.checkpoint.memory import InMemorySaver
-        >>> with thread_guard(InMemorySaver()).hold("t", "enqueue", 1.0) as held:
-        ...     held.interrupt_requested()
-        False
-    """
+    """A held thread: lets the run see whether a newer run asked it to stop."""
 
     def __init__(self, store: StoreLock, slot: _Slot, thread_id: str) -> None:
         self._store = store
@@ -394,14 +376,6 @@ class ThreadGuard:
 
     Args:
         store: The store's cross-process lock (:func:`store_lock_for`).
-
-    Example:
-        >>> from langgraph.checkpoint.memory import InMemorySaver
-        >>> guard = thread_guard(InMemorySaver())
-        >>> with guard.hold("t1", "reject", 1.0):
-        ...     with guard.hold("t1", "reject", 1.0):  # re-entrant in one call chain
-        ...         print("inside")
-        inside
     """
 
     def __init__(self, store: StoreLock) -> None:
@@ -567,10 +541,5 @@ def thread_guard(checkpointer: Any) -> ThreadGuard:
 
     Returns:
         A guard sharing its locks with every other guard on the same store.
-
-    Example:
-        >>> from langgraph.checkpoint.memory import InMemorySaver
-        >>> isinstance(thread_guard(InMemorySaver()), ThreadGuard)
-        True
     """
     return ThreadGuard(store_lock_for(checkpointer))

@@ -100,13 +100,6 @@ def walk(
 
     Raises:
         ChainBrokenError: A parent id pointed at a checkpoint that no longer exists.
-
-    Example:
-        >>> root = ChainNode("a", None, {}, [("t", "m", 1)])
-        >>> leaf = ChainNode("b", "a", {}, [], {"m": {"writes": [("t", "m", 2)]}})
-        >>> hist, _ = walk(leaf, ["m"], {"a": root}.get)
-        >>> [w[2] for w in hist["m"]["writes"]]
-        [1, 2]
     """
     remaining = list(dict.fromkeys(channels))
     rev: dict[str, list[PendingWrite]] = {ch: [] for ch in remaining}
@@ -190,13 +183,6 @@ def derive_parent_history(
 
     Returns:
         The parent's histories, or ``None``.
-
-    Example:
-        >>> p = ChainNode("p", None, {}, [("t", "m", 2)])
-        >>> c = ChainNode("c", "p", {}, [])
-        >>> derive_parent_history(c, {"m": {"writes": [("t", "m", 1), ("t", "m", 2)]}},
-        ...                       p, ["m"])
-        {'m': {'writes': [('t', 'm', 1)]}}
     """
     out: dict[str, DeltaChannelHistory] = {}
     for ch in channels:
@@ -225,10 +211,6 @@ def encode_incoming(hist: Mapping[str, DeltaChannelHistory]) -> dict[str, Any]:
 
     Returns:
         ``{channel: {"values": [...], "seed"?: value}}``.
-
-    Example:
-        >>> encode_incoming({"m": {"writes": [("t", "m", 1)], "seed": [0]}})
-        {'m': {'values': [1], 'seed': [0]}}
     """
     out: dict[str, Any] = {}
     for ch, h in hist.items():
@@ -247,10 +229,6 @@ def decode_incoming(data: Mapping[str, Any]) -> dict[str, DeltaChannelHistory]:
 
     Returns:
         ``{channel: DeltaChannelHistory}``.
-
-    Example:
-        >>> decode_incoming({"m": {"values": [1]}})
-        {'m': {'writes': [('kimi-incoming', 'm', 1)]}}
     """
     out: dict[str, DeltaChannelHistory] = {}
     for ch, entry in data.items():

@@ -19,14 +19,35 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage, convert_to_messages
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
 
 from langchain_kimi_context.context.sanitize import replace_unencodable_message
 from langchain_kimi_context.errors import KimiInputError
 
-__all__ = ["check_agent_input", "clean_messages"]
+__all__ = ["check_agent_input", "clean_messages", "thread_config"]
 
 logger = logging.getLogger(__name__)
+
+
+def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    """Return the run config that addresses a thread (at one checkpoint, if given).
+
+    The root checkpoint namespace (``""``) is named explicitly, as a saver's
+    ``get_tuple``/``put`` needs it.
+
+    Args:
+        thread_id: The thread (session) id.
+        checkpoint_id: A checkpoint of that thread; ``None`` means its latest one.
+
+    Returns:
+        ``{"configurable": {"thread_id": ..., "checkpoint_ns": "", ...}}``.
+    """
+    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint_id:
+        conf["checkpoint_id"] = checkpoint_id
+    return {"configurable": conf}
+
 
 _HOW = (
     "Pass {'messages': [...]}, e.g. agent.invoke({'messages': [('user', 'hello')]}, "
@@ -43,11 +64,6 @@ def clean_messages(messages: Sequence[BaseMessage], *, where: str) -> list[BaseM
 
     Returns:
         The messages, repaired copies where needed.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> clean_messages([HumanMessage("a\ud800")], where="doc")[0].content
-        'a\ufffd'
     """
     out = []
     for index, message in enumerate(messages):
@@ -75,14 +91,6 @@ def check_agent_input(value: Any) -> Any:
 
     Raises:
         KimiInputError: The shape is wrong (the message says what to pass).
-
-    Example:
-        >>> check_agent_input({"messages": [("user", "hi")]})["messages"][0].content
-        'hi'
-        >>> check_agent_input({"input": "hi"})
-        Traceback (most recent call last):
-        ...
-        langchain_kimi_context.errors.KimiInputError: The agent's input must be ...
     """
     if value is None or isinstance(value, Command):
         return value

@@ -75,13 +75,6 @@ class RecallCache:
 
     Args:
         size: Threads kept (older ones are rebuilt from their log when used again).
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> cache = RecallCache()
-        >>> with cache.index("t1", [HumanMessage("the port is 8443", id="m1")]) as index:
-        ...     index.search("port")[0].ref
-        'm1#0-16'
     """
 
     def __init__(self, size: int = 64) -> None:

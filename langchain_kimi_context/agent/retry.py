@@ -37,8 +37,8 @@ class RetrySettings:
     """How a failed model call is retried within one step.
 
     Attributes:
-        max_attempts: Attempts per step, the first included (the seed: 3).
-        initial_interval: Wait before the first retry, seconds (the seed: 1 s, then
+        max_attempts: Attempts per step, the first included (default 3).
+        initial_interval: Wait before the first retry, seconds (default 1 s, then
             2 s, then 4 s).
         backoff_factor: Multiplier between consecutive waits.
         max_interval: Upper bound of one backoff wait.
@@ -87,10 +87,6 @@ class RetrySettings:
 
         Returns:
             Seconds to wait.
-
-        Example:
-            >>> RetrySettings(jitter=0, max_interval=3.0).backoff(5)
-            3.0
         """
         return backoff_delay(
             retry_number,
@@ -110,12 +106,6 @@ class RetrySettings:
 
         Returns:
             Seconds to wait.
-
-        Example:
-            >>> class Hinted(Exception):
-            ...     retry_after = 7.0
-            >>> RetrySettings(jitter=0).delay_for(1, Hinted())
-            7.0
         """
         delay = self.backoff(retry_number)
         hint = retry_after_of(error)
@@ -133,10 +123,6 @@ class AttemptRecord:
         message: The error text (truncated to 300 characters).
         retryable: The :func:`is_retryable_error` decision.
         waited_s: Seconds slept before the next attempt (0 if none followed).
-
-    Example:
-        >>> AttemptRecord("KimiServerError", "boom", True, 1.0).to_dict()["retryable"]
-        True
     """
 
     error_type: str
@@ -149,10 +135,6 @@ class AttemptRecord:
 
         Returns:
             The fields as a dict.
-
-        Example:
-            >>> sorted(AttemptRecord("E", "m", False).to_dict())
-            ['error_type', 'message', 'retryable', 'waited_s']
         """
         return {
             "error_type": self.error_type,
@@ -168,12 +150,6 @@ class RetryExhaustedError(Exception):
     Attributes:
         attempts: The failed attempts, oldest first.
         last_error: The final error.
-
-    Example:
-        >>> err = RetryExhaustedError([AttemptRecord("KimiServerError", "500", True)],
-        ...                           RuntimeError("500"))
-        >>> "1 attempt" in str(err)
-        True
     """
 
     def __init__(self, attempts: list[AttemptRecord], last_error: BaseException) -> None:
@@ -218,18 +194,6 @@ def call_with_retry(
     Raises:
         RetryExhaustedError: All attempts failed with retryable errors.
         Exception: The first non-retryable error, unchanged (overflow, auth, ...).
-
-    Example:
-        >>> from langchain_kimi_context.errors import KimiEmptyResponseError
-        >>> calls = iter([KimiEmptyResponseError("empty"), "ok"])
-        >>> def fn():
-        ...     item = next(calls)
-        ...     if isinstance(item, Exception):
-        ...         raise item
-        ...     return item
-        >>> result, failures = call_with_retry(fn, RetrySettings(initial_interval=0))
-        >>> result, [f.error_type for f in failures]
-        ('ok', ['KimiEmptyResponseError'])
     """
     failures: list[AttemptRecord] = []
 

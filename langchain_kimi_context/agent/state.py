@@ -85,11 +85,6 @@ class PreparedView:
     message or a list of them); the prepared view holds compaction summaries and
     edited copies that are not answers, so it travels in this wrapper and is never
     streamed.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> [m.content for m in PreparedView([HumanMessage("hi")])]
-        ['hi']
     """
 
     __slots__ = ("messages",)

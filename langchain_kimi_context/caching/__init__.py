@@ -13,18 +13,14 @@ module makes cache hits the normal case and shows what they are worth:
   routing hint, not the cache identity) and a :class:`PrefixStabilityChecker` that
   explains what broke the prefix between two calls. ``context_cache="auto"`` picks it for
   every model whose profile says ``cache_kind="automatic"`` (all current ones).
-* **Explicit Context Caching** (moonshot-v1, :class:`ExplicitContextCache`): the seed's
-  design. On the first request of a session a cache is created (``POST /v1/caching``) for
-  the stable prefix (leading system messages, a pinned compaction summary, the tools); every
-  request whose prefix and tools match its fingerprint carries ``X-Msh-Context-Cache`` and
-  ``X-Msh-Context-Cache-Reset-TTL`` (or a ``role: "cache"`` message). A changed prefix
-  deletes the old cache and creates a new one; a request that does not match is sent
-  without the header; a cache the server reports expired or missing is recreated; any
-  cache-API failure is logged and the request goes out uncached. Caches belong to a
-  session and are deleted on ``close()`` / ``aclose()`` / context-manager exit (and at
-  interpreter exit, best effort). A :class:`CacheRegistry` (in memory, or in a LangGraph
-  ``BaseStore`` via :class:`StoreCacheRegistry`) lets several models or worker processes
-  share one cache per session.
+* **Explicit Context Caching** (moonshot-v1, :class:`ExplicitContextCache`): one
+  server-side cache per session for the stable prefix (leading system messages, a pinned
+  compaction summary, the tools), recreated when the prefix changes, deleted on
+  ``close()`` / ``aclose()`` / context-manager exit (and at interpreter exit, best effort);
+  a cache-API failure never fails a chat call (the request goes out uncached). A
+  :class:`CacheRegistry` (in memory, or in a LangGraph ``BaseStore`` via
+  :class:`StoreCacheRegistry`) lets several models or worker processes share one cache
+  per session.
 * **Cost guard** (:func:`explicit_cache_decision`): an explicit cache is created only when
   the expected savings pay for its creation and storage. All thresholds live in
   :class:`CachePolicy`.
@@ -47,19 +43,6 @@ Modules (each states its contract in its docstring):
 * :mod:`~langchain_kimi_context.caching.registry`: live explicit caches shared across processes.
 * :mod:`~langchain_kimi_context.caching.explicit`: the explicit cache API client and lifecycle.
 * :mod:`~langchain_kimi_context.caching.factory`: the strategy for a mode and a profile.
-
-Example:
-    >>> from langchain_kimi_context.profiles import get_profile
-    >>> strategy = create_cache_strategy("auto", profile=get_profile("kimi-k2.6"))
-    >>> payload = {"model": "kimi-k2.6", "messages": [{"role": "user", "content": "hi"}]}
-    >>> out = strategy.prepare(payload, session_id="thread-1")
-    >>> out["prompt_cache_key"] == prompt_cache_key_for("thread-1")
-    True
-    >>> usage = {"prompt_tokens": 1000, "completion_tokens": 10, "cached_tokens": 768}
-    >>> strategy.record(out, {"usage": usage}, session_id="thread-1")["kimi_cache"]["cache_read"]
-    768
-    >>> strategy.ledger.session("thread-1").cached_tokens
-    768
 """
 
 from __future__ import annotations

@@ -36,10 +36,6 @@ def canonical_json(value: Any) -> str:
 
     Returns:
         The canonical JSON text.
-
-    Example:
-        >>> canonical_json({"b": 1, "a": {"d": [1, 2], "c": "é"}})
-        '{"a":{"c":"é","d":[1,2]},"b":1}'
     """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -66,15 +62,6 @@ def canonicalize_tools(
 
     Returns:
         New canonical tool dicts.
-
-    Example:
-        >>> t1 = {"type": "function", "function": {"name": "b", "parameters": {"type": "object"}}}
-        >>> t2 = {"function": {"parameters": {"type": "object"}, "name": "a"}, "type": "function"}
-        >>> [t["function"]["name"] for t in canonicalize_tools([t1, t2])]
-        ['a', 'b']
-        >>> canonical_json(canonicalize_tools([t1, t2])) == canonical_json(
-        ...     canonicalize_tools([t2, t1]))
-        True
     """
     result = [_sort_keys(dict(tool)) for tool in tools or ()]
     if sort:
@@ -115,12 +102,6 @@ def canonicalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[st
 
     Returns:
         New canonical message dicts.
-
-    Example:
-        >>> msg = {"role": "assistant", "content": "", "tool_calls": [{"id": "f:0",
-        ...     "type": "function", "function": {"name": "f", "arguments": '{"b": 1, "a": 2}'}}]}
-        >>> canonicalize_messages([msg])[0]["tool_calls"][0]["function"]["arguments"]
-        '{"a":2,"b":1}'
     """
     return [_canonical_message(m) for m in messages]
 
@@ -193,11 +174,6 @@ def stable_prefix_length(
 
     Returns:
         The number of leading messages to cache (0 = nothing stable).
-
-    Example:
-        >>> stable_prefix_length([{"role": "system", "content": "a"},
-        ...                       {"role": "user", "content": "b"}])
-        1
     """
     aligned = source_messages is not None and len(source_messages) == len(messages)
     count = 0
@@ -245,11 +221,5 @@ def read_cached_tokens(usage: Mapping[str, Any] | None) -> int:
 
     Returns:
         The cached tokens (0 when absent).
-
-    Example:
-        >>> read_cached_tokens({"prompt_tokens": 10, "cached_tokens": 4})
-        4
-        >>> read_cached_tokens({"prompt_tokens_details": {"cached_tokens": 3}})
-        3
     """
     return cached_tokens(usage) or 0

@@ -68,7 +68,7 @@ class _CacheAPIError(Exception):
 
 
 class ExplicitContextCache(_BaseStrategy):
-    """Explicit Context Caching (moonshot-v1) following the project seed's design.
+    """Explicit Context Caching (moonshot-v1): one server-side cache per session prefix.
 
     Per session: the first request creates a cache (``POST /v1/caching`` with the family
     model name and ``ttl``) for the stable prefix (leading system messages, a pinned
@@ -341,15 +341,6 @@ class ExplicitContextCache(_BaseStrategy):
 
         Returns:
             The payload to send.
-
-        Example:
-            >>> from langchain_kimi_context.profiles import get_profile
-            >>> c = ExplicitContextCache(base_url="http://127.0.0.1:9/v1", api_key=None,
-            ...     profile=get_profile("moonshot-v1-128k"))
-            >>> out = c.prepare({"model": "moonshot-v1-128k", "messages": [
-            ...     {"role": "system", "content": "short"}]}, session_id="s")
-            >>> "extra_headers" in out, c.last_decision.create
-            (False, False)
         """
         out = (
             canonicalize_payload(payload, sort_tools=self.policy.sort_tools)
@@ -475,16 +466,7 @@ class ExplicitContextCache(_BaseStrategy):
         session_id: str | None,
         messages: Sequence[BaseMessage] | None = None,
     ) -> dict[str, Any]:
-        """Async :meth:`prepare` (cache-API calls run in a worker thread).
-
-        Example:
-            >>> import asyncio
-            >>> from langchain_kimi_context.profiles import get_profile
-            >>> c = ExplicitContextCache(base_url="http://127.0.0.1:9/v1", api_key=None,
-            ...                          profile=get_profile("moonshot-v1-8k"))
-            >>> asyncio.run(c.aprepare({"messages": []}, session_id="s"))
-            {'messages': []}
-        """
+        """Async :meth:`prepare` (cache-API calls run in a worker thread)."""
         return await asyncio.to_thread(
             self.prepare, payload, session_id=session_id, messages=messages
         )
@@ -504,13 +486,6 @@ class ExplicitContextCache(_BaseStrategy):
 
         Returns:
             ``{"kimi_cache": {...}}`` for ``response_metadata``.
-
-        Example:
-            >>> from langchain_kimi_context.profiles import get_profile
-            >>> c = ExplicitContextCache(base_url="http://127.0.0.1:9/v1", api_key=None,
-            ...                          profile=get_profile("moonshot-v1-8k"))
-            >>> c.record({"model": "moonshot-v1-8k"}, {"prompt_tokens": 5,
-            ...     "completion_tokens": 1}, session_id="s")["kimi_cache"]["cache_id"]
         """
         session = session_id or self._default_session
         headers = payload.get("extra_headers") or {}
@@ -545,12 +520,6 @@ class ExplicitContextCache(_BaseStrategy):
 
         Safe to call more than once; errors are logged, never raised. Using the strategy
         again afterwards simply creates new caches.
-
-        Example:
-            >>> from langchain_kimi_context.profiles import get_profile
-            >>> c = ExplicitContextCache(base_url="http://127.0.0.1:9/v1", api_key=None,
-            ...                          profile=get_profile("moonshot-v1-8k"))
-            >>> c.close(); c.close()
         """
         held = dict(self._held)
         self._held.clear()
@@ -581,13 +550,5 @@ class ExplicitContextCache(_BaseStrategy):
         _LIVE_EXPLICIT.discard(self)
 
     async def aclose(self) -> None:
-        """Async :meth:`close` (runs in a worker thread).
-
-        Example:
-            >>> import asyncio
-            >>> from langchain_kimi_context.profiles import get_profile
-            >>> c = ExplicitContextCache(base_url="http://127.0.0.1:9/v1", api_key=None,
-            ...                          profile=get_profile("moonshot-v1-8k"))
-            >>> asyncio.run(c.aclose())
-        """
+        """Async :meth:`close` (runs in a worker thread)."""
         await asyncio.to_thread(self.close)

@@ -104,13 +104,6 @@ def make_cache_strategy(model: Any) -> NoContextCache | AutomaticPrefixCache | E
 
     Returns:
         The strategy (see :func:`create_cache_strategy`).
-
-    Example:
-        >>> from types import SimpleNamespace
-        >>> from langchain_kimi_context.profiles import get_profile
-        >>> fake = SimpleNamespace(context_cache="auto", model_profile=get_profile("kimi-k2.6"))
-        >>> type(make_cache_strategy(fake)).__name__
-        'AutomaticPrefixCache'
     """
     profile = getattr(model, "model_profile", None)
     if not isinstance(profile, KimiModelProfile):

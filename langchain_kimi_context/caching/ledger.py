@@ -58,25 +58,11 @@ class CallCost:
 
     @property
     def uncached_tokens(self) -> int:
-        """Prompt tokens billed at the cache-miss price.
-
-        Example:
-            >>> CallCost(session_id=None, model="m", cache_mode="off", prompt_tokens=9,
-            ...          cached_tokens=0, output_tokens=0, cost=0, currency="USD"
-            ...          ).uncached_tokens
-            9
-        """
+        """Prompt tokens billed at the cache-miss price."""
         return max(0, self.prompt_tokens - self.cached_tokens)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict (what goes into ``response_metadata``).
-
-        Example:
-            >>> CallCost(session_id="s", model="m", cache_mode="off", prompt_tokens=1,
-            ...          cached_tokens=0, output_tokens=0, cost=0, currency="USD"
-            ...          ).to_dict()["cache_read"]
-            0
-        """
+        """Return a JSON-serialisable dict (what goes into ``response_metadata``)."""
         data = asdict(self)
         data["cache_read"] = self.cached_tokens
         data["cache_miss"] = self.uncached_tokens
@@ -114,22 +100,12 @@ class SessionCost:
 
     @property
     def uncached_tokens(self) -> int:
-        """Prompt tokens billed at the miss price.
-
-        Example:
-            >>> SessionCost(session_id=None, prompt_tokens=10, cached_tokens=4).uncached_tokens
-            6
-        """
+        """Prompt tokens billed at the miss price."""
         return max(0, self.prompt_tokens - self.cached_tokens)
 
     @property
     def cached_share(self) -> float:
-        """Share of prompt tokens served from the cache (0.0 without calls).
-
-        Example:
-            >>> SessionCost(session_id=None).cached_share
-            0.0
-        """
+        """Share of prompt tokens served from the cache (0.0 without calls)."""
         return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def total(self, currency: str) -> float:
@@ -140,11 +116,6 @@ class SessionCost:
 
         Returns:
             The sum.
-
-        Example:
-            >>> SessionCost(session_id=None, cost={"USD": 1.5}, cache_cost={"USD": 0.5}
-            ...             ).total("USD")
-            2.0
         """
         return self.cost.get(currency, 0.0) + self.cache_cost.get(currency, 0.0)
 
@@ -193,10 +164,6 @@ class CostLedger:
 
         Args:
             call: The call's tokens and cost.
-
-        Example:
-            >>> CostLedger().add_call(CallCost(session_id=None, model="m", cache_mode="off",
-            ...     prompt_tokens=1, cached_tokens=0, output_tokens=1, cost=0, currency="USD"))
         """
         with self._lock:
             self._calls.append(call)
@@ -212,13 +179,6 @@ class CostLedger:
             amount: The charge.
             currency: Its currency.
             cache_id: The cache.
-
-        Example:
-            >>> ledger = CostLedger()
-            >>> ledger.add_cache_event(session_id="s", kind="storage", amount=0.5,
-            ...                        currency="CNY", cache_id="cache-1")
-            >>> ledger.session("s").cache_cost
-            {'CNY': 0.5}
         """
         with self._lock:
             self._events.append(
@@ -239,21 +199,12 @@ class CostLedger:
 
         Returns:
             The calls, oldest first.
-
-        Example:
-            >>> CostLedger().calls()
-            []
         """
         with self._lock:
             return [c for c in self._calls if session_id is None or c.session_id == session_id]
 
     def sessions(self) -> list[str]:
-        """Return the ids of the sessions with calls or cache charges.
-
-        Example:
-            >>> CostLedger().sessions()
-            []
-        """
+        """Return the ids of the sessions with calls or cache charges."""
         with self._lock:
             ids = {c.session_id for c in self._calls} | {e.session_id for e in self._events}
         return sorted(i for i in ids if i is not None)
@@ -283,29 +234,15 @@ class CostLedger:
 
         Returns:
             Its totals (zeros if unknown).
-
-        Example:
-            >>> CostLedger().session("nope").calls
-            0
         """
         return self._summarise(session_id, all_sessions=False)
 
     def total(self) -> SessionCost:
-        """Return the totals over all sessions.
-
-        Example:
-            >>> CostLedger().total().prompt_tokens
-            0
-        """
+        """Return the totals over all sessions."""
         return self._summarise(None, all_sessions=True)
 
     def reset(self) -> None:
-        """Forget every call and charge.
-
-        Example:
-            >>> ledger = CostLedger(); ledger.reset(); ledger.calls()
-            []
-        """
+        """Forget every call and charge."""
         with self._lock:
             self._calls.clear()
             self._events.clear()

@@ -128,12 +128,7 @@ class CachePolicy:
 
     @property
     def effective_reset_ttl(self) -> int:
-        """The TTL sent in ``X-Msh-Context-Cache-Reset-TTL`` (0 = header not sent).
-
-        Example:
-            >>> CachePolicy(ttl_seconds=600).effective_reset_ttl
-            600
-        """
+        """The TTL sent in ``X-Msh-Context-Cache-Reset-TTL`` (0 = header not sent)."""
         return self.ttl_seconds if self.reset_ttl_seconds is None else self.reset_ttl_seconds
 
     def to_usd(self, amount: float, currency: str) -> float:
@@ -148,10 +143,6 @@ class CachePolicy:
 
         Raises:
             KimiConfigurationError: If the currency has no rate.
-
-        Example:
-            >>> CachePolicy(usd_per_unit={"CNY": 0.5}).to_usd(10, "CNY")
-            5.0
         """
         if currency == "USD":
             return float(amount)

@@ -62,14 +62,7 @@ class CacheEntry:
     holders: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the entry as a JSON-serialisable dict.
-
-        Example:
-            >>> CacheEntry(cache_id="c", fingerprint="f", session_id="s", family="m",
-            ...            prefix_messages=1, tokens=1, created_at=0, expires_at=1,
-            ...            verified_at=0).to_dict()["cache_id"]
-            'c'
-        """
+        """Return the entry as a JSON-serialisable dict."""
         data = asdict(self)
         data["holders"] = dict(self.holders)
         return data
@@ -83,12 +76,6 @@ class CacheEntry:
 
         Returns:
             The entry.
-
-        Example:
-            >>> CacheEntry.from_dict({"cache_id": "c", "fingerprint": "f", "session_id": "s",
-            ...     "family": "m", "prefix_messages": 1, "tokens": 1, "created_at": 0,
-            ...     "expires_at": 1, "verified_at": 0}).holders
-            {}
         """
         return cls(
             cache_id=str(data["cache_id"]),
@@ -104,14 +91,7 @@ class CacheEntry:
         )
 
     def replace(self, **changes: Any) -> CacheEntry:
-        """Return a copy with ``changes`` applied.
-
-        Example:
-            >>> CacheEntry(cache_id="c", fingerprint="f", session_id="s", family="m",
-            ...            prefix_messages=1, tokens=1, created_at=0, expires_at=1,
-            ...            verified_at=0).replace(tokens=5).tokens
-            5
-        """
+        """Return a copy with ``changes`` applied."""
         data = self.to_dict()
         data.update(changes)
         return CacheEntry.from_dict(data)
@@ -127,30 +107,15 @@ class CacheRegistry(Protocol):
     """
 
     def get(self, key: str) -> CacheEntry | None:
-        """Return the entry stored under ``key`` (``None`` if absent).
-
-        Example:
-            >>> InMemoryCacheRegistry().get("session-key") is None
-            True
-        """
+        """Return the entry stored under ``key`` (``None`` if absent)."""
         ...
 
     def put(self, key: str, entry: CacheEntry) -> None:
-        """Store ``entry`` under ``key`` (replacing any previous one).
-
-        Example:
-            >>> InMemoryCacheRegistry().put("k", CacheEntry(cache_id="c", fingerprint="f",
-            ...     session_id="s", family="m", prefix_messages=1, tokens=1, created_at=0,
-            ...     expires_at=1, verified_at=0))
-        """
+        """Store ``entry`` under ``key`` (replacing any previous one)."""
         ...
 
     def delete(self, key: str) -> None:
-        """Remove the entry under ``key`` (no error if absent).
-
-        Example:
-            >>> InMemoryCacheRegistry().delete("absent")
-        """
+        """Remove the entry under ``key`` (no error if absent)."""
         ...
 
 
@@ -173,33 +138,18 @@ class InMemoryCacheRegistry:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> CacheEntry | None:
-        """Return the entry under ``key`` or ``None``.
-
-        Example:
-            >>> InMemoryCacheRegistry().get("x") is None
-            True
-        """
+        """Return the entry under ``key`` or ``None``."""
         with self._lock:
             data = self._entries.get(key)
         return CacheEntry.from_dict(data) if data is not None else None
 
     def put(self, key: str, entry: CacheEntry) -> None:
-        """Store ``entry`` under ``key``.
-
-        Example:
-            >>> InMemoryCacheRegistry().put("k", CacheEntry(cache_id="c", fingerprint="f",
-            ...     session_id="s", family="m", prefix_messages=1, tokens=1, created_at=0,
-            ...     expires_at=1, verified_at=0))
-        """
+        """Store ``entry`` under ``key``."""
         with self._lock:
             self._entries[key] = entry.to_dict()
 
     def delete(self, key: str) -> None:
-        """Remove the entry under ``key``.
-
-        Example:
-            >>> InMemoryCacheRegistry().delete("absent")
-        """
+        """Remove the entry under ``key``."""
         with self._lock:
             self._entries.pop(key, None)
 
@@ -234,13 +184,7 @@ class StoreCacheRegistry:
         self.namespace = namespace
 
     def get(self, key: str) -> CacheEntry | None:
-        """Return the entry under ``key`` or ``None``.
-
-        Example:
-            >>> from langgraph.store.memory import InMemoryStore
-            >>> StoreCacheRegistry(InMemoryStore()).get("x") is None
-            True
-        """
+        """Return the entry under ``key`` or ``None``."""
         item = self.store.get(self.namespace, key)
         if item is None:
             return None
@@ -251,23 +195,11 @@ class StoreCacheRegistry:
             return None
 
     def put(self, key: str, entry: CacheEntry) -> None:
-        """Store ``entry`` under ``key``.
-
-        Example:
-            >>> from langgraph.store.memory import InMemoryStore
-            >>> StoreCacheRegistry(InMemoryStore()).put("k", CacheEntry(cache_id="c",
-            ...     fingerprint="f", session_id="s", family="m", prefix_messages=1, tokens=1,
-            ...     created_at=0, expires_at=1, verified_at=0))
-        """
+        """Store ``entry`` under ``key``."""
         self.store.put(self.namespace, key, entry.to_dict(), index=False)
 
     def delete(self, key: str) -> None:
-        """Remove the entry under ``key``.
-
-        Example:
-            >>> from langgraph.store.memory import InMemoryStore
-            >>> StoreCacheRegistry(InMemoryStore()).delete("absent")
-        """
+        """Remove the entry under ``key``."""
         self.store.delete(self.namespace, key)
 
 

@@ -273,12 +273,7 @@ class PrefixStabilityChecker:
 
     @property
     def active(self) -> bool:
-        """Whether the checker runs (enabled, or its logger is at DEBUG).
-
-        Example:
-            >>> PrefixStabilityChecker(enabled=True).active
-            True
-        """
+        """Whether the checker runs (enabled, or its logger is at DEBUG)."""
         return self.enabled or stability_logger.isEnabledFor(logging.DEBUG)
 
     def check(self, session_id: str, payload: Mapping[str, Any]) -> PrefixBreak | None:
@@ -290,11 +285,6 @@ class PrefixStabilityChecker:
 
         Returns:
             The break, or ``None`` (also when inactive or for the first request).
-
-        Example:
-            >>> c = PrefixStabilityChecker(enabled=True)
-            >>> c.check("s", {"messages": [{"role": "user", "content": "a"}]}) is None
-            True
         """
         if not self.active:
             return None

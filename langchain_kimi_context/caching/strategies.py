@@ -115,31 +115,16 @@ class _BaseStrategy:
         Returns:
             ``{"kimi_cache": {...}}`` with the call's tokens and cost, merged into the
             message's ``response_metadata``.
-
-        Example:
-            >>> s = NoContextCache()
-            >>> r = s.record({"model": "kimi-k2.6"}, {"prompt_tokens": 10,
-            ...     "completion_tokens": 2}, session_id=None)
-            >>> r["kimi_cache"]["prompt_tokens"]
-            10
         """
         call = self._call_cost(payload, usage, session_id)
         self.ledger.add_call(call)
         return {"kimi_cache": call.to_dict()}
 
     def close(self) -> None:
-        """Release resources (nothing to release for this strategy).
-
-        Example:
-            >>> NoContextCache().close()
-        """
+        """Release resources (nothing to release for this strategy)."""
 
     async def aclose(self) -> None:
-        """Async :meth:`close`.
-
-        Example:
-            >>> import asyncio; asyncio.run(NoContextCache().aclose())
-        """
+        """Async :meth:`close`."""
         self.close()
 
     def __enter__(self) -> Any:
@@ -184,21 +169,11 @@ class NoContextCache(_BaseStrategy):
 
         Returns:
             The same payload.
-
-        Example:
-            >>> NoContextCache().prepare({"messages": []}, session_id=None)
-            {'messages': []}
         """
         return payload
 
     async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Async :meth:`prepare`.
-
-        Example:
-            >>> import asyncio
-            >>> asyncio.run(NoContextCache().aprepare({"messages": []}, session_id=None))
-            {'messages': []}
-        """
+        """Async :meth:`prepare`."""
         return payload
 
 
@@ -254,11 +229,6 @@ class AutomaticPrefixCache(_BaseStrategy):
 
         Returns:
             A new payload.
-
-        Example:
-            >>> out = AutomaticPrefixCache().prepare({"messages": []}, session_id="t")
-            >>> out["prompt_cache_key"] == prompt_cache_key_for("t")
-            True
         """
         out = (
             canonicalize_payload(payload, sort_tools=self.policy.sort_tools)
@@ -278,13 +248,5 @@ class AutomaticPrefixCache(_BaseStrategy):
         return out
 
     async def aprepare(self, payload: dict[str, Any], *, session_id: str | None) -> dict[str, Any]:
-        """Async :meth:`prepare` (no I/O, runs inline).
-
-        Example:
-            >>> import asyncio
-            >>> out = asyncio.run(AutomaticPrefixCache().aprepare({"messages": []},
-            ...                                                   session_id="t"))
-            >>> "prompt_cache_key" in out
-            True
-        """
+        """Async :meth:`prepare` (no I/O, runs inline)."""
         return self.prepare(payload, session_id=session_id)

@@ -24,14 +24,6 @@ The package's modules, one concern each: :mod:`.model` (the class), :mod:`.reque
 (payload rules), :mod:`.response` (reply and stream reading, reply checks),
 :mod:`.retrying` (typed errors, the retry decision), :mod:`.cache_seam` (the cache
 strategy protocol and the session id).
-
-Example:
-    >>> from langchain_kimi_context import KimiChatModel
-    >>> model = KimiChatModel(api_key="sk-test")
-    >>> model.model_name, model.profile["max_input_tokens"], model.model_profile.cache_kind
-    ('kimi-k2.6', 262144, 'automatic')
-    >>> "sk-test" in repr(model)
-    False
 """
 
 from __future__ import annotations

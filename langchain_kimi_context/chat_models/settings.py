@@ -296,11 +296,6 @@ class BaseKimiChatModel(BaseChatOpenAI):
 
         Built-in data, then ``profile_overrides``, then a smaller window learned
         process-wide (:meth:`learn_context_window`, or an overflow error).
-
-        Example:
-            >>> from langchain_kimi_context import KimiChatModel
-            >>> KimiChatModel(model="moonshot-v1-8k", api_key="k").model_profile.context_window
-            8192
         """
         return self._profile_for(self.model_name)
 
@@ -344,10 +339,6 @@ class BaseKimiChatModel(BaseChatOpenAI):
 
         Returns:
             The refreshed profile of this model.
-
-        Example:
-            >>> model.refresh_profile().source  # doctest: +SKIP
-            '/v1/models'
         """
         try:
             page = self.root_client.models.list()
@@ -394,9 +385,6 @@ class BaseKimiChatModel(BaseChatOpenAI):
 
         Returns:
             The refreshed profile of this model.
-
-        Example:
-            >>> await model.arefresh_profile()  # doctest: +SKIP
         """
         self._bind_async_client_to_loop()
         try:

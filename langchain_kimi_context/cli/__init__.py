@@ -15,15 +15,6 @@ The database is ``--db PATH`` (or a ``postgresql://`` DSN), else ``$KIMI_CONTEXT
 else the package's default checkpoint file. ``--json`` prints JSON instead of tables.
 Errors (an unknown id, a missing, locked or non-SQLite database) are one line on stderr
 with exit code 2. The CLI never calls a model and never reads or prints an API key.
-
-Example:
-    >>> import os, tempfile
-    >>> from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
-    >>> path = os.path.join(tempfile.mkdtemp(), "c.sqlite")
-    >>> open_sqlite_checkpointer(path).conn.close()
-    >>> main(["threads", "list", "--db", path])
-    no threads
-    0
 """
 
 from __future__ import annotations
@@ -68,10 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     Returns:
         The parser.
-
-    Example:
-        >>> build_parser().parse_args(["threads", "show", "t1", "--json"]).json
-        True
     """
     common = _common()
     parser = argparse.ArgumentParser(

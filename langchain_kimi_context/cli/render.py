@@ -41,12 +41,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     Returns:
         The table (no trailing newline).
-
-    Example:
-        >>> print(table(["id", "turns"], [["a", 3], ["bb", 12]]))
-        id  turns
-        a       3
-        bb     12
     """
     cells = [[str(h) for h in headers], *[[_cell(c) for c in row] for row in rows]]
     numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
@@ -217,11 +211,6 @@ def jsonl(messages: Sequence[BaseMessage]) -> str:
 
     Returns:
         JSON lines (with a trailing newline when not empty).
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> print(jsonl([HumanMessage("hi", id="m1")]).strip())  # doctest: +ELLIPSIS
-        {"type": "human", "data": {"content": "hi", ...
     """
     return "".join(
         json.dumps(message_to_dict(m), ensure_ascii=False, default=str) + "\n" for m in messages
@@ -237,16 +226,6 @@ def markdown(thread_id: str, messages: Sequence[BaseMessage]) -> str:
 
     Returns:
         Markdown text.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> print(markdown("t1", [HumanMessage("hi")]))
-        # Thread t1
-        <BLANKLINE>
-        ## 1. user
-        <BLANKLINE>
-        hi
-        <BLANKLINE>
     """
     out = [f"# Thread {thread_id}", ""]
     for i, m in enumerate(messages, 1):

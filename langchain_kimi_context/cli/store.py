@@ -33,11 +33,11 @@ from urllib.parse import quote
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from langchain_kimi_context.agent.graph import create_kimi_agent
+from langchain_kimi_context.agent.inputs import thread_config
 from langchain_kimi_context.agent.storage import (
     DB_ENV_VAR,
     KimiSqliteSaver,
@@ -48,7 +48,7 @@ from langchain_kimi_context.memory import RollingSnapshotMemory, SnapshotInfo
 from langchain_kimi_context.memory.registry import SessionEntry, registry_namespace
 from langchain_kimi_context.middleware import RECORDS_KEY as MIDDLEWARE_RECORDS_KEY
 from langchain_kimi_context.profiles import DEFAULT_MODEL, get_profile
-from langchain_kimi_context.usage import add_usage
+from langchain_kimi_context.usage import add_usage, usage_cost
 
 __all__ = ["SnapshotRow", "ThreadDetail", "ThreadStore", "ThreadStoreError", "ThreadSummary"]
 
@@ -56,12 +56,7 @@ _BUSY_TIMEOUT_S = 2.0
 
 
 class ThreadStoreError(Exception):
-    """A one-line, user-facing error of the thread store (the CLI exits with code 2).
-
-    Example:
-        >>> str(ThreadStoreError("no thread 'x'"))
-        "no thread 'x'"
-    """
+    """A one-line, user-facing error of the thread store (the CLI exits with code 2)."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +72,6 @@ class ThreadSummary:
         calls: Model calls recorded in the thread's usage.
         cost: Cost of those calls.
         currency: Currency of ``cost``.
-
-    Example:
-        >>> ThreadSummary("t", "thread", 1, 2, "2026-01-01T00:00:00Z", 1, 0.5, "USD").turns
-        1
     """
 
     thread_id: str
@@ -103,10 +94,6 @@ class SnapshotRow:
         name: Its label, if any.
         reason: Why it was taken (``created``, ``manual``, ``pre-compact``...).
         created: UTC time (ISO 8601).
-
-    Example:
-        >>> SnapshotRow("snap-1", "cp", None, "manual", "2026-01-01T00:00:00Z").reason
-        'manual'
     """
 
     snapshot_id: str
@@ -127,11 +114,6 @@ class ThreadDetail:
         snapshots: Memory snapshots of the session (empty for plain threads).
         messages: The full, append-only log (not the compacted view).
         model: The model of the last reply, if any.
-
-    Example:
-        >>> s = ThreadSummary("t", "thread", 0, 0, "", 0, 0.0, "USD")
-        >>> ThreadDetail(s, {}, [], [], [], None).summary.thread_id
-        't'
     """
 
     summary: ThreadSummary
@@ -202,15 +184,6 @@ class ThreadStore:
     Raises:
         ThreadStoreError: The database is missing, unreadable, locked or not a
             checkpoint database.
-
-    Example:
-        >>> import os, tempfile
-        >>> from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
-        >>> path = os.path.join(tempfile.mkdtemp(), "c.sqlite")
-        >>> open_sqlite_checkpointer(path).conn.close()
-        >>> with ThreadStore(path) as store:
-        ...     store.list_threads()
-        []
     """
 
     def __init__(self, target: str | os.PathLike[str] | None = None) -> None:
@@ -341,12 +314,7 @@ class ThreadStore:
                 return namespace, entry
         return None
 
-    @staticmethod
-    def _config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
-        conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
-        if checkpoint_id:
-            conf["checkpoint_id"] = checkpoint_id
-        return {"configurable": conf}
+    _config = staticmethod(thread_config)
 
     def _state(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
         try:
@@ -406,14 +374,7 @@ class ThreadStore:
         return None
 
     def _cost(self, usage: Mapping[str, Any], log: Sequence[BaseMessage]) -> float:
-        if "cost" in usage:
-            return float(usage["cost"])
-        pricing = get_profile(self._model(log) or DEFAULT_MODEL).pricing
-        return pricing.cost(
-            prompt_tokens=int(usage.get("input_tokens", 0)),
-            cached_tokens=int(usage.get("cache_read_tokens", 0)),
-            output_tokens=int(usage.get("output_tokens", 0)),
-        )
+        return usage_cost(usage, get_profile(self._model(log) or DEFAULT_MODEL).pricing)
 
     def list_threads(self) -> list[ThreadSummary]:
         """Every conversation thread, most recently updated first.

@@ -39,11 +39,6 @@ def get_marker(message: BaseMessage) -> dict[str, Any] | None:
     Returns:
         The marker dict (with ``"kind"``) or ``None`` for messages the package did not
         create or rewrite.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> get_marker(with_marker(HumanMessage("s"), "summary"))["kind"]
-        'summary'
     """
     marker = message.additional_kwargs.get(MARKER_KEY)
     return marker if isinstance(marker, dict) and "kind" in marker else None
@@ -58,11 +53,6 @@ def is_marked(message: BaseMessage, *kinds: MarkerKind) -> bool:
 
     Returns:
         ``True`` when marked accordingly.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> is_marked(with_marker(HumanMessage("s"), "summary"), "summary")
-        True
     """
     marker = get_marker(message)
     return marker is not None and (not kinds or marker["kind"] in kinds)
@@ -78,12 +68,6 @@ def with_marker(message: M, kind: MarkerKind, **info: Any) -> M:
 
     Returns:
         The marked copy.
-
-    Example:
-        >>> from langchain_core.messages import ToolMessage
-        >>> m = with_marker(ToolMessage("x", tool_call_id="a:0"), "cleared_tool_result")
-        >>> m.additional_kwargs["kimi_context"]["kind"]
-        'cleared_tool_result'
     """
     extra = dict(message.additional_kwargs)
     extra[MARKER_KEY] = {"kind": kind, **info}

@@ -67,14 +67,6 @@ def is_user_turn(message: BaseMessage) -> bool:
     Returns:
         ``True`` for a human message the package did not create (not a summary, not the
         bootstrap turn).
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> from langchain_kimi_context.context.markers import with_marker
-        >>> is_user_turn(HumanMessage("fix it"))
-        True
-        >>> is_user_turn(with_marker(HumanMessage("s"), "summary"))
-        False
     """
     return isinstance(message, HumanMessage) and marker_kind(message) not in (
         "summary",
@@ -117,13 +109,7 @@ def content_text_length(content: str | list[str | dict[str, Any]]) -> int:
 
 
 def message_text(message: BaseMessage) -> str:
-    """Return the visible text of ``message`` (reasoning/thinking parts excluded).
-
-    Example:
-        >>> from langchain_core.messages import AIMessage
-        >>> message_text(AIMessage("hi", additional_kwargs={"reasoning_content": "hmm"}))
-        'hi'
-    """
+    """Return the visible text of ``message`` (reasoning/thinking parts excluded)."""
     return content_text(message.content)
 
 
@@ -156,14 +142,6 @@ def ensure_message_ids(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
 
     Returns:
         A new list; messages that had ids are the same objects.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> a = ensure_message_ids([HumanMessage("hi")])
-        >>> a[0].id == ensure_message_ids([HumanMessage("hi")])[0].id
-        True
-        >>> a[0].id.startswith("kc-0-")
-        True
     """
     out: list[BaseMessage] = []
     for index, message in enumerate(messages):

@@ -112,8 +112,9 @@ class ContextPolicy:
         chars_per_token: Conversion used to turn token budgets into character caps.
         compact_trigger_ratio: Compact when ``tokens >= window * ratio`` (``None`` off).
         compact_reserve_tokens: Compact when ``tokens + reserve >= window`` (``None`` off).
-        compact_trigger_tokens: Compact when ``tokens > N`` (the seed: 180,000). Setting
-            it is choosing a fixed budget: the price budget is then not applied.
+        compact_trigger_tokens: Compact when ``tokens > N`` (:meth:`seed_defaults`:
+            180,000). Setting it is choosing a fixed budget: the price budget is then not
+            applied.
         compact_budget: ``"price"``: also compact at the price budget, the view size at
             which compacting is cheapest per call for the model's cache-hit, cache-miss
             and output prices (``context.compaction.budget``), when it is below the
@@ -151,7 +152,7 @@ class ContextPolicy:
         clear_tool_results_placeholder: Text that replaces cleared tool results.
         overflow_compact_attempts: Compactions tried after a provider overflow error.
         overflow_truncate_attempts: Tool-result truncations tried after that.
-        max_append_tokens: Largest single message ``append_message`` accepts (seed: 8K).
+        max_append_tokens: Largest single message ``append_message`` accepts (8K).
         min_preserve_tokens: ``truncate(preserve_len=...)`` refuses less than this.
         recall: The model can read back what left its view (``search_history`` /
             ``read_history`` tools): truncation markers and cleared tool results name
@@ -328,7 +329,7 @@ class ContextPolicy:
 
     @classmethod
     def seed_defaults(cls, **overrides: Any) -> ContextPolicy:
-        """The project seed's setting: compact past 180K of a 256K window, 20% reserve.
+        """The classic long-session setting: compact past 180K of a 256K window, 20% reserve.
 
         Args:
             **overrides: Any other fields.
@@ -336,11 +337,6 @@ class ContextPolicy:
         Returns:
             A policy with ``compact_trigger_tokens=180_000``, a 20% reserve expressed as
             ``compact_trigger_ratio=0.8``, the last 3 turns kept and a 4:1 target ratio.
-
-        Example:
-            >>> p = ContextPolicy.seed_defaults()
-            >>> p.compact_trigger_tokens, p.compact_trigger_ratio, p.compact_keep_turns
-            (180000, 0.8, 3)
         """
         values: dict[str, Any] = {
             "compact_trigger_tokens": 180_000,
@@ -360,10 +356,6 @@ class ContextPolicy:
 
         Returns:
             The new policy (validated).
-
-        Example:
-            >>> ContextPolicy().replace(history_limit=5).history_limit
-            5
         """
         return dataclasses.replace(self, **changes)
 
@@ -384,14 +376,6 @@ def as_context_policy(policy: object, *, owner: str) -> ContextPolicy:
 
     Raises:
         KimiConfigurationError: If ``policy`` is not a :class:`ContextPolicy`.
-
-    Example:
-        >>> as_context_policy(None, owner="create_kimi_agent").compact_trigger_ratio
-        0.85
-        >>> as_context_policy({"context_window": 64_000}, owner="create_kimi_agent")
-        Traceback (most recent call last):
-        ...
-        langchain_kimi_context.errors.KimiConfigurationError: create_kimi_agent(policy=...) ...
     """
     if policy is None:
         return ContextPolicy()

@@ -115,12 +115,6 @@ def tokenize(text: str) -> list[str]:
 
     Returns:
         The terms, in order.
-
-    Example:
-        >>> tokenize("KeyError: 'user_id' in src/app.py")
-        ['keyerror', 'user', 'id', 'in', 'src', 'app', 'py']
-        >>> tokenize("数据库超时")
-        ['数据', '据库', '库超', '超时']
     """
     words: list[str] = _WORD.findall(text.lower())
     if not _IS_CJK.search(text):
@@ -148,10 +142,6 @@ def format_ref(message_id: str, start: int | None = None, end: int | None = None
 
     Returns:
         ``"<id>"`` or ``"<id>#<start>-<end>"``.
-
-    Example:
-        >>> format_ref("m1", 0, 800)
-        'm1#0-800'
     """
     if start is None or end is None:
         return message_id
@@ -170,10 +160,6 @@ def parse_ref(ref: str) -> tuple[str, tuple[int, int] | None]:
 
     Returns:
         ``(message_id, (start, end) or None)``.
-
-    Example:
-        >>> parse_ref("m1#10-20"), parse_ref(" 'm1' ")
-        (('m1', (10, 20)), ('m1', None))
     """
     ref = ref.strip().strip("'\"`").strip()
     match = _SPAN.match(ref)
@@ -197,12 +183,6 @@ class RecallHit:
         total_chars: Length of the whole message text.
         score: BM25 score (higher is better).
         excerpt: A short excerpt around the first matching term (whitespace folded).
-
-    Example:
-        >>> hit = RecallHit(ref="m1#0-5", message_id="m1", position=3, role="tool",
-        ...     tool_name="grep", start=0, end=5, total_chars=5, score=1.5, excerpt="hello")
-        >>> hit.render()
-        "ref='m1#0-5' (tool result of grep, message 3, chars 0-5 of 5): hello"
     """
 
     ref: str
@@ -241,12 +221,6 @@ class RecallPage:
         limit: End of what the ref names (the span end, or the text length).
         total_chars: Length of the whole message text.
         text: ``message_text[start:end]``, exactly.
-
-    Example:
-        >>> page = RecallPage(ref="m1", message_id="m1", start=0, end=3, limit=6,
-        ...     total_chars=6, text="abc")
-        >>> page.next_start, page.render().splitlines()[1]
-        (3, 'abc')
     """
 
     ref: str

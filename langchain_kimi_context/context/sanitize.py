@@ -331,12 +331,6 @@ def replace_unencodable(text: str) -> tuple[str, int]:
     Returns:
         ``(text, replaced)``: the repaired text (the same object when nothing was
         wrong) and the number of U+FFFD characters put in.
-
-    Example:
-        >>> replace_unencodable("cut emoji \ud83d!")
-        ('cut emoji \ufffd!', 1)
-        >>> replace_unencodable("pair \ud83d\ude00")[0] == "pair \U0001f600"
-        True
     """
     if not _SURROGATE.search(text):
         return text, 0
@@ -352,12 +346,6 @@ def replace_unencodable_message(message: BaseMessage) -> tuple[BaseMessage, int]
 
     Returns:
         ``(message, replaced)``; the same message when nothing was wrong.
-
-    Example:
-        >>> from langchain_core.messages import HumanMessage
-        >>> fixed, n = replace_unencodable_message(HumanMessage("a\udc00"))
-        >>> fixed.content, n
-        ('a\ufffd', 1)
     """
     content = message.content
     total = 0

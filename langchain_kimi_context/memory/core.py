@@ -41,7 +41,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langchain_kimi_context.agent import stages as _stages
 from langchain_kimi_context.agent.concurrency import Holding, thread_guard
 from langchain_kimi_context.agent.graph import agent_runtime, create_kimi_agent, resolve_settings
-from langchain_kimi_context.agent.inputs import clean_messages
+from langchain_kimi_context.agent.inputs import clean_messages, thread_config
 from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
@@ -105,10 +105,6 @@ def to_message(message: MessageLike) -> BaseMessage:
 
     Returns:
         The LangChain message.
-
-    Example:
-        >>> to_message(("system", "Be terse.")).type, to_message("hi").type
-        ('system', 'human')
     """
     if isinstance(message, BaseMessageChunk):
         return message_chunk_to_message(message)
@@ -318,12 +314,7 @@ class MemoryCore:
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
         return self._graph(self._tools_for(self._entry(session_id, live=live)))
 
-    @staticmethod
-    def _config(session_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
-        conf: dict[str, Any] = {"thread_id": session_id, "checkpoint_ns": ""}
-        if checkpoint_id:
-            conf["checkpoint_id"] = checkpoint_id
-        return {"configurable": conf}
+    _config = staticmethod(thread_config)
 
     def _head(self, session_id: str) -> str:
         tup = self.checkpointer.get_tuple(self._config(session_id))

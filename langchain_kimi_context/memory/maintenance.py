@@ -53,14 +53,6 @@ class MaintenanceMixin(MemoryCore):
 
         Returns:
             Whether the context was compacted or truncated.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> mem.maintain(mem.create_session(system="sys"))
-            False
         """
         graph = self._session_graph(session_id)
         runtime = self._runtime(graph)
@@ -121,24 +113,6 @@ class MaintenanceMixin(MemoryCore):
 
         Raises:
             PreserveTooSmallError: ``preserve_len < policy.min_preserve_tokens``.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> from langchain_core.messages import AIMessage
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session(system="sys")
-            >>> for i in range(6):
-            ...     _ = mem.append_message(sid, f"turn {i} " + "word " * 1500)
-            ...     _ = mem.append_message(sid, AIMessage(f"answer {i}"))
-            >>> result = mem.truncate(sid, preserve_len=4_096)
-            >>> result.changed, [m.type for m in mem.messages(sid)]
-            (True, ['system', 'system', 'human', 'ai', 'human', 'ai'])
-            >>> mem.truncate(sid, preserve_len=100)
-            Traceback (most recent call last):
-            ...
-            langchain_kimi_context.memory.errors.PreserveTooSmallError: preserve_len=100 ...
         """
         self._check_preserve(preserve_len)
         state = self._state(session_id)
@@ -173,7 +147,7 @@ class MaintenanceMixin(MemoryCore):
     def compress(
         self, session_id: str, ratio: float = 4, format: Literal["outline"] = "outline"
     ) -> CompressResult:
-        r"""Structured-summary compaction of all but the recent turns (the seed's compress).
+        r"""Structured-summary compaction of all but the recent turns, aiming at ``ratio``:1.
 
         The summary (sections Current Task, Errors & Solutions, Code, System Context,
         Design Decisions, TODO) replaces the older turns in what the model sees; the
@@ -190,25 +164,6 @@ class MaintenanceMixin(MemoryCore):
 
         Raises:
             KimiConfigurationError: Bad ``ratio`` or ``format``.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import KimiChatModel, RollingSnapshotMemory
-            >>> from langchain_kimi_context.testing import KimiEmulator
-            >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
-            ...                           base_url=emu.base_url)
-            ...     mem = RollingSnapshotMemory(model,
-            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            ...     sid = mem.create_session(system="You refactor code.")
-            ...     for i in range(5):
-            ...         _ = mem.chat(sid, f"Refactor m{i}.py. TODO: tests.\n@reply 300")
-            ...     result = mem.compress(sid, ratio=4)
-            ...     view = mem.messages(sid)
-            >>> result.changed, result.tokens_after < result.tokens_before
-            (True, True)
-            >>> "## Current Task" in view[1].content
-            True
         """
         if format != "outline":
             raise KimiConfigurationError(

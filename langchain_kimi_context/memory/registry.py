@@ -59,10 +59,6 @@ def new_id(prefix: str) -> str:
 
     Returns:
         The id.
-
-    Example:
-        >>> new_id("snap").startswith("snap-"), len(new_id("snap"))
-        (True, 21)
     """
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
@@ -75,10 +71,6 @@ def registry_thread_id(namespace: str) -> str:
 
     Returns:
         The thread id.
-
-    Example:
-        >>> registry_thread_id("default")
-        '__kimi_memory_registry__:default'
     """
     return f"{REGISTRY_PREFIX}:{namespace}"
 
@@ -91,10 +83,6 @@ def registry_namespace(thread_id: str) -> str | None:
 
     Returns:
         The namespace, or ``None``.
-
-    Example:
-        >>> registry_namespace("__kimi_memory_registry__:team"), registry_namespace("s1")
-        ('team', None)
     """
     prefix = registry_thread_id("")
     return thread_id[len(prefix) :] if thread_id.startswith(prefix) else None
@@ -111,10 +99,6 @@ class SessionEntry:
         closed: Whether ``close_session`` closed it.
         parent_snapshot: The snapshot it was shared from, if any.
         metadata: The metadata given to ``create_session``.
-
-    Example:
-        >>> SessionEntry("s1", 0.0, ["ls"]).closed
-        False
     """
 
     session_id: str
@@ -133,13 +117,6 @@ class RegistryView:
         sessions: Sessions by id (closed ones included, deleted ones not).
         snapshots: Snapshots by id.
         count: Events folded so far.
-
-    Example:
-        >>> view = RegistryView()
-        >>> view.apply({"op": "create", "session": "s1"})
-        >>> view.apply({"op": "close", "session": "s1"})
-        >>> view.sessions["s1"].closed, view.live_sessions(), view.count
-        (True, 0, 2)
     """
 
     sessions: dict[str, SessionEntry] = field(default_factory=dict)
@@ -214,18 +191,6 @@ class SessionRegistry:
         namespace: The namespace ("account").
         guard: The store's thread guard (serialises writers across processes).
         busy_timeout_s: How long a write waits for another writer.
-
-    Example:
-        >>> from langgraph.checkpoint.memory import InMemorySaver
-        >>> from langchain_kimi_context.agent.concurrency import thread_guard
-        >>> saver = InMemorySaver()
-        >>> registry = SessionRegistry(
-        ...     saver, "default", guard=thread_guard(saver), busy_timeout_s=5.0)
-        >>> registry.record({"op": "create", "session": "s1", "snapshot_id": "snap-1",
-        ...                  "checkpoint_id": "ck-1"})
-        >>> snap = registry.register_snapshot("s1", "ck-1", name="v1", reason="manual")
-        >>> sorted(s.reason for s in registry.load().snapshots.values())
-        ['created', 'manual']
     """
 
     def __init__(

@@ -30,6 +30,7 @@ from langchain_kimi_context.history import KimiChatMessageHistory
 from langchain_kimi_context.memory.results import SessionUsage, SubtaskResult
 from langchain_kimi_context.memory.snapshots import SnapshotsMixin
 from langchain_kimi_context.memory.turns import TurnsMixin
+from langchain_kimi_context.usage import usage_cost
 
 __all__ = ["RollingSnapshotMemory"]
 
@@ -37,7 +38,9 @@ _ROLE = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 
 
 class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
-    """Client-side Kimi sessions (seed API) on the agent graph's checkpoints.
+    """Client-side Kimi sessions (create, append, chat, snapshot, truncate, compress).
+
+    The sessions live on the agent graph's checkpoints (session id = thread id).
 
     Args:
         model: A :class:`~langchain_kimi_context.KimiChatModel` or a Kimi model name.
@@ -49,10 +52,10 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
         settings: Reliability settings of the graph (retries, step limits).
         on_threshold: What ``chat`` does when the context passes the trigger:
             ``"compact"`` (the graph's maybe-compact: structural edits then a
-            structured summary) or ``"truncate"`` (the seed's loop: snapshot, then
+            structured summary) or ``"truncate"`` (snapshot, then
             :meth:`truncate` to ``preserve_len``). Both snapshot first.
         preserve_len: Tokens kept by the automatic truncation.
-        max_sessions: Cap on live sessions in this namespace (seed: 100 per account).
+        max_sessions: Cap on live sessions in this namespace (default 100).
         namespace: Registry namespace ("account"); memories with the same checkpointer
             and namespace share sessions.
         db_path: SQLite file for the default checkpointer.
@@ -74,19 +77,18 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
     Example:
         >>> import os, tempfile
-        >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test", max_sessions=1,
-        ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+        >>> from langchain_kimi_context import KimiChatModel
+        >>> model = KimiChatModel(model="kimi-k2.6", base_url=base_url, api_key=api_key)
+        >>> mem = RollingSnapshotMemory(model, db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> sid = mem.create_session(system="Be terse.")
-        >>> mem.create_session()
-        Traceback (most recent call last):
-        ...
-        langchain_kimi_context.memory.errors.SessionLimitError: 1 live sessions already ...
+        >>> mem.chat(sid, "@say Split utils.py in two.").content, mem.usage(sid).calls
+        ('Split utils.py in two.', 1)
 
         Any compaction strategy (here the head is dropped instead of summarised):
 
         >>> from langchain_kimi_context.context.compaction import TruncateHead
-        >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-        ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"), compaction=TruncateHead())
+        >>> mem = RollingSnapshotMemory(model, compaction=TruncateHead(),
+        ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
         >>> mem.compaction.name
         'truncate_head'
     """
@@ -115,15 +117,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
         Raises:
             SessionLimitError: ``max_sessions`` live sessions already exist.
             SessionExistsError: ``session_id`` is taken.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> mem.create_session(session_id="refactor-1")
-            'refactor-1'
-            >>> mem.sessions()
-            ['refactor-1']
         """
         sid = self._claim_session_id(session_id)
         own = dict(ToolRunner(tools).tools) if tools else {}
@@ -147,16 +140,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
         Args:
             session_id: The session.
             tools: Tools whose names the session uses.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> def ls() -> str:
-            ...     '''List files.'''
-            ...     return "a.py"
-            >>> sid = mem.create_session(tools=[ls])
-            >>> mem.attach_tools(sid, [ls])
         """
         self._entry(session_id, live=False)
         self._session_tools.setdefault(session_id, {}).update(ToolRunner(tools).tools)
@@ -166,13 +149,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
         Returns:
             Session ids.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> mem.sessions()
-            []
         """
         entries = self.registry.load().sessions.values()
         return [e.session_id for e in sorted(entries, key=lambda e: e.created_at) if not e.closed]
@@ -186,14 +162,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
         Raises:
             SessionNotFoundError: Unknown session.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> mem.close_session(sid); mem.sessions()
-            []
         """
         self._entry(session_id, live=False)
         if delete:
@@ -212,14 +180,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
         Returns:
             LangChain messages, exactly as the graph's model node would send them.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session(system="sys")
-            >>> [m.content for m in mem.messages(sid)]
-            ['sys']
         """
         graph = self._session_graph(session_id, live=False)
         state = self._graph_state(graph, session_id)
@@ -234,13 +194,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
         Returns:
             Every stored message.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> mem.log(mem.create_session(system="sys"))[0].content
-            'sys'
         """
         return list(self._state(session_id, live=False).get("messages") or [])
 
@@ -252,14 +205,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
         Returns:
             The usage.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> u = mem.usage(mem.create_session(system="Be terse."))
-            >>> u.calls, u.context_by_role["system"] > 0, u.snapshots
-            (0, True, 1)
         """
         graph = self._session_graph(session_id, live=False)
         runtime = self._runtime(graph)
@@ -276,10 +221,7 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
         cached = int(usage.get("cache_read_tokens", 0))
         output = int(usage.get("output_tokens", 0))
         pricing = runtime.profile.pricing
-        if "cost" in usage and usage.get("costed_calls") == usage.get("calls"):
-            cost = float(usage["cost"])
-        else:
-            cost = pricing.cost(prompt_tokens=prompt, cached_tokens=cached, output_tokens=output)
+        cost = usage_cost(usage, pricing)
         return SessionUsage(
             calls=int(usage.get("calls", 0)),
             input_tokens=prompt,
@@ -314,13 +256,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
         Returns:
             The adapter.
-
-        Example:
-            >>> import os, tempfile
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> type(mem.history("s1")).__name__
-            'KimiChatMessageHistory'
         """
         return KimiChatMessageHistory(self, session_id, system=system)
 
@@ -350,20 +285,6 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
 
         Returns:
             The result, the subtask's session id and its usage.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import KimiChatModel
-            >>> from langchain_kimi_context.testing import KimiEmulator
-            >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
-            ...                           base_url=emu.base_url)
-            ...     mem = RollingSnapshotMemory(model,
-            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            ...     main = mem.create_session(system="Main task.")
-            ...     sub = mem.run_subtask("@say a.py defines parse()", into=main)
-            ...     print(sub.result, "|", mem.log(main)[-1].content.splitlines()[-1])
-            a.py defines parse() | a.py defines parse()
         """
         sub = self.create_session(system=system, tools=tools, metadata={"subtask": True})
         try:

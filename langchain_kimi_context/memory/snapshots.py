@@ -40,16 +40,6 @@ class SnapshotsMixin(MemoryCore):
 
         Raises:
             SessionNotFoundError: Unknown session.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> snap = mem.snapshot(sid, name="before-refactor")
-            >>> [s.name for s in mem.list_snapshots(sid)]
-            [None, 'before-refactor']
         """
         self._entry(session_id, live=False)
         return self.registry.register_snapshot(
@@ -64,15 +54,6 @@ class SnapshotsMixin(MemoryCore):
 
         Returns:
             Snapshot infos.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> [s.reason for s in mem.list_snapshots(sid)]
-            ['created']
         """
         self._entry(session_id, live=False)
         snaps = [s for s in self.registry.view.snapshots.values() if s.session_id == session_id]
@@ -98,17 +79,6 @@ class SnapshotsMixin(MemoryCore):
         Raises:
             UnknownSnapshotError: The id is unknown.
             SnapshotSessionMismatchError: It belongs to another session.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> snap = mem.snapshot(sid)
-            >>> _ = mem.append_message(sid, "scratch")
-            >>> mem.rollback(sid, snap); mem.messages(sid)
-            []
         """
         self._entry(session_id)
         info = self._snapshot_info(snapshot_id)
@@ -131,18 +101,6 @@ class SnapshotsMixin(MemoryCore):
         Raises:
             UnknownSnapshotError: Unknown snapshot.
             SessionLimitError: The cap on live sessions is reached.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session(system="sys")
-            >>> _ = mem.append_message(sid, "context")
-            >>> fork = mem.share(mem.snapshot(sid))
-            >>> _ = mem.append_message(fork, "only in the fork")
-            >>> len(mem.log(sid)), len(mem.log(fork))
-            (2, 3)
         """
         info = self._snapshot_info(snapshot_id)
         source = self._entry(info.session_id, live=False)

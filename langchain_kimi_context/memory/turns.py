@@ -64,16 +64,6 @@ class TurnsMixin(MaintenanceMixin):
         Raises:
             AppendTooLargeError: Larger than ``policy.max_append_tokens`` (split it).
             SessionNotFoundError: Unknown session.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> mid = mem.append_message(sid, ("system", "Code style: black, 100 cols."))
-            >>> mem.messages(sid)[-1].content
-            'Code style: black, 100 cols.'
         """
         msg = to_message(message)
         self._check_size(msg)
@@ -99,16 +89,6 @@ class TurnsMixin(MaintenanceMixin):
 
         Raises:
             AppendTooLargeError: A message is over the limit (nothing is written).
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> from langchain_core.messages import AIMessage
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> len(mem.append_messages(sid, ["question", AIMessage("answer")]))
-            2
         """
         msgs = [to_message(m) for m in messages]
         if enforce_limit:
@@ -152,16 +132,6 @@ class TurnsMixin(MaintenanceMixin):
 
         Raises:
             AppendTooLargeError: The complete message is over ``max_append_tokens``.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> _ = mem.append_stream(sid, iter(["part one, ", "part two"]))
-            >>> mem.messages(sid)[-1].content
-            'part one, part two'
         """
         self._entry(session_id)
         message = self._join_chunks(list(chunks), role)
@@ -183,18 +153,6 @@ class TurnsMixin(MaintenanceMixin):
 
         Returns:
             The id of the stored message.
-
-        Example:
-            >>> import asyncio, os, tempfile
-            >>> from langchain_kimi_context import RollingSnapshotMemory
-            >>> mem = RollingSnapshotMemory("kimi-k2.6", api_key="sk-test",
-            ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            >>> sid = mem.create_session()
-            >>> async def gen():
-            ...     yield "a"; yield "b"
-            >>> _ = asyncio.run(mem.aappend_stream(sid, gen()))
-            >>> mem.messages(sid)[-1].content
-            'ab'
         """
         collected = [c async for c in chunks]
         return await asyncio.to_thread(self.append_stream, session_id, collected, role=role)
@@ -202,7 +160,7 @@ class TurnsMixin(MaintenanceMixin):
     # ------------------------------------------------------------------ chat
     @exclusive
     def chat(self, session_id: str, user_input: str | BaseMessage) -> AIMessage:
-        """One round of the seed's ``chat_round``, done by the agent graph.
+        """Run one chat round (user message in, final assistant message out) on the agent graph.
 
         Appends the user message, then the graph runs preflight, the pipeline stages
         (sanitize, repair, limit, repair after a cut, truncate), the model call
@@ -222,21 +180,6 @@ class TurnsMixin(MaintenanceMixin):
         Raises:
             SessionTurnError: The turn failed (cause attached); the session is as before.
             AppendTooLargeError: ``user_input`` is over ``max_append_tokens``.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import KimiChatModel, RollingSnapshotMemory
-            >>> from langchain_kimi_context.testing import KimiEmulator
-            >>> with KimiEmulator() as emu:  # a local Kimi emulator (real HTTP)
-            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
-            ...                           base_url=emu.base_url)
-            ...     mem = RollingSnapshotMemory(model,
-            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            ...     sid = mem.create_session(system="Be terse.")
-            ...     print(mem.chat(sid, "@say Split utils.py in two.").content)
-            ...     print(mem.usage(sid).calls)
-            Split utils.py in two.
-            1
         """
         graph, config, before, records_before = self._begin_turn(session_id, user_input)
         try:
@@ -260,19 +203,6 @@ class TurnsMixin(MaintenanceMixin):
 
         Raises:
             SessionTurnError: The turn failed; the session is as before.
-
-        Example:
-            >>> import os, tempfile
-            >>> from langchain_kimi_context import KimiChatModel, RollingSnapshotMemory
-            >>> from langchain_kimi_context.testing import KimiEmulator
-            >>> with KimiEmulator() as emu:
-            ...     model = KimiChatModel(model="kimi-k2.6", api_key=emu.api_key,
-            ...                           base_url=emu.base_url)
-            ...     mem = RollingSnapshotMemory(model,
-            ...         db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
-            ...     sid = mem.create_session()
-            ...     print(asyncio.run(mem.achat(sid, "@say async done")).content)
-            async done
         """
         settings = self.settings
         # waiting for a busy session polls on the loop: no worker thread is blocked

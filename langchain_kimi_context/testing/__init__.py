@@ -4,9 +4,7 @@
 (:func:`validate_chat_request`), counts tokens with its own tokenizer, reports
 ``usage.cached_tokens`` from automatic prefix caching and the explicit Context Caching
 API, bills every API key in a ledger, logs requests, injects faults deterministically
-and replies deterministically through a pluggable responder (the default scripted agent
-follows ``@`` directives in the last user message; see
-:mod:`langchain_kimi_context.testing.responders` for the full grammar).
+and replies deterministically through a pluggable responder.
 
 By default the emulator follows today's API (``catalog="current"``): only the current
 models are served (retired ids get Moonshot's 404), the thinking rules are enforced with
@@ -28,32 +26,19 @@ In-process::
 From the shell: ``python -m langchain_kimi_context.testing --port 8765`` (prints the
 base URL, serves until Ctrl-C).
 
-Scripted-agent directives (lines of the LAST user message; full grammar in
-:mod:`langchain_kimi_context.testing.responders`):
-
-* ``@call <tool> {json}``: a tool call; consecutive lines = parallel calls in one
-  assistant message; ``@then`` starts the next assistant message;
-  ``@calls <n> <tool> {json with {i}}``: ``n`` sequential single-call steps.
-* ``@say <text>`` (exact text), ``@reply <N>`` (exactly ``N`` tokens of prose),
-  ``@empty``, ``@finish <reason>``: the final reply after the tool steps (without one,
-  the final reply quotes the tool results briefly).
-* ``@think <N>``: reasoning of ``N`` tokens on each reply (thinking models).
-* ``@fail <kind> [n] [x<count>]``: fail this exact request once (or ``count`` times),
-  e.g. ``@fail rate_limit 2``, ``@fail cut 3``, ``@fail server_error x2``.
-* any other ``@name value`` line is a hint for test tools (``@tool_result_chars 50000``),
-  read with :func:`directive_values`.
-
-Compaction requests (no tools, first system message mentions "compact"/"summar") get a
-structured summary (Current Task, Errors & Solutions, Code, System Context, Design
-Decisions, TODO) of at most a quarter of the prompt tokens.
+The default responder is a scripted agent driven by ``@`` directives in the last user
+message (``@call <tool> {json}``, ``@then``, ``@say <text>``, ``@reply <N>``, ``@think
+<N>``, ``@fail <kind>``...; full grammar in
+:mod:`langchain_kimi_context.testing.responders`); compaction requests (no tools, first
+system message mentions "compact"/"summar") get a structured summary of at most a
+quarter of the prompt tokens.
 
 Example:
     >>> from openai import OpenAI
-    >>> with KimiEmulator() as emu:
-    ...     client = OpenAI(base_url=emu.base_url, api_key=emu.api_key)
-    ...     reply = client.chat.completions.create(model="kimi-k2.6",
-    ...         messages=[{"role": "user", "content": '@call get_weather {"city": "Paris"}'}])
-    ...     reply.choices[0].message.tool_calls[0].id
+    >>> client = OpenAI(base_url=emulator.base_url, api_key=emulator.api_key)
+    >>> reply = client.chat.completions.create(model="kimi-k2.6",
+    ...     messages=[{"role": "user", "content": '@call get_weather {"city": "Paris"}'}])
+    >>> reply.choices[0].message.tool_calls[0].id
     'functions.get_weather:0'
 """
 

@@ -1,11 +1,6 @@
 """Run the Kimi emulator from the shell: ``python -m langchain_kimi_context.testing``.
 
 Prints the base URL and API key, then serves until Ctrl-C (or SIGTERM).
-
-Example:
-    >>> parser = build_parser()
-    >>> parser.parse_args(["--port", "8765"]).port
-    8765
 """
 
 from __future__ import annotations
@@ -25,10 +20,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     Returns:
         The parser.
-
-    Example:
-        >>> build_parser().parse_args([]).host
-        '127.0.0.1'
     """
     parser = argparse.ArgumentParser(
         prog="python -m langchain_kimi_context.testing",

@@ -57,10 +57,6 @@ class EmulatorClock:
 
         Returns:
             ``time.time()`` plus the advanced offset.
-
-        Example:
-            >>> EmulatorClock().now() > 1_600_000_000
-            True
         """
         with self._lock:
             return time.time() + self._offset
@@ -73,12 +69,6 @@ class EmulatorClock:
 
         Raises:
             ValueError: If ``seconds`` is negative.
-
-        Example:
-            >>> EmulatorClock().advance(-1)
-            Traceback (most recent call last):
-            ...
-            ValueError: the emulator clock cannot go backwards (seconds=-1)
         """
         if seconds < 0:
             msg = f"the emulator clock cannot go backwards (seconds={seconds})"
@@ -87,23 +77,13 @@ class EmulatorClock:
             self._offset += seconds
 
     def reset(self) -> None:
-        """Drop the advanced offset.
-
-        Example:
-            >>> c = EmulatorClock(); c.advance(10); c.reset(); c.offset
-            0.0
-        """
+        """Drop the advanced offset."""
         with self._lock:
             self._offset = 0.0
 
     @property
     def offset(self) -> float:
-        """Seconds the clock was advanced.
-
-        Example:
-            >>> c = EmulatorClock(); c.advance(2.5); c.offset
-            2.5
-        """
+        """Seconds the clock was advanced."""
         with self._lock:
             return self._offset
 
@@ -156,10 +136,6 @@ class PrefixCache:
 
         Returns:
             Cached tokens (a multiple of ``block_size``).
-
-        Example:
-            >>> PrefixCache().lookup_and_store(("m", "k", None), ["t"] * 300)
-            0
         """
         digests = self._tokenizer.block_hashes(tokens, self.block_size)
         with self._lock:
@@ -185,24 +161,12 @@ class PrefixCache:
 
     @property
     def stored_blocks(self) -> int:
-        """Block hashes currently held over all partitions.
-
-        Example:
-            >>> c = PrefixCache(block_size=2); _ = c.lookup_and_store(("m",), list("abcde"))
-            >>> c.stored_blocks
-            2
-        """
+        """Block hashes currently held over all partitions."""
         with self._lock:
             return sum(len(b) for b in self._parts.values())
 
     def clear(self) -> None:
-        """Forget everything.
-
-        Example:
-            >>> c = PrefixCache(block_size=1); _ = c.lookup_and_store(("m",), ["a"]); c.clear()
-            >>> c.stored_blocks
-            0
-        """
+        """Forget everything."""
         with self._lock:
             self._parts.clear()
 
@@ -218,10 +182,6 @@ def normalize_message(message: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns:
         The normalised message.
-
-    Example:
-        >>> normalize_message({"role": "user", "content": "hi", "name": None, "x": 1})
-        {'role': 'user', 'content': 'hi'}
     """
     return {k: message[k] for k in _MESSAGE_FIELDS if message.get(k) is not None}
 
@@ -237,11 +197,6 @@ def messages_digest(
 
     Returns:
         Hex digest of the canonical JSON of both.
-
-    Example:
-        >>> a = messages_digest([{"role": "user", "content": "x"}], None)
-        >>> a == messages_digest([{"role": "user", "content": "x", "name": None}], [])
-        True
     """
     payload = {
         "messages": [normalize_message(m) for m in messages],
@@ -300,11 +255,6 @@ class ExplicitCache:
 
         Returns:
             ``pending``, ``ready`` or ``inactive`` (expired).
-
-        Example:
-            >>> ExplicitCache(id="c", api_key="k", model="moonshot-v1", messages=[],
-            ...     created_at=0, expired_at=10, tokens=1, ready_at=3).status(1)
-            'pending'
         """
         if now >= self.expired_at:
             return "inactive"
@@ -320,11 +270,6 @@ class ExplicitCache:
 
         Returns:
             The JSON object.
-
-        Example:
-            >>> ExplicitCache(id="c", api_key="k", model="moonshot-v1", messages=[],
-            ...     created_at=0, expired_at=10, tokens=1, ready_at=0).to_json(0)["object"]
-            'context_cache.object'
         """
         return {
             "id": self.id,
@@ -343,15 +288,7 @@ class ExplicitCache:
 
 
 class ExplicitCacheStore:
-    """In-memory store of :class:`ExplicitCache` objects and tags (per API key).
-
-    Example:
-        >>> store = ExplicitCacheStore()
-        >>> c = store.create(api_key="k", model="moonshot-v1",
-        ...     messages=[{"role": "system", "content": "doc"}], tools=[], now=0.0, ttl=60)
-        >>> c.id.startswith("cache-"), store.get("k", c.id) is c, store.get("other", c.id)
-        (True, True, None)
-    """
+    """In-memory store of :class:`ExplicitCache` objects and tags (per API key)."""
 
     def __init__(self, *, tokenizer: EmulatorTokenizer | None = None) -> None:
         self._tokenizer = tokenizer or EmulatorTokenizer()
@@ -362,12 +299,7 @@ class ExplicitCacheStore:
 
     @property
     def lock(self) -> threading.RLock:
-        """The store's lock (held by the server around multi-step updates).
-
-        Example:
-            >>> with ExplicitCacheStore().lock:
-            ...     pass
-        """
+        """The store's lock (held by the server around multi-step updates)."""
         return self._lock
 
     def create(
@@ -402,11 +334,6 @@ class ExplicitCacheStore:
 
         Returns:
             The cache.
-
-        Example:
-            >>> ExplicitCacheStore().create(api_key="k", model="moonshot-v1", messages=[
-            ...     {"role": "user", "content": "hi"}], tools=[], now=0, ttl=5).expired_at
-            5
         """
         with self._lock:
             seq = next(self._ids)
@@ -440,10 +367,6 @@ class ExplicitCacheStore:
 
         Returns:
             The cache or ``None``.
-
-        Example:
-            >>> ExplicitCacheStore().get("k", "cache-x") is None
-            True
         """
         with self._lock:
             cache = self._caches.get(cache_id)
@@ -457,10 +380,6 @@ class ExplicitCacheStore:
 
         Returns:
             The caches.
-
-        Example:
-            >>> ExplicitCacheStore().for_key("k")
-            []
         """
         with self._lock:
             return [c for c in self._caches.values() if c.api_key == api_key]
@@ -470,10 +389,6 @@ class ExplicitCacheStore:
 
         Returns:
             The caches.
-
-        Example:
-            >>> ExplicitCacheStore().all()
-            []
         """
         with self._lock:
             return list(self._caches.values())
@@ -487,10 +402,6 @@ class ExplicitCacheStore:
 
         Returns:
             The deleted cache, or ``None`` when not found.
-
-        Example:
-            >>> ExplicitCacheStore().delete("k", "cache-x") is None
-            True
         """
         with self._lock:
             cache = self.get(api_key, cache_id)
@@ -508,10 +419,6 @@ class ExplicitCacheStore:
             api_key: Owner key.
             tag: Tag name.
             cache_id: Cache id.
-
-        Example:
-            >>> s = ExplicitCacheStore(); s.set_tag("k", "t", "cache-1"); s.tag("k", "t")
-            'cache-1'
         """
         with self._lock:
             self._tags[(api_key, tag)] = cache_id
@@ -525,10 +432,6 @@ class ExplicitCacheStore:
 
         Returns:
             The id or ``None``.
-
-        Example:
-            >>> ExplicitCacheStore().tag("k", "t") is None
-            True
         """
         with self._lock:
             return self._tags.get((api_key, tag))
@@ -541,10 +444,6 @@ class ExplicitCacheStore:
 
         Returns:
             The tags.
-
-        Example:
-            >>> ExplicitCacheStore().tags("k")
-            {}
         """
         with self._lock:
             return {t: c for (k, t), c in self._tags.items() if k == api_key}
@@ -558,20 +457,12 @@ class ExplicitCacheStore:
 
         Returns:
             Whether it existed.
-
-        Example:
-            >>> ExplicitCacheStore().delete_tag("k", "t")
-            False
         """
         with self._lock:
             return self._tags.pop((api_key, tag), None) is not None
 
     def clear(self) -> None:
-        """Forget every cache and tag.
-
-        Example:
-            >>> ExplicitCacheStore().clear()
-        """
+        """Forget every cache and tag."""
         with self._lock:
             self._caches.clear()
             self._tags.clear()

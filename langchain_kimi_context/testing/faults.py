@@ -4,12 +4,6 @@ A :class:`Fault` says WHAT goes wrong (each Moonshot 429 type, a 500, a slow rep
 stream cut after ``k`` chunks, an overflow error, an empty reply); a rule says WHEN: at
 chosen request numbers (1-based, counted per endpoint from the moment the rule is
 added), or at a rate with a seed (a seeded RNG, so the same run fails the same way).
-
-Example:
-    >>> inj = FaultInjector()
-    >>> _ = inj.rate_limit(at=2, retry_after=3)
-    >>> [f.kind if f else None for f in (inj.next_fault("chat") for _ in range(3))]
-    [None, 'rate_limit', None]
 """
 
 from __future__ import annotations
@@ -116,12 +110,6 @@ class Fault:
 
         Returns:
             The error to send, if any.
-
-        Example:
-            >>> Fault("overloaded").error().error_type
-            'engine_overloaded_error'
-            >>> Fault("overflow").error(window=8192, requested=9000).message
-            'Invalid request: Your request exceeded model token limit: 8192 (requested: 9000)'
         """
         if self.kind == "rate_limit":
             secs = f"{self.retry_after:g}"
@@ -193,10 +181,6 @@ class Fault:
 
         Returns:
             The fields.
-
-        Example:
-            >>> Fault("cut", after_chunks=3).to_dict()["after_chunks"]
-            3
         """
         return {
             "kind": self.kind,
@@ -312,10 +296,6 @@ class FaultRule:
 
         Returns:
             Whether it fires (the caller then records the firing).
-
-        Example:
-            >>> FaultRule(Fault("empty"), at=frozenset({2})).matches("chat", 2)
-            True
         """
         if self.endpoint != "any" and self.endpoint != endpoint:
             return False
@@ -371,12 +351,6 @@ class FaultInjector:
 
         Returns:
             The rule (its ``fired`` counter is live).
-
-        Example:
-            >>> inj = FaultInjector()
-            >>> rule = inj.add(Fault("overloaded"), at=[1, 3])
-            >>> [bool(inj.next_fault("chat")) for _ in range(4)], rule.fired
-            ([True, False, True, False], 2)
         """
         if at is not None and rate is not None:
             msg = "give either at= or rate=, not both"
@@ -403,10 +377,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().rate_limit(retry_after=2).fault.retry_after
-            2
         """
         return self.add(Fault("rate_limit", retry_after=retry_after), **when)
 
@@ -418,10 +388,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().overloaded(at=2).fault.kind
-            'overloaded'
         """
         return self.add(Fault("overloaded"), **when)
 
@@ -433,10 +399,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().quota_exceeded().fault.kind
-            'quota'
         """
         return self.add(Fault("quota"), **when)
 
@@ -449,10 +411,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().server_error(status=503).fault.status
-            503
         """
         return self.add(Fault("server_error", status=status), **when)
 
@@ -464,10 +422,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().overflow().fault.kind
-            'overflow'
         """
         return self.add(Fault("overflow"), **when)
 
@@ -479,10 +433,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().empty_reply().fault.kind
-            'empty'
         """
         return self.add(Fault("empty"), **when)
 
@@ -495,10 +445,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().slow(0.5).fault.delay
-            0.5
         """
         return self.add(Fault("slow", delay=delay), **when)
 
@@ -510,10 +456,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().content_filter().fault.error().error_type
-            'content_filter'
         """
         return self.add(Fault("content_filter"), **when)
 
@@ -525,10 +467,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().permission_denied().fault.error().status
-            403
         """
         return self.add(Fault("permission_denied"), **when)
 
@@ -549,11 +487,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().error(500, "unexpected_output", "bad output").fault.error(
-            ...     ).to_json()
-            {'error': {'type': 'unexpected_output', 'message': 'bad output'}}
         """
         return self.add(
             Fault("error", status=status, error_type=error_type, message=message), **when
@@ -568,10 +501,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().cut_stream(3).fault.after_chunks
-            3
         """
         return self.add(Fault("cut", after_chunks=after_chunks), **when)
 
@@ -585,10 +514,6 @@ class FaultInjector:
 
         Returns:
             The rule.
-
-        Example:
-            >>> FaultInjector().add_from_dict({"kind": "429", "at": 3}).fault.kind
-            'rate_limit'
         """
         fault_fields = {
             k: spec[k]
@@ -617,10 +542,6 @@ class FaultInjector:
 
         Returns:
             The first matching fault, or ``None``.
-
-        Example:
-            >>> FaultInjector().next_fault("chat") is None
-            True
         """
         with self._lock:
             self._counts[endpoint] = self._counts.get(endpoint, 0) + 1
@@ -636,22 +557,12 @@ class FaultInjector:
 
     @property
     def rules(self) -> list[FaultRule]:
-        """The scheduled rules (copies of the list, live rule objects).
-
-        Example:
-            >>> FaultInjector().rules
-            []
-        """
+        """The scheduled rules (copies of the list, live rule objects)."""
         with self._lock:
             return list(self._rules)
 
     def clear(self) -> None:
-        """Remove every rule and the firing history (request counters keep counting).
-
-        Example:
-            >>> inj = FaultInjector(); _ = inj.overloaded(); inj.clear(); inj.rules
-            []
-        """
+        """Remove every rule and the firing history (request counters keep counting)."""
         with self._lock:
             self._rules.clear()
             self.history.clear()

@@ -41,12 +41,6 @@ def key_hint(api_key: str | None) -> str | None:
 
     Returns:
         E.g. ``"sk-...1234"``; short keys are fully masked.
-
-    Example:
-        >>> key_hint("sk-abcdefgh1234")
-        'sk-...1234'
-        >>> key_hint("short")
-        '***'
     """
     if api_key is None:
         return None
@@ -99,11 +93,6 @@ class LedgerEntry:
 
         Returns:
             The fields.
-
-        Example:
-            >>> LedgerEntry(kind="chat", model="m", cost=0, currency="USD", time=0).to_dict()[
-            ...     "kind"]
-            'chat'
         """
         return asdict(self)
 
@@ -132,82 +121,37 @@ class LedgerAccount:
 
     @property
     def requests(self) -> int:
-        """Number of billed chat completions.
-
-        Example:
-            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
-            ...     currency="USD", time=0),)).requests
-            1
-        """
+        """Number of billed chat completions."""
         return sum(1 for _ in self._chat())
 
     @property
     def prompt_tokens(self) -> int:
-        """Prompt tokens over all chat completions.
-
-        Example:
-            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
-            ...     currency="USD", time=0, prompt_tokens=7),)).prompt_tokens
-            7
-        """
+        """Prompt tokens over all chat completions."""
         return sum(e.prompt_tokens for e in self._chat())
 
     @property
     def cached_tokens(self) -> int:
-        """Prompt tokens served from a cache over all chat completions.
-
-        Example:
-            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
-            ...     currency="USD", time=0, prompt_tokens=7, cached_tokens=5),)).cached_tokens
-            5
-        """
+        """Prompt tokens served from a cache over all chat completions."""
         return sum(e.cached_tokens for e in self._chat())
 
     @property
     def cache_miss_tokens(self) -> int:
-        """Prompt tokens NOT served from a cache.
-
-        Example:
-            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
-            ...     currency="USD", time=0, prompt_tokens=7, cached_tokens=5),)
-            ... ).cache_miss_tokens
-            2
-        """
+        """Prompt tokens NOT served from a cache."""
         return self.prompt_tokens - self.cached_tokens
 
     @property
     def completion_tokens(self) -> int:
-        """Completion tokens (reasoning included) over all chat completions.
-
-        Example:
-            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
-            ...     currency="USD", time=0, completion_tokens=3),)).completion_tokens
-            3
-        """
+        """Completion tokens (reasoning included) over all chat completions."""
         return sum(e.completion_tokens for e in self._chat())
 
     @property
     def reasoning_tokens(self) -> int:
-        """Reasoning tokens over all chat completions.
-
-        Example:
-            >>> LedgerAccount(None, (LedgerEntry(kind="chat", model="m", cost=0,
-            ...     currency="USD", time=0, reasoning_tokens=4),)).reasoning_tokens
-            4
-        """
+        """Reasoning tokens over all chat completions."""
         return sum(e.reasoning_tokens for e in self._chat())
 
     @property
     def cost_by_currency(self) -> dict[str, float]:
-        """Total cost per currency (token prices are USD, explicit-cache fees CNY).
-
-        Example:
-            >>> LedgerAccount(None, (
-            ...     LedgerEntry(kind="chat", model="m", cost=0.5, currency="USD", time=0),
-            ...     LedgerEntry(kind="cache_call", model="m", cost=0.02, currency="CNY", time=0),
-            ... )).cost_by_currency
-            {'USD': 0.5, 'CNY': 0.02}
-        """
+        """Total cost per currency (token prices are USD, explicit-cache fees CNY)."""
         out: dict[str, float] = {}
         for e in self.entries:
             out[e.currency] = out.get(e.currency, 0.0) + e.cost
@@ -222,10 +166,6 @@ class LedgerAccount:
 
         Returns:
             The sum of matching entries' costs.
-
-        Example:
-            >>> LedgerAccount(None).cost()
-            0.0
         """
         wanted = set(kinds) if kinds is not None else None
         return float(
@@ -241,10 +181,6 @@ class LedgerAccount:
 
         Returns:
             Totals and entries.
-
-        Example:
-            >>> LedgerAccount("sk-...").to_dict()["requests"]
-            0
         """
         return {
             "api_key_hint": self.api_key_hint,
@@ -303,12 +239,7 @@ class RequestRecord:
 
     @property
     def json(self) -> Any:
-        """Alias of :attr:`body` (the request's JSON).
-
-        Example:
-            >>> RequestRecord(seq=1, time=0.0, method="POST", path="/x", body={"a": 1}).json
-            {'a': 1}
-        """
+        """Alias of :attr:`body` (the request's JSON)."""
         return self.body
 
     def to_dict(self) -> dict[str, Any]:
@@ -316,10 +247,6 @@ class RequestRecord:
 
         Returns:
             The fields.
-
-        Example:
-            >>> RequestRecord(seq=1, time=0.0, method="GET", path="/x").to_dict()["path"]
-            '/x'
         """
         return asdict(self)
 
@@ -332,10 +259,6 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
     Returns:
         A copy; ``Authorization``/``api-key``-like values replaced by a hint.
-
-    Example:
-        >>> redact_headers({"Authorization": "Bearer sk-abcdefgh1234", "X": "1"})
-        {'Authorization': 'Bearer sk-...1234', 'X': '1'}
     """
     out: dict[str, str] = {}
     for name, value in headers.items():

@@ -44,10 +44,6 @@ def canonical_json(value: Any) -> str:
 
     Returns:
         The canonical JSON text.
-
-    Example:
-        >>> canonical_json({"b": 1, "a": [1, 2]})
-        '{"a":[1,2],"b":1}'
     """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -62,12 +58,6 @@ def message_text(content: Any) -> str:
 
     Returns:
         The text; ``""`` for ``None``.
-
-    Example:
-        >>> message_text([{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}])
-        'hi\nthere'
-        >>> message_text(None)
-        ''
     """
     if content is None:
         return ""
@@ -117,10 +107,6 @@ class EmulatorTokenizer:
 
         Returns:
             The tokens, in order.
-
-        Example:
-            >>> EmulatorTokenizer().tokenize("internationalization")
-            ['internat', 'ionaliza', 'tion']
         """
         return _TOKEN_RE.findall(text)
 
@@ -132,10 +118,6 @@ class EmulatorTokenizer:
 
         Returns:
             The token count.
-
-        Example:
-            >>> EmulatorTokenizer().count_text("a b c")
-            3
         """
         return sum(1 for _ in _TOKEN_RE.finditer(text))
 
@@ -148,10 +130,6 @@ class EmulatorTokenizer:
 
         Returns:
             The prefix (ending right after its last whole token).
-
-        Example:
-            >>> EmulatorTokenizer().truncate("one two three", 2)
-            'one two'
         """
         if n_tokens <= 0:
             return ""
@@ -168,10 +146,6 @@ class EmulatorTokenizer:
 
         Returns:
             Tokens, including a tools marker; empty when there are no tools.
-
-        Example:
-            >>> EmulatorTokenizer().serialize_tools(None)
-            []
         """
         if not tools:
             return []
@@ -188,10 +162,6 @@ class EmulatorTokenizer:
 
         Returns:
             Tokens.
-
-        Example:
-            >>> EmulatorTokenizer().serialize_message({"role": "user", "content": "hi"})
-            ['<|user|>', 'hi', '<|end|>']
         """
         role = str(message.get("role", ""))
         out = [f"<|{role}|>"]
@@ -228,10 +198,6 @@ class EmulatorTokenizer:
 
         Returns:
             Tokens; ``len()`` of it is the request's prompt token count.
-
-        Example:
-            >>> len(EmulatorTokenizer().serialize_request([{"role": "user", "content": "x"}]))
-            3
         """
         out = self.serialize_tools(tools)
         for message in messages:
@@ -251,10 +217,6 @@ class EmulatorTokenizer:
 
         Returns:
             The prompt token count.
-
-        Example:
-            >>> EmulatorTokenizer().count_messages([{"role": "system", "content": "Be brief."}])
-            5
         """
         return len(self.serialize_request(messages, tools))
 
@@ -270,13 +232,6 @@ class EmulatorTokenizer:
 
         Returns:
             One digest per complete block.
-
-        Example:
-            >>> tok = EmulatorTokenizer()
-            >>> a = tok.block_hashes(["x"] * 10, 4)
-            >>> b = tok.block_hashes(["x"] * 8 + ["y"] * 2, 4)
-            >>> len(a), a == b
-            (2, True)
         """
         digests: list[bytes] = []
         previous = b""

@@ -111,10 +111,6 @@ class EmulatorAPIError(Exception):
 
         Returns:
             ``{"error": {"type": ..., "message": ...}}``.
-
-        Example:
-            >>> EmulatorAPIError(400, "invalid_request_error", "bad").to_json()["error"]["type"]
-            'invalid_request_error'
         """
         return {"error": {"type": self.error_type, "message": self.message}}
 
@@ -601,10 +597,6 @@ def known_profiles(extra: Sequence[KimiModelProfile] = ()) -> dict[str, KimiMode
 
     Returns:
         A name -> profile dict.
-
-    Example:
-        >>> "kimi-k3" in known_profiles()
-        True
     """
     out = {name: get_profile(name) for name in list_profiles()}
     for profile in extra:

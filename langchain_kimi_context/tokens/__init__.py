@@ -28,13 +28,6 @@ named encodings), :mod:`.backends` (the backend protocol, tiktoken, the default 
 :mod:`.default` (the process-wide counter), :mod:`.calibration` (calibrator and context
 size tracker), :mod:`.remote` (the exact count through the API) and
 :mod:`.protocol` (the one counter protocol every ``token_counter=`` accepts).
-
-Example:
-    >>> from langchain_core.messages import AIMessage, HumanMessage
-    >>> counter = TokenCounter(backend=ApproximateBackend())
-    >>> history = [HumanMessage("请帮我看看这个函数"), AIMessage("好的")]
-    >>> counter.count_messages(history) > counter.count_text("请帮我看看这个函数")
-    True
 """
 
 from __future__ import annotations

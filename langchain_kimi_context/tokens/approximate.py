@@ -134,10 +134,6 @@ class ApproximateBackend:
 
         Returns:
             The estimate (at least 1 for non-empty text).
-
-        Example:
-            >>> ApproximateBackend().count("北京 Beijing 2026")
-            5
         """
         if not text:
             return 0

@@ -84,11 +84,6 @@ class TokenCalibrator:
 
         Returns:
             The new factor (rounded to 6 digits).
-
-        Example:
-            >>> cal = TokenCalibrator(smoothing=0.5)
-            >>> cal.observe(1000, 1100), cal.observe(1000, 1210)
-            (1.1, 1.15369)
         """
         if estimated <= 0 or actual <= 0:
             return self.factor
@@ -114,10 +109,6 @@ class TokenCalibrator:
 
         Returns:
             ``round(estimated * factor)``.
-
-        Example:
-            >>> TokenCalibrator(factor=1.5).apply(100)
-            150
         """
         return round(estimated * self.factor)
 
@@ -126,10 +117,6 @@ class TokenCalibrator:
 
         Returns:
             The state.
-
-        Example:
-            >>> TokenCalibrator().to_dict()["factor"]
-            1.0
         """
         return {
             "factor": self.factor,
@@ -149,10 +136,6 @@ class TokenCalibrator:
 
         Returns:
             The calibrator.
-
-        Example:
-            >>> TokenCalibrator.from_dict({"factor": 1.3, "observations": 4}).factor
-            1.3
         """
         return cls(
             factor=float(data.get("factor", 1.0)),
@@ -229,15 +212,6 @@ class ContextSizeTracker:
 
         Returns:
             ``factor x`` the raw count.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from langchain_core.messages import HumanMessage
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> tracker = ContextSizeTracker(counter, TokenCalibrator(factor=2.0))
-            >>> msgs = [HumanMessage("hi")]
-            >>> tracker.estimate(msgs) == 2 * counter.count_messages(msgs)
-            True
         """
         return self.calibrator.apply(self.counter.count_messages(messages, tools))
 
@@ -257,14 +231,6 @@ class ContextSizeTracker:
 
         Raises:
             ValueError: ``prompt_tokens`` is negative.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from langchain_core.messages import HumanMessage
-            >>> tracker = ContextSizeTracker(TokenCounter(backend=ApproximateBackend()))
-            >>> tracker.record_usage([HumanMessage("你好")], prompt_tokens=12)
-            >>> tracker.last_prompt_tokens, tracker.calibrator.observations
-            (12, 1)
         """
         if prompt_tokens < 0:
             raise ValueError(f"prompt_tokens must be >= 0, got {prompt_tokens}")
@@ -297,15 +263,6 @@ class ContextSizeTracker:
 
         Returns:
             Whether usage was found and recorded.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from langchain_core.messages import HumanMessage
-            >>> tracker = ContextSizeTracker(TokenCounter(backend=ApproximateBackend()))
-            >>> reply = AIMessage("hi", usage_metadata={
-            ...     "input_tokens": 9, "output_tokens": 1, "total_tokens": 10})
-            >>> tracker.record_response([HumanMessage("hello")], reply)
-            True
         """
         usage = response.usage_metadata
         if not usage or not usage.get("input_tokens"):
@@ -325,18 +282,6 @@ class ContextSizeTracker:
         Returns:
             Last server usage + calibrated estimate of the delta when ``messages``
             extends the last recorded request, else the calibrated full estimate.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from langchain_core.messages import HumanMessage
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> tracker = ContextSizeTracker(counter)
-            >>> first = [HumanMessage("hello")]
-            >>> tracker.record_usage(first, prompt_tokens=100)
-            >>> nxt = [*first, AIMessage("hi"), HumanMessage("more")]
-            >>> tracker.current_size(nxt) - 100 == tracker.calibrator.apply(
-            ...     counter.count_message(nxt[1]) + counter.count_message(nxt[2]))
-            True
         """
         msgs = _as_messages(messages)
         anchor = self._anchor
@@ -357,11 +302,6 @@ class ContextSizeTracker:
 
         Returns:
             ``{"version", "calibrator", "anchor"}``.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> sorted(ContextSizeTracker(TokenCounter(backend=ApproximateBackend())).to_dict())
-            ['anchor', 'calibrator', 'version']
         """
         anchor = self._anchor
         return {
@@ -394,13 +334,6 @@ class ContextSizeTracker:
 
         Raises:
             ValueError: ``data`` is not a tracker state of a known version.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> state = {"version": 1, "calibrator": {"factor": 1.2}, "anchor": None}
-            >>> ContextSizeTracker.from_dict(state, counter).factor
-            1.2
         """
         if not isinstance(data, Mapping) or data.get("version") != 1:
             raise ValueError(

@@ -205,11 +205,6 @@ class TokenCounter:
 
         Returns:
             The token count.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> TokenCounter(backend=ApproximateBackend()).count_text("北京欢迎你")
-            3
         """
         return self.backend.count(text)
 
@@ -228,13 +223,6 @@ class TokenCounter:
 
         Returns:
             The token count.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from langchain_core.messages import HumanMessage
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> counter.count_message(HumanMessage("hello")) == 1 + counter.message_overhead
-            True
         """
         fields = message.__dict__
         ident_key = id(message)
@@ -305,17 +293,6 @@ class TokenCounter:
 
         Returns:
             The token count of the whole prompt (0 for no messages and no tools).
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from langchain_core.messages import HumanMessage
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> def get_weather(city: str) -> str:
-            ...     '''Get the weather of a city.'''
-            ...     return "sunny"
-            >>> msgs = [HumanMessage("Weather in Paris?")]
-            >>> counter.count_messages(msgs, tools=[get_weather]) > counter.count_messages(msgs)
-            True
         """
         total = self._sum_messages(messages)
         if tools:
@@ -332,14 +309,6 @@ class TokenCounter:
 
         Returns:
             Sum of :meth:`count_message` over the messages.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from langchain_core.messages import HumanMessage, trim_messages
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> msgs = [HumanMessage("一二三四五"), HumanMessage("六七八九十")]
-            >>> len(trim_messages(msgs, max_tokens=10, token_counter=counter))
-            1
         """
         return self._sum_messages(messages)
 
@@ -516,19 +485,6 @@ class TokenCounter:
 
         Returns:
             The token count (0 for no tools).
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> from pydantic import BaseModel, Field
-            >>> class ReadFile(BaseModel):
-            ...     '''Read a file of the repository.'''
-            ...     path: str = Field(description="Path relative to the repository root")
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> small = counter.count_tools([ReadFile])
-            >>> small > counter.tools_overhead
-            True
-            >>> counter.count_tools([ReadFile, ReadFile]) > small
-            True
         """
         if not tools:
             return 0
@@ -561,13 +517,7 @@ class TokenCounter:
         return value
 
     def clear_cache(self) -> None:
-        """Forget all memoised counts and running totals.
-
-        Example:
-            >>> from langchain_kimi_context.tokens import ApproximateBackend
-            >>> counter = TokenCounter(backend=ApproximateBackend())
-            >>> counter.clear_cache()
-        """
+        """Forget all memoised counts and running totals."""
         with self._lock:
             self._memo.clear()
             self._tool_memo.clear()

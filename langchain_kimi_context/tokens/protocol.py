@@ -55,10 +55,5 @@ def resolve_token_counter(token_counter: SupportsTokenCounting | None) -> Suppor
 
     Returns:
         The counter to use.
-
-    Example:
-        >>> from langchain_kimi_context.tokens import default_token_counter
-        >>> resolve_token_counter(None) is default_token_counter()
-        True
     """
     return token_counter if token_counter is not None else default_token_counter()

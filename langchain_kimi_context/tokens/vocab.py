@@ -135,9 +135,6 @@ def load_kimi_encoding(path: str | os.PathLike[str]) -> tiktoken.Encoding:
 
     Raises:
         KimiConfigurationError: The file does not exist or is not a tiktoken vocabulary.
-
-    Example:
-        >>> load_kimi_encoding("/models/kimi/tiktoken.model")  # doctest: +SKIP
     """
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe

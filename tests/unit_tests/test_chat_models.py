@@ -180,6 +180,18 @@ def test_learn_context_window_is_per_model_and_updates_profile() -> None:
         model.learn_context_window(0)
 
 
+def test_learned_window_lowers_an_override_that_promised_more() -> None:
+    # the override says 400K; the server's overflow error says the real window is 300K,
+    # which is larger than the built-in 262K: the instance with the override must shrink
+    # to 300K, and an instance on built-in data keeps its smaller 262K
+    builtin = _model().model_profile.context_window
+    override = _model(profile_overrides={"context_window": builtin + 137_856})
+    override.learn_context_window(builtin + 37_856)
+    assert override.model_profile.context_window == builtin + 37_856
+    assert override.model_profile.source == LEARNED_SOURCE
+    assert _model().model_profile.context_window == builtin
+
+
 # ----------------------------------------------------------------------------- parameters
 
 

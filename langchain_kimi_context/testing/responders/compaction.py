@@ -148,12 +148,6 @@ class CompactionResponder:
 
         Returns:
             The reply (content = the Markdown summary).
-
-        Example:
-            >>> r = CompactionResponder()(ResponderRequest.from_messages(
-            ...     [{"role": "system", "content": "compact"}, {"role": "user", "content": "x"}]))
-            >>> r.content.splitlines()[0]
-            '## Current Task'
         """
         messages = request.messages
         if _is_cached_compaction_request(request):
@@ -172,10 +166,6 @@ class CompactionResponder:
 
         Returns:
             Heading -> items, most important first.
-
-        Example:
-            >>> CompactionResponder().extract([{"role": "user", "content": "TODO: ship"}])["TODO"]
-            ['TODO: ship']
         """
         first_system = next((i for i, m in enumerate(messages) if m.get("role") == "system"), None)
         errors: list[str] = []

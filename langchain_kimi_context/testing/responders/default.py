@@ -46,12 +46,6 @@ class DefaultResponder:
 
         Returns:
             The reply.
-
-        Example:
-            >>> DefaultResponder()(ResponderRequest.from_messages([
-            ...     {"role": "system", "content": "Compact this."},
-            ...     {"role": "user", "content": "hello"}])).content.startswith("## Current")
-            True
         """
         if is_compaction_request(request):
             return self.compaction(request)

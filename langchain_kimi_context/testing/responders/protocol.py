@@ -38,10 +38,6 @@ class ToolCallSpec:
 
         Returns:
             JSON text.
-
-        Example:
-            >>> ToolCallSpec("f", '{"a":1}').arguments_json()
-            '{"a":1}'
         """
         if isinstance(self.arguments, str):
             return self.arguments
@@ -124,10 +120,6 @@ class ResponderRequest:
 
         Returns:
             The request, with ``prompt_tokens`` counted when not given.
-
-        Example:
-            >>> ResponderRequest.from_messages([{"role": "user", "content": "hi"}]).prompt_tokens
-            3
         """
         tokenizer = kwargs.pop("tokenizer", None) or EmulatorTokenizer()
         body = kwargs.pop("body", None) or {"messages": list(messages), "tools": list(tools)}

@@ -170,11 +170,6 @@ class ScriptedAgentResponder:
 
         Returns:
             The reply.
-
-        Example:
-            >>> ScriptedAgentResponder()(ResponderRequest.from_messages(
-            ...     [{"role": "user", "content": "Hello there"}])).content
-            'Reply to: Hello there'
         """
         messages = request.messages
         last_user = _last_user_index(messages)

@@ -98,13 +98,15 @@ class KimiEmulator:
             loop, and langchain-openai caches its async HTTP client per base URL, which
             otherwise fails with "Event loop is closed"). Turn it on for benchmarks.
 
+    Start it with ``with KimiEmulator() as emu:`` (or :meth:`start`/:meth:`stop`) and
+    point a client at ``emu.base_url`` with ``emu.api_key``.
+
     Example:
         >>> import httpx
-        >>> with KimiEmulator() as emu:
-        ...     r = httpx.post(emu.base_url + "/chat/completions", headers=emu.headers,
-        ...                    json={"model": "kimi-k2.6",
-        ...                          "messages": [{"role": "user", "content": "@say hi"}]})
-        ...     r.json()["choices"][0]["message"]["content"], emu.ledger().requests
+        >>> r = httpx.post(emulator.base_url + "/chat/completions", headers=emulator.headers,
+        ...                json={"model": "kimi-k2.6",
+        ...                      "messages": [{"role": "user", "content": "@say hi"}]})
+        >>> r.json()["choices"][0]["message"]["content"], emulator.ledger().requests
         ('hi', 1)
     """
 
@@ -204,12 +206,6 @@ class KimiEmulator:
 
         Returns:
             ``self``.
-
-        Example:
-            >>> emu = KimiEmulator().start()
-            >>> emu.port > 0
-            True
-            >>> emu.stop()
         """
         if self._server is not None:
             return self
@@ -226,11 +222,7 @@ class KimiEmulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket (idempotent).
-
-        Example:
-            >>> emu = KimiEmulator().start(); emu.stop(); emu.stop()
-        """
+        """Stop serving and close the socket (idempotent)."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:
@@ -251,13 +243,7 @@ class KimiEmulator:
 
     @property
     def port(self) -> int:
-        """The bound port (raises ``RuntimeError`` if the server is not running).
-
-        Example:
-            >>> with KimiEmulator() as emu:
-            ...     0 < emu.port < 65536
-            True
-        """
+        """The bound port (raises ``RuntimeError`` if the server is not running)."""
         if self._server is None:
             msg = "KimiEmulator is not running; call start() or use it as a context manager"
             raise RuntimeError(msg)
@@ -265,35 +251,17 @@ class KimiEmulator:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``: pass it as the client's ``base_url``.
-
-        Example:
-            >>> with KimiEmulator() as emu:
-            ...     emu.base_url == f"http://127.0.0.1:{emu.port}/v1"
-            True
-        """
+        """``http://127.0.0.1:<port>/v1``: pass it as the client's ``base_url``."""
         return f"http://{self.host}:{self.port}/v1"
 
     @property
     def root_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (admin endpoints live under ``/_emulator``).
-
-        Example:
-            >>> import httpx
-            >>> with KimiEmulator() as emu:
-            ...     httpx.get(emu.root_url + "/_emulator/health").json()["status"]
-            'ok'
-        """
+        """``http://127.0.0.1:<port>`` (admin endpoints live under ``/_emulator``)."""
         return f"http://{self.host}:{self.port}"
 
     @property
     def headers(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <api_key>"}`` for raw HTTP clients.
-
-        Example:
-            >>> KimiEmulator(api_key="sk-test-key-123456").headers
-            {'Authorization': 'Bearer sk-test-key-123456'}
-        """
+        """``{"Authorization": "Bearer <api_key>"}`` for raw HTTP clients."""
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def add_api_key(self, key: str) -> None:
@@ -301,11 +269,6 @@ class KimiEmulator:
 
         Args:
             key: The key.
-
-        Example:
-            >>> emu = KimiEmulator(); emu.add_api_key("sk-second-key-0000"); emu.is_valid_key(
-            ...     "sk-second-key-0000")
-            True
         """
         with self._lock:
             self._keys.add(key)
@@ -318,10 +281,6 @@ class KimiEmulator:
 
         Returns:
             Whether it is accepted.
-
-        Example:
-            >>> KimiEmulator().is_valid_key("wrong")
-            False
         """
         if not key:
             return False
@@ -336,35 +295,18 @@ class KimiEmulator:
         A request is logged (and billed) before its response is complete, so once a
         client has read a whole reply (JSON body or SSE stream up to ``[DONE]``), the
         record is here: tests need no waiting.
-
-        Example:
-            >>> import httpx
-            >>> with KimiEmulator() as emu:
-            ...     _ = httpx.get(emu.base_url + "/models", headers=emu.headers)
-            ...     [(r.method, r.path, r.status) for r in emu.requests]
-            [('GET', '/v1/models', 200)]
         """
         with self._lock:
             return list(self._log)
 
     @property
     def chat_requests(self) -> list[RequestRecord]:
-        """The logged ``POST /v1/chat/completions`` requests, oldest first.
-
-        Example:
-            >>> KimiEmulator().chat_requests
-            []
-        """
+        """The logged ``POST /v1/chat/completions`` requests, oldest first."""
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
     @property
     def last_request(self) -> RequestRecord | None:
-        """The most recent logged request, if any.
-
-        Example:
-            >>> KimiEmulator().last_request is None
-            True
-        """
+        """The most recent logged request, if any."""
         with self._lock:
             return self._log[-1] if self._log else None
 
@@ -378,10 +320,6 @@ class KimiEmulator:
 
         Returns:
             A snapshot :class:`LedgerAccount`.
-
-        Example:
-            >>> KimiEmulator().ledger().requests
-            0
         """
         key = api_key or self.api_key
         self._settle_storage()
@@ -393,10 +331,6 @@ class KimiEmulator:
 
         Returns:
             Hint -> account.
-
-        Example:
-            >>> KimiEmulator().ledgers()
-            {}
         """
         self._settle_storage()
         with self._lock:
@@ -410,20 +344,11 @@ class KimiEmulator:
 
         Args:
             seconds: Seconds to add.
-
-        Example:
-            >>> emu = KimiEmulator(); emu.advance_time(60); emu.clock.offset
-            60.0
         """
         self.clock.advance(seconds)
 
     def reset(self) -> None:
-        """Forget requests, ledgers, caches, faults and the clock offset.
-
-        Example:
-            >>> emu = KimiEmulator(); emu.advance_time(5); emu.reset(); emu.clock.offset
-            0.0
-        """
+        """Forget requests, ledgers, caches, faults and the clock offset."""
         with self._lock:
             self._epoch += 1
             self._log.clear()
