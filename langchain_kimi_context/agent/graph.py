@@ -2,9 +2,9 @@
 
 Graph (every arrow is a checkpointed superstep)::
 
-    START -> preflight -> sanitize -> repair_pairing -> limit_turns -> repair_after_limit
-          -> truncate_results -> call_model -> tools -> preflight ...   (tool loop)
-                                           -> compact (maybe-compact) -> END
+    START -> preflight -> <one node per pipeline stage> -> call_model -> tools -> preflight
+                                                           (tool loop)
+                                                        -> compact (maybe-compact) -> END
     preflight -> compact -> preflight              (guard / trigger asked)
     call_model -> call_model                       (failed step, retried)
     call_model -> compact -> preflight             (overflow recovery)
@@ -40,7 +40,7 @@ from langgraph.store.base import BaseStore
 from langchain_kimi_context.agent.checkpointer import resolve_checkpointer
 from langchain_kimi_context.agent.concurrency import ThreadGuard, strategy_problems, thread_guard
 from langchain_kimi_context.agent.inputs import check_agent_input
-from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
+from langchain_kimi_context.agent.nodes import AgentRuntime, pipeline_nodes
 from langchain_kimi_context.agent.recall_tools import compact_on_request, with_recall
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -52,7 +52,7 @@ from langchain_kimi_context.agent.storage import apruned_stream, pruned_stream
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
 from langchain_kimi_context.context.compaction import Compaction
-from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
+from langchain_kimi_context.context.pipeline import PIPELINE_STAGES, PipelineStage
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError, ThreadInterruptedError
 from langchain_kimi_context.tokens import TokenCounter, default_token_counter
@@ -200,6 +200,7 @@ def create_kimi_agent(
     compact_context_tool: bool = False,
     mcp_servers: Mapping[str, Any] | None = None,
     compaction: Compaction | None = None,
+    stages: Sequence[PipelineStage] = PIPELINE_STAGES,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the checkpointed agent graph for long Kimi sessions.
 
@@ -245,12 +246,15 @@ def create_kimi_agent(
             LLMCompaction(model)])`` or your own). It runs for the trigger, at the end of
             a turn and in overflow recovery. ``None``: the default pipeline (structural
             strategies, then a structured summary by ``model``).
+        stages: The pipeline stages, one graph node each, in order (default:
+            :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`, which
+            ``prepare_context`` runs too).
 
     Returns:
         The compiled graph.
 
     Raises:
-        KimiConfigurationError: Invalid model, tools or settings.
+        KimiConfigurationError: Invalid model, tools, settings or stage names.
 
     Example:
         >>> import tempfile, os
@@ -258,8 +262,8 @@ def create_kimi_agent(
         >>> model = KimiChatModel(model="kimi-k2.6", api_key="sk-test")
         >>> db = os.path.join(tempfile.mkdtemp(), "kimi.sqlite")
         >>> agent = create_kimi_agent(model, db_path=db)
-        >>> [n for n in agent.get_graph().nodes if not n.startswith("__")][:3]
-        ['preflight', 'sanitize', 'repair_pairing']
+        >>> [n for n in agent.get_graph().nodes if not n.startswith("__")][:2]
+        ['preflight', 'sanitize']
         >>> agent.invoke({"messages": [("user", "hi")]},
         ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
 
@@ -272,6 +276,7 @@ def create_kimi_agent(
         'truncate_head'
     """
     chat_model = _resolve_model(model)
+    nodes_before_call = pipeline_nodes(stages)
     settings = resolve_settings(settings, owner="create_kimi_agent")
     policy = as_context_policy(policy, owner="create_kimi_agent")
     if recall or compact_context_tool:
@@ -311,13 +316,14 @@ def create_kimi_agent(
         sleep=sleep,
         system_prompt=system_prompt,
         compaction=compaction,
+        stages=tuple(stages),
     )
 
     graph = StateGraph(_GraphState, input_schema=KimiAgentInput, output_schema=KimiAgentState)
     # nodes read the state as a plain mapping (typed loosely for LangGraph's generics)
     preflight = compact_on_request(runtime.preflight) if compact_context_tool else None
     nodes: dict[str, Any] = {"preflight": preflight or runtime.preflight}
-    for stage in PIPELINE_STAGES:  # one node per pipeline stage, in the pipeline's order
+    for stage in runtime.stages:  # one node per pipeline stage, in the pipeline's order
         nodes[stage.name] = runtime.make_stage_node(stage)
     # the tools node has both paths: ainvoke awaits async tools on the caller's loop
     tools_node = RunnableCallable(runtime.tools, runtime.atools, name="tools")
@@ -327,9 +333,9 @@ def create_kimi_agent(
 
     graph.add_edge(START, "preflight")
     graph.add_conditional_edges(
-        "preflight", runtime.route_after_preflight, ["compact", PIPELINE_NODES[1]]
+        "preflight", runtime.route_after_preflight, ["compact", nodes_before_call[1]]
     )
-    for a, b in zip(PIPELINE_NODES[1:], (*PIPELINE_NODES[2:], "call_model"), strict=True):
+    for a, b in zip(nodes_before_call[1:], (*nodes_before_call[2:], "call_model"), strict=True):
         graph.add_edge(a, b)
     graph.add_conditional_edges(
         "call_model", runtime.route_after_model, ["call_model", "tools", "compact"]
@@ -340,7 +346,7 @@ def create_kimi_agent(
     saver = resolve_checkpointer(checkpointer, db_path)
     compiled = graph.compile(checkpointer=saver, store=store, name=name)
     # One step = the pipeline nodes + call_model + tools; leave room for compactions.
-    limit = settings.max_steps_per_turn * (len(PIPELINE_NODES) + 3) + 50
+    limit = settings.max_steps_per_turn * (len(nodes_before_call) + 3) + 50
     if saver is None:  # durability means nothing without a checkpointer (and breaks "sync")
         built = compiled.with_config(recursion_limit=limit)
     else:

@@ -1,9 +1,10 @@
 """The nodes of the Kimi agent graph: thin wrappers over the context-layer stages.
 
 After ``preflight`` (the window guard), the graph has one node per stage of
-:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`, named after it and in
-its order: the very tuple ``prepare_context`` folds, so the agent's request is by
-construction what ``prepare_context`` returns for the same view. Each pipeline node takes
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (or of the stages given
+to ``create_kimi_agent``), named after it and in its order: the very tuple
+``prepare_context`` folds, so the agent's request is by construction what
+``prepare_context`` returns for the same view. Each pipeline node takes
 the prepared view and the :class:`~langchain_kimi_context.context.pipeline.StageContext`
 left by the previous node (transient, never-checkpointed channels), runs ONE stage, and
 stores only that stage's small report in the state. If they are missing (the process
@@ -34,7 +35,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.types import interrupt
 
 from langchain_kimi_context import progress
-from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent import stages as agent_stages
 from langchain_kimi_context.agent.retry import RetryExhaustedError, call_with_retry
 from langchain_kimi_context.agent.state import (
     AgentSettings,
@@ -51,20 +52,48 @@ from langchain_kimi_context.context.pipeline import (
     run_stages,
 )
 from langchain_kimi_context.context.policy import ContextPolicy
-from langchain_kimi_context.errors import is_retryable_error, is_unreachable_error
+from langchain_kimi_context.errors import (
+    KimiConfigurationError,
+    is_retryable_error,
+    is_unreachable_error,
+)
 from langchain_kimi_context.profiles import KimiModelProfile
 from langchain_kimi_context.tokens import ContextSizeTracker, TokenCounter
 from langchain_kimi_context.usage import add_usage
 
-__all__ = ["PIPELINE_NODES", "AgentRuntime"]
+__all__ = ["PIPELINE_NODES", "AgentRuntime", "pipeline_nodes"]
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_NODES: tuple[str, ...] = ("preflight", *(stage.name for stage in PIPELINE_STAGES))
+_OTHER_NODES = frozenset({"preflight", "call_model", "tools", "compact"})
+
+
+def pipeline_nodes(stages: Sequence[PipelineStage]) -> tuple[str, ...]:
+    """The nodes before ``call_model`` for ``stages``: ``preflight``, then one per stage.
+
+    Args:
+        stages: The pipeline stages the agent runs.
+
+    Returns:
+        The node names, in order.
+
+    Raises:
+        KimiConfigurationError: Two stages share a name, or a stage is named like another
+            node of the graph.
+    """
+    names = tuple(stage.name for stage in stages)
+    clashes = sorted(
+        {n for n in names if names.count(n) > 1 or n in _OTHER_NODES or n.startswith("__")}
+    )
+    if clashes:
+        msg = f"pipeline stage names must be unique and not name another node: {clashes}"
+        raise KimiConfigurationError(msg)
+    return ("preflight", *names)
+
+
+PIPELINE_NODES: tuple[str, ...] = pipeline_nodes(PIPELINE_STAGES)
 """The nodes before ``call_model``, in order: ``preflight``, then one node per stage of
 :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (same names, same order)."""
-
-_STAGE_NAMES: tuple[str, ...] = PIPELINE_NODES[1:]
 
 _ABORT_WORDS = {"abort", "stop", "cancel"}
 
@@ -102,6 +131,7 @@ class AgentRuntime:
         sleep: Sleep function used between retries.
         system_prompt: System prompt prepended to every view (not stored in the log).
         compaction: The compaction strategy (``None``: the default pipeline).
+        stages: The pipeline stages, one graph node each (default: ``PIPELINE_STAGES``).
 
     Example:
         >>> from langchain_kimi_context import KimiChatModel, create_kimi_agent
@@ -120,15 +150,21 @@ class AgentRuntime:
     sleep: Callable[[float], None] = time.sleep
     system_prompt: str | None = None
     compaction: Compaction | None = None
+    stages: tuple[PipelineStage, ...] = PIPELINE_STAGES
+
+    @property
+    def pipeline_nodes(self) -> tuple[str, ...]:
+        """The nodes before ``call_model``: ``preflight``, then one per stage."""
+        return pipeline_nodes(self.stages)
 
     @property
     def profile(self) -> KimiModelProfile:
         """The model profile (window, max output), read at each use.
 
         A window learned at run time applies at once (see
-        :func:`~langchain_kimi_context.agent._stages.model_profile`).
+        :func:`~langchain_kimi_context.agent.stages.model_profile`).
         """
-        return _stages.model_profile(self.model)
+        return agent_stages.model_profile(self.model)
 
     # ------------------------------------------------------------------ helpers --
     def size_tracker(self, state: Mapping[str, Any]) -> ContextSizeTracker:
@@ -176,7 +212,7 @@ class AgentRuntime:
             The messages the pipeline starts from.
         """
         log = list(state.get("messages") or [])
-        return [*self.head(), *_stages.apply_records(log, state.get("compactions"))]
+        return [*self.head(), *agent_stages.apply_records(log, state.get("compactions"))]
 
     def stage_context(self, state: Mapping[str, Any]) -> StageContext:
         """The context the first pipeline stage gets for this state.
@@ -215,9 +251,10 @@ class AgentRuntime:
         ctx = state.get("kimi_stage_context")
         if view is not None and isinstance(ctx, StageContext):
             return list(view), ctx
-        upto = _STAGE_NAMES.index(node) if node in _STAGE_NAMES else len(_STAGE_NAMES)
+        names = [stage.name for stage in self.stages]
+        upto = names.index(node) if node in names else len(names)
         out, ctx, _ = run_stages(
-            self.base_view(state), self.stage_context(state), PIPELINE_STAGES[:upto]
+            self.base_view(state), self.stage_context(state), self.stages[:upto]
         )
         return list(out), ctx  # type: ignore[arg-type]
 
@@ -231,7 +268,7 @@ class AgentRuntime:
         Returns:
             The messages to send.
         """
-        out, _, _ = run_stages([*self.head(), *raw_view], self.stage_context(state))
+        out, _, _ = run_stages([*self.head(), *raw_view], self.stage_context(state), self.stages)
         return list(out)
 
     @property
@@ -289,7 +326,7 @@ class AgentRuntime:
         decision = self.compaction_service.decide(
             view, state.get("compactions"), self.size_tracker(state)
         )
-        report = _stages.guard(
+        report = agent_stages.guard(
             view,
             self.policy,
             profile=self.profile,
@@ -317,7 +354,7 @@ class AgentRuntime:
     def route_after_preflight(self, state: Mapping[str, Any]) -> str:
         """``compact`` when the guard asked for it (once per step), else the first stage."""
         turn = state.get("turn") or {}
-        return "compact" if turn.get("compact_reason") else _STAGE_NAMES[0]
+        return "compact" if turn.get("compact_reason") else self.pipeline_nodes[1]
 
     def make_stage_node(
         self, stage: PipelineStage
@@ -325,8 +362,7 @@ class AgentRuntime:
         """A node running one pipeline stage on the view and storing its report.
 
         Args:
-            stage: A stage of
-                :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`.
+            stage: One of :attr:`stages`.
 
         Returns:
             The node function (named after the stage).
@@ -336,7 +372,7 @@ class AgentRuntime:
         def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
             view, ctx = self.stage_input(state, name)
             new_view, report = run(view, ctx)
-            small = _stages.stage_report(report)
+            small = agent_stages.stage_report(report)
             logger.debug("stage %s: %s", name, small)
             return {
                 "kimi_view": PreparedView(new_view),
@@ -378,7 +414,7 @@ class AgentRuntime:
             raise KimiMaxStepsExceededError(steps=steps + 1, limit=settings.max_steps_per_turn)
         prepared, _ = self.stage_input(state, "call_model")
         log = list(state.get("messages") or [])
-        records = _stages.load_records(state.get("compactions"))
+        records = agent_stages.load_records(state.get("compactions"))
         sent: list[list[AnyMessage]] = []
 
         # before the session's first answer an unreachable endpoint is a wrong base_url:

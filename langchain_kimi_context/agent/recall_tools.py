@@ -43,7 +43,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.prebuilt import ToolRuntime
 from langgraph.store.base import BaseStore, PutOp
 
-from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent import stages as agent_stages
 from langchain_kimi_context.context.guard import resolve_context_window
 from langchain_kimi_context.context.markers import get_marker
 from langchain_kimi_context.context.policy import ContextPolicy
@@ -151,7 +151,7 @@ def _visible_ids(runtime: ToolRuntime[Any, Any], log: list[BaseMessage]) -> set[
     """Ids of the log messages the model sees verbatim (not summarised, not replaced)."""
     state = runtime.state if isinstance(runtime.state, Mapping) else {}
     records = state.get("compactions") or state.get("kimi_compactions")
-    view = _stages.apply_records(log, records)  # type: ignore[arg-type]
+    view = agent_stages.apply_records(log, records)  # type: ignore[arg-type]
     return {str(m.id) for m in view if m.id and get_marker(m) is None}
 
 
@@ -322,9 +322,9 @@ def _compact_tool(
             runtime: Injected by the agent (never filled by the model).
         """
         state = runtime.state if isinstance(runtime.state, Mapping) else {}
-        view = _stages.apply_records(_log_of(runtime), state.get("compactions"))  # type: ignore[arg-type]
+        view = agent_stages.apply_records(_log_of(runtime), state.get("compactions"))  # type: ignore[arg-type]
         tokens = counter.count_messages(view)
-        profile = _stages.model_profile(model) if model is not None else None
+        profile = agent_stages.model_profile(model) if model is not None else None
         floor = int(resolve_context_window(policy, profile).window * policy.compact_target_share)
         call_id = runtime.tool_call_id or ""
         if tokens <= floor:
@@ -412,7 +412,7 @@ def with_recall(
     out = list(tools or ())
     if recall and not policy.recall:
         policy = policy.replace(recall=True)
-    profile = _stages.model_profile(model) if model is not None else None
+    profile = agent_stages.model_profile(model) if model is not None else None
     window = resolve_context_window(policy, profile).window
     extra = recall_tools(
         max_read_chars=per_result_cap_chars(policy, window),

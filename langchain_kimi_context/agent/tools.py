@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -36,24 +35,11 @@ from langchain_core.tools import tool as as_tool
 from langgraph.config import get_store
 from langgraph.prebuilt import ToolRuntime
 
+from langchain_kimi_context.agent.background import background_loop
 from langchain_kimi_context.context.messages import is_user_turn
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = ["ToolRunReport", "ToolRunner", "call_signature", "count_repeats", "is_async_only"]
-
-_loop_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """The package's event loop for async-only tools under a sync ``invoke`` (lazy)."""
-    global _loop
-    with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="kimi-tool-loop", daemon=True).start()
-            _loop = loop
-        return _loop
 
 
 def is_async_only(tool: BaseTool) -> bool:
@@ -346,7 +332,7 @@ class ToolRunner:
             payload = self._payload(cid, call, log, state, config)
             if is_async_only(tool):
                 coro = tool.ainvoke(payload)
-                pending[cid] = asyncio.run_coroutine_threadsafe(coro, _background_loop())
+                pending[cid] = asyncio.run_coroutine_threadsafe(coro, background_loop())
             else:
                 pending[cid] = self._pool.submit(tool.invoke, payload)
         for cid, call, _ in batch.todo:
@@ -372,16 +358,7 @@ class ToolRunner:
 
         Async tools are awaited here (cancelled on timeout); sync tools run in the
         runner's thread pool. Timeouts, errors, repeats and ``ToolRuntime`` parameters
-        work as in :meth:`run`.
-
-        Args:
-            message: The assistant message with ``tool_calls``.
-            log: The message log, ``message`` included (for repeat counting).
-            state: The graph state handed to ``ToolRuntime`` parameters.
-            config: The run config handed to ``ToolRuntime`` parameters.
-
-        Returns:
-            One ``ToolMessage`` per call, in call order, and the report.
+        work as in :meth:`run`, which documents the arguments and the result.
 
         Example:
             >>> import asyncio

@@ -1,8 +1,8 @@
 """The context pipeline: pure, typed, idempotent stages.
 
-Each stage is ``(messages, policy, ...) -> (messages, report)``. ``PIPELINE_STAGES`` is
-the canonical order as data (guard -> sanitize -> repair -> limit -> repair -> truncate),
-each stage wrapped as ``(messages, StageContext) -> (messages, report | None)``;
+Each stage is ``(messages, policy, ...) -> (messages, report)``, declared in its module
+as a ``PipelineStage`` over ``(messages, StageContext) -> (messages, report | None)``.
+``PIPELINE_STAGES`` is the canonical order as data, after the window guard;
 ``prepare_context`` and the agent's graph nodes both run that one tuple.
 
 No I/O happens in this package; the orchestration layer (graph nodes, memory API,

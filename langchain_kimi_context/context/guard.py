@@ -22,7 +22,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage, SystemMessage, ToolMessage
 
 from langchain_kimi_context.context._common import content_text_length
-from langchain_kimi_context.context.markers import MARKER_KEY
+from langchain_kimi_context.context.markers import is_marked
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import GuardReport, RecoveryRoute
 from langchain_kimi_context.errors import ContextWindowTooSmallError
@@ -152,11 +152,6 @@ def _window_warning(policy: ContextPolicy, info: WindowInfo) -> str | None:
     )
 
 
-def _is_truncated(message: BaseMessage) -> bool:
-    marker = message.additional_kwargs.get(MARKER_KEY)
-    return isinstance(marker, dict) and marker.get("kind") == "truncated_tool_result"
-
-
 def estimate_request(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy,
@@ -212,7 +207,7 @@ def estimate_request(
                 tokens = count(message)
                 tool_result_tokens += tokens
                 length = content_text_length(message.content)
-                if length > min_keep and not _is_truncated(message):
+                if length > min_keep and not is_marked(message, "truncated_tool_result"):
                     reducible += tokens * (length - min_keep) // length
     tool_loop_limit = int(info.window * policy.tool_loop_overflow_share)
     route: RecoveryRoute

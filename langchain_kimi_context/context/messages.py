@@ -8,8 +8,9 @@ Every stage, strategy, face and tool asks this module; nothing else restates the
 - A *system message* is a ``SystemMessage`` that is not a compaction summary.
 - The *text* of a message is its text blocks (plain strings and ``{"type": "text"}``
   blocks) joined with newlines (:func:`langchain_kimi_context.content.content_text`, the
-  model layer's home of the rule, re-exported here): blocks are separate paragraphs.
-  Reasoning, thinking, images and other non-text blocks are not text.
+  model layer's home of the rule, re-exported here with ``text_only_content``): blocks
+  are separate paragraphs. Reasoning, thinking, images and other non-text blocks are not
+  text.
 - The *digest* of a message is a SHA-1 over its type, content, tool-call id and tool calls
   (name, args, id) in canonical JSON: equal for messages the model would see as equal,
   stable across processes and versions of Python.
@@ -28,7 +29,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from langchain_kimi_context.content import content_text
+from langchain_kimi_context.content import content_text, text_only_content
 from langchain_kimi_context.context.markers import get_marker
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "marker_kind",
     "message_digest",
     "message_text",
+    "text_only_content",
 ]
 
 _NON_CONTENT_BLOCKS = frozenset({"reasoning", "thinking", "reasoning_content", "tool_use"})

@@ -53,8 +53,14 @@ from langchain_kimi_context.context.sanitize import (
     _keep_raw_tool_calls,
     merge_adjacent_user_messages,
 )
+from langchain_kimi_context.context.stage import PipelineStage, StageContext
 
-__all__ = ["repair_tool_pairing", "synthetic_tool_result"]
+__all__ = [
+    "REPAIR_AFTER_LIMIT_STAGE",
+    "REPAIR_PAIRING_STAGE",
+    "repair_tool_pairing",
+    "synthetic_tool_result",
+]
 
 
 def synthetic_tool_result(call: ToolCall, assistant_ref: str) -> ToolMessage:
@@ -357,3 +363,31 @@ def repair_tool_pairing(
         stripped_unanswered_calls=tuple(stripped),
         dropped_empty_assistants=tuple(dropped_assistants),
     )
+
+
+def _repair_stage(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], PairingReport]:
+    """``repair_tool_pairing``: every call answered once, results right after their call."""
+    return repair_tool_pairing(messages, ctx.policy)
+
+
+def _repair_after_limit_stage(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], PairingReport | None]:
+    """``repair_tool_pairing`` again when the limit cut something, else nothing to do.
+
+    A cut can orphan tool results; when nothing was cut there is nothing to repair, and
+    the stage reports ``None``.
+    """
+    if not ctx.limit_cut:
+        return messages, None
+    return repair_tool_pairing(messages, ctx.policy)
+
+
+REPAIR_PAIRING_STAGE = PipelineStage("repair_pairing", _repair_stage)
+"""The ``repair_pairing`` stage (before the turn limit, so a user message typed during a
+tool call is moved after the results instead of counting as a turn of its own)."""
+
+REPAIR_AFTER_LIMIT_STAGE = PipelineStage("repair_after_limit", _repair_after_limit_stage)
+"""The ``repair_after_limit`` stage (after the turn limit)."""

@@ -2,17 +2,13 @@
 
 :data:`PIPELINE_STAGES` is the pipeline as data: named stages in their canonical order,
 each a function ``(messages, ctx) -> (messages, report | None)`` over a small frozen
-:class:`StageContext`. :func:`prepare_context` checks the window, folds the tuple
-(:func:`run_stages`) and combines the reports; the agent builds one graph node per stage
-from the same tuple; the middleware and the memory API call ``prepare_context`` or the
-agent. So every face sends what the same stages produce, in the same order:
-
-window check (raises before any work) -> ``sanitize`` -> ``repair_pairing`` ->
-``limit_turns`` -> ``repair_after_limit`` (repairs pairing again, only when the limit cut
-something: a cut can orphan tool results) -> ``truncate_results`` (estimates the final
-messages, truncates tool results when the estimate says truncation is the route, or
-always/never per ``policy.tool_result_truncation``, and re-estimates if anything was
-truncated; see ``truncate_for_request``).
+:class:`~langchain_kimi_context.context.stage.StageContext`, declared in its own module
+next to the function it wraps. It is the only list of stages: :func:`prepare_context`
+checks the window, folds the tuple (:func:`run_stages`) and keys the combined
+:class:`~langchain_kimi_context.context.reports.PipelineReport` by stage name; the agent
+builds one graph node per stage, named after it; the middleware and the memory API call
+``prepare_context`` or the agent. So every face sends what the same stages produce, in
+the same order, after the window check (which raises before any work).
 
 Stages that change nothing return their input list unchanged, so a clean history costs
 one pass per stage and no copies.
@@ -20,33 +16,25 @@ one pass per stage and no copies.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeAlias, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage, MessageLikeRepresentation
 
 from langchain_kimi_context.context.guard import (
     SupportsTokenCounting,
-    WindowInfo,
     _check_window,
-    _window_warning,
-    resolve_context_window,
-    resolve_token_counter,
 )
-from langchain_kimi_context.context.pairing import repair_tool_pairing
+from langchain_kimi_context.context.pairing import (
+    REPAIR_AFTER_LIMIT_STAGE,
+    REPAIR_PAIRING_STAGE,
+)
 from langchain_kimi_context.context.policy import ContextPolicy
-from langchain_kimi_context.context.reports import (
-    LimitReport,
-    PairingReport,
-    PipelineReport,
-    RequestTruncationReport,
-    SanitizeReport,
-)
-from langchain_kimi_context.context.sanitize import sanitize_messages
-from langchain_kimi_context.context.truncation import truncate_for_request
-from langchain_kimi_context.context.turns import limit_history_turns
+from langchain_kimi_context.context.reports import PipelineReport, StageReport
+from langchain_kimi_context.context.sanitize import SANITIZE_STAGE
+from langchain_kimi_context.context.stage import PipelineStage, StageContext, StageFunction
+from langchain_kimi_context.context.truncation import TRUNCATE_RESULTS_STAGE
+from langchain_kimi_context.context.turns import LIMIT_TURNS_STAGE
 from langchain_kimi_context.profiles import KimiModelProfile
 
 __all__ = [
@@ -59,194 +47,25 @@ __all__ = [
     "run_stages",
 ]
 
-StageReport: TypeAlias = SanitizeReport | PairingReport | LimitReport | RequestTruncationReport
-"""What a pipeline stage reports."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StageContext:
-    """Everything a pipeline stage may read besides the messages (frozen, no I/O).
-
-    Build one per request with :meth:`build` (or, as ``prepare_context`` does, from a
-    window already checked); :func:`run_stages` passes it from stage to stage, recording
-    what an earlier stage decided (:meth:`after`).
-
-    Attributes:
-        policy: Every threshold.
-        window: The resolved context window.
-        token_counter: The token counter.
-        profile: The model profile (thinking mode for sanitizing), if known.
-        tools: Tool schemas that will be sent (counted by the estimate).
-        session_key: Picks the history limit by session kind.
-        window_warning: The small-window warning text, if any (put in the guard report).
-        limit_cut: Whether ``limit_turns`` cut the history in this run (decides whether
-            ``repair_after_limit`` has anything to do).
-
-    Example:
-        >>> ctx = StageContext.build(ContextPolicy(context_window=100_000))
-        >>> ctx.window.window, ctx.limit_cut
-        (100000, False)
-    """
-
-    policy: ContextPolicy
-    window: WindowInfo
-    token_counter: SupportsTokenCounting
-    profile: KimiModelProfile | None = None
-    tools: Sequence[Any] | None = None
-    session_key: str | None = None
-    window_warning: str | None = None
-    limit_cut: bool = False
-
-    @classmethod
-    def build(
-        cls,
-        policy: ContextPolicy,
-        *,
-        profile: KimiModelProfile | int | None = None,
-        token_counter: SupportsTokenCounting | None = None,
-        tools: Sequence[Any] | None = None,
-        session_key: str | None = None,
-    ) -> StageContext:
-        """Resolve the window and the counter (no check, nothing emitted: the guard does).
-
-        Args:
-            policy: Every threshold.
-            profile: The model profile, or a learned window in tokens, or ``None``.
-            token_counter: Counter (``None`` = the package default).
-            tools: Tool schemas that will be sent.
-            session_key: Picks the history limit by session kind.
-
-        Returns:
-            The context for the first stage.
-
-        Example:
-            >>> from langchain_kimi_context import get_profile
-            >>> ctx = StageContext.build(ContextPolicy(), profile=get_profile("kimi-k2.6"))
-            >>> ctx.window.window, ctx.profile.name
-            (262144, 'kimi-k2.6')
-        """
-        window = resolve_context_window(policy, profile)
-        return cls(
-            policy=policy,
-            window=window,
-            token_counter=resolve_token_counter(token_counter),
-            profile=profile if isinstance(profile, KimiModelProfile) else None,
-            tools=tools,
-            session_key=session_key,
-            window_warning=_window_warning(policy, window),
-        )
-
-    def after(self, report: StageReport | None) -> StageContext:
-        """The context the next stage sees, given what this stage reported.
-
-        Args:
-            report: The report of the stage that just ran.
-
-        Returns:
-            ``self``, or a copy recording the decision (``limit_cut``).
-
-        Example:
-            >>> ctx = StageContext.build(ContextPolicy())
-            >>> cut = LimitReport(limit=1, limit_source="argument", dropped_messages=("u0",))
-            >>> ctx.after(cut).limit_cut, ctx.after(None) is ctx
-            (True, True)
-        """
-        if isinstance(report, LimitReport) and report.cut != self.limit_cut:
-            return dataclasses.replace(self, limit_cut=report.cut)
-        return self
-
-
-StageFunction: TypeAlias = Callable[
-    [Sequence[BaseMessage], StageContext], tuple[Sequence[BaseMessage], StageReport | None]
-]
-"""The uniform stage signature: ``(messages, ctx) -> (messages, report | None)``."""
-
-
-class PipelineStage(NamedTuple):
-    """One named stage of :data:`PIPELINE_STAGES`.
-
-    Attributes:
-        name: The stage name (also the agent's graph node name).
-        run: The stage function (``StageFunction``); returns its input list unchanged
-            (the same object) when it changes nothing, and ``None`` as the report when
-            it had nothing to do.
-
-    Example:
-        >>> [stage.name for stage in PIPELINE_STAGES][:2]
-        ['sanitize', 'repair_pairing']
-    """
-
-    name: str
-    run: StageFunction
-
-
-def _sanitize(
-    messages: Sequence[BaseMessage], ctx: StageContext
-) -> tuple[Sequence[BaseMessage], StageReport]:
-    """``sanitize_messages`` (also converts message-like records to messages)."""
-    return sanitize_messages(messages, ctx.policy, profile=ctx.profile)
-
-
-def _repair_pairing(
-    messages: Sequence[BaseMessage], ctx: StageContext
-) -> tuple[Sequence[BaseMessage], StageReport]:
-    """``repair_tool_pairing``: every call answered once, results right after their call."""
-    return repair_tool_pairing(messages, ctx.policy)
-
-
-def _limit_turns(
-    messages: Sequence[BaseMessage], ctx: StageContext
-) -> tuple[Sequence[BaseMessage], StageReport]:
-    """``limit_history_turns`` for the session kind of ``ctx.session_key``."""
-    return limit_history_turns(messages, ctx.policy, session_key=ctx.session_key)
-
-
-def _repair_after_limit(
-    messages: Sequence[BaseMessage], ctx: StageContext
-) -> tuple[Sequence[BaseMessage], StageReport | None]:
-    """``repair_tool_pairing`` again when the limit cut something (else ``None``)."""
-    if not ctx.limit_cut:
-        return messages, None
-    return repair_tool_pairing(messages, ctx.policy)
-
-
-def _truncate_results(
-    messages: Sequence[BaseMessage], ctx: StageContext
-) -> tuple[Sequence[BaseMessage], StageReport]:
-    """``truncate_for_request``: estimate, truncate when the route says so, re-estimate."""
-    return truncate_for_request(
-        messages,
-        ctx.policy,
-        ctx.window,
-        token_counter=ctx.token_counter,
-        tools=ctx.tools,
-        warning=ctx.window_warning,
-    )
-
-
 PIPELINE_STAGES: tuple[PipelineStage, ...] = (
-    PipelineStage("sanitize", _sanitize),
-    PipelineStage("repair_pairing", _repair_pairing),
-    PipelineStage("limit_turns", _limit_turns),
-    PipelineStage("repair_after_limit", _repair_after_limit),
-    PipelineStage("truncate_results", _truncate_results),
+    SANITIZE_STAGE,
+    REPAIR_PAIRING_STAGE,
+    LIMIT_TURNS_STAGE,
+    REPAIR_AFTER_LIMIT_STAGE,
+    TRUNCATE_RESULTS_STAGE,
 )
 """The pipeline, in its canonical order (after the window check).
 
-- ``sanitize``: ``sanitize_messages`` (report: ``SanitizeReport``).
-- ``repair_pairing``: ``repair_tool_pairing`` (``PairingReport``).
-- ``limit_turns``: ``limit_history_turns`` (``LimitReport``; sets ``ctx.limit_cut``).
-- ``repair_after_limit``: ``repair_tool_pairing`` again when the limit cut something
-  (``PairingReport``), else a pass-through reporting ``None``.
-- ``truncate_results``: ``truncate_for_request`` (``RequestTruncationReport``, whose
-  ``guard`` is the estimate of the final messages).
-
+Each entry is declared in its stage's module (``sanitize.SANITIZE_STAGE``, ...), whose
+function documents what the stage does and, by its return type, what it reports.
+``sanitize`` comes first (it turns message-like records into messages) and
+``truncate_results`` last (its estimate is of the request as sent).
 ``prepare_context`` folds this tuple; ``create_kimi_agent`` makes one node per stage,
 named after it.
 
 Example:
-    >>> [stage.name for stage in PIPELINE_STAGES]
-    ['sanitize', 'repair_pairing', 'limit_turns', 'repair_after_limit', 'truncate_results']
+    >>> PIPELINE_STAGES[0].name, PIPELINE_STAGES[-1].name
+    ('sanitize', 'truncate_results')
 """
 
 
@@ -282,15 +101,6 @@ def run_stages(
     return current, ctx, reports
 
 
-_R = TypeVar("_R")
-
-
-def _get(reports: dict[str, StageReport | None], name: str, kind: type[_R]) -> _R:
-    report = reports[name]
-    assert isinstance(report, kind), (name, report)
-    return report
-
-
 def prepare_context(
     messages: Sequence[MessageLikeRepresentation],
     policy: ContextPolicy,
@@ -299,6 +109,7 @@ def prepare_context(
     token_counter: SupportsTokenCounting | None = None,
     tools: Sequence[Any] | None = None,
     session_key: str | None = None,
+    stages: Sequence[PipelineStage] = PIPELINE_STAGES,
 ) -> tuple[list[BaseMessage], PipelineReport]:
     """Run the whole pipeline before a model call: the window check, then every stage.
 
@@ -310,9 +121,12 @@ def prepare_context(
         token_counter: Token counter (``None`` = the package default).
         tools: Tool schemas that will be sent (counted by the estimate).
         session_key: Picks the history limit by session kind.
+        stages: The stages to run, in order (default: :data:`PIPELINE_STAGES`; the
+            agent takes the same tuple, ``create_kimi_agent(stages=...)``).
 
     Returns:
-        ``(messages, report)``: the messages to send and what every stage changed.
+        ``(messages, report)``: the messages to send and what every stage changed,
+        keyed by stage name.
 
     Raises:
         ContextWindowTooSmallError: If the window is below the hard minimum.
@@ -331,38 +145,27 @@ def prepare_context(
         >>> out, report = prepare_context(history, ContextPolicy())
         >>> [m.id for m in out]
         ['s', 'u1', 'a1', 't1', 'u2']
-        >>> report.pairing.dropped_duplicates, report.pairing.moved_messages
+        >>> report["repair_pairing"].dropped_duplicates, report.pairing.moved_messages
         (('t1-dup',), ('u2',))
         >>> prepare_context(out, ContextPolicy())[1].changed
         False
     """
-    info, warning = _check_window(policy, profile)
-    ctx = StageContext(
-        policy=policy,
-        window=info,
-        token_counter=resolve_token_counter(token_counter),
-        profile=profile if isinstance(profile, KimiModelProfile) else None,
+    ctx = StageContext.build(
+        policy,
+        profile=profile,
+        token_counter=token_counter,
         tools=tools,
         session_key=session_key,
-        window_warning=warning,
+        checked=_check_window(policy, profile),
     )
     # the first stage (sanitize) accepts any message-like record and returns messages
-    current, _, reports = run_stages(cast(Sequence[BaseMessage], messages), ctx)
-    last = _get(reports, "truncate_results", RequestTruncationReport)
-    after = reports["repair_after_limit"]
-    assert after is None or isinstance(after, PairingReport)
-    changed = current is not messages
+    current, _, reports = run_stages(cast(Sequence[BaseMessage], messages), ctx, stages)
     out = current if isinstance(current, list) else list(current)
     return out, PipelineReport(
-        guard=last.guard,
-        sanitize=_get(reports, "sanitize", SanitizeReport),
-        pairing=_get(reports, "repair_pairing", PairingReport),
-        limit=_get(reports, "limit_turns", LimitReport),
-        pairing_after_limit=after,
-        truncation=last.truncation,
+        stages=reports,
         input_messages=len(messages),
         output_messages=len(out),
-        changed=changed,
+        changed=current is not messages,
     )
 
 

@@ -1,16 +1,19 @@
 """What each pipeline stage changed, as small JSON-serialisable dataclasses.
 
-Every stage returns ``(messages, report)``. Reports name messages by id (or ``"@<i>"``,
-the message's position in that stage's input, when it has no id) so callers can log them
-and tests can assert them. ``report.to_dict()`` returns plain JSON types (the agent
-checkpoints it).
+Every stage returns ``(messages, report)``; a report is a :class:`StageReport`
+(``changed`` and ``to_dict()``), and :class:`PipelineReport` holds them all by stage
+name. Reports name messages by id (or ``"@<i>"``, the message's position in that stage's
+input, when it has no id) so callers can log them and tests can assert them.
+``report.to_dict()`` returns plain JSON types (the agent checkpoints it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from langchain_kimi_context.errors import KimiContextOverflowError
 
@@ -24,6 +27,7 @@ __all__ = [
     "RecoveryRoute",
     "RequestTruncationReport",
     "SanitizeReport",
+    "StageReport",
     "SyntheticToolResult",
     "TruncatedToolResult",
     "TruncationReport",
@@ -32,6 +36,27 @@ __all__ = [
 RecoveryRoute = Literal["none", "compact", "truncate_tool_results", "compact_then_truncate"]
 """What to do when the request does not fit: nothing (it fits), compact the history,
 truncate oversized tool results, or compact and then truncate what is still too big."""
+
+
+@runtime_checkable
+class StageReport(Protocol):
+    """What a pipeline stage reports: whether it changed anything, and itself as JSON.
+
+    Every stage report here satisfies it; a new stage's report needs nothing more.
+
+    Example:
+        >>> isinstance(SanitizeReport(), StageReport), isinstance(object(), StageReport)
+        (True, False)
+    """
+
+    @property
+    def changed(self) -> bool:
+        """Whether the stage changed anything."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON types (the agent stores it in its state)."""
+        ...
 
 
 def _jsonable(value: Any) -> Any:
@@ -440,18 +465,41 @@ class RequestTruncationReport(_ReportMixin):
         return self.truncation is not None and self.truncation.changed
 
 
+_LEGACY_NAMES: Mapping[str, tuple[str, str | None]] = MappingProxyType(
+    {
+        "pairing": ("repair_pairing", None),
+        "limit": ("limit_turns", None),
+        "pairing_after_limit": ("repair_after_limit", None),
+        "guard": ("truncate_results", "guard"),
+        "truncation": ("truncate_results", "truncation"),
+    }
+)
+"""The names the combined report had before it was keyed by stage (fixed, never extended).
+
+Each maps to ``(stage name, attribute of that stage's report or None for the report
+itself)``; they keep ``report.pairing`` and ``to_dict()["pairing"]`` working. A stage
+added since is read, and serialised, under its own name.
+"""
+
+
+def _as_dict(report: Any) -> Any:
+    return None if report is None else report.to_dict()
+
+
 @dataclass(frozen=True, kw_only=True)
-class PipelineReport(_ReportMixin):
-    """The combined report of ``prepare_context``.
+class PipelineReport(Mapping[str, "StageReport | None"]):
+    """The combined report of ``prepare_context``: each stage's report, by stage name.
+
+    A read-only mapping in pipeline order: ``report["sanitize"]``, ``"limit_turns" in
+    report``, ``dict(report)``; ``None`` for a stage that had nothing to do. Every stage
+    is also an attribute (``report.sanitize``; a stage named like a mapping method is read
+    with ``report[name]``). The names from before the report was keyed by stage still
+    work: ``guard`` (the estimate of the final request, from ``truncate_results``),
+    ``pairing``, ``limit``, ``pairing_after_limit`` and ``truncation`` (``None`` when
+    truncation did not run).
 
     Attributes:
-        guard: The preflight verdict (window, estimate of the final request, route).
-        sanitize: What sanitizing changed.
-        pairing: What the first pairing repair changed (before limiting).
-        limit: What limiting changed.
-        pairing_after_limit: What the second pairing repair changed (``None`` when the
-            limit cut nothing, so it had nothing to do).
-        truncation: What truncation changed (``None`` when it did not run).
+        stages: ``{stage name: report or None}``, in pipeline order.
         input_messages: Messages in.
         output_messages: Messages out.
         changed: Whether the output differs from the input.
@@ -460,16 +508,62 @@ class PipelineReport(_ReportMixin):
         >>> from langchain_core.messages import HumanMessage
         >>> from langchain_kimi_context import ContextPolicy, prepare_context
         >>> out, report = prepare_context([HumanMessage("hi")], ContextPolicy())
-        >>> report.changed, report.to_dict()["guard"]["fits"]
-        (False, True)
+        >>> list(report)[:2]
+        ['sanitize', 'repair_pairing']
+        >>> report.changed, report["limit_turns"].cut, report.to_dict()["guard"]["fits"]
+        (False, False, True)
     """
 
-    guard: GuardReport
-    sanitize: SanitizeReport
-    pairing: PairingReport
-    limit: LimitReport
-    pairing_after_limit: PairingReport | None
-    truncation: TruncationReport | None
+    stages: Mapping[str, StageReport | None] = dataclasses.field(hash=False)
     input_messages: int
     output_messages: int
     changed: bool
+
+    def __getitem__(self, name: str) -> StageReport | None:
+        return self.stages[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stages)
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when ordinary lookup fails: a stage name or a name from before
+        stages = self.__dict__.get("stages")
+        if name.startswith("_") or stages is None:
+            raise AttributeError(name)
+        return self._lookup(stages, name)
+
+    def _lookup(self, stages: Mapping[str, StageReport | None], name: str) -> Any:
+        if name in stages:
+            return stages[name]
+        stage, attribute = _LEGACY_NAMES.get(name, ("", None))
+        if stage not in stages:
+            raise AttributeError(
+                f"{type(self).__name__} has no stage {name!r} (stages: {', '.join(stages)})"
+            )
+        report = stages[stage]
+        return report if attribute is None or report is None else getattr(report, attribute)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON types.
+
+        Each stage's report is stored under its name, or under the names from before the
+        report was keyed by stage (``guard``, ``sanitize``, ``pairing``, ``limit``,
+        ``pairing_after_limit``, ``truncation``) for the stages that had them.
+
+        Returns:
+            A dict that ``json.dumps`` accepts.
+        """
+        data: dict[str, Any] = {}
+        for name in self.stages:
+            legacy = [key for key, (stage, _) in _LEGACY_NAMES.items() if stage == name]
+            for key in legacy or [name]:
+                data[key] = _as_dict(self._lookup(self.stages, key))
+        data.update(
+            input_messages=self.input_messages,
+            output_messages=self.output_messages,
+            changed=self.changed,
+        )
+        return data

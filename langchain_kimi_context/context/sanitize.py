@@ -65,10 +65,12 @@ from langchain_kimi_context.context.reports import (
     MergedUserMessages,
     SanitizeReport,
 )
+from langchain_kimi_context.context.stage import PipelineStage, StageContext
 from langchain_kimi_context.profiles import KimiModelProfile
 
 __all__ = [
     "BOOTSTRAP_MESSAGE_ID",
+    "SANITIZE_STAGE",
     "merge_adjacent_user_messages",
     "sanitize_messages",
     "tool_call_problem",
@@ -663,3 +665,14 @@ def sanitize_messages(
         dropped_malformed=tuple(dropped_malformed),
         replaced_unencodable=tuple(replaced_unencodable),
     )
+
+
+def _sanitize_stage(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], SanitizeReport]:
+    """``sanitize_messages`` with the request's policy and model profile (thinking mode)."""
+    return sanitize_messages(messages, ctx.policy, profile=ctx.profile)
+
+
+SANITIZE_STAGE = PipelineStage("sanitize", _sanitize_stage)
+"""The ``sanitize`` stage; it runs first, so it also turns message-like records into messages."""

@@ -36,16 +36,19 @@ from langchain_kimi_context.context.guard import (
     estimate_request,
     resolve_context_window,
 )
-from langchain_kimi_context.context.markers import MARKER_KEY, with_marker
+from langchain_kimi_context.context.markers import is_marked, with_marker
+from langchain_kimi_context.context.messages import text_only_content
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import (
     RequestTruncationReport,
     TruncatedToolResult,
     TruncationReport,
 )
+from langchain_kimi_context.context.stage import PipelineStage, StageContext
 from langchain_kimi_context.profiles import KimiModelProfile
 
 __all__ = [
+    "TRUNCATE_RESULTS_STAGE",
     "per_result_cap_chars",
     "truncate_for_request",
     "truncate_text",
@@ -170,27 +173,6 @@ def truncate_text(
     )
 
 
-def _text_of(message: ToolMessage) -> str | None:
-    """The result text, or ``None`` when the content holds non-text blocks."""
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-        else:
-            return None
-    return "\n".join(parts)
-
-
-def _is_truncated(message: BaseMessage) -> bool:
-    marker = message.additional_kwargs.get(MARKER_KEY)
-    return isinstance(marker, dict) and marker.get("kind") == "truncated_tool_result"
-
-
 def truncate_tool_results(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy,
@@ -237,13 +219,13 @@ def truncate_tool_results(
         content = message.content
         if isinstance(content, str) and len(content) <= cap and budget_chars is None:
             continue
-        text = _text_of(message)
+        text = text_only_content(content)
         if text is None:
             continue
         lengths[index] = len(text)
         if len(text) <= cap:
             continue
-        if _is_truncated(message):
+        if is_marked(message, "truncated_tool_result"):
             skipped.append(index)
             continue
         originals[index] = text
@@ -258,12 +240,15 @@ def truncate_tool_results(
                 break
             message = messages[index]
             current = lengths[index]
-            if current <= min_keep or (index not in originals and _is_truncated(message)):
+            truncated_before = index not in originals and is_marked(
+                message, "truncated_tool_result"
+            )
+            if current <= min_keep or truncated_before:
                 continue
             target = max(min_keep, current - excess)
             text = originals.get(index)
             if text is None:
-                text = _text_of(message)  # type: ignore[arg-type]
+                text = text_only_content(message.content)
                 assert text is not None
                 originals[index] = text
             new, kept, mode = truncate_text(text, target, policy, ref=_recall_ref(message, policy))
@@ -392,3 +377,22 @@ def _ref(messages: Sequence[BaseMessage], index: int) -> str:
 def _recall_ref(message: BaseMessage, policy: ContextPolicy) -> str | None:
     """The recall ref a marker names (with ``policy.recall`` and a message id only)."""
     return message.id if policy.recall and message.id else None
+
+
+def _truncate_stage(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], RequestTruncationReport]:
+    """``truncate_for_request``: estimate, truncate when the route says so, re-estimate."""
+    return truncate_for_request(
+        messages,
+        ctx.policy,
+        ctx.window,
+        token_counter=ctx.token_counter,
+        tools=ctx.tools,
+        warning=ctx.window_warning,
+    )
+
+
+TRUNCATE_RESULTS_STAGE = PipelineStage("truncate_results", _truncate_stage)
+"""The ``truncate_results`` stage; it runs last, so its ``guard`` estimates the request
+as sent (``PipelineReport.guard``)."""

@@ -38,8 +38,10 @@ from langchain_kimi_context.context._common import (
 )
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import LimitReport
+from langchain_kimi_context.context.stage import PipelineStage, StageContext
 
 __all__ = [
+    "LIMIT_TURNS_STAGE",
     "SessionKey",
     "kept_user_turns",
     "limit_history_turns",
@@ -262,3 +264,14 @@ def limit_history_turns(
         user_turns_kept=keep,
         dropped_messages=tuple(dropped),
     )
+
+
+def _limit_stage(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], LimitReport]:
+    """``limit_history_turns`` for the session kind of ``ctx.session_key``."""
+    return limit_history_turns(messages, ctx.policy, session_key=ctx.session_key)
+
+
+LIMIT_TURNS_STAGE = PipelineStage("limit_turns", _limit_stage)
+"""The ``limit_turns`` stage (its report sets ``StageContext.limit_cut`` for later stages)."""

@@ -3,8 +3,8 @@
 MCP client sessions are anyio task groups: they must be entered, used and closed on one
 event loop. Agents are called from sync code (``invoke``, worker threads) and from
 whatever loop the application runs (``ainvoke``), so every MCP session lives on the
-package's background loop (the one ``agent.tools`` runs async-only tools on under
-``invoke``) and every MCP call is handed to it:
+package's background loop (:mod:`~langchain_kimi_context.agent.background`, the one
+async-only tools run on under ``invoke``) and every MCP call is handed to it:
 
 * :func:`run_sync` blocks the calling thread until the coroutine finishes there;
 * :func:`run_async` awaits it from any other loop without blocking that loop.
@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from langchain_kimi_context.agent.tools import _background_loop
+from langchain_kimi_context.agent.background import background_loop
 
 __all__ = ["mcp_loop", "on_mcp_loop", "run_async", "run_sync"]
 
@@ -31,7 +31,7 @@ def mcp_loop() -> asyncio.AbstractEventLoop:
     Returns:
         The running loop.
     """
-    return _background_loop()
+    return background_loop()
 
 
 def on_mcp_loop() -> bool:

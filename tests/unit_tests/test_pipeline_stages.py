@@ -34,7 +34,7 @@ from langchain_kimi_context import (
     run_stages,
     truncate_for_request,
 )
-from langchain_kimi_context.agent import _stages
+from langchain_kimi_context.agent import stages as agent_stages
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.context.guard import resolve_context_window
 from tests.unit_tests.test_pipeline_properties import COUNTER, SETTINGS, corrupted_histories
@@ -152,10 +152,10 @@ def test_the_agent_node_chain_sends_what_prepare_context_returns(
     assert _dump(runtime.stage_input(fresh, "call_model")[0]) == _dump(expected)
     assert _dump(runtime.prepare(history, state)) == _dump(expected)
     # each node stored its stage's report, the same as prepare_context's
-    assert reports["sanitize"] == _stages.stage_report(report.sanitize)
-    assert reports["repair_pairing"] == _stages.stage_report(report.pairing)
-    assert reports["limit_turns"] == _stages.stage_report(report.limit)
-    assert reports["repair_after_limit"] == _stages.stage_report(report.pairing_after_limit)
+    assert reports["sanitize"] == agent_stages.stage_report(report.sanitize)
+    assert reports["repair_pairing"] == agent_stages.stage_report(report.pairing)
+    assert reports["limit_turns"] == agent_stages.stage_report(report.limit)
+    assert reports["repair_after_limit"] == agent_stages.stage_report(report.pairing_after_limit)
     assert reports["repair_after_limit"].get("ran", True) is report.limit.cut
     assert reports["truncate_results"]["fits"] is report.guard.fits
     assert reports["truncate_results"]["estimated_tokens"] == report.guard.estimated_tokens
