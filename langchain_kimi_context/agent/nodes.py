@@ -367,12 +367,12 @@ class AgentRuntime:
         Returns:
             The node function (named after the stage).
         """
-        name, run = stage
+        name, run, skip_reason = stage
 
         def node(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
             view, ctx = self.stage_input(state, name)
             new_view, report = run(view, ctx)
-            small = agent_stages.stage_report(report)
+            small = agent_stages.stage_report(report, skip_reason=skip_reason)
             logger.debug("stage %s: %s", name, small)
             return {
                 "kimi_view": PreparedView(new_view),

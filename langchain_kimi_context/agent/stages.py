@@ -24,6 +24,7 @@ from langchain_kimi_context.context.compaction import (
 from langchain_kimi_context.context.pipeline import StageReport
 from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import RequestTruncationReport
+from langchain_kimi_context.context.stage import NOTHING_TO_DO
 from langchain_kimi_context.profiles import DEFAULT_MODEL, KimiModelProfile, get_profile
 from langchain_kimi_context.tokens import TokenCounter
 
@@ -116,12 +117,14 @@ def guard(
     return _small(report)
 
 
-def stage_report(report: StageReport | None) -> dict[str, Any]:
+def stage_report(report: StageReport | None, *, skip_reason: str = NOTHING_TO_DO) -> dict[str, Any]:
     """The small dict a pipeline node stores for its stage's report.
 
     Args:
         report: What the stage returned (``None``: it had nothing to do, e.g.
             ``repair_after_limit`` when the limit cut nothing).
+        skip_reason: The stage's reason for a ``None`` report
+            (:attr:`~langchain_kimi_context.context.stage.PipelineStage.skip_reason`).
 
     Returns:
         The report as plain JSON types, with ``changed``. The truncation stage's report
@@ -129,7 +132,7 @@ def stage_report(report: StageReport | None) -> dict[str, Any]:
         and the truncation report's fields when it ran.
     """
     if report is None:
-        return {"ran": False, "changed": False, "reason": "the limit cut nothing"}
+        return {"ran": False, "changed": False, "reason": skip_reason}
     if isinstance(report, RequestTruncationReport):
         data: dict[str, Any] = {
             "applied": report.applied,

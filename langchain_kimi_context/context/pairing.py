@@ -389,5 +389,7 @@ REPAIR_PAIRING_STAGE = PipelineStage("repair_pairing", _repair_stage)
 """The ``repair_pairing`` stage (before the turn limit, so a user message typed during a
 tool call is moved after the results instead of counting as a turn of its own)."""
 
-REPAIR_AFTER_LIMIT_STAGE = PipelineStage("repair_after_limit", _repair_after_limit_stage)
+REPAIR_AFTER_LIMIT_STAGE = PipelineStage(
+    "repair_after_limit", _repair_after_limit_stage, skip_reason="the limit cut nothing"
+)
 """The ``repair_after_limit`` stage (after the turn limit)."""

@@ -94,7 +94,7 @@ def run_stages(
     """
     reports: dict[str, StageReport | None] = {}
     current = messages
-    for name, run in stages:
+    for name, run, *_ in stages:
         current, report = run(current, ctx)
         reports[name] = report
         ctx = ctx.after(report)

@@ -34,7 +34,7 @@ from langchain_kimi_context.context.policy import ContextPolicy
 from langchain_kimi_context.context.reports import LimitReport, StageReport
 from langchain_kimi_context.profiles import KimiModelProfile
 
-__all__ = ["PipelineStage", "StageContext", "StageFunction", "StageReport"]
+__all__ = ["NOTHING_TO_DO", "PipelineStage", "StageContext", "StageFunction", "StageReport"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +142,10 @@ StageFunction: TypeAlias = Callable[
 """The uniform stage signature: ``(messages, ctx) -> (messages, report | None)``."""
 
 
+NOTHING_TO_DO = "the stage had nothing to do"
+"""The default :attr:`PipelineStage.skip_reason`."""
+
+
 class PipelineStage(NamedTuple):
     """One named stage of :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES`.
 
@@ -150,6 +154,8 @@ class PipelineStage(NamedTuple):
         run: The stage function (``StageFunction``); returns its input list unchanged
             (the same object) when it changes nothing, and ``None`` as the report when
             it had nothing to do.
+        skip_reason: Why the stage did nothing when it reports ``None`` (stored with the
+            agent's stage report).
 
     Example:
         >>> from langchain_kimi_context.context.pipeline import PIPELINE_STAGES
@@ -159,3 +165,4 @@ class PipelineStage(NamedTuple):
 
     name: str
     run: StageFunction
+    skip_reason: str = NOTHING_TO_DO

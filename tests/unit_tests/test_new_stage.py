@@ -148,3 +148,26 @@ def test_stage_names_must_not_clash_with_the_agents_other_nodes() -> None:
         create_kimi_agent(
             RecordingModel(), checkpointer=False, stages=(*PIPELINE_STAGES, PIPELINE_STAGES[0])
         )
+
+
+def _only_when_asked(
+    messages: Sequence[BaseMessage], ctx: StageContext
+) -> tuple[Sequence[BaseMessage], StripReport | None]:
+    """A stage that usually has nothing to do (it reports ``None`` then)."""
+    return messages, None
+
+
+def test_a_stage_with_nothing_to_do_stores_its_own_reason() -> None:
+    quiet = PipelineStage("only_when_asked", _only_when_asked, skip_reason="nobody asked")
+    stages = (*PIPELINE_STAGES[:-1], quiet, PIPELINE_STAGES[-1])
+    agent = create_kimi_agent(
+        RecordingModel(replies=["done"]),
+        checkpointer=False,
+        token_counter=COUNTER,
+        stages=stages,
+        sleep=lambda _: None,
+    )
+    reports = agent.invoke({"messages": HISTORY})["reports"]
+    assert reports["only_when_asked"] == {"ran": False, "changed": False, "reason": "nobody asked"}
+    # the stage after the turn limit keeps its own reason
+    assert reports["repair_after_limit"]["reason"] == "the limit cut nothing"

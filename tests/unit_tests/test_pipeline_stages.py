@@ -37,6 +37,7 @@ from langchain_kimi_context import (
 from langchain_kimi_context.agent import stages as agent_stages
 from langchain_kimi_context.agent.nodes import PIPELINE_NODES, AgentRuntime
 from langchain_kimi_context.context.guard import resolve_context_window
+from langchain_kimi_context.context.pairing import REPAIR_AFTER_LIMIT_STAGE
 from tests.unit_tests.test_pipeline_properties import COUNTER, SETTINGS, corrupted_histories
 
 pytestmark = pytest.mark.filterwarnings(
@@ -155,7 +156,9 @@ def test_the_agent_node_chain_sends_what_prepare_context_returns(
     assert reports["sanitize"] == agent_stages.stage_report(report.sanitize)
     assert reports["repair_pairing"] == agent_stages.stage_report(report.pairing)
     assert reports["limit_turns"] == agent_stages.stage_report(report.limit)
-    assert reports["repair_after_limit"] == agent_stages.stage_report(report.pairing_after_limit)
+    assert reports["repair_after_limit"] == agent_stages.stage_report(
+        report.pairing_after_limit, skip_reason=REPAIR_AFTER_LIMIT_STAGE.skip_reason
+    )
     assert reports["repair_after_limit"].get("ran", True) is report.limit.cut
     assert reports["truncate_results"]["fits"] is report.guard.fits
     assert reports["truncate_results"]["estimated_tokens"] == report.guard.estimated_tokens
