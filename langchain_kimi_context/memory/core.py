@@ -210,11 +210,13 @@ class MemoryCore:
     # ------------------------------------------------------------------ graphs
     def _graph_policy(self) -> ContextPolicy:
         if self.on_threshold == "truncate":
-            # the memory applies the trigger itself (snapshot + truncate)
+            # the memory applies the trigger itself (snapshot + truncate): the graph has
+            # every compaction trigger off, the price budget included
             return self.policy.replace(
                 compact_trigger_ratio=None,
                 compact_reserve_tokens=None,
                 compact_trigger_tokens=None,
+                compact_budget="off",
             )
         return self.policy
 
