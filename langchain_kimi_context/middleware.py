@@ -373,6 +373,11 @@ class KimiPreModelHook:
         tools: Tools bound to your model (counted in the estimate).
         token_counter: Counter.
         store_records: Return new records in the update (needs the state key).
+        compaction: A compaction strategy (any object satisfying the
+            :class:`~langchain_kimi_context.context.compaction.Compaction` protocol)
+            for the trigger; it runs even without ``model`` when it needs no summariser
+            (e.g. :class:`~langchain_kimi_context.context.compaction.TruncateHead`).
+            ``None``: the default summary strategy when ``model`` is given, else none.
 
     Example:
         >>> from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -392,9 +397,15 @@ class KimiPreModelHook:
         tools: Sequence[Any] = (),
         token_counter: TokenCounter | None = None,
         store_records: bool = True,
+        compaction: Compaction | None = None,
     ) -> None:
         self._core = _ContextCore(
-            policy, model, model_name, token_counter, model is not None, "KimiPreModelHook"
+            policy,
+            model,
+            model_name,
+            token_counter,
+            compaction if compaction is not None else model is not None,
+            "KimiPreModelHook",
         )
         self.model = model
         self.tools = list(tools)

@@ -11,6 +11,9 @@
 * ``legacy_emulator``: like ``emulator`` with ``catalog="legacy"`` (the retired 2025
   catalog: moonshot-v1 and the explicit Context Caching API, ``Retry-After`` headers,
   prefix cache partitioned by ``prompt_cache_key``), for tests of the explicit cache.
+
+PostgreSQL fixtures (``postgres_dsn``, ``new_postgres_schema``, ``postgres_schema``: one
+database per run, skipped without a server) live in ``tests/postgres_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import pytest
 
 from langchain_kimi_context.profiles import forget_learned_windows
 from langchain_kimi_context.testing import KimiEmulator
+from tests.postgres_fixtures import new_postgres_schema, postgres_dsn, postgres_schema
+
+__all__ = ["new_postgres_schema", "postgres_dsn", "postgres_schema"]
 
 
 @pytest.fixture(autouse=True)

@@ -3,42 +3,36 @@
 ``create_kimi_agent(checkpointer=...)`` accepts:
 
 * ``None``: the default SQLite file (``db_path``, ``$KIMI_CONTEXT_DB`` or the default
-  path), pruned per turn (:class:`~langchain_kimi_context.agent.storage.KimiSqliteSaver`);
+  path), pruned per turn (:class:`~langchain_kimi_context.agent.sqlite_saver.KimiSqliteSaver`);
 * ``False``: no persistence;
 * a ``BaseCheckpointSaver``: used as is;
-* a string: ``"postgresql://..."`` / ``"postgres://..."`` opens LangGraph's
-  ``PostgresSaver`` on a connection pool, with an ``AsyncPostgresSaver`` on an async pool
-  for ``ainvoke``/``astream`` (:class:`PostgresCheckpointer` routes each call to the
-  right one); ``"sqlite:///path"`` or a plain path opens the SQLite saver there.
+* a string: ``"postgresql://..."`` / ``"postgres://..."`` opens a
+  :class:`~langchain_kimi_context.agent.postgres_saver.PostgresCheckpointer` (the
+  pruning Postgres saver on a connection pool, with an ``AsyncPostgresSaver`` on an
+  async pool for ``ainvoke``/``astream``); ``"sqlite:///path"`` or a plain path opens
+  the SQLite saver there.
 
 :func:`open_postgres_store` gives the matching ``PostgresStore`` (registry and cache
 registry of the package live in any LangGraph ``BaseStore``). Postgres needs the
-``postgres`` extra (``pip install 'langchain-kimi-context[postgres]'``).
+``postgres`` extra (``pip install 'langchain-kimi-context[postgres]'``); this module
+imports it only when asked for Postgres (``PostgresCheckpointer`` is re-exported here on
+first access).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-)
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
+from langchain_kimi_context.agent.sqlite_saver import open_sqlite_checkpointer
 from langchain_kimi_context.errors import KimiConfigurationError
 
 __all__ = [
-    "PostgresCheckpointer",
+    "PostgresCheckpointer",  # noqa: F822 - imported on first access (module __getattr__)
     "is_postgres_url",
     "open_postgres_store",
     "resolve_checkpointer",
@@ -79,12 +73,10 @@ def is_postgres_url(value: object) -> bool:
     )
 
 
-def _postgres_modules() -> tuple[Any, Any, Any]:
+def _postgres() -> ModuleType:
+    """The Postgres saver module; a clear error when the ``postgres`` extra is missing."""
     try:
-        import psycopg_pool
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        from langchain_kimi_context.agent.postgres_saver import KimiPostgresSaver
+        from langchain_kimi_context.agent import postgres_saver
     except ImportError as exc:  # pragma: no cover - depends on the install
         msg = (
             "A postgresql:// checkpointer needs the postgres extra: pip install "
@@ -92,217 +84,13 @@ def _postgres_modules() -> tuple[Any, Any, Any]:
             f"psycopg[binary,pool]); missing: {exc.name}"
         )
         raise KimiConfigurationError(msg) from exc
-    return psycopg_pool, KimiPostgresSaver, AsyncPostgresSaver
+    return postgres_saver
 
 
-_CONN_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
-
-
-class PostgresCheckpointer(BaseCheckpointSaver[str]):
-    """LangGraph's Postgres savers behind one object: a sync pool and an async pool.
-
-    Sync calls (``invoke``, ``get_state``) go to a
-    :class:`~langchain_kimi_context.agent.postgres_saver.KimiPostgresSaver` (turn
-    pruning, remembered histories) on a ``psycopg_pool.ConnectionPool``; async checkpoint
-    reads and writes (``ainvoke``, ``astream``) go to an ``AsyncPostgresSaver`` on an
-    ``AsyncConnectionPool`` opened on first async use (in the running event loop), and
-    async history reads and pruning to the first one in a worker thread (both see the
-    same tables). Tables are created on first use.
-
-    Args:
-        url: ``postgresql://user@host:port/db`` (options such as ``?options=-csearch_path%3Dx``
-            pass through to libpq).
-        max_size: Connections per pool.
-
-    Raises:
-        KimiConfigurationError: The postgres extra is missing or the server cannot be
-            reached (the message names the URL without its password).
-
-    Example:
-        >>> PostgresCheckpointer.__name__
-        'PostgresCheckpointer'
-    """
-
-    def __init__(self, url: str, *, max_size: int = 8) -> None:
-        pool_mod, pg_saver, _ = _postgres_modules()
-        self.url = url
-        self.max_size = max_size
-        try:
-            self._pool = pool_mod.ConnectionPool(
-                url, min_size=1, max_size=max_size, kwargs=dict(_CONN_KWARGS), open=True
-            )
-            self._pool.wait(timeout=10)
-        except Exception as exc:
-            msg = (
-                f"Cannot connect the Postgres checkpointer to {_redact(url)}: {exc}. Check "
-                "the URL and that the server accepts connections."
-            )
-            raise KimiConfigurationError(msg) from exc
-        self.sync: Any = pg_saver(self._pool)
-        self.sync.setup()
-        super().__init__(serde=self.sync.serde)
-        self._async: Any = None
-        self._apool: Any = None
-
-    def __repr__(self) -> str:
-        return f"PostgresCheckpointer({_redact(self.url)!r})"
-
-    @property
-    def prune_turns(self) -> bool:
-        """Whether the agent prunes finished turns after each run (the sync saver's flag).
-
-        Example:
-            >>> PostgresCheckpointer.prune_turns.__doc__.split()[0]
-            'Whether'
-        """
-        return bool(self.sync.prune_turns)
-
-    async def _asaver(self) -> Any:
-        if self._async is None:
-            pool_mod, _, apg_saver = _postgres_modules()
-            self._apool = pool_mod.AsyncConnectionPool(
-                self.url, min_size=1, max_size=self.max_size, kwargs=dict(_CONN_KWARGS), open=False
-            )
-            await self._apool.open(wait=True, timeout=10)
-            self._async = apg_saver(self._apool)
-        return self._async
-
-    def close(self) -> None:
-        """Close the sync pool (the async pool closes with :meth:`aclose`).
-
-        Example:
-            >>> PostgresCheckpointer.close.__name__
-            'close'
-        """
-        self._pool.close()
-
-    async def aclose(self) -> None:
-        """Close both pools.
-
-        Example:
-            >>> PostgresCheckpointer.aclose.__name__
-            'aclose'
-        """
-        if self._apool is not None:
-            await self._apool.close()
-        self._pool.close()
-
-    # --- sync: PostgresSaver ----------------------------------------------------
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
-        return self.sync.get_tuple(config)
-
-    def list(  # noqa: D102
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        return self.sync.list(config, filter=filter, before=before, limit=limit)
-
-    def put(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self.sync.put(config, checkpoint, metadata, new_versions)
-
-    def put_writes(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self.sync.put_writes(config, writes, task_id, task_path)
-
-    def delete_thread(self, thread_id: str) -> None:  # noqa: D102
-        self.sync.delete_thread(thread_id)
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_turns") -> None:  # noqa: D102
-        self.sync.prune(thread_ids, strategy=strategy)
-
-    def get_delta_channel_history(  # noqa: D102
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return self.sync.get_delta_channel_history(config=config, channels=channels)
-
-    def get_next_version(self, current: Any, channel: None = None) -> Any:  # noqa: D102
-        return self.sync.get_next_version(current, channel)
-
-    # --- async: AsyncPostgresSaver ------------------------------------------------
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
-        return await (await self._asaver()).aget_tuple(config)
-
-    async def alist(  # noqa: D102
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        saver = await self._asaver()
-        async for item in saver.alist(config, filter=filter, before=before, limit=limit):
-            yield item
-
-    async def aput(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await (await self._asaver()).aput(config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(  # noqa: D102
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await (await self._asaver()).aput_writes(config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:  # noqa: D102
-        await asyncio.to_thread(self.sync.delete_thread, thread_id)
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:  # noqa: D102
-        self.sync.copy_thread(source_thread_id, target_thread_id)
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:  # noqa: D102
-        self.sync.delete_for_runs(run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:  # noqa: D102
-        await asyncio.to_thread(self.sync.copy_thread, source_thread_id, target_thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:  # noqa: D102
-        await asyncio.to_thread(self.sync.delete_for_runs, run_ids)
-
-    async def aprune(  # noqa: D102
-        self, thread_ids: Sequence[str], *, strategy: str = "keep_turns"
-    ) -> None:
-        await asyncio.to_thread(lambda: self.sync.prune(thread_ids, strategy=strategy))
-
-    async def aget_delta_channel_history(  # noqa: D102
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await asyncio.to_thread(
-            lambda: self.sync.get_delta_channel_history(config=config, channels=channels)
-        )
-
-
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    head, sep, tail = url.partition("://")
-    if "@" not in tail:
-        return url
-    cred, _, host = tail.rpartition("@")
-    user = cred.split(":", 1)[0]
-    return f"{head}{sep}{user}:***@{host}" if ":" in cred else url
+def __getattr__(name: str) -> Any:
+    if name == "PostgresCheckpointer":
+        return _postgres().PostgresCheckpointer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_postgres_store(url: str) -> Any:
@@ -316,17 +104,10 @@ def open_postgres_store(url: str) -> Any:
 
     Raises:
         KimiConfigurationError: The postgres extra is missing.
-
-    Example:
-        >>> open_postgres_store.__name__
-        'open_postgres_store'
     """
-    pool_mod, _, _ = _postgres_modules()
+    pool = _postgres().connection_pool(url, max_size=4)
     from langgraph.store.postgres import PostgresStore
 
-    pool = pool_mod.ConnectionPool(
-        url, min_size=1, max_size=4, kwargs=dict(_CONN_KWARGS), open=True
-    )
     store = PostgresStore(pool)
     store.setup()
     return store
@@ -363,7 +144,7 @@ def resolve_checkpointer(
     if isinstance(checkpointer, BaseCheckpointSaver):
         return checkpointer
     if is_postgres_url(checkpointer):
-        return PostgresCheckpointer(str(checkpointer))
+        return _postgres().PostgresCheckpointer(str(checkpointer))
     if isinstance(checkpointer, str | os.PathLike):
         path = os.fspath(checkpointer)
         return open_sqlite_checkpointer(path.removeprefix("sqlite:///") or None)

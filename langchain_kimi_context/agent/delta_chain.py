@@ -35,6 +35,7 @@ __all__ = [
     "derive_parent_history",
     "encode_incoming",
     "walk",
+    "with_seed",
 ]
 
 INCOMING_TASK_ID = "kimi-incoming"
@@ -73,6 +74,30 @@ class ChainNode:
     def writes_for(self, channel: str) -> list[PendingWrite]:
         """This checkpoint's pending writes to ``channel``, in order."""
         return [w for w in self.writes if w[1] == channel]
+
+
+def with_seed(entry: DeltaChannelHistory | dict[str, Any], source: Mapping[str, Any]) -> Any:
+    """``entry`` with the seed of ``source``, when it has one.
+
+    A history, a stored incoming record and their copies all carry their seed this way:
+    a missing ``seed`` key means "no seed on the way", unlike a seed whose value is None.
+
+    Args:
+        entry: A new history or record (changed in place).
+        source: The history or record it derives from.
+
+    Returns:
+        ``entry``.
+
+    Example:
+        >>> with_seed({"writes": []}, {"writes": [], "seed": [1]})
+        {'writes': [], 'seed': [1]}
+        >>> with_seed({"writes": []}, {"writes": []})
+        {'writes': []}
+    """
+    if "seed" in source:
+        entry["seed"] = source["seed"]
+    return entry
 
 
 def walk(
@@ -141,12 +166,8 @@ def walk(
         if base is not None and all(ch in base for ch in remaining):
             for ch in remaining:
                 hist = base[ch]
-                entry: DeltaChannelHistory = {
-                    "writes": [*hist["writes"], *node.writes_for(ch), *reversed(rev[ch])]
-                }
-                if "seed" in hist:
-                    entry["seed"] = hist["seed"]
-                out[ch] = entry
+                writes = [*hist["writes"], *node.writes_for(ch), *reversed(rev[ch])]
+                out[ch] = with_seed({"writes": writes}, hist)
             remaining = []
             break
         for w in reversed(node.writes):
@@ -196,10 +217,7 @@ def derive_parent_history(
         writes = list(hist["writes"])
         if drop > len(writes):
             return None
-        entry: DeltaChannelHistory = {"writes": writes[: len(writes) - drop]}
-        if "seed" in hist:
-            entry["seed"] = hist["seed"]
-        out[ch] = entry
+        out[ch] = with_seed({"writes": writes[: len(writes) - drop]}, hist)
     return out
 
 
@@ -212,13 +230,7 @@ def encode_incoming(hist: Mapping[str, DeltaChannelHistory]) -> dict[str, Any]:
     Returns:
         ``{channel: {"values": [...], "seed"?: value}}``.
     """
-    out: dict[str, Any] = {}
-    for ch, h in hist.items():
-        entry: dict[str, Any] = {"values": [w[2] for w in h["writes"]]}
-        if "seed" in h:
-            entry["seed"] = h["seed"]
-        out[ch] = entry
-    return out
+    return {ch: with_seed({"values": [w[2] for w in h["writes"]]}, h) for ch, h in hist.items()}
 
 
 def decode_incoming(data: Mapping[str, Any]) -> dict[str, DeltaChannelHistory]:
@@ -230,10 +242,7 @@ def decode_incoming(data: Mapping[str, Any]) -> dict[str, DeltaChannelHistory]:
     Returns:
         ``{channel: DeltaChannelHistory}``.
     """
-    out: dict[str, DeltaChannelHistory] = {}
-    for ch, entry in data.items():
-        h: DeltaChannelHistory = {"writes": [(INCOMING_TASK_ID, ch, v) for v in entry["values"]]}
-        if "seed" in entry:
-            h["seed"] = entry["seed"]
-        out[ch] = h
-    return out
+    return {
+        ch: with_seed({"writes": [(INCOMING_TASK_ID, ch, v) for v in entry["values"]]}, entry)
+        for ch, entry in data.items()
+    }

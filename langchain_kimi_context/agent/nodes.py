@@ -161,7 +161,15 @@ class AgentRuntime:
         return agent_stages.model_profile(self.model)
 
     # ------------------------------------------------------------------ helpers --
-    def _tracker(self, state: Mapping[str, Any]) -> ContextSizeTracker:
+    def size_tracker(self, state: Mapping[str, Any]) -> ContextSizeTracker:
+        """The session's calibrated size tracker (last server usage + calibrated delta).
+
+        Args:
+            state: The graph state (the tracker is kept under ``context``).
+
+        Returns:
+            The tracker (a fresh one before the session's first call).
+        """
         data = (state.get("context") or {}).get("tracker")
         if data:
             return ContextSizeTracker.from_dict(data, self.token_counter)
@@ -310,7 +318,7 @@ class AgentRuntime:
             turn = {"id": last_user.id, "steps": 0, "failed_steps": 0}
         view = self.base_view(state)
         decision = self.compaction_service.decide(
-            view, state.get("compactions"), self._tracker(state)
+            view, state.get("compactions"), self.size_tracker(state)
         )
         report = agent_stages.guard(
             view,
@@ -446,7 +454,7 @@ class AgentRuntime:
         reply, failures = outcome.result
         view = sent[-1]
         model_ms = (time.perf_counter() - started) * 1000
-        tracker = self._tracker(state)
+        tracker = self.size_tracker(state)
         tracker.record_response(view, reply, tools=self.tool_schemas or None)
         usage = add_usage(state.get("usage") or {}, reply)
         turn.update(steps=steps + 1, failed_steps=0, failures=[])
@@ -553,7 +561,7 @@ class AgentRuntime:
         if reason:
             run = service.compact(log, records, trigger=reason, **options)
         else:
-            tracker = self._tracker(state)
+            tracker = self.size_tracker(state)
             run = service.maybe_compact(log, records, tracker=tracker, head=self.head(), **options)
         record = run.record.to_dict() if run.record is not None else None
         report = run.to_dict()

@@ -1,52 +1,61 @@
-"""``KimiPostgresSaver``: LangGraph's ``PostgresSaver`` with turn pruning.
+"""Postgres persistence: ``KimiPostgresSaver`` and the ``PostgresCheckpointer`` of a URL.
 
-The same storage behaviour as the default SQLite saver
+:class:`KimiPostgresSaver` is LangGraph's ``PostgresSaver`` with the same storage
+behaviour as the default SQLite saver
 (:class:`~langchain_kimi_context.agent.turn_pruning.TurnPruningMixin`): after each agent
 run the node checkpoints of the turns before the latest are squashed into one
 checkpoint per finished turn (their delta writes kept in a ``kimi_incoming`` row of the
 kept checkpoint), channel blobs that no remaining checkpoint references are deleted,
-and delta histories are remembered per checkpoint. Everything else is
-``PostgresSaver``'s own tables and SQL. Needs the ``postgres`` extra.
+and delta histories are remembered per checkpoint. The SQL of all that is shared with the
+SQLite saver (:class:`~langchain_kimi_context.agent.sql_storage.SqlStorageMixin`); this
+module holds what is Postgres's own: ``%s`` placeholders and dict rows, checkpoints read
+with their channel blobs, ``jsonb`` metadata and the collection of unreferenced blobs.
+Everything else is ``PostgresSaver``'s own tables and SQL. :class:`PostgresCheckpointer`
+is that saver on a connection pool plus an ``AsyncPostgresSaver`` on an async pool, what
+``checkpointer="postgresql://..."`` opens. Needs the ``postgres`` extra.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from langgraph.checkpoint.base import (
-    DeltaChannelHistory,
-)
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from langchain_kimi_context.agent.delta_chain import ChainNode, decode_incoming, encode_incoming
-from langchain_kimi_context.agent.turn_pruning import TurnPruningMixin
-
-__all__ = ["KimiPostgresSaver"]
-
-_INCOMING_DDL = """
-CREATE TABLE IF NOT EXISTS kimi_incoming (
-    thread_id TEXT NOT NULL,
-    checkpoint_ns TEXT NOT NULL DEFAULT '',
-    checkpoint_id TEXT NOT NULL,
-    type TEXT,
-    blob BYTEA,
-    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+from langchain_kimi_context.agent.delta_chain import ChainNode
+from langchain_kimi_context.agent.sql_storage import (
+    CHAIN_CTE,
+    SqlLayout,
+    SqlStorageMixin,
+    incoming_ddl,
 )
-"""
+from langchain_kimi_context.agent.threaded_async import ThreadedAsyncMixin
+from langchain_kimi_context.errors import KimiConfigurationError
 
-_CHAIN_SQL = """
-WITH RECURSIVE chain(cid, parent, depth) AS (
-    SELECT checkpoint_id, parent_checkpoint_id, 1 FROM checkpoints
-    WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s
-    UNION ALL
-    SELECT c.checkpoint_id, c.parent_checkpoint_id, chain.depth + 1
-    FROM checkpoints c JOIN chain ON c.checkpoint_id = chain.parent
-    WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND chain.depth < %s
+__all__ = ["POSTGRES_LAYOUT", "KimiPostgresSaver", "PostgresCheckpointer", "connection_pool"]
+
+POSTGRES_LAYOUT = SqlLayout(
+    writes_table="checkpoint_writes",
+    blob_column="blob",
+    blob_type="BYTEA",
+    thread_columns={
+        "checkpoints": (
+            "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
+        ),
+        "checkpoint_blobs": "checkpoint_ns, channel, version, type, blob",
+        "checkpoint_writes": (
+            "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob"
+        ),
+        "kimi_incoming": "checkpoint_ns, checkpoint_id, type, blob",
+    },
+    run_id_expr="metadata ->> 'run_id'",
 )
-SELECT cid FROM chain
-"""
+"""Where ``PostgresSaver`` keeps a thread's rows (channel values in ``checkpoint_blobs``)."""
 
 _BLOB_GC_SQL = """
 DELETE FROM checkpoint_blobs b WHERE b.thread_id = %s AND b.checkpoint_ns = %s
@@ -58,18 +67,7 @@ AND NOT EXISTS (
 """
 
 
-_THREAD_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "kimi_incoming")
-_COPY_COLUMNS = {
-    "checkpoints": "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata",
-    "checkpoint_blobs": "checkpoint_ns, channel, version, type, blob",
-    "checkpoint_writes": (
-        "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob"
-    ),
-    "kimi_incoming": "checkpoint_ns, checkpoint_id, type, blob",
-}
-
-
-class KimiPostgresSaver(TurnPruningMixin, PostgresSaver):
+class KimiPostgresSaver(SqlStorageMixin, PostgresSaver):
     """``PostgresSaver`` that prunes finished turns and remembers delta histories.
 
     Args:
@@ -80,106 +78,19 @@ class KimiPostgresSaver(TurnPruningMixin, PostgresSaver):
         pin_channel: Channel whose writes name checkpoints that must stay.
 
     Example:
-        >>> KimiPostgresSaver.prune.__name__
-        'prune'
+        >>> KimiPostgresSaver.layout.writes_table
+        'checkpoint_writes'
     """
 
-    def __init__(
-        self,
-        conn: Any,
-        *,
-        serde: Any = None,
-        cache_threads: int = 32,
-        prune_turns: bool = True,
-        pin_channel: str = "snapshots",
-    ) -> None:
-        super().__init__(conn, serde=serde)
-        self._init_pruning(
-            cache_threads=cache_threads, prune_turns=prune_turns, pin_channel=pin_channel
-        )
+    layout = POSTGRES_LAYOUT
 
     def setup(self) -> None:
-        """Create LangGraph's tables and ``kimi_incoming`` (idempotent).
-
-        Example:
-            >>> KimiPostgresSaver.setup.__name__
-            'setup'
-        """
+        """Create LangGraph's tables and ``kimi_incoming`` (idempotent)."""
         super().setup()
         with self._cursor() as cur:
-            cur.execute(_INCOMING_DDL)
+            cur.execute(incoming_ddl(self.layout))
 
-    # --- deleting ------------------------------------------------------------------------
-
-    def delete_thread(self, thread_id: str) -> None:
-        """Delete a thread's checkpoints, writes, blobs and incoming records.
-
-        Args:
-            thread_id: The thread.
-
-        Example:
-            >>> KimiPostgresSaver.delete_thread.__name__
-            'delete_thread'
-        """
-        super().delete_thread(thread_id)
-        with self._cursor() as cur:
-            cur.execute("DELETE FROM kimi_incoming WHERE thread_id = %s", (str(thread_id),))
-        self._forget(str(thread_id))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every checkpoint, blob, write and incoming record of a thread to another.
-
-        Checkpoint ids are kept, so a checkpoint id of the source addresses the same
-        state in the copy.
-
-        Args:
-            source_thread_id: The thread to copy.
-            target_thread_id: The new thread (its existing rows are replaced).
-
-        Example:
-            >>> KimiPostgresSaver.copy_thread.__name__
-            'copy_thread'
-        """
-        src, dst = str(source_thread_id), str(target_thread_id)
-        with self._transaction() as cur:
-            for table in _THREAD_TABLES:
-                cur.execute(f"DELETE FROM {table} WHERE thread_id = %s", (dst,))  # noqa: S608
-            for table, columns in _COPY_COLUMNS.items():
-                cur.execute(
-                    f"INSERT INTO {table} (thread_id, {columns}) "  # noqa: S608
-                    f"SELECT %s, {columns} FROM {table} WHERE thread_id = %s",
-                    (dst, src),
-                )
-        self._forget(dst)
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Delete the checkpoints (and their writes) that the given runs created.
-
-        Args:
-            run_ids: ``run_id`` values of checkpoint metadata.
-
-        Example:
-            >>> KimiPostgresSaver.delete_for_runs.__name__
-            'delete_for_runs'
-        """
-        ids = [str(r) for r in run_ids]
-        if not ids:
-            return
-        with self._transaction() as cur:
-            rows = cur.execute(
-                "SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints "
-                "WHERE metadata ->> 'run_id' = ANY(%s)",
-                (ids,),
-            ).fetchall()
-            for row in rows:
-                self._delete_checkpoints(
-                    cur, row["thread_id"], row["checkpoint_ns"], [row["checkpoint_id"]]
-                )
-            for thread_id, ns in {(r["thread_id"], r["checkpoint_ns"]) for r in rows}:
-                cur.execute(_BLOB_GC_SQL, (thread_id, ns))
-        self._forget()
-
-    # --- storage primitives of TurnPruningMixin ---------------------------------------
+    # --- Postgres's side of SqlStorageMixin ----------------------------------------------
 
     def _reading(self) -> AbstractContextManager[Any]:
         return self._cursor()
@@ -192,15 +103,18 @@ class KimiPostgresSaver(TurnPruningMixin, PostgresSaver):
     def _writing(self) -> AbstractContextManager[Any]:
         return self._transaction()
 
-    def _load_chain(
-        self, h: Any, thread_id: str, ns: str, checkpoint_id: str, *, depth: int
+    def _rows(self, h: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(r.values()) for r in h.execute(sql.replace("?", "%s"), params).fetchall()]
+
+    def _exec(self, h: Any, sql: str, params: Sequence[Any]) -> None:
+        h.execute(sql.replace("?", "%s"), params)
+
+    def _chain_nodes(
+        self, h: Any, thread_id: str, ns: str, checkpoint_id: str, depth: int
     ) -> dict[str, ChainNode]:
-        ids = [
-            r["cid"]
-            for r in h.execute(
-                _CHAIN_SQL, (thread_id, ns, checkpoint_id, thread_id, ns, depth)
-            ).fetchall()
-        ]
+        chain = CHAIN_CTE + "SELECT cid FROM chain"  # noqa: S608
+        params = (thread_id, ns, checkpoint_id, thread_id, ns, depth)
+        ids = [r[0] for r in self._rows(h, chain, params)]
         if not ids:
             return {}
         rows = h.execute(
@@ -208,125 +122,147 @@ class KimiPostgresSaver(TurnPruningMixin, PostgresSaver):
             + "WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)",
             (thread_id, ns, ids),
         ).fetchall()
-        incoming = {
-            r["checkpoint_id"]: (r["type"], r["blob"])
-            for r in h.execute(
-                "SELECT checkpoint_id, type, blob FROM kimi_incoming WHERE thread_id = %s "
-                "AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)",
-                (thread_id, ns, ids),
-            ).fetchall()
-        }
         out: dict[str, ChainNode] = {}
         for row in rows:
             tup = self._load_checkpoint_tuple(row)
             cid = str(row["checkpoint_id"])
-            inc = incoming.get(cid)
             out[cid] = ChainNode(
                 checkpoint_id=cid,
                 parent_id=row["parent_checkpoint_id"],
                 values=tup.checkpoint["channel_values"],
                 writes=tup.pending_writes or [],
-                incoming=decode_incoming(self.serde.loads_typed(inc)) if inc else {},
                 source=(tup.metadata or {}).get("source"),
                 versions=frozenset(tup.checkpoint["channel_versions"]),
             )
         return out
 
-    def _child_counts(self, h: Any, thread_id: str, ns: str, ids: Sequence[str]) -> dict[str, int]:
-        rows = h.execute(
-            "SELECT parent_checkpoint_id AS parent, COUNT(*) AS n FROM checkpoints "
-            "WHERE thread_id = %s AND checkpoint_ns = %s AND parent_checkpoint_id = ANY(%s) "
-            "GROUP BY parent_checkpoint_id",
-            (thread_id, ns, list(ids)),
-        ).fetchall()
-        return {r["parent"]: int(r["n"]) for r in rows}
-
-    def _namespaces(self, h: Any, thread_id: str) -> list[str]:
-        rows = h.execute(
-            "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = %s", (thread_id,)
-        ).fetchall()
-        return [r["checkpoint_ns"] for r in rows]
-
-    def _latest_id(self, h: Any, thread_id: str, ns: str) -> str | None:
-        row = h.execute(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            (thread_id, ns),
-        ).fetchone()
-        return str(row["checkpoint_id"]) if row else None
-
-    def _store_incoming(
-        self,
-        h: Any,
-        thread_id: str,
-        ns: str,
-        checkpoint_id: str,
-        incoming: Mapping[str, DeltaChannelHistory],
-    ) -> None:
-        type_, blob = self.serde.dumps_typed(encode_incoming(incoming))
+    def _drop_snapshot_counters(self, h: Any, thread_id: str, ns: str, checkpoint_id: str) -> None:
         h.execute(
-            "INSERT INTO kimi_incoming (thread_id, checkpoint_ns, checkpoint_id, type, blob) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) "
-            "DO UPDATE SET type = EXCLUDED.type, blob = EXCLUDED.blob",
-            (thread_id, ns, checkpoint_id, type_, blob),
-        )
-
-    def _delete_checkpoints(self, h: Any, thread_id: str, ns: str, ids: Sequence[str]) -> None:
-        for table in ("checkpoints", "checkpoint_writes", "kimi_incoming"):
-            h.execute(
-                f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = %s "  # noqa: S608
-                "AND checkpoint_id = ANY(%s)",
-                (thread_id, ns, list(ids)),
-            )
-
-    def _apply_squash(
-        self,
-        h: Any,
-        thread_id: str,
-        ns: str,
-        *,
-        keep_id: str,
-        removed: Sequence[str],
-        stop_id: str | None,
-        moved: Sequence[str],
-        incoming: Mapping[str, DeltaChannelHistory],
-    ) -> None:
-        self._delete_checkpoints(h, thread_id, ns, removed)
-        if stop_id is not None and moved:
-            h.execute(
-                "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s "
-                "AND checkpoint_id = %s AND channel = ANY(%s)",
-                (thread_id, ns, stop_id, list(moved)),
-            )
-        # The snapshot counters only steer the run that resumes from the latest
-        # checkpoint; a finished turn's checkpoint never is (a new turn follows it).
-        h.execute(
-            "UPDATE checkpoints SET parent_checkpoint_id = %s, "
-            "metadata = metadata - 'counters_since_delta_snapshot' "
+            "UPDATE checkpoints SET metadata = metadata - 'counters_since_delta_snapshot' "
             "WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s",
-            (stop_id, thread_id, ns, keep_id),
+            (thread_id, ns, checkpoint_id),
         )
-        self._store_incoming(h, thread_id, ns, keep_id, incoming)
+
+    def _collect_blobs(self, h: Any, thread_id: str, ns: str) -> None:
         h.execute(_BLOB_GC_SQL, (thread_id, ns))
 
-    def _apply_keep_latest(
-        self,
-        h: Any,
-        thread_id: str,
-        ns: str,
-        keep_id: str,
-        incoming: Mapping[str, DeltaChannelHistory],
-    ) -> None:
-        for table in ("checkpoints", "checkpoint_writes", "kimi_incoming"):
-            h.execute(
-                f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = %s "  # noqa: S608
-                "AND checkpoint_id != %s",
-                (thread_id, ns, keep_id),
-            )
-        h.execute(
-            "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = %s "
-            "AND checkpoint_ns = %s AND checkpoint_id = %s",
-            (thread_id, ns, keep_id),
+
+_CONN_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
+
+
+def connection_pool(url: str, *, max_size: int) -> ConnectionPool:
+    """An open ``psycopg_pool.ConnectionPool`` with the connection options the savers need.
+
+    Connections are in autocommit mode (LangGraph's savers open transactions where they
+    need them) and never prepare statements (safe behind PgBouncer).
+
+    Args:
+        url: ``postgresql://...`` or a libpq keyword/value string.
+        max_size: Most connections.
+
+    Returns:
+        The pool (close it when done).
+    """
+    return ConnectionPool(url, min_size=1, max_size=max_size, kwargs=dict(_CONN_KWARGS), open=True)
+
+
+class PostgresCheckpointer(ThreadedAsyncMixin, KimiPostgresSaver):
+    """The Postgres checkpointer of ``checkpointer="postgresql://..."``: two pools.
+
+    A :class:`KimiPostgresSaver` (turn pruning, remembered histories) on a
+    ``psycopg_pool.ConnectionPool`` answers the sync calls (``invoke``, ``get_state``);
+    async checkpoint reads and writes (``ainvoke``, ``astream``) go to an
+    ``AsyncPostgresSaver`` on an ``AsyncConnectionPool`` opened on first async use (in
+    the running event loop), and the other async calls (history reads, pruning, copies,
+    deletes) run the sync ones in a worker thread (both pools see the same tables).
+    Tables are created on first use.
+
+    Args:
+        url: ``postgresql://user@host:port/db`` (options such as ``?options=-csearch_path%3Dx``
+            pass through to libpq).
+        max_size: Connections per pool.
+
+    Raises:
+        KimiConfigurationError: The server cannot be reached (the message names the URL
+            without its password).
+    """
+
+    def __init__(self, url: str, *, max_size: int = 8) -> None:
+        self.url = url
+        self.max_size = max_size
+        try:
+            pool = connection_pool(url, max_size=max_size)
+        except Exception as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            pool.wait(timeout=10)
+        except Exception as exc:
+            pool.close()
+            raise self._unreachable(exc) from exc
+        super().__init__(pool)
+        self.setup()
+        self._async: AsyncPostgresSaver | None = None
+        self._apool: AsyncConnectionPool | None = None
+
+    def _unreachable(self, exc: Exception) -> KimiConfigurationError:
+        return KimiConfigurationError(
+            f"Cannot connect the Postgres checkpointer to {_redact(self.url)}: {exc}. Check "
+            "the URL and that the server accepts connections."
         )
-        self._store_incoming(h, thread_id, ns, keep_id, incoming)
-        h.execute(_BLOB_GC_SQL, (thread_id, ns))
+
+    def __repr__(self) -> str:
+        return f"PostgresCheckpointer({_redact(self.url)!r})"
+
+    @property
+    def sync(self) -> KimiPostgresSaver:
+        """The saver of the sync calls (this object)."""
+        return self
+
+    async def _asaver(self) -> AsyncPostgresSaver:
+        if self._async is None:
+            apool: Any = AsyncConnectionPool(
+                self.url, min_size=1, max_size=self.max_size, kwargs=dict(_CONN_KWARGS), open=False
+            )
+            await apool.open(wait=True, timeout=10)
+            self._apool = apool
+            self._async = AsyncPostgresSaver(apool)
+        return self._async
+
+    def close(self) -> None:
+        """Close the sync pool (the async pool closes with :meth:`aclose`)."""
+        self.conn.close()
+
+    async def aclose(self) -> None:
+        """Close both pools."""
+        if self._apool is not None:
+            await self._apool.close()
+        self.conn.close()
+
+    # --- async checkpoint reads and writes: AsyncPostgresSaver ---------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """``aget_tuple`` of the async saver."""
+        return await (await self._asaver()).aget_tuple(config)
+
+    async def alist(self, *args: Any, **kwargs: Any) -> AsyncIterator[CheckpointTuple]:
+        """``alist`` of the async saver."""
+        async for item in (await self._asaver()).alist(*args, **kwargs):
+            yield item
+
+    async def aput(self, *args: Any, **kwargs: Any) -> RunnableConfig:
+        """``aput`` of the async saver."""
+        return await (await self._asaver()).aput(*args, **kwargs)
+
+    async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+        """``aput_writes`` of the async saver."""
+        await (await self._asaver()).aput_writes(*args, **kwargs)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.partition("://")
+    if "@" not in tail:
+        return url
+    cred, _, host = tail.rpartition("@")
+    user = cred.split(":", 1)[0]
+    return f"{head}{sep}{user}:***@{host}" if ":" in cred else url

@@ -28,9 +28,7 @@ from typing import Annotated, Any, Literal, TypedDict
 from langchain_core.messages import AnyMessage, BaseMessage
 from langgraph.channels import UntrackedValue
 
-from langchain_kimi_context.agent.concurrency import MultitaskStrategy, strategy_problems
-from langchain_kimi_context.agent.retry import RetrySettings
-from langchain_kimi_context.agent.storage import (
+from langchain_kimi_context.agent.channels import (
     DEFAULT_SNAPSHOT_FREQUENCY,
     delta_channel,
     last_value,
@@ -38,6 +36,8 @@ from langchain_kimi_context.agent.storage import (
     messages_channel,
     records_channel,
 )
+from langchain_kimi_context.agent.concurrency import MultitaskStrategy, strategy_problems
+from langchain_kimi_context.agent.retry import RetrySettings
 from langchain_kimi_context.context.pipeline import StageContext
 from langchain_kimi_context.errors import KimiConfigurationError
 

@@ -1,8 +1,10 @@
-"""Turn pruning and remembered delta histories, for any SQL checkpoint saver.
+"""Turn pruning and remembered delta histories, for any checkpoint saver.
 
 :class:`TurnPruningMixin` gives a LangGraph saver the package's storage behaviour on top
 of its own tables; the saver supplies a few storage primitives (load a page of the
-parent chain, count children, apply a squash, keep only the latest checkpoint):
+parent chain, count children, apply a :class:`Squash`, keep only the latest checkpoint;
+both SQL savers get them from
+:class:`~langchain_kimi_context.agent.sql_storage.SqlStorageMixin`):
 
 * ``prune(thread_ids, strategy="keep_turns")`` squashes the node checkpoints of the
   turns before the latest: one checkpoint per finished turn stays (its last, same id);
@@ -24,6 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -41,9 +44,10 @@ from langchain_kimi_context.agent.delta_chain import (
     ChainNode,
     derive_parent_history,
     walk,
+    with_seed,
 )
 
-__all__ = ["PRUNE_STRATEGIES", "TurnPruningMixin", "delta_like_channels"]
+__all__ = ["PRUNE_STRATEGIES", "Histories", "Squash", "TurnPruningMixin", "delta_like_channels"]
 
 PRUNE_STRATEGIES = ("keep_turns", "keep_latest", "delete")
 """Strategies of :meth:`TurnPruningMixin.prune`."""
@@ -52,6 +56,34 @@ CHAIN_PAGE = 512
 """Most ancestors fetched per round trip when a history is read cold."""
 
 _Memo = OrderedDict[str, tuple[ChainNode, dict[str, DeltaChannelHistory]]]
+
+Histories = Mapping[str, DeltaChannelHistory]
+"""Delta histories by channel (LangGraph's ``DeltaChannelHistory``: seed + writes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Squash:
+    """One squash of turn pruning, for a saver to apply in one transaction.
+
+    The checkpoints ``removed`` (all between ``keep_id`` and ``stop_id``) are deleted with
+    their writes and incoming records; ``keep_id`` gets ``stop_id`` as its parent, loses
+    its snapshot counters (only the latest checkpoint's steer a run) and stores
+    ``incoming`` as its incoming record; the pending writes of ``stop_id`` to the
+    ``moved`` channels are deleted (they are in ``incoming`` now).
+
+    Attributes:
+        keep_id: The checkpoint that stays (same id).
+        removed: The checkpoints squashed away.
+        stop_id: The new parent of ``keep_id`` (``None`` past the root).
+        moved: Channels whose writes at ``stop_id`` moved into ``incoming``.
+        incoming: The incoming record of ``keep_id``.
+    """
+
+    keep_id: str
+    removed: Sequence[str]
+    stop_id: str | None
+    moved: Sequence[str]
+    incoming: Histories
 
 
 def delta_like_channels(node: ChainNode) -> list[str]:
@@ -89,13 +121,7 @@ def copy_histories(
         >>> copy_histories({"m": {"writes": [("t", "m", 1)]}}, ["m"])
         {'m': {'writes': [('t', 'm', 1)]}}
     """
-    out: dict[str, DeltaChannelHistory] = {}
-    for ch in channels:
-        entry: DeltaChannelHistory = {"writes": list(hist[ch]["writes"])}
-        if "seed" in hist[ch]:
-            entry["seed"] = hist[ch]["seed"]
-        out[ch] = entry
-    return out
+    return {ch: with_seed({"writes": list(hist[ch]["writes"])}, hist[ch]) for ch in channels}
 
 
 class TurnPruningMixin:
@@ -103,7 +129,8 @@ class TurnPruningMixin:
 
     Subclasses call :meth:`_init_pruning` in ``__init__`` and implement the primitives
     (``_reading``, ``_writing``, ``_load_chain``, ``_child_counts``, ``_apply_squash``,
-    ``_apply_keep_latest``, ``_namespaces``, ``_latest_id``), list it before the
+    ``_apply_keep_latest``, ``_namespaces``, ``_latest_id``; as
+    :class:`~langchain_kimi_context.agent.sql_storage.SqlStorageMixin` does), list it before the
     LangGraph saver class (its ``put``/``put_writes`` wrap the saver's), and forget a
     deleted thread in ``delete_thread`` (:meth:`_forget`).
     """
@@ -136,27 +163,11 @@ class TurnPruningMixin:
     def _child_counts(self, h: Any, thread_id: str, ns: str, ids: Sequence[str]) -> dict[str, int]:
         raise NotImplementedError
 
-    def _apply_squash(
-        self,
-        h: Any,
-        thread_id: str,
-        ns: str,
-        *,
-        keep_id: str,
-        removed: Sequence[str],
-        stop_id: str | None,
-        moved: Sequence[str],
-        incoming: Mapping[str, DeltaChannelHistory],
-    ) -> None:
+    def _apply_squash(self, h: Any, thread_id: str, ns: str, squash: Squash) -> None:
         raise NotImplementedError
 
     def _apply_keep_latest(
-        self,
-        h: Any,
-        thread_id: str,
-        ns: str,
-        keep_id: str,
-        incoming: Mapping[str, DeltaChannelHistory],
+        self, h: Any, thread_id: str, ns: str, keep_id: str, incoming: Histories
     ) -> None:
         raise NotImplementedError
 
@@ -308,7 +319,7 @@ class TurnPruningMixin:
 
         Example:
             >>> import sqlite3
-            >>> from langchain_kimi_context.agent.storage import KimiSqliteSaver
+            >>> from langchain_kimi_context.agent.sqlite_saver import KimiSqliteSaver
             >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
             >>> s.get_delta_channel_history(
             ...     config={"configurable": {"thread_id": "t"}}, channels=["messages"])
@@ -386,7 +397,7 @@ class TurnPruningMixin:
 
         Example:
             >>> import sqlite3
-            >>> from langchain_kimi_context.agent.storage import KimiSqliteSaver
+            >>> from langchain_kimi_context.agent.sqlite_saver import KimiSqliteSaver
             >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
             >>> s.prune(["none"], strategy="keep_latest")
             >>> s.prune(["none"], strategy="newest")
@@ -493,16 +504,14 @@ class TurnPruningMixin:
         """Fold ``run`` (newest first, all between ``keep`` and its new parent) away."""
         stop = run[-1].parent_id
         hist, _ = walk(keep, delta_like_channels(keep), load, stop_at=stop)
-        self._apply_squash(
-            h,
-            thread_id,
-            ns,
+        squash = Squash(
             keep_id=keep.checkpoint_id,
             removed=[n.checkpoint_id for n in run],
             stop_id=stop,
             moved=[ch for ch, hh in hist.items() if hh["writes"]] if stop is not None else [],
             incoming=_nonempty(hist),
         )
+        self._apply_squash(h, thread_id, ns, squash)
 
 
 def squash_plan(

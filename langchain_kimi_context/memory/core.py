@@ -47,6 +47,7 @@ from langchain_kimi_context.agent.state import AgentSettings
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
 from langchain_kimi_context.agent.tools import ToolRunner
 from langchain_kimi_context.chat_models import KimiChatModel
+from langchain_kimi_context.context.compaction import Compaction
 from langchain_kimi_context.context.policy import ContextPolicy, as_context_policy
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.memory.errors import (
@@ -141,8 +142,10 @@ class MemoryCore:
         sleep: Callable[[float], None] = time.sleep,
         recall: bool = False,
         mcp_servers: Mapping[str, Any] | None = None,
+        compaction: Compaction | None = None,
     ) -> None:
         self.recall = recall
+        self.compaction = compaction
         if on_threshold not in ("compact", "truncate"):
             raise KimiConfigurationError(
                 f"on_threshold must be 'compact' or 'truncate' (got {on_threshold!r})"
@@ -207,11 +210,13 @@ class MemoryCore:
     # ------------------------------------------------------------------ graphs
     def _graph_policy(self) -> ContextPolicy:
         if self.on_threshold == "truncate":
-            # the memory applies the trigger itself (snapshot + truncate)
+            # the memory applies the trigger itself (snapshot + truncate): the graph has
+            # every compaction trigger off, the price budget included
             return self.policy.replace(
                 compact_trigger_ratio=None,
                 compact_reserve_tokens=None,
                 compact_trigger_tokens=None,
+                compact_budget="off",
             )
         return self.policy
 
@@ -229,6 +234,7 @@ class MemoryCore:
                 name="kimi_session",
                 sleep=self.sleep,
                 recall=self.recall,
+                compaction=self.compaction,
             )
             self._graphs[key] = graph
         return graph

@@ -2,7 +2,8 @@
 
 Contract:
 
-* Every way the memory makes what the model sees smaller lives here:
+* Every way the memory makes what the model sees smaller lives here, and each goes
+  through :class:`~langchain_kimi_context.context.compaction.CompactionService`:
   :meth:`~MaintenanceMixin.maintain` (the end-of-turn check for faces that append
   without running the graph), ``_maybe_truncate`` (the ``on_threshold="truncate"``
   trigger after a ``chat`` turn), :meth:`~MaintenanceMixin.truncate` (drop the head,
@@ -20,21 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, SystemMessage
-
-from langchain_kimi_context.agent import stages as _stages
-from langchain_kimi_context.agent.nodes import AgentRuntime
 from langchain_kimi_context.context.compaction import (
-    CompactionRecord,
+    CompactionService,
     LLMCompaction,
-    apply_compactions,
-    compact,
-    should_compact,
+    TruncateHead,
 )
 from langchain_kimi_context.context.guard import resolve_context_window
-from langchain_kimi_context.context.markers import with_marker
+from langchain_kimi_context.context.markers import get_marker
 from langchain_kimi_context.context.messages import is_system
-from langchain_kimi_context.context.messages import is_user_turn as is_real_user_turn
 from langchain_kimi_context.errors import KimiConfigurationError
 from langchain_kimi_context.memory.core import MemoryCore, exclusive
 from langchain_kimi_context.memory.results import CompressResult, TruncateResult
@@ -51,7 +45,8 @@ class MaintenanceMixin(MemoryCore):
 
         ``chat`` does this itself (inside the graph); faces that append messages without
         calling the graph (the chat-history adapter) call this after each exchange. The
-        trigger is the graph's (``should_compact`` on server usage + estimate).
+        trigger and the strategy are the graph's (the compaction service on the session's
+        calibrated size tracker).
 
         Returns:
             Whether the context was compacted or truncated.
@@ -64,33 +59,33 @@ class MaintenanceMixin(MemoryCore):
             self._maybe_truncate(session_id, state)
             return len(self._state(session_id).get("compactions") or []) > count
         head = self._head(session_id)
-        record, _ = _stages.run_compaction(
+        run = runtime.compaction_service.maybe_compact(
             list(state.get("messages") or []),
             state.get("compactions") or [],
-            runtime.policy,
-            model=runtime.summary_model,
-            profile=runtime.profile,
-            token_counter=self.token_counter,
-            tools=runtime.tool_schemas,
-            trigger=None,
+            tracker=runtime.size_tracker(state),
+            head=runtime.head(),
             snapshot_id=head,
             prepare=lambda view: runtime.prepare(view, state),
         )
-        if record is None:
+        if run.record is None:
             return False
         self.registry.register_snapshot(session_id, head, name=None, reason="compaction")
-        self._write(session_id, {"compactions": [record]})
+        self._write(session_id, {"compactions": [run.record.to_dict()]})
         return True
-
-    def _context_tokens(self, state: Mapping[str, Any], runtime: AgentRuntime) -> int:
-        view = self._view(state)
-        return runtime._tracker(state).current_size(view, runtime.tool_schemas or None)
 
     def _maybe_truncate(self, session_id: str, state: Mapping[str, Any]) -> None:
         runtime = self._runtime(self._session_graph(session_id))
-        tokens = self._context_tokens(state, runtime)
+        # the window rule of the memory's own policy (the graph's has its triggers off);
+        # no price budget: a truncation makes no summary call to price
         window = resolve_context_window(self.policy, runtime.profile).window
-        if should_compact(tokens, window, self.policy):
+        service = CompactionService(
+            self.policy,
+            token_counter=self.token_counter,
+            tools=runtime.tool_schemas or None,
+            window=window,
+        )
+        view = [*runtime.head(), *self._view(state)]
+        if service.decide(view, state.get("compactions"), runtime.size_tracker(state)):
             self.truncate(session_id, preserve_len=self.preserve_len, reason="threshold")
 
     @exclusive
@@ -118,74 +113,32 @@ class MaintenanceMixin(MemoryCore):
         """
         self._check_preserve(preserve_len)
         state = self._state(session_id)
-        log = list(state.get("messages") or [])
-        records = _stages.load_records(state.get("compactions"))
-        view = apply_compactions(log, records)
-        counter = self.token_counter
-        tokens_before = counter.count_messages(view)
-        body = [i for i, m in enumerate(view) if not is_system(m)]
-        log_ids = {m.id for m in log}
-        starts = [i for i in body if is_real_user_turn(view[i]) and view[i].id in log_ids]
-        cut: int | None = None
-        pinned: tuple[str, ...] = ()
-        for start in starts:  # oldest first: the earliest start that fits keeps the most
-            if counter.count_messages(view[start:]) <= preserve_len:
-                cut = start
-                break
-        if cut is None and starts:
-            last = starts[-1]
-            steps = [
-                i
-                for i in body
-                if i > last and isinstance(view[i], AIMessage) and view[i].id in log_ids
-            ]
-            for j in steps:
-                if counter.count_messages([view[last], *view[j:]]) <= preserve_len:
-                    cut, pinned = j, (str(view[last].id),)
-                    break
-            if cut is None and steps:
-                cut, pinned = steps[-1], (str(view[last].id),)
-        first_body = body[0] if body else len(view)
-        if cut is None or cut <= first_body:
-            return TruncateResult(False, None, 0, len(body), tokens_before, tokens_before)
-        dropped = [i for i in body if i < cut and str(view[i].id) not in pinned]
+        runtime = self._runtime(self._session_graph(session_id))
+        service = CompactionService(
+            self.policy,
+            runtime.profile,
+            TruncateHead(preserve_tokens=preserve_len),
+            token_counter=self.token_counter,
+        )
         before = self._head(session_id)
-        snap = self.registry.register_snapshot(session_id, before, name=None, reason=reason)
-        notice = with_marker(
-            SystemMessage(
-                f"[Earlier conversation truncated: {len(dropped)} older messages were "
-                f"removed from the context to save space. Continue from the messages "
-                f"below.]",
-                id=f"trunc-{snap}",
-            ),
-            "summary",
-            truncated=len(dropped),
-        )
-        kept = [m for m in view if is_system(m)] + [notice]
-        kept += [view[i] for i in body if i >= cut or str(view[i].id) in pinned]
-        tokens_after = counter.count_messages(kept)
-        record = CompactionRecord(
-            record_id=CompactionRecord.make_id(truncate=str(view[cut].id), snapshot=snap),
+        run = service.compact(
+            list(state.get("messages") or []),
+            state.get("compactions"),
             trigger=reason,
-            strategy="truncate_head",
-            tokens_before=tokens_before,
-            tokens_after=tokens_after,
-            ratio=round(tokens_before / max(tokens_after, 1), 3),
             snapshot_id=before,
-            summary=notice,
-            first_kept_id=str(view[cut].id),
-            pinned_ids=pinned,
-            covered_until_id=str(log[-1].id) if log else None,
         )
-        self._write(session_id, {"compactions": [record.to_dict()]})
-        return TruncateResult(
-            True,
-            snap,
-            len(dropped),
-            len(kept) - 1 - sum(1 for m in view if is_system(m)),
-            tokens_before,
-            tokens_after,
-        )
+        report = run.report
+        assert report is not None  # a forced run always reports
+        if run.record is None:
+            body = sum(1 for m in run.view if not is_system(m))
+            tokens = report.tokens_before
+            return TruncateResult(False, None, 0, body, tokens, tokens)
+        snap = self.registry.register_snapshot(session_id, before, name=None, reason=reason)
+        self._write(session_id, {"compactions": [run.record.to_dict()]})
+        notice = run.record.summary
+        dropped = int((get_marker(notice) or {}).get("truncated", 0)) if notice else 0
+        kept = sum(1 for m in run.view if not is_system(m)) - 1  # the notice
+        return TruncateResult(True, snap, dropped, kept, report.tokens_before, report.tokens_after)
 
     @exclusive
     def compress(
@@ -215,27 +168,30 @@ class MaintenanceMixin(MemoryCore):
             )
         if ratio < 1:
             raise KimiConfigurationError(f"compress ratio must be >= 1 (got {ratio})")
-        graph = self._session_graph(session_id)
-        runtime = self._runtime(graph)
+        runtime = self._runtime(self._session_graph(session_id))
         state = self._state(session_id)
         log = list(state.get("messages") or [])
-        records = _stages.load_records(state.get("compactions"))
-        view = apply_compactions(log, records)
-        before_tokens = self.token_counter.count_messages(view, runtime.tool_schemas or None)
-        before = self._head(session_id)
-        _, report = compact(
-            log,
+        records = state.get("compactions")
+        tools = runtime.tool_schemas or None
+        service = CompactionService(
             self.policy.replace(compact_target_ratio=float(ratio)),
-            strategy=LLMCompaction(runtime.summary_model),
-            records=records,
-            profile=runtime.profile,
+            runtime.profile,
+            LLMCompaction(runtime.summary_model),
             token_counter=self.token_counter,
-            tools=runtime.tool_schemas or None,
+            tools=tools,
+        )
+        before_tokens = self.token_counter.count_messages(service.view(log, records), tools)
+        before = self._head(session_id)
+        run = service.compact(
+            log,
+            records,
             trigger="manual",
             snapshot_id=before,
             target_tokens=max(1, int(before_tokens / ratio)),
         )
-        if report.record is None:
+        report = run.report
+        assert report is not None  # a forced run always reports
+        if run.record is None:
             return CompressResult(
                 False,
                 None,
@@ -246,13 +202,13 @@ class MaintenanceMixin(MemoryCore):
                 tuple(report.failures),
             )
         snap = self.registry.register_snapshot(session_id, before, name=None, reason="compress")
-        self._write(session_id, {"compactions": [report.record.to_dict()]})
+        self._write(session_id, {"compactions": [run.record.to_dict()]})
         return CompressResult(
             True,
             snap,
             report.tokens_before,
             report.tokens_after,
             round(report.tokens_before / max(report.tokens_after, 1), 3),
-            report.record.record_id,
+            run.record.record_id,
             tuple(report.failures),
         )

@@ -68,6 +68,12 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
         mcp_servers: MCP servers whose tools every session gets, as for
             ``create_kimi_agent(mcp_servers=...)``; rebuilt from this configuration in
             every process, so resumed sessions keep them (``mcp_status(memory)``).
+        compaction: The compaction strategy of ``chat`` and :meth:`maintain` (and of
+            overflow recovery): any object satisfying the
+            :class:`~langchain_kimi_context.context.compaction.Compaction` protocol.
+            ``None``: the default pipeline (structural strategies, then a structured
+            summary). :meth:`truncate` and :meth:`compress` keep their own strategies
+            (``TruncateHead`` and ``LLMCompaction``).
 
     Example:
         >>> import os, tempfile
@@ -77,6 +83,14 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
         >>> sid = mem.create_session(system="Be terse.")
         >>> mem.chat(sid, "@say Split utils.py in two.").content, mem.usage(sid).calls
         ('Split utils.py in two.', 1)
+
+        Any compaction strategy (here the head is dropped instead of summarised):
+
+        >>> from langchain_kimi_context.context.compaction import TruncateHead
+        >>> mem = RollingSnapshotMemory(model, compaction=TruncateHead(),
+        ...     db_path=os.path.join(tempfile.mkdtemp(), "m.db"))
+        >>> mem.compaction.name
+        'truncate_head'
     """
 
     # ------------------------------------------------------------------ sessions
@@ -207,7 +221,9 @@ class RollingSnapshotMemory(TurnsMixin, SnapshotsMixin):
             total_tokens=prompt + output,
             cost=round(cost, 8),
             currency=pricing.currency,
-            context_tokens=runtime._tracker(state).current_size(view, runtime.tool_schemas or None),
+            context_tokens=runtime.size_tracker(state).current_size(
+                view, runtime.tool_schemas or None
+            ),
             context_by_role=by_role,
             log_messages=len(state.get("messages") or []),
             view_messages=len(view),

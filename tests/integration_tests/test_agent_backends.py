@@ -1,16 +1,14 @@
 """One behavioural suite for the agent on SQLite and on PostgreSQL.
 
-PostgreSQL comes from ``KIMI_TEST_POSTGRES_DSN`` (default
-``postgresql://postgres@127.0.0.1:5432/test``); each run works in a schema of its own,
-dropped afterwards, and the Postgres cases skip when the server is unreachable.
+PostgreSQL comes from the shared fixtures (``tests/postgres_fixtures.py``): each test works
+in a fresh schema of the run's own database, and the Postgres cases skip when the server
+is unreachable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +18,11 @@ from langchain_core.messages import HumanMessage
 from langchain_kimi_context import AgentSettings, KimiChatModel, RetrySettings, create_kimi_agent
 from langchain_kimi_context.testing import KimiEmulator
 
-DSN = os.environ.get("KIMI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    pytest.importorskip("langgraph.checkpoint.postgres")
-    try:
-        conn = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"PostgreSQL not reachable at {DSN}: {exc}")
-    schema = f"kimi_test_{uuid.uuid4().hex[:12]}"
-    conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in DSN else "?"
-    try:
-        yield f"{DSN}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        conn.close()
-
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def checkpointer(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
-        return str(request.getfixturevalue("pg_url"))
+        return str(request.getfixturevalue("postgres_schema"))
     return str(tmp_path / "agent.sqlite")
 
 
@@ -120,11 +98,11 @@ def test_rolling_snapshot_memory_snapshot_rollback_share(
     assert [m.content for m in mem.messages(copy)] == ["@say first", "first"]
 
 
-def test_cache_registry_in_a_postgres_store(pg_url: str) -> None:
+def test_cache_registry_in_a_postgres_store(postgres_schema: str) -> None:
     from langchain_kimi_context.agent.checkpointer import open_postgres_store
     from langchain_kimi_context.caching import CacheEntry, StoreCacheRegistry
 
-    store, other = open_postgres_store(pg_url), open_postgres_store(pg_url)
+    store, other = open_postgres_store(postgres_schema), open_postgres_store(postgres_schema)
     registry = StoreCacheRegistry(store)
     assert registry.get("missing") is None
     entry = CacheEntry(
@@ -148,18 +126,18 @@ def test_cache_registry_in_a_postgres_store(pg_url: str) -> None:
 
 
 def test_a_keyword_value_dsn_is_postgres_not_a_sqlite_file(
-    emulator: KimiEmulator, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emulator: KimiEmulator, postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     # libpq's keyword/value form of the same connection ("host=... dbname=... options=...")
-    dsn = make_conninfo(**{k: str(v) for k, v in conninfo_to_dict(pg_url).items()})
+    dsn = make_conninfo(**{k: str(v) for k, v in conninfo_to_dict(postgres_schema).items()})
     assert "://" not in dsn
     monkeypatch.chdir(tmp_path)
     cfg = {"configurable": {"thread_id": f"t-{uuid.uuid4()}"}}
     out = _agent(emulator, dsn).invoke({"messages": [HumanMessage("@say hello")]}, cfg)
     assert out["messages"][-1].content
     assert list(tmp_path.iterdir()) == [], "no SQLite file named after the DSN"
-    assert [m.id for m in _agent(emulator, pg_url).get_state(cfg).values["messages"]] == [
+    assert [m.id for m in _agent(emulator, postgres_schema).get_state(cfg).values["messages"]] == [
         m.id for m in out["messages"]
     ]

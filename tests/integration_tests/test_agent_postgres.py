@@ -1,12 +1,11 @@
 """create_kimi_agent on PostgresSaver (optional extra ``postgres``; skipped without it).
 
-Needs ``pip install 'langchain-kimi-context[postgres]'`` and a PostgreSQL server; the
-DSN comes from ``KIMI_TEST_POSTGRES_DSN`` (default: ``postgresql://postgres@127.0.0.1:5432/test``).
+Needs ``pip install 'langchain-kimi-context[postgres]'`` and a PostgreSQL server (the
+shared fixtures of ``tests/postgres_fixtures.py``: a fresh schema of the run's database).
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,30 +17,16 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_kimi_context import AgentSettings, KimiChatModel, RetrySettings, create_kimi_agent
 from langchain_kimi_context.testing import KimiEmulator
 
-DSN = os.environ.get("KIMI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
 
 @pytest.fixture
-def postgres_saver() -> Iterator[Any]:
-    pg = pytest.importorskip("langgraph.checkpoint.postgres")
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"PostgreSQL not reachable at {DSN}: {exc}")
-    schema = f"kimi_pg_{uuid.uuid4().hex[:12]}"  # other test runs share the server
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    conn = psycopg.connect(
-        DSN, autocommit=True, prepare_threshold=0, options=f"-csearch_path={schema}"
-    )
-    saver = pg.PostgresSaver(conn)
-    saver.setup()
-    try:
+def postgres_saver(postgres_schema: str) -> Iterator[Any]:
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with psycopg.connect(postgres_schema, autocommit=True, prepare_threshold=0) as conn:
+        saver = PostgresSaver(conn)
+        saver.setup()
         yield saver
-    finally:
-        conn.close()
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
 
 
 def test_agent_runs_and_resumes_on_postgres(

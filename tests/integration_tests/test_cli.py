@@ -31,9 +31,6 @@ from langchain_kimi_context import (
 from langchain_kimi_context.agent.storage import open_sqlite_checkpointer
 from langchain_kimi_context.cli import main
 from langchain_kimi_context.testing import KimiEmulator
-from tests.integration_tests import test_agent_backends
-
-pg_url = test_agent_backends.pg_url  # the Postgres fixture: a schema of its own per run
 
 SECRET = "sk-cli-test-secret-0123456789"
 
@@ -493,9 +490,9 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 # ----------------------------------------------------------------------------- postgres
 def test_postgres_dsn_list_show_fork(
-    pg_url: str, emulator: KimiEmulator, capsys: pytest.CaptureFixture[str]
+    postgres_schema: str, emulator: KimiEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pg_dsn = pg_url  # a schema of its own (search_path in the DSN), dropped afterwards
+    pg_dsn = postgres_schema  # a fresh schema of the run's database (tests/postgres_fixtures.py)
     import psycopg
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.rows import dict_row

@@ -1,4 +1,4 @@
-"""One custom compaction strategy, defined here, passed to all three faces (real HTTP).
+"""One custom compaction strategy, defined here, passed to every face (real HTTP).
 
 The strategy below lives only in this test module: adding a compaction strategy needs
 its own module (here: this file) and nothing else, and every face takes it through
@@ -9,20 +9,25 @@ server's count; the target is scaled from it).
 
 from __future__ import annotations
 
+import operator
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from langchain_kimi_context import (
     ContextPolicy,
     KimiChatModel,
     KimiContextMiddleware,
+    KimiPreModelHook,
+    RollingSnapshotMemory,
     create_kimi_agent,
 )
 from langchain_kimi_context.context.compaction import (
@@ -147,6 +152,47 @@ def test_middleware_uses_the_strategy(emulator: KimiEmulator) -> None:
     outs: list[dict[str, Any]] = []
     _turns(lambda text: outs.append(agent.invoke({"messages": [("user", text)]}, cfg)))
     records = outs[-1]["kimi_compactions"]
+    assert any(r["strategy"] == "keep_last_turn" for r in records)
+    assert _sent_marker(emulator)
+    _assert_used_on_calibrated_numbers(strategy)
+
+
+def test_rolling_snapshot_memory_uses_the_strategy(emulator: KimiEmulator) -> None:
+    strategy = KeepLastTurn()
+    memory = RollingSnapshotMemory(
+        _model(emulator),
+        policy=POLICY,
+        db_path=os.path.join(tempfile.mkdtemp(), "m.db"),
+        compaction=strategy,
+    )
+    sid = memory.create_session()
+    _turns(lambda text: memory.chat(sid, text))
+    view: list[BaseMessage] = memory.messages(sid)
+    assert any(MARKER in str(m.content) for m in view)
+    assert _sent_marker(emulator)
+    _assert_used_on_calibrated_numbers(strategy)
+
+
+def test_pre_model_hook_uses_the_strategy_without_a_summariser(emulator: KimiEmulator) -> None:
+    from langgraph.prebuilt import create_react_agent
+    from langgraph.prebuilt.chat_agent_executor import AgentState
+
+    class State(AgentState):  # the hook's records accumulate, as in KimiContextState
+        kimi_compactions: Annotated[list[dict[str, Any]], operator.add]
+
+    strategy = KeepLastTurn()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = create_react_agent(
+            _model(emulator),
+            [],
+            pre_model_hook=KimiPreModelHook(POLICY, compaction=strategy),  # no model
+            state_schema=State,
+            checkpointer=InMemorySaver(),
+        )
+    cfg: Any = {"configurable": {"thread_id": "hook"}}
+    _turns(lambda text: agent.invoke({"messages": [("user", text)]}, cfg))
+    records = agent.get_state(cfg).values["kimi_compactions"]
     assert any(r["strategy"] == "keep_last_turn" for r in records)
     assert _sent_marker(emulator)
     _assert_used_on_calibrated_numbers(strategy)

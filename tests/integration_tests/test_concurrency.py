@@ -32,7 +32,6 @@ from langchain_kimi_context.errors import KimiConfigurationError, ThreadBusyErro
 from langchain_kimi_context.testing import KimiEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
-DSN = os.environ.get("KIMI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 FAST = RetrySettings(initial_interval=0.001, max_interval=0.01)
 N_CALLERS, M_TURNS = 4, 5
 
@@ -43,26 +42,14 @@ def _text(tag: str, delay: float = 0.02) -> str:
 
 # ----------------------------------------------------------------------------- stores
 @pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    """A database of its own for this run (dropped afterwards); skip without Postgres."""
-    psycopg = pytest.importorskip("psycopg")
-    pytest.importorskip("langgraph.checkpoint.postgres")
-    try:
-        admin = psycopg.connect(DSN, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"PostgreSQL not reachable at {DSN}: {exc}")
-    name = f"kimi_prod_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = psycopg.conninfo.make_conninfo(DSN, dbname=name)
-    try:
-        from langgraph.checkpoint.postgres import PostgresSaver
+def pg_dsn(postgres_dsn: str) -> str:
+    """The run's database with LangGraph's tables (created once, before any concurrency)."""
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
 
-        with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
-            PostgresSaver(conn).setup()
-        yield dsn
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with psycopg.connect(postgres_dsn, autocommit=True, prepare_threshold=0) as conn:
+        PostgresSaver(conn).setup()
+    return postgres_dsn
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

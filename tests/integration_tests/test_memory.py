@@ -618,3 +618,23 @@ def test_a_model_name_is_enough(
     assert memory.chat(sid, "@say split done").content == "split done"
     assert memory.model.model_name == "kimi-k2.6"
     assert _chat_requests(emulator)[-1].body["model"] == "kimi-k2.6"
+
+
+def test_truncate_mode_never_summarises_at_the_price_budget(
+    emulator: KimiEmulator, tmp_path: Path
+) -> None:
+    # kimi-k2.6 is priced, so the default policy's price budget fires near 51K tokens;
+    # in truncate mode the memory owns the trigger and a summary call must never happen
+    mem = RollingSnapshotMemory(
+        _model(emulator),
+        db_path=tmp_path / "m.db",
+        on_threshold="truncate",
+        sleep=lambda s: None,
+    )
+    sid = mem.create_session(system="sys")
+    for i in range(14):
+        mem.chat(sid, _turn(i, reply=5_000))
+    assert mem.usage(sid).context_tokens > 60_000  # past the price budget
+    assert not [r for r in _chat_requests(emulator) if is_summary_request(r.body)]
+    records = mem._state(sid).get("compactions") or []
+    assert all(r["strategy"] == "truncate_head" for r in records)
