@@ -90,18 +90,6 @@ def fold_messages(state: Sequence[AnyMessage] | None, writes: Sequence[Any]) -> 
 
     Raises:
         ValueError: A ``RemoveMessage`` names an id that is not in the history.
-
-    Example:
-        >>> from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
-        >>> s = fold_messages([], [HumanMessage("hi", id="1"), [AIMessage("yo", id="2")]])
-        >>> [m.content for m in fold_messages(s, [AIMessage("hey", id="2")])]
-        ['hi', 'hey']
-        >>> [m.id for m in fold_messages(s, [RemoveMessage(id="1")])]
-        ['2']
-        >>> a = fold_messages(fold_messages([], [HumanMessage("x")]), [HumanMessage("y")])
-        >>> b = fold_messages([], [HumanMessage("x"), HumanMessage("y")])
-        >>> [m.id for m in a] == [m.id for m in b]
-        True
     """
     merged: list[Any] = list(state or [])
     index: dict[str | None, int] | None = None
@@ -159,10 +147,6 @@ def append_items(state: Sequence[Any] | None, writes: Sequence[Any]) -> list[Any
 
     Returns:
         The new list.
-
-    Example:
-        >>> append_items([1], [2, [3, 4]])
-        [1, 2, 3, 4]
     """
     out = list(state or [])
     for w in writes:
@@ -182,10 +166,6 @@ def last_value(state: Any, writes: Sequence[Any]) -> Any:
 
     Returns:
         The last write, or ``state`` when there is none.
-
-    Example:
-        >>> last_value({"a": 1}, [{"b": 2}, {"c": 3}])
-        {'c': 3}
     """
     return writes[-1] if writes else state
 
@@ -199,10 +179,6 @@ def merge_dicts(state: Any, writes: Sequence[Any]) -> dict[str, Any]:
 
     Returns:
         The merged dict.
-
-    Example:
-        >>> merge_dicts({"a": 1, "b": 1}, [{"b": 2}, {"c": 3}])
-        {'a': 1, 'b': 2, 'c': 3}
     """
     out = dict(state or {})
     for w in writes:
@@ -228,10 +204,6 @@ def delta_channel(
 
     Returns:
         The channel.
-
-    Example:
-        >>> delta_channel(last_value, dict).snapshot_frequency == DEFAULT_SNAPSHOT_FREQUENCY
-        True
     """
     return DeltaChannel(reducer, typ, snapshot_frequency=snapshot_frequency)
 
@@ -245,10 +217,6 @@ def messages_channel(snapshot_frequency: int = DEFAULT_SNAPSHOT_FREQUENCY) -> De
 
     Returns:
         A :class:`~langgraph.channels.DeltaChannel` reducing with :func:`fold_messages`.
-
-    Example:
-        >>> messages_channel(50).snapshot_frequency
-        50
     """
     return DeltaChannel(fold_messages, list, snapshot_frequency=snapshot_frequency)
 
@@ -261,9 +229,5 @@ def records_channel(snapshot_frequency: int = DEFAULT_SNAPSHOT_FREQUENCY) -> Del
 
     Returns:
         A :class:`~langgraph.channels.DeltaChannel` reducing with :func:`append_items`.
-
-    Example:
-        >>> records_channel().snapshot_frequency == DEFAULT_SNAPSHOT_FREQUENCY
-        True
     """
     return DeltaChannel(append_items, list, snapshot_frequency=snapshot_frequency)

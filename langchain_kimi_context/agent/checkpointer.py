@@ -54,12 +54,6 @@ def is_postgres_url(value: object) -> bool:
         keyword/value strings (``"host=db1 dbname=app user=kimi"``): every word is
         ``key=value`` and one key is a connection key (host, hostaddr, dbname, user, port,
         service). Such a string is never a SQLite file name.
-
-    Example:
-        >>> is_postgres_url("postgresql://u@h/db"), is_postgres_url("/tmp/x.sqlite")
-        (True, False)
-        >>> is_postgres_url("host=127.0.0.1 dbname=test user=postgres")
-        True
     """
     if not isinstance(value, str):
         return False
@@ -129,13 +123,6 @@ def resolve_checkpointer(
 
     Raises:
         KimiConfigurationError: Anything else (the message lists what is accepted).
-
-    Example:
-        >>> import os, tempfile
-        >>> type(resolve_checkpointer(os.path.join(tempfile.mkdtemp(), "a.db"))).__name__
-        'KimiSqliteSaver'
-        >>> resolve_checkpointer(False) is None
-        True
     """
     if checkpointer is None:
         return open_sqlite_checkpointer(db_path)

@@ -26,11 +26,6 @@ def compressed_serde() -> EncryptedSerializer:
 
     Returns:
         ``EncryptedSerializer(ZlibCodec(), JsonPlusSerializer())``.
-
-    Example:
-        >>> serde = compressed_serde()
-        >>> serde.loads_typed(serde.dumps_typed({"a": [1, 2]}))
-        {'a': [1, 2]}
     """
     return EncryptedSerializer(ZlibCodec(), JsonPlusSerializer())
 
@@ -48,14 +43,6 @@ class ZlibCodec:
     Args:
         level: zlib level (1 = fastest).
         min_bytes: Smaller payloads are stored uncompressed.
-
-    Example:
-        >>> codec = ZlibCodec()
-        >>> name, data = codec.encrypt(b"abc" * 1000)
-        >>> name, len(data) < 100, codec.decrypt(name, data) == b"abc" * 1000
-        ('zlibd1', True, True)
-        >>> codec.encrypt(b"tiny")
-        ('raw', b'tiny')
     """
 
     def __init__(self, level: int = 1, min_bytes: int = 64) -> None:
@@ -70,10 +57,6 @@ class ZlibCodec:
 
         Returns:
             ``("zlibd1", compressed)`` or ``("raw", plaintext)`` for small blobs.
-
-        Example:
-            >>> ZlibCodec(min_bytes=0).encrypt(b"x" * 100)[0]
-            'zlibd1'
         """
         if len(plaintext) < self.min_bytes:
             return "raw", plaintext
@@ -92,10 +75,6 @@ class ZlibCodec:
 
         Raises:
             ValueError: Unknown codec name.
-
-        Example:
-            >>> ZlibCodec().decrypt("raw", b"x")
-            b'x'
         """
         if ciphername == "zlibd1":
             decomp = zlib.decompressobj(zdict=ZDICT_V1)

@@ -88,12 +88,6 @@ def with_seed(entry: DeltaChannelHistory | dict[str, Any], source: Mapping[str, 
 
     Returns:
         ``entry``.
-
-    Example:
-        >>> with_seed({"writes": []}, {"writes": [], "seed": [1]})
-        {'writes': [], 'seed': [1]}
-        >>> with_seed({"writes": []}, {"writes": []})
-        {'writes': []}
     """
     if "seed" in source:
         entry["seed"] = source["seed"]

@@ -82,11 +82,6 @@ def incoming_ddl(layout: SqlLayout) -> str:
 
     Returns:
         The statement.
-
-    Example:
-        >>> from langchain_kimi_context.agent.sqlite_saver import SQLITE_LAYOUT
-        >>> "value BLOB" in incoming_ddl(SQLITE_LAYOUT)
-        True
     """
     return (
         "CREATE TABLE IF NOT EXISTS kimi_incoming (thread_id TEXT NOT NULL, "
@@ -268,12 +263,6 @@ class SqlStorageMixin(TurnPruningMixin):
 
         Args:
             thread_id: The thread to delete.
-
-        Example:
-            >>> import sqlite3
-            >>> from langchain_kimi_context.agent.sqlite_saver import KimiSqliteSaver
-            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.delete_thread("nothing-here")
         """
         with self._writing() as h:
             for table in self.layout.thread_columns:

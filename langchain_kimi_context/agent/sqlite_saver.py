@@ -70,15 +70,6 @@ def default_checkpoint_path() -> Path:
 
     Returns:
         The path.
-
-    Example:
-        >>> import os
-        >>> os.environ["KIMI_CONTEXT_DB"] = "/tmp/kimi-doctest.sqlite"
-        >>> str(default_checkpoint_path())
-        '/tmp/kimi-doctest.sqlite'
-        >>> del os.environ["KIMI_CONTEXT_DB"]
-        >>> default_checkpoint_path().name
-        'checkpoints.sqlite'
     """
     env = os.environ.get(DB_ENV_VAR)
     if env:
@@ -134,14 +125,7 @@ class KimiSqliteSaver(ThreadedAsyncMixin, SqlStorageMixin, SqliteSaver):
         return compressed_serde()
 
     def setup(self) -> None:
-        """Create the tables (LangGraph's plus ``kimi_incoming``) if missing.
-
-        Example:
-            >>> import sqlite3
-            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.setup(); s.is_setup
-            True
-        """
+        """Create the tables (LangGraph's plus ``kimi_incoming``) if missing."""
         if self.is_setup:
             return
         super().setup()
@@ -157,12 +141,6 @@ class KimiSqliteSaver(ThreadedAsyncMixin, SqlStorageMixin, SqliteSaver):
 
         Returns:
             The next version.
-
-        Example:
-            >>> import sqlite3
-            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.get_next_version(None), s.get_next_version(41)
-            (1, 42)
         """
         if isinstance(current, str):
             return super().get_next_version(current, channel)
@@ -257,14 +235,6 @@ def open_sqlite_checkpointer(
     Raises:
         KimiConfigurationError: If the file cannot be created or opened (the message
             names the path, where it came from and the alternatives).
-
-    Example:
-        >>> import tempfile, os
-        >>> d = tempfile.mkdtemp()
-        >>> saver = open_sqlite_checkpointer(os.path.join(d, "sub", "c.sqlite"))
-        >>> os.path.exists(os.path.join(d, "sub", "c.sqlite"))
-        True
-        >>> saver.conn.close()
     """
     target = Path(path).expanduser() if path is not None else default_checkpoint_path()
     try:

@@ -73,9 +73,6 @@ def prune_after_run(saver: object, config: RunnableConfig) -> None:
     Args:
         saver: The graph's checkpointer (anything).
         config: The run's config (its ``thread_id`` is pruned).
-
-    Example:
-        >>> prune_after_run(None, {"configurable": {"thread_id": "t"}})
     """
     if not getattr(saver, "prune_turns", False):
         return
@@ -94,10 +91,6 @@ def pruned_stream(stream: Iterator[Any], saver: object, config: RunnableConfig) 
 
     Yields:
         The stream's items.
-
-    Example:
-        >>> list(pruned_stream(iter([1, 2]), None, {}))
-        [1, 2]
     """
     yield from stream
     prune_after_run(saver, config)
@@ -115,10 +108,6 @@ async def apruned_stream(
 
     Yields:
         The stream's items.
-
-    Example:
-        >>> apruned_stream.__name__
-        'apruned_stream'
     """
     async for item in stream:
         yield item

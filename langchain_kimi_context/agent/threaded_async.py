@@ -29,13 +29,6 @@ class ThreadedAsyncMixin:
     sync methods (``BaseCheckpointSaver``'s signatures). Covers the base API (``aget_tuple``,
     ``alist``, ``aput``, ``aput_writes``, ``adelete_thread``) and the extended one
     (``acopy_thread``, ``adelete_for_runs``, ``aprune``, ``aget_delta_channel_history``).
-
-    Example:
-        >>> import asyncio, sqlite3
-        >>> from langchain_kimi_context.agent.sqlite_saver import KimiSqliteSaver
-        >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-        >>> asyncio.run(s.aget_tuple({"configurable": {"thread_id": "none"}})) is None
-        True
     """
 
     get_tuple: Callable[[RunnableConfig], CheckpointTuple | None]

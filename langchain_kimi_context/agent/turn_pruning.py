@@ -94,11 +94,6 @@ def delta_like_channels(node: ChainNode) -> list[str]:
 
     Returns:
         The channel names, sorted.
-
-    Example:
-        >>> delta_like_channels(ChainNode("c", None, {"b": 1}, [], versions=frozenset(
-        ...     {"a", "b", "branch:to:x", "__start__"})))
-        ['a']
     """
     return sorted(
         ch for ch in node.versions if ch not in node.values and not ch.startswith(RESERVED_PREFIXES)
@@ -116,10 +111,6 @@ def copy_histories(
 
     Returns:
         A copy.
-
-    Example:
-        >>> copy_histories({"m": {"writes": [("t", "m", 1)]}}, ["m"])
-        {'m': {'writes': [('t', 'm', 1)]}}
     """
     return {ch: with_seed({"writes": list(hist[ch]["writes"])}, hist[ch]) for ch in channels}
 
@@ -316,14 +307,6 @@ class TurnPruningMixin:
 
         Returns:
             ``{channel: DeltaChannelHistory}`` (seed + writes).
-
-        Example:
-            >>> import sqlite3
-            >>> from langchain_kimi_context.agent.sqlite_saver import KimiSqliteSaver
-            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.get_delta_channel_history(
-            ...     config={"configurable": {"thread_id": "t"}}, channels=["messages"])
-            {'messages': {'writes': []}}
         """
         if not channels:
             return {}
@@ -394,16 +377,6 @@ class TurnPruningMixin:
         Raises:
             TypeError: ``thread_ids`` is a single string.
             ValueError: Unknown strategy.
-
-        Example:
-            >>> import sqlite3
-            >>> from langchain_kimi_context.agent.sqlite_saver import KimiSqliteSaver
-            >>> s = KimiSqliteSaver(sqlite3.connect(":memory:", check_same_thread=False))
-            >>> s.prune(["none"], strategy="keep_latest")
-            >>> s.prune(["none"], strategy="newest")
-            Traceback (most recent call last):
-            ...
-            ValueError: Unknown prune strategy 'newest': use one of keep_turns, keep_latest, delete
         """
         if isinstance(thread_ids, str):
             raise TypeError("thread_ids must be a sequence of thread ids, not a str")
@@ -530,13 +503,6 @@ def squash_plan(
 
     Yields:
         ``(first, end)`` ranges.
-
-    Example:
-        >>> a = ChainNode("a", None, {}, [], source="input")
-        >>> b = ChainNode("b", "a", {}, [], source="loop")
-        >>> c = ChainNode("c", "b", {}, [], source="loop")
-        >>> list(squash_plan([c, b, a], {"a": 1, "b": 1}, set()))
-        [(1, 3)]
     """
     n = len(chain)
 
