@@ -259,13 +259,15 @@ def create_kimi_agent(
     Example:
         >>> import tempfile, os
         >>> from langchain_kimi_context import KimiChatModel
-        >>> model = KimiChatModel(model="kimi-k2.6", api_key="sk-test")
+        >>> model = KimiChatModel(model="kimi-k2.6", base_url=base_url, api_key=api_key)
         >>> db = os.path.join(tempfile.mkdtemp(), "kimi.sqlite")
         >>> agent = create_kimi_agent(model, db_path=db)
         >>> [n for n in agent.get_graph().nodes if not n.startswith("__")][:2]
         ['preflight', 'sanitize']
-        >>> agent.invoke({"messages": [("user", "hi")]},
-        ...              {"configurable": {"thread_id": "t1"}})  # doctest: +SKIP
+        >>> out = agent.invoke({"messages": [("user", "@say hi")]},
+        ...                    {"configurable": {"thread_id": "t1"}})
+        >>> out["messages"][-1].content
+        'hi'
 
         Any compaction strategy (here the head is dropped instead of summarised; a
         class with ``name``, ``compact`` and ``acompact`` is enough):

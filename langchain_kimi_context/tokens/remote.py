@@ -138,8 +138,8 @@ def count_tokens_exact(
 
     Example:
         >>> from langchain_core.messages import HumanMessage
-        >>> count_tokens_exact([HumanMessage("hi")], api_key="sk-...")  # doctest: +SKIP
-        7
+        >>> count_tokens_exact([HumanMessage("hi")], base_url=base_url, api_key=api_key)
+        3
     """
     import httpx
 
@@ -184,9 +184,11 @@ async def acount_tokens_exact(
         ``data.total_tokens`` of the reply.
 
     Example:
+        >>> import asyncio
         >>> from langchain_core.messages import HumanMessage
-        >>> await acount_tokens_exact([HumanMessage("hi")], api_key="sk-...")  # doctest: +SKIP
-        7
+        >>> asyncio.run(acount_tokens_exact([HumanMessage("hi")], base_url=base_url,
+        ...                                 api_key=api_key))
+        3
     """
     import httpx
 
