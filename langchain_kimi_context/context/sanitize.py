@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from langchain_core.messages import (
@@ -422,6 +422,25 @@ def _merge_users(run: list[tuple[HumanMessage, int]]) -> tuple[HumanMessage, Mer
     return merged, MergedUserMessages(into=newest_ref, merged=tuple(refs))
 
 
+def _emit_run(
+    run: list[tuple[HumanMessage, int]],
+    append: Callable[[BaseMessage], None],
+    merged_reports: list[MergedUserMessages],
+) -> bool:
+    """Emit a run of consecutive user messages: one as it is, several merged into one.
+
+    Returns:
+        Whether the run was merged (the history changed).
+    """
+    if len(run) == 1:
+        append(run[0][0])
+        return False
+    merged, rep = _merge_users(run)
+    merged_reports.append(rep)
+    append(merged)
+    return True
+
+
 def merge_adjacent_user_messages(
     messages: Sequence[BaseMessage], policy: ContextPolicy
 ) -> tuple[Sequence[BaseMessage], tuple[MergedUserMessages, ...]]:
@@ -609,13 +628,7 @@ def sanitize_messages(
             run.append((message, index))  # type: ignore[arg-type]
             continue
         if run:
-            if len(run) == 1:
-                append(run[0][0])
-            else:
-                merged, rep = _merge_users(run)
-                merged_reports.append(rep)
-                append(merged)
-                changed = True
+            changed = _emit_run(run, append, merged_reports) or changed
             run = []
         append(new)
     if run:
@@ -625,13 +638,7 @@ def sanitize_messages(
             tuple(entries[:n] for entries, n in zip(lists, lengths, strict=True)),
             changed_then,
         )
-        if len(run) == 1:
-            append(run[0][0])
-        else:
-            merged, rep = _merge_users(run)
-            merged_reports.append(rep)
-            append(merged)
-            changed = True
+        changed = _emit_run(run, append, merged_reports) or changed
     else:
         boundary = len(messages)
         saved = (list(out), tuple(list(entries) for entries in lists), changed)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from langchain_kimi_context.context.compaction.llm import SUMMARY_SECTIONS
 from langchain_kimi_context.testing.responders.directives import _plain_text
 from langchain_kimi_context.testing.responders.protocol import ReplySpec, ResponderRequest
 from langchain_kimi_context.testing.tokenizer import EmulatorTokenizer, message_text
@@ -121,14 +122,7 @@ class CompactionResponder:
         True
     """
 
-    HEADINGS = (
-        "Current Task",
-        "Errors & Solutions",
-        "Code",
-        "System Context",
-        "Design Decisions",
-        "TODO",
-    )
+    HEADINGS = SUMMARY_SECTIONS
 
     def __init__(self, *, max_fraction: float = 0.25, max_items_per_section: int = 40) -> None:
         if not 0 < max_fraction <= 1:
