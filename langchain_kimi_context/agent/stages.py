@@ -3,22 +3,22 @@
 Nothing here transforms messages itself: each function calls the context layer
 (:mod:`langchain_kimi_context.context`) and turns its report into a small dict for the
 graph state. The agent's nodes, ``RollingSnapshotMemory`` and ``KimiContextMiddleware``
-apply stored compaction records, run a compaction and resolve a model's profile with these
-functions, so every face does it the same way. The pipeline stages themselves run straight
+apply stored compaction records and resolve a model's profile with these functions, so
+every face does it the same way; compaction itself goes through
+:class:`~langchain_kimi_context.context.compaction.CompactionService`. The pipeline stages themselves run straight
 from :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (see ``nodes.py``);
 :func:`stage_report` only formats their reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AnyMessage, BaseMessage
 
 from langchain_kimi_context.context.compaction import (
     CompactionRecord,
-    CompactionService,
     apply_compactions,
 )
 from langchain_kimi_context.context.pipeline import StageReport
@@ -30,11 +30,9 @@ from langchain_kimi_context.tokens import TokenCounter
 
 __all__ = [
     "apply_records",
-    "compaction_due",
     "guard",
     "load_records",
     "model_profile",
-    "run_compaction",
     "stage_report",
 ]
 
@@ -177,64 +175,3 @@ def apply_records(log: list[AnyMessage], records: Sequence[Any] | None) -> list[
     if not records:
         return list(log)
     return list(apply_compactions(log, load_records(records)))  # type: ignore[arg-type]
-
-
-def compaction_due(
-    tokens: int,
-    policy: ContextPolicy,
-    profile: KimiModelProfile,
-    records: Sequence[Any] | None = None,
-) -> str | None:
-    """The compaction trigger for a request of ``tokens`` (the compaction service's rule).
-
-    Args:
-        tokens: The calibrated size of the request.
-        policy: Trigger thresholds.
-        profile: Model profile (window; prices for the price budget).
-        records: The compaction records (the newest one's ``tokens_after`` is the price
-            budget's floor).
-
-    Returns:
-        The trigger reason, or ``None`` when it does not fire.
-    """
-    decision = CompactionService(policy, profile).due(tokens, load_records(records))
-    return (decision.reason or "trigger") if decision else None
-
-
-def run_compaction(
-    log: list[AnyMessage],
-    records: Sequence[Any],
-    policy: ContextPolicy,
-    *,
-    model: Any,
-    profile: KimiModelProfile,
-    token_counter: TokenCounter,
-    tools: Sequence[Any],
-    trigger: str | None,
-    snapshot_id: str | None,
-    prepare: Callable[[list[BaseMessage]], Sequence[BaseMessage]] | None = None,
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Compact now (``trigger`` given) or only if due, through the compaction service.
-
-    Args:
-        log: The full log.
-        records: Earlier records (dicts).
-        policy: Thresholds.
-        model: The summariser.
-        profile: Model profile.
-        token_counter: Counter.
-        tools: Tool schemas.
-        trigger: Why a compaction is forced, or ``None`` for the end-of-turn check.
-        snapshot_id: The checkpoint holding the pre-compaction state.
-        prepare: How a view becomes the request the model receives.
-
-    Returns:
-        ``(new record as a dict or None, report dict)`` (:meth:`CompactionRun.to_dict`).
-    """
-    service = CompactionService(policy, profile, None, model, token_counter, list(tools) or None)
-    options: dict[str, Any] = {"snapshot_id": snapshot_id, "prepare": prepare}
-    if trigger is None:
-        run = service.maybe_compact(log, records, **options)
-    else:
-        run = service.compact(log, records, trigger=trigger, **options)
-    return (run.record.to_dict() if run.record is not None else None), run.to_dict()
