@@ -5,8 +5,9 @@ Nothing here transforms messages itself: each function calls the context layer
 graph state. The agent's nodes, ``RollingSnapshotMemory`` and ``KimiContextMiddleware``
 apply stored compaction records and resolve a model's profile with these functions, so
 every face does it the same way; compaction itself goes through
-:class:`~langchain_kimi_context.context.compaction.CompactionService`. The pipeline stages themselves run straight
-from :data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (see ``nodes.py``);
+:class:`~langchain_kimi_context.context.compaction.CompactionService`. The pipeline
+stages themselves run straight from
+:data:`~langchain_kimi_context.context.pipeline.PIPELINE_STAGES` (see ``nodes.py``);
 :func:`stage_report` only formats their reports.
 """
 

@@ -15,6 +15,7 @@ from langchain_kimi_context.context.compaction import (
     apply_compactions,
     compact,
     compaction_target,
+    maybe_compact,
 )
 from langchain_kimi_context.context.markers import get_marker
 from langchain_kimi_context.context.policy import ContextPolicy
@@ -112,6 +113,23 @@ def test_a_run_that_does_not_shrink_the_view_is_rejected() -> None:
     assert run.record is None
     assert run.rejected
     assert "not smaller" in run.to_dict()["rejected"]
+    assert run.view == conversation(2, words=5)  # the view is the one before the run
+
+
+def test_maybe_compact_reports_a_rejected_run_as_no_change() -> None:
+    class Grow(LocalCompaction):
+        name = "grow"
+
+        def compact(self, ctx: CompactionContext, draft: CompactionDraft) -> CompactionDraft:
+            big = SystemMessage("summary " * 2_000, id="big")
+            return CompactionDraft(summary=big, first_kept_id=ctx.log[3].id, strategies=("grow",))
+
+    log = conversation(6, words=60)
+    view, report = maybe_compact(log, POLICY, strategy=Grow())
+    assert report is not None  # the trigger fired and the strategy ran
+    assert report.record is None  # nothing for the caller to store
+    assert not report.changed
+    assert view == log
 
 
 def test_a_kept_record_carries_the_savings_when_prices_are_known() -> None:

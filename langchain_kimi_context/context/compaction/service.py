@@ -26,7 +26,7 @@ The strategy is any object satisfying the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
@@ -310,7 +310,8 @@ class CompactionService:
                 f"not smaller: {report.tokens_before} -> {report.tokens_after} tokens; "
                 "the record was discarded and the view is unchanged"
             )
-            return CompactionRun(view, report, rejected=rejected)
+            before = apply_compactions(log, options.get("records"))
+            return CompactionRun(before, report, rejected=rejected)
         savings = None
         if self.profile is not None:
             earlier = as_records(options.get("records"))
@@ -495,6 +496,13 @@ def _legacy(
     return service, options.get("records", ()), run
 
 
+def _legacy_result(run: CompactionRun) -> tuple[list[BaseMessage], CompactionReport | None]:
+    """``(view, report)``; a rejected run reports no change and no record to store."""
+    if run.rejected is None or run.report is None:
+        return run.view, run.report
+    return run.view, replace(run.report, changed=False, record=None)
+
+
 def maybe_compact(
     messages: Sequence[BaseMessage],
     policy: ContextPolicy | None = None,
@@ -529,7 +537,7 @@ def maybe_compact(
     """
     service, records, run_options = _legacy(policy, options)
     run = service.maybe_compact(messages, records, tracker=tracker, **run_options)
-    return run.view, run.report
+    return _legacy_result(run)
 
 
 async def amaybe_compact(
@@ -549,4 +557,4 @@ async def amaybe_compact(
     """
     service, records, run_options = _legacy(policy, options)
     run = await service.amaybe_compact(messages, records, tracker=tracker, **run_options)
-    return run.view, run.report
+    return _legacy_result(run)
